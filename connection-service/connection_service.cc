@@ -1,0 +1,219 @@
+#include "connection-service/connection_service.h"
+
+#include <algorithm>
+
+#include "common/grpc_status.h"
+#include "common/stream_writer.h"
+
+namespace chat::connection {
+namespace {
+
+using chat::v1::PresenceEvent;
+using chat::v1::RouteChange;
+using chat::v1::RouteUpdate;
+
+constexpr size_t kMaxQueuedUpdates = 20000;
+constexpr size_t kSnapshotChunk = 5000;
+
+grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const absl::Status& status) {
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+ConnectionInfo FromProto(const chat::v1::Connection& c) {
+  return {c.connection_id(), c.user(), c.edge_id(), c.connected_at_ms(), c.user_agent(), c.ip()};
+}
+
+void ToProto(const ConnectionInfo& c, chat::v1::Connection* out) {
+  out->set_connection_id(c.connection_id);
+  out->set_user(c.user);
+  out->set_edge_id(c.edge_id);
+  out->set_connected_at_ms(c.connected_at_ms);
+  out->set_user_agent(c.user_agent);
+  out->set_ip(c.ip);
+}
+
+RouteChange::Reason ToProto(RemoveReason reason) {
+  switch (reason) {
+    case RemoveReason::kUnregistered:
+      return RouteChange::UNREGISTERED;
+    case RemoveReason::kLeaseExpired:
+      return RouteChange::LEASE_EXPIRED;
+    case RemoveReason::kKicked:
+      return RouteChange::KICKED;
+    case RemoveReason::kNone:
+      break;
+  }
+  return RouteChange::REASON_UNSPECIFIED;
+}
+
+class RouteStream final : public RouteWatcher {
+ public:
+  explicit RouteStream(Registry* registry)
+      : registry_(registry),
+        writer_(new StreamWriter<RouteUpdate>(kMaxQueuedUpdates,
+                                              [this] { registry_->RemoveRouteWatcher(this); delete this; })) {}
+
+  StreamWriter<RouteUpdate>* writer() { return writer_; }
+
+  void OnRouteSnapshot(const std::vector<std::string>& users,
+                       const std::vector<ConnectionInfo>& connections) override {
+    RouteUpdate update;
+    update.set_reset(true);
+    size_t in_chunk = 0;
+    auto flush = [&] {
+      writer_->Push(std::move(update));
+      update = RouteUpdate();
+      in_chunk = 0;
+    };
+    for (const auto& user : users) {
+      update.add_users(user);
+      if (++in_chunk == kSnapshotChunk) flush();
+    }
+    for (const auto& c : connections) {
+      auto* change = update.add_changes();
+      change->set_kind(RouteChange::ADDED);
+      ToProto(c, change->mutable_connection());
+      if (++in_chunk == kSnapshotChunk) flush();
+    }
+    update.set_snapshot_done(true);
+    writer_->Push(std::move(update));
+  }
+
+  void OnRouteEvents(const std::vector<RouteEvent>& events) override {
+    RouteUpdate update;
+    for (const auto& e : events) {
+      auto* change = update.add_changes();
+      switch (e.kind) {
+        case RouteEventKind::kAdded:
+          change->set_kind(RouteChange::ADDED);
+          break;
+        case RouteEventKind::kRemoved:
+          change->set_kind(RouteChange::REMOVED);
+          break;
+        case RouteEventKind::kUserCreated:
+          change->set_kind(RouteChange::USER_CREATED);
+          break;
+      }
+      change->set_reason(ToProto(e.reason));
+      ToProto(e.connection, change->mutable_connection());
+    }
+    writer_->Push(std::move(update));
+  }
+
+ private:
+  Registry* registry_;
+  StreamWriter<RouteUpdate>* writer_;  // owns itself; deletes us in OnDone
+};
+
+class PresenceStream final : public PresenceWatcher {
+ public:
+  explicit PresenceStream(Registry* registry)
+      : registry_(registry),
+        writer_(new StreamWriter<PresenceEvent>(
+            kMaxQueuedUpdates, [this] { registry_->RemovePresenceWatcher(this); delete this; })) {}
+
+  StreamWriter<PresenceEvent>* writer() { return writer_; }
+
+  void OnPresence(const std::vector<PresenceChange>& changes) override {
+    for (const auto& change : changes) {
+      PresenceEvent event;
+      event.set_name(change.user);
+      event.set_online(change.online);
+      event.set_ts_ms(change.ts_ms);
+      if (!writer_->Push(std::move(event))) return;
+    }
+  }
+
+ private:
+  Registry* registry_;
+  StreamWriter<PresenceEvent>* writer_;
+};
+
+}  // namespace
+
+ConnectionServiceImpl::ConnectionServiceImpl(Registry* registry, std::string instance_id)
+    : registry_(registry), instance_id_(std::move(instance_id)) {}
+
+grpc::ServerUnaryReactor* ConnectionServiceImpl::Register(grpc::CallbackServerContext* ctx,
+                                                          const chat::v1::RegisterRequest* request,
+                                                          chat::v1::RegisterResponse* response) {
+  std::vector<ConnectionInfo> connections;
+  connections.reserve(request->connections_size());
+  for (const auto& c : request->connections()) connections.push_back(FromProto(c));
+  response->set_instance_id(instance_id_);
+  return Done(ctx, registry_->Register(request->edge_id(), std::move(connections)));
+}
+
+grpc::ServerUnaryReactor* ConnectionServiceImpl::Unregister(
+    grpc::CallbackServerContext* ctx, const chat::v1::UnregisterRequest* request,
+    chat::v1::UnregisterResponse* response) {
+  response->set_instance_id(instance_id_);
+  return Done(ctx, registry_->Unregister(
+                       request->edge_id(),
+                       {request->connection_ids().begin(), request->connection_ids().end()}));
+}
+
+grpc::ServerUnaryReactor* ConnectionServiceImpl::Heartbeat(
+    grpc::CallbackServerContext* ctx, const chat::v1::HeartbeatRequest* request,
+    chat::v1::HeartbeatResponse* response) {
+  auto result = registry_->Heartbeat(request->edge_id());
+  if (result.ok()) {
+    response->set_instance_id(instance_id_);
+    response->set_lease_known(result->lease_known);
+    response->set_lease_timeout_ms(registry_->lease_timeout_ms());
+  }
+  return Done(ctx, result.status());
+}
+
+grpc::ServerUnaryReactor* ConnectionServiceImpl::ListUsers(
+    grpc::CallbackServerContext* ctx, const chat::v1::ListUsersRequest* request,
+    chat::v1::ListUsersResponse* response) {
+  auto result = registry_->ListUsers(request->after(), request->limit(), request->online_only());
+  if (result.ok()) {
+    for (const auto& u : result->users) {
+      auto* out = response->add_users();
+      out->set_name(u.name);
+      out->set_online(u.online);
+    }
+    response->set_next(result->next);
+  }
+  return Done(ctx, result.status());
+}
+
+grpc::ServerUnaryReactor* ConnectionServiceImpl::GetUser(grpc::CallbackServerContext* ctx,
+                                                         const chat::v1::GetUserRequest* request,
+                                                         chat::v1::User* response) {
+  auto result = registry_->GetUser(request->name());
+  if (result.ok()) {
+    response->set_name(result->name);
+    response->set_online(!result->connections.empty());
+    for (const auto& c : result->connections) ToProto(c, response->add_connections());
+  }
+  return Done(ctx, result.status());
+}
+
+grpc::ServerUnaryReactor* ConnectionServiceImpl::Disconnect(
+    grpc::CallbackServerContext* ctx, const chat::v1::DisconnectRequest* request,
+    chat::v1::DisconnectResponse* response) {
+  auto result = registry_->Disconnect(request->user(), request->connection_id());
+  if (result.ok()) response->set_disconnected(*result);
+  return Done(ctx, result.status());
+}
+
+grpc::ServerWriteReactor<chat::v1::PresenceEvent>* ConnectionServiceImpl::WatchPresence(
+    grpc::CallbackServerContext* ctx, const chat::v1::WatchPresenceRequest* request) {
+  auto* stream = new PresenceStream(registry_);
+  registry_->AddPresenceWatcher(stream, {request->users().begin(), request->users().end()});
+  return stream->writer();
+}
+
+grpc::ServerWriteReactor<chat::v1::RouteUpdate>* ConnectionServiceImpl::WatchRoutes(
+    grpc::CallbackServerContext* ctx, const chat::v1::WatchRoutesRequest* request) {
+  auto* stream = new RouteStream(registry_);
+  registry_->AddRouteWatcher(stream, request->edge_id());
+  return stream->writer();
+}
+
+}  // namespace chat::connection

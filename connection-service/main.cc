@@ -1,0 +1,56 @@
+// connection-service: the registry of users, live connections and presence.
+#include <cstdio>
+#include <random>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_format.h"
+#include "common/env_flags.h"
+#include "common/grpc_server.h"
+#include "common/signals.h"
+#include "connection-service/connection_service.h"
+#include "connection-service/lease_reaper.h"
+#include "connection-service/memory_store.h"
+#include "spdlog/spdlog.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "gRPC listen address (host:port; port 0 = any)");
+ABSL_FLAG(int64_t, lease_timeout_ms, 10000,
+          "an edge that has not heartbeated for this long loses all its connections");
+ABSL_FLAG(int, max_message_bytes, 16 << 20, "largest gRPC message accepted or sent");
+ABSL_FLAG(int, max_concurrent_streams, 1000, "HTTP/2 streams per client connection");
+
+int main(int argc, char** argv) {
+  chat::BlockTerminationSignals();
+  chat::ParseFlagsWithEnv(argc, argv,
+                          "connection-service: who is online, on which edge.\nUsage: "
+                          "connection-service [--listen=127.0.0.1:50051] [flags]");
+  const int64_t lease_ms = absl::GetFlag(FLAGS_lease_timeout_ms);
+  if (lease_ms <= 0) {
+    std::fprintf(stderr, "--lease_timeout_ms must be positive\n");
+    return 2;
+  }
+  std::random_device rd;
+  const std::string instance_id = absl::StrFormat("%08x%08x", rd(), rd());
+
+  chat::connection::Registry registry(std::make_unique<chat::connection::MemoryStore>(),
+                                      chat::SystemClock::Get(), lease_ms);
+  chat::connection::ConnectionServiceImpl service(&registry, instance_id);
+  chat::GrpcServerOptions options;
+  options.listen = absl::GetFlag(FLAGS_listen);
+  options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  options.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
+  auto server = chat::StartGrpcServer(options, {&service});
+  if (!server.ok()) {
+    spdlog::critical("{}", server.status().ToString());
+    return 1;
+  }
+  chat::connection::LeaseReaper reaper(&registry, absl::Milliseconds(std::max<int64_t>(lease_ms / 4, 10)));
+  const std::string host = options.listen.substr(0, options.listen.rfind(':'));
+  spdlog::info("connection-service {} on {}:{} (lease {} ms)", instance_id, host, server->port, lease_ms);
+  std::printf("listening on %s:%d\n", host.c_str(), server->port);
+  std::fflush(stdout);
+
+  const int sig = chat::WaitForTerminationSignal();
+  spdlog::info("signal {}: shutting down", sig);
+  server->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  return 0;
+}

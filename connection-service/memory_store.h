@@ -1,0 +1,41 @@
+#ifndef CHAT_CONNECTION_SERVICE_MEMORY_STORE_H_
+#define CHAT_CONNECTION_SERVICE_MEMORY_STORE_H_
+
+#include <map>
+#include <set>
+#include <unordered_map>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "connection-service/registry_store.h"
+
+namespace chat::connection {
+
+class MemoryStore : public RegistryStore {
+ public:
+  bool AddUser(const std::string& name) override;
+  bool HasUser(const std::string& name) const override;
+  bool AddConnection(const ConnectionInfo& info) override;
+  std::optional<ConnectionInfo> RemoveConnection(const std::string& connection_id) override;
+  size_t ConnectionCount(const std::string& user) const override;
+  std::vector<ConnectionInfo> ConnectionsOfUser(const std::string& user) const override;
+  std::vector<std::string> ConnectionIdsOfEdge(const std::string& edge_id) const override;
+  std::vector<ConnectionInfo> AllConnections() const override;
+  std::vector<std::string> AllUsers() const override;
+  std::vector<UserEntry> ListUsers(const std::string& after, size_t limit, bool online_only,
+                                   bool* more) const override;
+  bool TouchEdge(const std::string& edge_id, int64_t now_ms) override;
+  std::vector<std::string> EdgesSeenBefore(int64_t cutoff_ms) const override;
+  void RemoveEdge(const std::string& edge_id) override;
+
+ private:
+  std::set<std::string> users_;  // ordered, for paging
+  absl::flat_hash_map<std::string, ConnectionInfo> connections_;
+  absl::flat_hash_map<std::string, absl::flat_hash_set<std::string>> by_user_;
+  absl::flat_hash_map<std::string, absl::flat_hash_set<std::string>> by_edge_;
+  absl::flat_hash_map<std::string, int64_t> edge_seen_ms_;
+};
+
+}  // namespace chat::connection
+
+#endif  // CHAT_CONNECTION_SERVICE_MEMORY_STORE_H_

@@ -1,0 +1,65 @@
+#ifndef CHAT_MESSAGE_SERVICE_EDGE_LINKS_H_
+#define CHAT_MESSAGE_SERVICE_EDGE_LINKS_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "chat/v1/chat.pb.h"
+
+namespace chat::message {
+
+// Whatever can put one EdgeDown on the wire at a time (the EdgeLink reactor).
+class DownWriter {
+ public:
+  virtual ~DownWriter() = default;
+  virtual void StartDownWrite(const chat::v1::EdgeDown* message) = 0;
+};
+
+// Everything waiting to go down one edge's link. Items queued while a write is
+// in flight go out together in the next EdgeDown: batches form from what is
+// already waiting, never by waiting. Deliveries beyond `max_pending_bytes` are
+// refused (the edge is not keeping up); results are always queued because
+// their number is bounded by the edge's own in-flight sends.
+class Outbox {
+ public:
+  Outbox(DownWriter* writer, size_t max_pending_bytes)
+      : writer_(writer), max_pending_bytes_(max_pending_bytes) {}
+
+  bool AddDelivery(chat::v1::Delivery delivery);
+  void AddResult(const chat::v1::EdgeSendResult& result);
+  // The writer finished the in-flight message.
+  void OnWriteDone();
+  // The link is gone: nothing more is accepted or written.
+  void Detach();
+
+ private:
+  void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  absl::Mutex mu_;
+  DownWriter* writer_ ABSL_GUARDED_BY(mu_);
+  const size_t max_pending_bytes_;
+  chat::v1::EdgeDown pending_ ABSL_GUARDED_BY(mu_);
+  size_t pending_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  chat::v1::EdgeDown in_flight_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// The live link of every connected edge.
+class EdgeLinks {
+ public:
+  void Attach(const std::string& edge_id, std::shared_ptr<Outbox> outbox);
+  // Removes the entry only if it is still `outbox` (a reconnect may replace it).
+  void Detach(const std::string& edge_id, const Outbox* outbox);
+  std::shared_ptr<Outbox> Find(const std::string& edge_id) const;
+  size_t size() const;
+
+ private:
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::shared_ptr<Outbox>> links_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace chat::message
+
+#endif  // CHAT_MESSAGE_SERVICE_EDGE_LINKS_H_
