@@ -7,12 +7,19 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 
 namespace chat {
 
 std::vector<char*> ParseFlagsWithEnv(int argc, char** argv, const std::string& usage) {
+  absl::FlagsUsageConfig config;
+  config.contains_help_flags = [](absl::string_view file) {
+    return !absl::StrContains(file, "absl/");
+  };
+  config.contains_helpshort_flags = config.contains_help_flags;
+  absl::SetFlagsUsageConfig(config);
   absl::SetProgramUsageMessage(usage +
                                "\n\nEvery flag can also be set with an environment variable of the "
                                "same name upper-cased (--listen or LISTEN); the flag wins.");

@@ -143,7 +143,7 @@ grpc::ServerUnaryReactor* ConnectionServiceImpl::Register(grpc::CallbackServerCo
   connections.reserve(request->connections_size());
   for (const auto& c : request->connections()) connections.push_back(FromProto(c));
   response->set_instance_id(instance_id_);
-  return Done(ctx, registry_->Register(request->edge_id(), std::move(connections)));
+  return Done(ctx, registry_->Register(request->edge_id(), request->incarnation(), std::move(connections)));
 }
 
 grpc::ServerUnaryReactor* ConnectionServiceImpl::Unregister(
@@ -151,14 +151,14 @@ grpc::ServerUnaryReactor* ConnectionServiceImpl::Unregister(
     chat::v1::UnregisterResponse* response) {
   response->set_instance_id(instance_id_);
   return Done(ctx, registry_->Unregister(
-                       request->edge_id(),
+                       request->edge_id(), request->incarnation(),
                        {request->connection_ids().begin(), request->connection_ids().end()}));
 }
 
 grpc::ServerUnaryReactor* ConnectionServiceImpl::Heartbeat(
     grpc::CallbackServerContext* ctx, const chat::v1::HeartbeatRequest* request,
     chat::v1::HeartbeatResponse* response) {
-  auto result = registry_->Heartbeat(request->edge_id());
+  auto result = registry_->Heartbeat(request->edge_id(), request->incarnation());
   if (result.ok()) {
     response->set_instance_id(instance_id_);
     response->set_lease_known(result->lease_known);

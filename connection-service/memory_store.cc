@@ -73,20 +73,24 @@ std::vector<UserEntry> MemoryStore::ListUsers(const std::string& after, size_t l
   return out;
 }
 
-bool MemoryStore::TouchEdge(const std::string& edge_id, int64_t now_ms) {
-  auto [it, inserted] = edge_seen_ms_.try_emplace(edge_id, now_ms);
-  it->second = now_ms;
-  return inserted;
+RegistryStore::Touch MemoryStore::TouchEdge(const std::string& edge_id,
+                                            const std::string& incarnation, int64_t now_ms) {
+  auto [it, inserted] = leases_.try_emplace(edge_id, Lease{now_ms, incarnation});
+  if (inserted) return Touch::kNew;
+  it->second.seen_ms = now_ms;
+  if (it->second.incarnation == incarnation) return Touch::kKnown;
+  it->second.incarnation = incarnation;
+  return Touch::kNewIncarnation;
 }
 
 std::vector<std::string> MemoryStore::EdgesSeenBefore(int64_t cutoff_ms) const {
   std::vector<std::string> out;
-  for (const auto& [edge, seen] : edge_seen_ms_) {
-    if (seen < cutoff_ms) out.push_back(edge);
+  for (const auto& [edge, lease] : leases_) {
+    if (lease.seen_ms < cutoff_ms) out.push_back(edge);
   }
   return out;
 }
 
-void MemoryStore::RemoveEdge(const std::string& edge_id) { edge_seen_ms_.erase(edge_id); }
+void MemoryStore::RemoveEdge(const std::string& edge_id) { leases_.erase(edge_id); }
 
 }  // namespace chat::connection

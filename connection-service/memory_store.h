@@ -24,7 +24,8 @@ class MemoryStore : public RegistryStore {
   std::vector<std::string> AllUsers() const override;
   std::vector<UserEntry> ListUsers(const std::string& after, size_t limit, bool online_only,
                                    bool* more) const override;
-  bool TouchEdge(const std::string& edge_id, int64_t now_ms) override;
+  Touch TouchEdge(const std::string& edge_id, const std::string& incarnation,
+                  int64_t now_ms) override;
   std::vector<std::string> EdgesSeenBefore(int64_t cutoff_ms) const override;
   void RemoveEdge(const std::string& edge_id) override;
 
@@ -33,7 +34,11 @@ class MemoryStore : public RegistryStore {
   absl::flat_hash_map<std::string, ConnectionInfo> connections_;
   absl::flat_hash_map<std::string, absl::flat_hash_set<std::string>> by_user_;
   absl::flat_hash_map<std::string, absl::flat_hash_set<std::string>> by_edge_;
-  absl::flat_hash_map<std::string, int64_t> edge_seen_ms_;
+  struct Lease {
+    int64_t seen_ms;
+    std::string incarnation;
+  };
+  absl::flat_hash_map<std::string, Lease> leases_;
 };
 
 }  // namespace chat::connection

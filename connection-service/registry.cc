@@ -12,7 +12,23 @@ Registry::Registry(std::unique_ptr<RegistryStore> store, const Clock* clock,
                    int64_t lease_timeout_ms)
     : clock_(clock), lease_timeout_ms_(lease_timeout_ms), store_(std::move(store)) {}
 
-absl::Status Registry::Register(const std::string& edge_id,
+bool Registry::TouchLocked(const std::string& edge_id, const std::string& incarnation,
+                           Changes* changes) {
+  switch (store_->TouchEdge(edge_id, incarnation, clock_->NowMs())) {
+    case RegistryStore::Touch::kKnown:
+      return true;
+    case RegistryStore::Touch::kNew:
+      return false;
+    case RegistryStore::Touch::kNewIncarnation:
+      for (const auto& id : store_->ConnectionIdsOfEdge(edge_id)) {
+        RemoveLocked(id, RemoveReason::kLeaseExpired, changes);
+      }
+      return false;
+  }
+  return false;
+}
+
+absl::Status Registry::Register(const std::string& edge_id, const std::string& incarnation,
                                 std::vector<ConnectionInfo> connections) {
   if (edge_id.empty()) return absl::InvalidArgumentError("edge_id is required");
   for (const auto& c : connections) {
@@ -23,8 +39,8 @@ absl::Status Registry::Register(const std::string& edge_id,
   }
   const int64_t now = clock_->NowMs();
   absl::MutexLock lock(&mu_);
-  store_->TouchEdge(edge_id, now);
   Changes changes;
+  TouchLocked(edge_id, incarnation, &changes);
   for (auto& c : connections) {
     c.edge_id = edge_id;
     if (store_->AddUser(c.user)) {
@@ -40,12 +56,12 @@ absl::Status Registry::Register(const std::string& edge_id,
   return absl::OkStatus();
 }
 
-absl::Status Registry::Unregister(const std::string& edge_id,
+absl::Status Registry::Unregister(const std::string& edge_id, const std::string& incarnation,
                                   const std::vector<std::string>& ids) {
   if (edge_id.empty()) return absl::InvalidArgumentError("edge_id is required");
   absl::MutexLock lock(&mu_);
-  store_->TouchEdge(edge_id, clock_->NowMs());
   Changes changes;
+  TouchLocked(edge_id, incarnation, &changes);
   for (const auto& id : ids) {
     // An edge may only remove its own connections.
     if (!absl::StartsWith(id, absl::StrCat(edge_id, "-"))) continue;
@@ -55,11 +71,14 @@ absl::Status Registry::Unregister(const std::string& edge_id,
   return absl::OkStatus();
 }
 
-absl::StatusOr<HeartbeatResult> Registry::Heartbeat(const std::string& edge_id) {
+absl::StatusOr<HeartbeatResult> Registry::Heartbeat(const std::string& edge_id,
+                                                    const std::string& incarnation) {
   if (edge_id.empty()) return absl::InvalidArgumentError("edge_id is required");
   absl::MutexLock lock(&mu_);
-  const bool is_new = store_->TouchEdge(edge_id, clock_->NowMs());
-  return HeartbeatResult{!is_new};
+  Changes changes;
+  const bool known = TouchLocked(edge_id, incarnation, &changes);
+  PublishLocked(changes);
+  return HeartbeatResult{known};
 }
 
 size_t Registry::ExpireLeases() {

@@ -68,9 +68,14 @@ class Registry {
  public:
   Registry(std::unique_ptr<RegistryStore> store, const Clock* clock, int64_t lease_timeout_ms);
 
-  absl::Status Register(const std::string& edge_id, std::vector<ConnectionInfo> connections);
-  absl::Status Unregister(const std::string& edge_id, const std::vector<std::string>& ids);
-  absl::StatusOr<HeartbeatResult> Heartbeat(const std::string& edge_id);
+  // `incarnation` identifies the edge process; a new one for a known edge id
+  // drops the connections the previous process left (it restarted).
+  absl::Status Register(const std::string& edge_id, const std::string& incarnation,
+                        std::vector<ConnectionInfo> connections);
+  absl::Status Unregister(const std::string& edge_id, const std::string& incarnation,
+                          const std::vector<std::string>& ids);
+  absl::StatusOr<HeartbeatResult> Heartbeat(const std::string& edge_id,
+                                            const std::string& incarnation);
   // Drops every connection of each edge whose lease ran out; returns their number.
   size_t ExpireLeases();
   // Kicks every connection of `user`, or exactly `connection_id`.
@@ -103,6 +108,10 @@ class Registry {
     std::vector<PresenceChange> presence;
   };
 
+  // Renews the lease; returns false when the registry held nothing for this
+  // edge process (new edge, new incarnation, or expired lease).
+  bool TouchLocked(const std::string& edge_id, const std::string& incarnation, Changes* changes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RemoveLocked(const std::string& connection_id, RemoveReason reason, Changes* changes)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PublishLocked(const Changes& changes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -45,8 +45,11 @@ class RegistryStore {
   virtual std::vector<UserEntry> ListUsers(const std::string& after, size_t limit,
                                            bool online_only, bool* more) const = 0;
 
-  // Edge leases, as the time of the last sign of life.
-  virtual bool TouchEdge(const std::string& edge_id, int64_t now_ms) = 0;  // true if new
+  // Edge leases: the time of the last sign of life and the incarnation (one
+  // per edge process start) that gave it.
+  enum class Touch { kKnown, kNew, kNewIncarnation };
+  virtual Touch TouchEdge(const std::string& edge_id, const std::string& incarnation,
+                          int64_t now_ms) = 0;
   virtual std::vector<std::string> EdgesSeenBefore(int64_t cutoff_ms) const = 0;
   virtual void RemoveEdge(const std::string& edge_id) = 0;
 };

@@ -35,6 +35,13 @@ class EdgeLinkReactor final : public grpc::ServerBidiReactor<EdgeUp, EdgeDown>,
   explicit EdgeLinkReactor(const MessageServiceImpl* service)
       : service_(service),
         outbox_(std::make_shared<Outbox>(this, service->options().max_link_pending_bytes)) {
+    if (!service->router()->Ready()) {
+      // An edge whose link is up believes sends can be routed: refuse until
+      // the routing table is loaded; the edge retries with backoff.
+      FinishOnce(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                              "routing table not loaded yet (connection-service unreachable)"));
+      return;
+    }
     StartRead(&up_);
   }
 

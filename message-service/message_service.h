@@ -32,6 +32,7 @@ class MessageServiceImpl final : public chat::v1::MessageService::CallbackServic
 
   const MessageServiceOptions& options() const { return options_; }
   EdgeLinks* links() const { return links_; }
+  const Router* router() const { return router_; }
 
  private:
   const Router* router_;

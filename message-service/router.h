@@ -40,6 +40,8 @@ class Router {
          size_t max_message_bytes);
 
   RoutedMessage Route(const SendInput& input) const;
+  // Whether the routing table holds a complete snapshot.
+  bool Ready() const { return table_->ready(); }
 
  private:
   const RoutingTable* table_;

@@ -11,9 +11,12 @@ namespace bench {
 
 struct Options {
   std::string workload;          // dm | idle | storm | fanout
-  std::string host = "127.0.0.1";
-  int port = 0;
-  std::string path = "/";
+  struct Target {
+    std::string host;
+    int port = 0;
+    std::string path = "/";
+  };
+  std::vector<Target> targets;   // connection i goes to targets[i % size] (several edges)
   std::string label;             // server name echoed into the JSON line
   std::string name_prefix;       // user names are <prefix>s<i>, <prefix>r<i>, <prefix>c<i>
   bool wait_hello = true;        // our edge sends "hello"; the peers do not

@@ -57,10 +57,17 @@ bool FindStringField(std::string_view json, std::string_view key, std::string_vi
 Engine::Engine(const Options& opts, Handler* handler)
     : opts_(opts), handler_(handler), scratch_(kScratchBytes) {
   epfd_ = epoll_create1(EPOLL_CLOEXEC);
-  handshake_tail_ = " HTTP/1.1\r\nHost: " + opts_.host + ":" + std::to_string(opts_.port) +
-                    "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                    "Sec-WebSocket-Version: 13\r\n\r\n";
+  for (const Options::Target& t : opts_.targets) {
+    Endpoint e;
+    e.request_head = "GET " + t.path + (t.path.find('?') == std::string::npos ? "?name=" : "&name=");
+    e.request_tail = " HTTP/1.1\r\nHost: " + t.host + ":" + std::to_string(t.port) +
+                     "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     "Sec-WebSocket-Version: 13\r\n\r\n";
+    inet_pton(AF_INET, t.host.c_str(), &e.addr);
+    e.port = htons(static_cast<uint16_t>(t.port));
+    endpoints_.push_back(std::move(e));
+  }
 }
 
 Engine::~Engine() {
@@ -96,7 +103,8 @@ void Engine::Start(Conn& c, uint32_t source_index) {
   }
   int one = 1;
   setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  if (opts_.source_addrs > 0) {
+  const Endpoint& e = endpoints_[source_index % endpoints_.size()];
+  if (opts_.source_addrs > 0 && (ntohl(e.addr) >> 24) == 127) {
     // Many source addresses multiply the ephemeral ports available; binding
     // without a port defers the port choice to connect(), per 4-tuple.
     setsockopt(c.fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
@@ -110,16 +118,14 @@ void Engine::Start(Conn& c, uint32_t source_index) {
   }
   sockaddr_in dst{};
   dst.sin_family = AF_INET;
-  dst.sin_port = htons(static_cast<uint16_t>(opts_.port));
-  inet_pton(AF_INET, opts_.host.c_str(), &dst.sin_addr);
+  dst.sin_port = e.port;
+  dst.sin_addr.s_addr = e.addr;
   if (connect(c.fd, reinterpret_cast<sockaddr*>(&dst), sizeof dst) != 0 && errno != EINPROGRESS) {
     Fail(c, std::string("connect:") + strerrorname_np(errno), now);
     return;
   }
   c.state = ConnState::kConnecting;
-  std::string path = opts_.path;
-  path += path.find('?') == std::string::npos ? "?name=" : "&name=";
-  c.out = "GET " + path + c.name + handshake_tail_;
+  c.out = e.request_head + c.name + e.request_tail;
   c.out_off = 0;
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
@@ -294,6 +300,7 @@ void Engine::OnReadable(Conn& c, int64_t now) {
         c.state = ConnState::kAwaitHello;
       } else {
         c.state = ConnState::kOpen;
+        c.opened = true;
         handler_->OnOpen(c, now);
       }
       if (rest.empty()) continue;
@@ -391,6 +398,7 @@ void Engine::Deliver(Conn& c, std::string_view payload, int64_t now) {
     std::string_view action;
     if (FindStringField(payload, "action", &action) && action == "hello") {
       c.state = ConnState::kOpen;
+      c.opened = true;
       handler_->OnOpen(c, now);
       return;
     }

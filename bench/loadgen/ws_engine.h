@@ -21,6 +21,7 @@ struct Conn {
   uint32_t id = 0;
   int32_t tag = -1;         // owner's index (dm: pair number)
   bool is_receiver = false;
+  bool opened = false;      // reached kOpen at some point
   ConnState state = ConnState::kIdle;
   bool dirty = false;
   uint8_t frag_op = 0;
@@ -52,6 +53,7 @@ class Engine {
   ~Engine();
 
   Conn& Add(std::string name);
+  // Connects to target source_index % targets, from source address source_index % source_addrs.
   void Start(Conn& c, uint32_t source_index);
   void SendText(Conn& c, std::string_view payload);
   void Close(Conn& c);            // sends a close frame and drops the socket
@@ -83,7 +85,13 @@ class Engine {
   std::vector<Conn*> dirty_;
   std::vector<Conn*> flushing_;
   std::vector<char> scratch_;
-  std::string handshake_tail_;
+  struct Endpoint {
+    std::string request_head;  // "GET /path?name="
+    std::string request_tail;  // " HTTP/1.1 ... \r\n\r\n"
+    uint32_t addr = 0;         // network order
+    uint16_t port = 0;         // network order
+  };
+  std::vector<Endpoint> endpoints_;
   uint32_t rng_ = 2463534242u;
   uint64_t pings_ = 0;
 };

@@ -1,0 +1,130 @@
+// Turns the JSON lines of bench/run.sh into bench/results/latest.md (medians
+// per server, ratios ours/peer, the targets of issue 5) and latest.json.
+// Usage: node report.mjs --runs=FILE.jsonl --md=OUT.md --json=OUT.json [--quick=0|1]
+import { readFileSync, writeFileSync } from 'node:fs';
+import { execSync } from 'node:child_process';
+import os from 'node:os';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+const args = Object.fromEntries(
+  process.argv.slice(2).map((a) => {
+    const [k, ...v] = a.replace(/^--/, '').split('=');
+    return [k, v.join('=')];
+  }),
+);
+const runs = readFileSync(args.runs, 'utf8')
+  .split('\n')
+  .filter((l) => l.trim().startsWith('{'))
+  .map((l) => JSON.parse(l));
+
+const median = (xs) => {
+  const v = xs.filter((x) => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return undefined;
+  const m = Math.floor(v.length / 2);
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+};
+const sum = (xs) => xs.reduce((a, b) => a + (b ?? 0), 0);
+const pick = (server, kase, f) => runs.filter((r) => r.server === server && r.case === kase).map(f);
+const med = (server, kase, f) => median(pick(server, kase, f));
+
+const servers = [...new Set(runs.map((r) => r.server))];
+const peers = servers.filter((s) => s !== 'ours');
+const hasOurs = servers.includes('ours');
+
+// Each row: label, case, extractor, format, higher-is-better, target text, target check.
+const rows = [
+  ['CPU-µs per direct message, all server processes (closed loop, max rate)', 'dm_closed',
+    (r) => r.cpu_us_per_msg, 2, false, '≤ 1.0× bun, ≤ 0.5× ws',
+    (o, p) => p.bun !== undefined && p.ws !== undefined && o <= p.bun && o <= 0.5 * p.ws],
+  ['max direct messages/s, servers on one core (closed loop)', 'dm_closed',
+    (r) => r.delivered_per_s, 0, true, '≥ 1.0× bun', (o, p) => p.bun !== undefined && o >= p.bun],
+  ['server CPU % during max-rate run (100 = one core)', 'dm_closed', (r) => r.server_cpu_pct, 0, null],
+  ['load generator CPU % during max-rate run', 'dm_closed', (r) => r.client_cpu_pct, 0, null],
+  ['p99 latency ms, 1000 pairs, 5000 msgs/s offered, open loop', 'dm_open',
+    (r) => r.latency_us.p99 / 1000, 3, false, '≤ 1 ms and below both peers',
+    (o, p) => o <= 1 && peers.every((k) => p[k] === undefined || o < p[k])],
+  ['p50 latency ms, same run', 'dm_open', (r) => r.latency_us.p50 / 1000, 3, false],
+  ['p99.9 latency ms, same run', 'dm_open', (r) => r.latency_us.p999 / 1000, 3, false],
+  ['max latency ms, same run', 'dm_open', (r) => r.latency_us.max / 1000, 3, false],
+  ['CPU-µs per message at 5000 msgs/s', 'dm_open', (r) => r.cpu_us_per_msg, 2, false],
+  ['lost + out-of-order messages (all dm runs)', 'dm_*', (r) => r.lost + r.out_of_order, 0, null],
+  ['edge RSS per idle connection, bytes (19,000 connections)', 'idle',
+    (r) => (r.server === 'ours' ? r.rss.edge?.bytes_per_conn : r.rss_bytes_per_conn_total), 0, false,
+    '≤ 1.0× bun (stretch ≤ 1536 B)', (o, p) => p.bun !== undefined && o <= p.bun],
+  ['RSS per idle connection, all server processes, bytes', 'idle', (r) => r.rss_bytes_per_conn_total, 0, false],
+  ['idle CPU % of a core with 19,000 connections', 'idle', (r) => r.server_cpu_pct, 2, false],
+  ['connects/s to hello (ours) / to open (peers)', 'storm', (r) => r.connects_per_s, 0, true,
+    '≥ 1.0× bun', (o, p) => p.bun !== undefined && o >= p.bun],
+  ['connect→hello p99 ms', 'storm', (r) => r.latency_us.p99 / 1000, 2, false],
+  ['server CPU-µs per connect', 'storm', (r) => r.cpu_us_per_connect, 1, false],
+  ['load generator CPU % during storm', 'storm', (r) => r.client_cpu_pct, 0, null],
+  ['live connections held over 6 edge processes (idle100k)', 'idle100k',
+    (r) => r.conns_ok - r.disconnects, 0, true, '100,000 held', (o) => o >= 100000],
+  ['RSS per connection, all processes, bytes (idle100k)', 'idle100k', (r) => r.rss_bytes_per_conn_total, 0, false],
+  ['failed connections (all runs)', '*', (r) => r.conns_failed ?? 0, 0, null],
+];
+
+const fmt = (v, d) => (v === undefined ? '–' : v.toLocaleString('en-US', {
+  minimumFractionDigits: d, maximumFractionDigits: d, useGrouping: d === 0 && Math.abs(v) >= 10000 }));
+const matchCase = (pattern, kase) => pattern === '*' || (pattern.endsWith('*') ? kase.startsWith(pattern.slice(0, -1)) : kase === pattern);
+
+const header = ['figure', ...servers, ...(hasOurs ? peers.map((p) => `ours/${p}`) : []), 'target (issue 5)', 'met'];
+const lines = [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`];
+const summary = {};
+for (const [label, kase, f, digits, , target, check] of rows) {
+  const value = {};
+  for (const s of servers) {
+    const sel = runs.filter((r) => r.server === s && matchCase(kase, r.case));
+    if (sel.length === 0) continue;
+    value[s] = kase.includes('*') ? sum(sel.map(f)) : median(sel.map((r) => { try { return f(r); } catch { return undefined; } }));
+  }
+  summary[label] = value;
+  const cells = [label, ...servers.map((s) => fmt(value[s], digits))];
+  if (hasOurs) {
+    for (const p of peers) {
+      cells.push(value.ours !== undefined && value[p] ? `${(value.ours / value[p]).toFixed(2)}×` : '–');
+    }
+  }
+  cells.push(target ?? '');
+  cells.push(check && value.ours !== undefined ? (check(value.ours, value) ? 'yes' : '**no**') : '');
+  lines.push(`| ${cells.join(' | ')} |`);
+}
+
+const sh = (cmd) => { try { return execSync(cmd, { encoding: 'utf8', cwd: here }).trim(); } catch { return '?'; } };
+const cpuModel = (os.cpus()[0]?.model ?? '?').trim();
+const commit = sh('git rev-parse --short HEAD');
+const dirty = sh('git status --porcelain --untracked-files=no | head -1') ? ' (+ uncommitted changes)' : '';
+const reps = Math.max(...runs.map((r) => r.rep));
+const params = {};
+for (const r of runs) {
+  if (params[r.case]) continue;
+  if (r.case === 'dm_closed') params[r.case] = `${r.pairs} pairs, window ${r.window}, ${r.message_bytes}-byte messages, ${r.duration_s} s`;
+  if (r.case === 'dm_open') params[r.case] = `${r.pairs} pairs, ${r.offered_rate} msgs/s offered, ${r.duration_s} s`;
+  if (r.case === 'idle') params[r.case] = `${r.conns} connections, ${r.procs} client processes, CPU over ${r.hold_s} s`;
+  if (r.case === 'idle100k') params[r.case] = `${r.conns} connections over 6 edges, ${r.procs} client processes`;
+  if (r.case === 'storm') params[r.case] = `${r.conns} connections, ${r.concurrency} handshakes in flight`;
+}
+
+const md = [
+  `# Benchmark: our three services vs. the Node \`ws\` and Bun relays`,
+  '',
+  `Run ${args['run-id'] ?? ''}${args.quick === '1' ? ' (**--quick**: shorter windows, 1 repetition)' : ''}; ` +
+    `medians of ${reps} repetition(s); commit ${commit}${dirty}.`,
+  `Machine: ${os.cpus().length} × ${cpuModel}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${os.release()}, ` +
+    `Node ${process.versions.node}. Servers pinned to one core, load generator to the other ` +
+    `(\`bench/run.sh\`). "ours" = edge + connection-service + message-service, CPU summed over all three.`,
+  '',
+  ...lines,
+  '',
+  'Workloads: ' + Object.entries(params).map(([k, v]) => `\`${k}\`: ${v}`).join('; ') + '.',
+  'Latency is measured from the intended send time (open loop: no coordinated omission). ',
+  'Raw per-run JSON: `latest.json`; full output of each run: `raw/`.',
+  '',
+].join('\n');
+
+writeFileSync(args.md, md);
+writeFileSync(args.json, JSON.stringify({ run_id: args['run-id'], quick: args.quick === '1', machine: {
+  cpus: os.cpus().length, model: cpuModel, kernel: os.release() }, commit, summary, runs }, null, 1) + '\n');

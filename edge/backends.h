@@ -1,0 +1,78 @@
+#ifndef CHAT_EDGE_BACKENDS_H_
+#define CHAT_EDGE_BACKENDS_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+// What the edge needs from the services behind it, as interfaces that tests
+// replace. Callbacks may run on any thread, and may run before the call
+// returns.
+namespace chat::edge {
+
+struct OutgoingSend {
+  std::string sent_by;
+  std::string send_to;
+  std::string message;
+  std::string from_connection_id;
+};
+
+struct SendResult {
+  enum class Status { kOk, kUnknownUser, kRecipientOffline, kBadRequest, kUnavailable };
+  Status status = Status::kUnavailable;
+  std::string error;
+  std::string id;
+  int64_t ts_ms = 0;
+  int delivered = 0;
+};
+
+class MessageBackend {
+ public:
+  virtual ~MessageBackend() = default;
+  virtual void Send(OutgoingSend send, std::function<void(const SendResult&)> done) = 0;
+  virtual bool Ready() const = 0;
+};
+
+struct UserPage {
+  struct Entry {
+    std::string name;
+    bool online;
+  };
+  std::vector<Entry> users;
+  std::string next;
+};
+
+struct NewConnection {
+  std::string connection_id;
+  std::string user;
+  int64_t connected_at_ms = 0;
+  std::string user_agent;
+  std::string ip;
+};
+
+class DirectoryBackend {
+ public:
+  virtual ~DirectoryBackend() = default;
+  virtual void ListUsers(bool online_only, int limit, const std::string& after,
+                         std::function<void(absl::StatusOr<UserPage>)> done) = 0;
+  // Registration completes before the connection's hello is sent.
+  virtual void Register(NewConnection connection, std::function<void(absl::Status)> done) = 0;
+  virtual void Unregister(const std::string& connection_id) = 0;
+  virtual bool Ready() const = 0;
+};
+
+// A live local connection, as seen from outside its strand. Thread-safe.
+class LocalConnection {
+ public:
+  virtual ~LocalConnection() = default;
+  virtual void Deliver(std::shared_ptr<const std::string> frame) = 0;
+  virtual void Kick(uint16_t close_code, std::string reason) = 0;
+};
+
+}  // namespace chat::edge
+
+#endif  // CHAT_EDGE_BACKENDS_H_

@@ -1,0 +1,93 @@
+#ifndef CHAT_EDGE_CONNECTION_LOGIC_H_
+#define CHAT_EDGE_CONNECTION_LOGIC_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "common/clock.h"
+#include "edge/backends.h"
+#include "edge/limits.h"
+#include "edge/local_hub.h"
+#include "edge/protocol.h"
+
+namespace chat::edge {
+
+// Close codes of protocol.md §4.
+inline constexpr uint16_t kCloseNormal = 1000;
+inline constexpr uint16_t kCloseGoingAway = 1001;
+inline constexpr uint16_t kClosePolicy = 1008;
+inline constexpr uint16_t kCloseTooBig = 1009;
+inline constexpr uint16_t kCloseInternal = 1011;
+inline constexpr uint16_t kCloseTryAgain = 1013;
+inline constexpr uint16_t kCloseSlowConsumer = 4008;
+
+struct LogicConfig {
+  std::string server_id;
+  size_t max_message_bytes = 128 * 1024;
+  int messages_per_second = 50;
+  int rate_burst = 50;
+  int idle_timeout_s = 600;
+  int bad_frames_max = 10;
+  int64_t bad_frames_window_ms = 60000;
+  int max_inflight_sends = 256;
+};
+
+// The connection as the logic sees it. Implemented by the WebSocket session;
+// every method is called on (and only valid from) the session's strand.
+class ClientSink {
+ public:
+  virtual ~ClientSink() = default;
+  virtual void SendText(std::shared_ptr<const std::string> frame) = 0;
+  virtual void Close(uint16_t code, std::string reason) = 0;
+  // Runs `fn` on the strand later; the connection stays alive until then.
+  virtual void Post(std::function<void()> fn) = 0;
+  virtual void SetReadPaused(bool paused) = 0;
+};
+
+// Protocol v1 for one connection: validates frames, applies limits, turns
+// actions into backend calls and backend answers into frames. No sockets, no
+// gRPC: a test drives it with fakes.
+class ConnectionLogic {
+ public:
+  ConnectionLogic(std::string user, std::string connection_id, const LogicConfig* config,
+                  MessageBackend* messages, DirectoryBackend* directory, LocalHub* hub,
+                  ClientSink* sink, const Clock* clock);
+
+  std::string HelloFrame() const;
+  void OnText(std::string_view text);
+  void OnBinary();
+  void OnClosed();
+
+  const std::string& user() const { return user_; }
+  const std::string& connection_id() const { return connection_id_; }
+
+ private:
+  void Send(std::string frame);
+  void SendError(ErrorCode code, std::string_view message, const RequestId& request_id);
+  void CountBadFrame();
+  void HandleSend(SendAction action, RequestId request_id);
+  void HandleUsers(const UsersAction& action, RequestId request_id);
+  void HandleWatch(WatchAction action, RequestId request_id);
+  void OnSendResult(const SendResult& result, const RequestId& request_id);
+
+  const std::string user_;
+  const std::string connection_id_;
+  const LogicConfig* config_;
+  MessageBackend* messages_;
+  DirectoryBackend* directory_;
+  LocalHub* hub_;
+  ClientSink* sink_;
+  const Clock* clock_;
+  TokenBucket rate_;
+  WindowCounter bad_frames_;
+  int inflight_sends_ = 0;
+  bool read_paused_ = false;
+  bool closed_ = false;
+};
+
+}  // namespace chat::edge
+
+#endif  // CHAT_EDGE_CONNECTION_LOGIC_H_

@@ -1,0 +1,265 @@
+#include "edge/directory_client.h"
+
+#include <random>
+
+#include "absl/strings/str_format.h"
+#include "common/grpc_status.h"
+#include "edge/connection_logic.h"
+#include "spdlog/spdlog.h"
+
+namespace chat::edge {
+namespace {
+
+std::string RandomIncarnation() {
+  std::random_device rd;
+  return absl::StrFormat("%08x%08x", rd(), rd());
+}
+
+}  // namespace
+
+DirectoryClient::DirectoryClient(std::shared_ptr<grpc::Channel> channel, std::string edge_id,
+                                 LocalHub* hub, DirectoryOptions options)
+    : stub_(chat::v1::ConnectionService::NewStub(channel)),
+      edge_id_(std::move(edge_id)),
+      incarnation_(RandomIncarnation()),
+      hub_(hub),
+      options_(options) {
+  kicks_request_.set_edge_id(edge_id_);
+  presence_ = std::make_unique<ReconnectingReader<chat::v1::PresenceEvent>>(
+      [this](grpc::ClientContext* ctx, grpc::ClientReadReactor<chat::v1::PresenceEvent>* r) {
+        stub_->async()->WatchPresence(ctx, &presence_request_, r);
+      },
+      [this](const chat::v1::PresenceEvent& e) { hub_->OnPresence(e.name(), e.online(), e.ts_ms()); },
+      [](const grpc::Status&) {});
+  kicks_ = std::make_unique<ReconnectingReader<chat::v1::RouteUpdate>>(
+      [this](grpc::ClientContext* ctx, grpc::ClientReadReactor<chat::v1::RouteUpdate>* r) {
+        stub_->async()->WatchRoutes(ctx, &kicks_request_, r);
+      },
+      [this](const chat::v1::RouteUpdate& update) {
+        for (const auto& change : update.changes()) {
+          if (change.kind() == chat::v1::RouteChange::REMOVED &&
+              change.reason() == chat::v1::RouteChange::KICKED) {
+            hub_->Kick(change.connection().connection_id(), kClosePolicy,
+                       "disconnected by an operator");
+          }
+        }
+      },
+      [](const grpc::Status&) {});
+  heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
+}
+
+DirectoryClient::~DirectoryClient() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  heartbeat_thread_.join();
+  presence_.reset();
+  kicks_.reset();
+  // Wait for the call in flight: its callback touches this object.
+  absl::MutexLock lock(&mu_);
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !in_flight_; };
+  mu_.Await(absl::Condition(&idle));
+}
+
+void DirectoryClient::ListUsers(bool online_only, int limit, const std::string& after,
+                                std::function<void(absl::StatusOr<UserPage>)> done) {
+  struct Call {
+    grpc::ClientContext ctx;
+    chat::v1::ListUsersRequest request;
+    chat::v1::ListUsersResponse response;
+  };
+  auto call = std::make_shared<Call>();
+  call->ctx.set_deadline(std::chrono::system_clock::now() + options_.rpc_deadline);
+  call->request.set_online_only(online_only);
+  call->request.set_limit(limit);
+  call->request.set_after(after);
+  stub_->async()->ListUsers(&call->ctx, &call->request, &call->response,
+                            [call, done = std::move(done)](grpc::Status status) {
+                              if (!status.ok()) {
+                                done(FromGrpcStatus(status));
+                                return;
+                              }
+                              UserPage page;
+                              page.users.reserve(call->response.users_size());
+                              for (const auto& u : call->response.users()) {
+                                page.users.push_back({u.name(), u.online()});
+                              }
+                              page.next = call->response.next();
+                              done(std::move(page));
+                            });
+}
+
+void DirectoryClient::Register(NewConnection connection, std::function<void(absl::Status)> done) {
+  absl::MutexLock lock(&mu_);
+  if (queue_.size() >= options_.max_queued_ops) {
+    mu_.Unlock();
+    done(absl::UnavailableError("too many registrations waiting"));
+    mu_.Lock();
+    return;
+  }
+  queue_.push_back({true, std::move(connection), {}, std::move(done)});
+  KickLocked();
+}
+
+void DirectoryClient::Unregister(const std::string& connection_id) {
+  absl::MutexLock lock(&mu_);
+  live_.erase(connection_id);
+  // Unregisters are never dropped: the registry would show a ghost until our
+  // lease ends, which is never while we live.
+  queue_.push_back({false, {}, connection_id, nullptr});
+  KickLocked();
+}
+
+void DirectoryClient::KickLocked() {
+  if (in_flight_ || queue_.empty()) return;
+  // A batch is a run of the same kind, so order between register and
+  // unregister of one connection is kept.
+  std::vector<Op> batch;
+  const bool is_register = queue_.front().is_register;
+  while (!queue_.empty() && queue_.front().is_register == is_register &&
+         batch.size() < options_.max_batch) {
+    batch.push_back(std::move(queue_.front()));
+    queue_.pop_front();
+  }
+  in_flight_ = true;
+  struct Call {
+    grpc::ClientContext ctx;
+    chat::v1::RegisterRequest reg;
+    chat::v1::RegisterResponse reg_response;
+    chat::v1::UnregisterRequest unreg;
+    chat::v1::UnregisterResponse unreg_response;
+    std::vector<Op> batch;
+  };
+  auto call = std::make_shared<Call>();
+  call->ctx.set_deadline(std::chrono::system_clock::now() + options_.rpc_deadline);
+  if (is_register) {
+    call->reg.set_edge_id(edge_id_);
+    call->reg.set_incarnation(incarnation_);
+    for (const auto& op : batch) {
+      auto* c = call->reg.add_connections();
+      c->set_connection_id(op.connection.connection_id);
+      c->set_user(op.connection.user);
+      c->set_connected_at_ms(op.connection.connected_at_ms);
+      c->set_user_agent(op.connection.user_agent);
+      c->set_ip(op.connection.ip);
+    }
+    call->batch = std::move(batch);
+    stub_->async()->Register(&call->ctx, &call->reg, &call->reg_response,
+                             [this, call](grpc::Status status) {
+                               OnBatchDone(std::move(call->batch), status,
+                                           call->reg_response.instance_id());
+                             });
+  } else {
+    call->unreg.set_edge_id(edge_id_);
+    call->unreg.set_incarnation(incarnation_);
+    for (const auto& op : batch) call->unreg.add_connection_ids(op.connection_id);
+    call->batch = std::move(batch);
+    stub_->async()->Unregister(&call->ctx, &call->unreg, &call->unreg_response,
+                               [this, call](grpc::Status status) {
+                                 OnBatchDone(std::move(call->batch), status,
+                                             call->unreg_response.instance_id());
+                               });
+  }
+}
+
+void DirectoryClient::OnBatchDone(std::vector<Op> batch, const grpc::Status& status,
+                                  const std::string& instance) {
+  const bool ok = status.ok();
+  if (ok) NoteInstance(instance);
+  std::vector<std::function<void(absl::Status)>> callbacks;
+  {
+    absl::MutexLock lock(&mu_);
+    in_flight_ = false;
+    for (auto& op : batch) {
+      if (op.is_register) {
+        if (ok) live_[op.connection.connection_id] = op.connection;
+        if (op.done) callbacks.push_back(std::move(op.done));
+      } else if (!ok && status.error_code() != grpc::StatusCode::INVALID_ARGUMENT) {
+        // Retry later; a registry that restarted in between never knew it.
+        queue_.push_back(std::move(op));
+      }
+    }
+    // After a failure the next heartbeat retries, once the registry answers.
+    if (ok) {
+      KickLocked();
+    } else {
+      healthy_ = false;
+    }
+  }
+  const absl::Status result = FromGrpcStatus(status);
+  for (auto& done : callbacks) done(result);
+}
+
+bool DirectoryClient::NoteInstance(const std::string& instance) {
+  bool changed = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (instance_ != instance) {
+      changed = !instance_.empty();
+      instance_ = instance;
+    }
+  }
+  if (changed) {
+    {
+      // Queued unregisters are moot: the new registry never knew them.
+      absl::MutexLock lock(&mu_);
+      queue_.erase(std::remove_if(queue_.begin(), queue_.end(),
+                                  [](const Op& op) { return !op.is_register; }),
+                   queue_.end());
+    }
+    spdlog::warn("connection-service restarted (instance {}): registering live connections again",
+                 instance);
+    RegisterAllAgain();
+  }
+  return changed;
+}
+
+void DirectoryClient::RegisterAllAgain() {
+  absl::MutexLock lock(&mu_);
+  for (const auto& [id, connection] : live_) queue_.push_back({true, connection, {}, nullptr});
+  KickLocked();
+}
+
+void DirectoryClient::HeartbeatLoop() {
+  while (true) {
+    chat::v1::HeartbeatRequest request;
+    request.set_edge_id(edge_id_);
+    request.set_incarnation(incarnation_);
+    chat::v1::HeartbeatResponse response;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + options_.rpc_deadline);
+    const grpc::Status status = stub_->Heartbeat(&ctx, request, &response);
+    if (status.ok()) {
+      healthy_ = true;
+      const bool restarted = NoteInstance(response.instance_id());
+      if (!response.lease_known() && !restarted) {
+        // Our lease ran out (or this is a new registry): it forgot us.
+        RegisterAllAgain();
+      } else {
+        absl::MutexLock lock(&mu_);
+        KickLocked();  // retry whatever failed since the last heartbeat
+      }
+    } else {
+      if (healthy_.exchange(false)) {
+        spdlog::warn("connection-service heartbeat failed: {}", status.error_message());
+      }
+    }
+    absl::MutexLock lock(&mu_);
+    auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
+    mu_.AwaitWithTimeout(absl::Condition(&stop),
+                         absl::FromChrono(healthy_ ? options_.heartbeat_interval
+                                                   : std::chrono::milliseconds(300)));
+    if (stopping_) return;
+  }
+}
+
+void DirectoryClient::Flush(std::chrono::milliseconds deadline) {
+  absl::MutexLock lock(&mu_);
+  auto drained = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return queue_.empty() && !in_flight_;
+  };
+  mu_.AwaitWithTimeout(absl::Condition(&drained), absl::FromChrono(deadline));
+}
+
+}  // namespace chat::edge

@@ -1,0 +1,90 @@
+#ifndef CHAT_EDGE_DIRECTORY_CLIENT_H_
+#define CHAT_EDGE_DIRECTORY_CLIENT_H_
+
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "chat/v1/chat.grpc.pb.h"
+#include "grpcpp/channel.h"
+#include "common/stream_reader.h"
+#include "edge/backends.h"
+#include "edge/local_hub.h"
+
+namespace chat::edge {
+
+struct DirectoryOptions {
+  std::chrono::milliseconds rpc_deadline{3000};
+  std::chrono::milliseconds heartbeat_interval{3000};
+  size_t max_batch = 1000;        // connections per Register/Unregister call
+  size_t max_queued_ops = 200000; // registrations waiting; beyond it they fail at once
+};
+
+// Everything the edge asks of connection-service:
+// - Register/Unregister, queued and sent in batches, one call in flight: a
+//   connect storm costs a few RPCs, not one per socket;
+// - the edge lease (heartbeat). When the registry lost our connections (it
+//   restarted: new instance id; or our lease expired) every live connection is
+//   registered again;
+// - ListUsers for the `users` action;
+// - presence events (to the hub's watchers) and kicks of our connections
+//   (operator Disconnect), from two streams that reconnect by themselves.
+class DirectoryClient : public DirectoryBackend {
+ public:
+  DirectoryClient(std::shared_ptr<grpc::Channel> channel, std::string edge_id, LocalHub* hub,
+                  DirectoryOptions options);
+  ~DirectoryClient() override;
+
+  void ListUsers(bool online_only, int limit, const std::string& after,
+                 std::function<void(absl::StatusOr<UserPage>)> done) override;
+  void Register(NewConnection connection, std::function<void(absl::Status)> done) override;
+  void Unregister(const std::string& connection_id) override;
+  bool Ready() const override { return healthy_.load(); }
+
+  // Waits until every queued registration change was sent (or the deadline).
+  void Flush(std::chrono::milliseconds deadline);
+
+ private:
+  struct Op {
+    bool is_register;
+    NewConnection connection;                // register
+    std::string connection_id;               // unregister
+    std::function<void(absl::Status)> done;  // register only; may be empty (re-register)
+  };
+  void KickLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnBatchDone(std::vector<Op> batch, const grpc::Status& status, const std::string& instance);
+  // Returns true when the registry restarted (and re-registration began).
+  bool NoteInstance(const std::string& instance) ABSL_LOCKS_EXCLUDED(mu_);
+  void RegisterAllAgain() ABSL_LOCKS_EXCLUDED(mu_);
+  void HeartbeatLoop();
+
+  std::unique_ptr<chat::v1::ConnectionService::Stub> stub_;
+  const std::string edge_id_;
+  const std::string incarnation_;
+  LocalHub* hub_;
+  const DirectoryOptions options_;
+  std::atomic<bool> healthy_{false};
+
+  absl::Mutex mu_;
+  std::deque<Op> queue_ ABSL_GUARDED_BY(mu_);
+  bool in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  // What the registry should hold for us: re-sent when it lost it.
+  absl::flat_hash_map<std::string, NewConnection> live_ ABSL_GUARDED_BY(mu_);
+  std::string instance_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+
+  chat::v1::WatchPresenceRequest presence_request_;
+  chat::v1::WatchRoutesRequest kicks_request_;
+  std::unique_ptr<ReconnectingReader<chat::v1::PresenceEvent>> presence_;
+  std::unique_ptr<ReconnectingReader<chat::v1::RouteUpdate>> kicks_;
+  std::thread heartbeat_thread_;
+};
+
+}  // namespace chat::edge
+
+#endif  // CHAT_EDGE_DIRECTORY_CLIENT_H_

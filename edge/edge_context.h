@@ -1,0 +1,38 @@
+#ifndef CHAT_EDGE_EDGE_CONTEXT_H_
+#define CHAT_EDGE_EDGE_CONTEXT_H_
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "common/clock.h"
+#include "edge/backends.h"
+#include "edge/connection_logic.h"
+#include "edge/local_hub.h"
+
+namespace chat::edge {
+
+class StaticFiles;
+
+// What every session of one edge shares. Owned by EdgeServer; outlives them.
+struct EdgeContext {
+  std::string edge_id;
+  LogicConfig logic;
+  size_t max_outbound_bytes = 4 << 20;
+  size_t max_connections = 100000;
+  std::chrono::seconds handshake_timeout{10};
+  size_t max_header_bytes = 8192;
+  MessageBackend* messages = nullptr;
+  DirectoryBackend* directory = nullptr;
+  LocalHub* hub = nullptr;
+  const StaticFiles* static_files = nullptr;  // null: every other GET is 404
+  const Clock* clock = SystemClock::Get();
+  std::atomic<uint64_t> next_connection{0};
+  std::atomic<size_t> live_connections{0};  // registered and not yet closed
+  std::atomic<bool> shutting_down{false};
+};
+
+}  // namespace chat::edge
+
+#endif  // CHAT_EDGE_EDGE_CONTEXT_H_

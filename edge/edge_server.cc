@@ -1,0 +1,119 @@
+#include "edge/edge_server.h"
+
+#include <unistd.h>
+
+#include "absl/strings/str_cat.h"
+#include "boost/asio/post.hpp"
+#include "boost/asio/strand.hpp"
+#include "common/grpc_server.h"
+#include "edge/http_session.h"
+#include "spdlog/spdlog.h"
+
+namespace chat::edge {
+
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+EdgeServer::EdgeServer(EdgeOptions options)
+    : options_(std::move(options)), acceptor_(ioc_), accept_retry_(ioc_) {}
+
+EdgeServer::~EdgeServer() { Shutdown(std::chrono::milliseconds(0)); }
+
+absl::Status EdgeServer::Start() {
+  const size_t colon = options_.listen.rfind(':');
+  if (colon == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("--listen must be host:port, got '", options_.listen, "'"));
+  }
+  std::string host = options_.listen.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  int port = 0;
+  if (!absl::SimpleAtoi(options_.listen.substr(colon + 1), &port) || port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("bad port in --listen '", options_.listen, "'"));
+  }
+  boost::system::error_code ec;
+  const auto address = net::ip::make_address(host.empty() ? "0.0.0.0" : host, ec);
+  if (ec) return absl::InvalidArgumentError(absl::StrCat("bad address '", host, "': ", ec.message()));
+  const tcp::endpoint endpoint(address, static_cast<uint16_t>(port));
+  acceptor_.open(endpoint.protocol(), ec);
+  if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(endpoint, ec);
+  if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.listen, ": ", ec.message()));
+  }
+  port_ = acceptor_.local_endpoint().port();
+
+  context_.edge_id = options_.edge_id;
+  if (context_.edge_id.empty()) {
+    char hostname[256] = {0};
+    gethostname(hostname, sizeof(hostname) - 1);
+    context_.edge_id = absl::StrCat(hostname, "-", port_);
+  }
+  context_.logic = options_.logic;
+  context_.logic.server_id = context_.edge_id;
+  context_.max_outbound_bytes = options_.max_outbound_bytes;
+  context_.max_connections = options_.max_connections;
+  context_.handshake_timeout = options_.handshake_timeout;
+  context_.max_header_bytes = options_.max_header_bytes;
+  context_.hub = &hub_;
+  if (!options_.web_root.empty()) {
+    static_files_ = std::make_unique<StaticFiles>(options_.web_root);
+    context_.static_files = static_files_.get();
+  }
+  directory_ = std::make_unique<DirectoryClient>(MakeChannel(options_.connection_service),
+                                                 context_.edge_id, &hub_, DirectoryOptions{});
+  messages_ = std::make_unique<MessageLinks>(options_.message_services, context_.edge_id, &hub_,
+                                             LinkOptions{});
+  context_.directory = directory_.get();
+  context_.messages = messages_.get();
+
+  DoAccept();
+  for (int i = 0; i < std::max(1, options_.threads); ++i) {
+    threads_.emplace_back([this] { ioc_.run(); });
+  }
+  return absl::OkStatus();
+}
+
+void EdgeServer::DoAccept() {
+  acceptor_.async_accept(net::make_strand(ioc_), [this](boost::system::error_code ec,
+                                                        tcp::socket socket) {
+    if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
+    if (ec) {
+      // Out of file descriptors, most likely: back off instead of spinning.
+      spdlog::warn("accept: {}", ec.message());
+      accept_retry_.expires_after(std::chrono::milliseconds(100));
+      accept_retry_.async_wait([this](boost::system::error_code e) {
+        if (!e) DoAccept();
+      });
+      return;
+    }
+    socket.set_option(tcp::no_delay(true), ec);
+    std::make_shared<HttpSession>(std::move(socket), &context_)->Run();
+    DoAccept();
+  });
+}
+
+void EdgeServer::Shutdown(std::chrono::milliseconds drain) {
+  if (stopped_) return;
+  stopped_ = true;
+  if (threads_.empty()) return;
+  context_.shutting_down = true;
+  net::post(ioc_, [this] {
+    boost::system::error_code ignored;
+    acceptor_.close(ignored);
+    accept_retry_.cancel();
+  });
+  hub_.KickAll(kCloseGoingAway, "server shutting down");
+  const auto deadline = std::chrono::steady_clock::now() + drain;
+  while (context_.live_connections.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // polling a counter, bounded
+  }
+  if (directory_) directory_->Flush(std::max(drain / 2, std::chrono::milliseconds(500)));
+  ioc_.stop();
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+  messages_.reset();
+  directory_.reset();
+}
+
+}  // namespace chat::edge

@@ -1,0 +1,70 @@
+#ifndef CHAT_EDGE_EDGE_SERVER_H_
+#define CHAT_EDGE_EDGE_SERVER_H_
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "boost/asio/io_context.hpp"
+#include "boost/asio/ip/tcp.hpp"
+#include "boost/asio/steady_timer.hpp"
+#include "edge/directory_client.h"
+#include "edge/edge_context.h"
+#include "edge/message_link.h"
+#include "edge/static_files.h"
+
+namespace chat::edge {
+
+struct EdgeOptions {
+  std::string listen = "127.0.0.1:8080";
+  std::string edge_id;  // empty: "<hostname>-<port>"
+  std::string connection_service = "127.0.0.1:50051";
+  std::vector<std::string> message_services = {"127.0.0.1:50052"};
+  std::string web_root;  // empty: no web UI
+  LogicConfig logic;
+  size_t max_outbound_bytes = 4 << 20;
+  size_t max_connections = 100000;
+  std::chrono::seconds handshake_timeout{10};
+  size_t max_header_bytes = 8192;
+  int threads = 2;
+};
+
+// The whole edge: listener, sessions, and the clients of the services behind
+// it. main() only parses flags into EdgeOptions; tests run it in-process.
+class EdgeServer {
+ public:
+  explicit EdgeServer(EdgeOptions options);
+  ~EdgeServer();
+
+  // Binds, connects to the backends and starts serving.
+  absl::Status Start();
+  int port() const { return port_; }
+  const std::string& edge_id() const { return context_.edge_id; }
+
+  // Stops accepting, closes every connection with 1001, waits up to `drain`
+  // for them to finish and for unregistrations to reach the registry.
+  void Shutdown(std::chrono::milliseconds drain);
+
+ private:
+  void DoAccept();
+
+  EdgeOptions options_;
+  boost::asio::io_context ioc_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::steady_timer accept_retry_;
+  EdgeContext context_;
+  LocalHub hub_;
+  std::unique_ptr<StaticFiles> static_files_;
+  std::unique_ptr<DirectoryClient> directory_;
+  std::unique_ptr<MessageLinks> messages_;
+  std::vector<std::thread> threads_;
+  int port_ = 0;
+  bool stopped_ = false;
+};
+
+}  // namespace chat::edge
+
+#endif  // CHAT_EDGE_EDGE_SERVER_H_

@@ -1,0 +1,197 @@
+#include "edge/http_session.h"
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "boost/asio/dispatch.hpp"
+#include "boost/asio/post.hpp"
+#include "boost/beast/websocket/rfc6455.hpp"
+#include "edge/name_decode.h"
+#include "edge/static_files.h"
+#include "edge/ws_session.h"
+#include "spdlog/spdlog.h"
+
+namespace chat::edge {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+namespace net = boost::asio;
+
+namespace {
+
+bool OffersAuthorization(std::string_view header) {
+  for (absl::string_view token : absl::StrSplit(absl::string_view(header.data(), header.size()), ',')) {
+    if (absl::StripAsciiWhitespace(token) == "authorization") return true;
+  }
+  return false;
+}
+
+std::string Truncate(std::string_view s, size_t n) { return std::string(s.substr(0, n)); }
+
+}  // namespace
+
+HttpSession::HttpSession(net::ip::tcp::socket&& socket, EdgeContext* context)
+    : stream_(std::move(socket)), context_(context) {}
+
+void HttpSession::Run() {
+  net::dispatch(stream_.get_executor(),
+                beast::bind_front_handler(&HttpSession::DoRead, shared_from_this()));
+}
+
+void HttpSession::DoRead() {
+  parser_.emplace();
+  parser_->header_limit(static_cast<uint32_t>(context_->max_header_bytes));
+  parser_->body_limit(0);
+  stream_.expires_after(context_->handshake_timeout);
+  http::async_read(stream_, buffer_, *parser_,
+                   beast::bind_front_handler(&HttpSession::OnRead, shared_from_this()));
+}
+
+void HttpSession::OnRead(beast::error_code ec, size_t) {
+  if (ec == http::error::end_of_stream) {
+    stream_.socket().shutdown(net::ip::tcp::socket::shutdown_send, ec);
+    return;
+  }
+  if (ec == http::error::header_limit) {
+    Respond(11, false, http::status::request_header_fields_too_large, "text/plain",
+            "request header too large\n");
+    return;
+  }
+  if (ec) return;  // timeout, reset, malformed: nothing useful to answer
+  Request request = parser_->release();
+  if (websocket::is_upgrade(request)) {
+    HandleUpgrade(std::move(request));
+  } else {
+    HandlePlain(request);
+  }
+}
+
+void HttpSession::Respond(unsigned version, bool keep_alive, http::status status,
+                          std::string content_type, std::string body,
+                          std::vector<std::pair<std::string, std::string>> headers) {
+  auto response = std::make_shared<http::response<http::string_body>>(status, version);
+  response->set(http::field::server, "chat-edge");
+  if (!content_type.empty()) response->set(http::field::content_type, content_type);
+  for (auto& [name, value] : headers) response->set(name, value);
+  response->body() = std::move(body);
+  response->keep_alive(keep_alive);
+  response->prepare_payload();
+  http::async_write(stream_, *response,
+                    [self = shared_from_this(), response, keep_alive](beast::error_code ec, size_t) {
+                      if (ec || !keep_alive) {
+                        self->stream_.socket().shutdown(net::ip::tcp::socket::shutdown_send, ec);
+                        return;
+                      }
+                      self->DoRead();
+                    });
+}
+
+void HttpSession::HandlePlain(const Request& request) {
+  const unsigned version = request.version();
+  const bool keep_alive = request.keep_alive();
+  const std::string_view target(request.target().data(), request.target().size());
+  const std::string_view path = target.substr(0, target.find('?'));
+  if (request.method() != http::verb::get && request.method() != http::verb::head) {
+    Respond(version, keep_alive, http::status::method_not_allowed, "text/plain",
+            "only GET and WebSocket upgrades are served\n", {{"Allow", "GET, HEAD"}});
+    return;
+  }
+  if (path == "/healthz") {
+    Respond(version, keep_alive, http::status::ok, "text/plain", "ok\n");
+    return;
+  }
+  if (path == "/readyz") {
+    const bool directory = context_->directory->Ready();
+    const bool messages = context_->messages->Ready();
+    const bool ready = directory && messages && !context_->shutting_down;
+    Respond(version, keep_alive, ready ? http::status::ok : http::status::service_unavailable,
+            "application/json",
+            absl::StrCat("{\"ready\":", ready ? "true" : "false",
+                         ",\"connection_service\":", directory ? "true" : "false",
+                         ",\"message_service\":", messages ? "true" : "false",
+                         ",\"connections\":", context_->live_connections.load(), "}\n"));
+    return;
+  }
+  if (path == "/config.json") {
+    Respond(version, keep_alive, http::status::ok, "application/json",
+            absl::StrCat("{\"auth\":\"name\",\"protocol\":1,\"max_message_bytes\":",
+                         context_->logic.max_message_bytes, "}\n"),
+            {{"Cache-Control", "no-cache"}});
+    return;
+  }
+  if (context_->static_files != nullptr) {
+    const auto inm = request[http::field::if_none_match];
+    StaticResponse file = context_->static_files->Get(target, std::string_view(inm.data(), inm.size()));
+    std::string content_type;
+    auto response = file.headers;
+    Respond(version, keep_alive, static_cast<http::status>(file.status), "",
+            request.method() == http::verb::head ? std::string() : std::move(file.body),
+            std::move(response));
+    return;
+  }
+  Respond(version, keep_alive, http::status::not_found, "text/plain", "not found\n");
+}
+
+void HttpSession::HandleUpgrade(Request request) {
+  const unsigned version = request.version();
+  if (context_->shutting_down) {
+    Respond(version, false, http::status::service_unavailable, "text/plain",
+            "edge is shutting down; reconnect elsewhere\n", {{"Retry-After", "1"}});
+    return;
+  }
+  const std::string_view target(request.target().data(), request.target().size());
+  absl::StatusOr<std::string> user = UserFromTarget(target);
+  if (!user.ok()) {
+    Respond(version, false, http::status::bad_request, "text/plain",
+            absl::StrCat(user.status().message(), "\n"));
+    return;
+  }
+  if (context_->live_connections.fetch_add(1) >= context_->max_connections) {
+    context_->live_connections.fetch_sub(1);
+    Respond(version, false, http::status::service_unavailable, "text/plain",
+            "edge is at its connection limit; try another edge or later\n",
+            {{"Retry-After", "5"}});
+    return;
+  }
+  const auto protocols = request[http::field::sec_websocket_protocol];
+  const bool answer_authorization =
+      OffersAuthorization(std::string_view(protocols.data(), protocols.size()));
+
+  NewConnection connection;
+  connection.connection_id =
+      absl::StrCat(context_->edge_id, "-", absl::Hex(context_->next_connection.fetch_add(1)));
+  connection.user = *user;
+  connection.connected_at_ms = context_->clock->NowMs();
+  const auto agent = request[http::field::user_agent];
+  connection.user_agent = Truncate(std::string_view(agent.data(), agent.size()), 256);
+  beast::error_code ec;
+  auto remote = stream_.socket().remote_endpoint(ec);
+  if (!ec) connection.ip = remote.address().to_string();
+
+  std::string connection_id = connection.connection_id;
+  auto req = std::make_shared<Request>(std::move(request));
+  context_->directory->Register(
+      std::move(connection),
+      [self = shared_from_this(), req, user = *user, connection_id,
+       answer_authorization](absl::Status status) mutable {
+        net::post(self->stream_.get_executor(), [self, req, user = std::move(user),
+                                                 connection_id = std::move(connection_id),
+                                                 answer_authorization, status]() mutable {
+          if (!status.ok()) {
+            self->context_->live_connections.fetch_sub(1);
+            spdlog::warn("registration of {} failed: {}", connection_id, status.ToString());
+            self->Respond(req->version(), false, http::status::service_unavailable, "text/plain",
+                          "connection registry unavailable; retry shortly\n",
+                          {{"Retry-After", "2"}});
+            return;
+          }
+          auto session = std::make_shared<WsSession>(std::move(self->stream_), self->context_,
+                                                     std::move(user), std::move(connection_id),
+                                                     answer_authorization);
+          session->Run(std::move(*req));
+        });
+      });
+}
+
+}  // namespace chat::edge

@@ -1,0 +1,104 @@
+// edge: WebSocket front door of the chat backend.
+#include <cstdio>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_split.h"
+#include "common/env_flags.h"
+#include "common/signals.h"
+#include "edge/edge_server.h"
+#include "spdlog/spdlog.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:8080", "HTTP/WebSocket listen address (host:port; port 0 = any)");
+ABSL_FLAG(std::string, edge_id, "", "unique id of this edge; empty = <hostname>-<port>");
+ABSL_FLAG(std::string, connection_service, "127.0.0.1:50051", "connection-service address");
+ABSL_FLAG(std::string, message_service, "127.0.0.1:50052",
+          "message-service address; comma-separated for several replicas");
+ABSL_FLAG(std::string, web_root, "",
+          "directory of the web UI; empty = look for edge/web next to the binary's source tree "
+          "or /usr/share/chat/web");
+ABSL_FLAG(int, max_message_bytes, 131072, "largest client frame; larger closes with 1009");
+ABSL_FLAG(int, messages_per_second, 50, "per-connection frame rate (token bucket)");
+ABSL_FLAG(int, rate_burst, 50, "per-connection burst above the rate");
+ABSL_FLAG(int, idle_timeout_s, 600, "close a connection silent (no data, no pong) this long");
+ABSL_FLAG(int, bad_frames_max, 10, "more bad frames than this within the window closes with 1008");
+ABSL_FLAG(int, bad_frames_window_s, 60, "window for --bad_frames_max");
+ABSL_FLAG(int, max_outbound_bytes, 4 << 20,
+          "per-connection outbound queue; overflow closes with 4008 (slow consumer)");
+ABSL_FLAG(int, max_connections, 100000, "live WebSocket connections on this edge (503 beyond)");
+ABSL_FLAG(int, handshake_timeout_s, 10, "time allowed for the HTTP request and upgrade");
+ABSL_FLAG(int, threads, 2, "I/O threads");
+ABSL_FLAG(int, drain_timeout_ms, 5000, "on SIGTERM, time allowed for connections to close");
+
+namespace {
+
+std::string DefaultWebRoot(const char* argv0) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  std::vector<fs::path> candidates;
+#ifdef CHAT_SOURCE_WEB_ROOT
+  candidates.emplace_back(CHAT_SOURCE_WEB_ROOT);
+#endif
+  candidates.emplace_back(fs::path(argv0).parent_path() / "web");
+  candidates.emplace_back("/usr/share/chat/web");
+  for (const auto& c : candidates) {
+    if (fs::exists(c / "index.html", ec)) return c.string();
+  }
+  return "";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  chat::BlockTerminationSignals();
+  chat::ParseFlagsWithEnv(argc, argv,
+                          "edge: WebSocket front door of the chat backend.\nUsage: edge "
+                          "[--listen=127.0.0.1:8080] [flags]");
+  chat::edge::EdgeOptions options;
+  options.listen = absl::GetFlag(FLAGS_listen);
+  options.edge_id = absl::GetFlag(FLAGS_edge_id);
+  options.connection_service = absl::GetFlag(FLAGS_connection_service);
+  options.message_services =
+      absl::StrSplit(absl::GetFlag(FLAGS_message_service), ',', absl::SkipWhitespace());
+  if (options.message_services.empty()) {
+    std::fprintf(stderr, "--message_service must name at least one address\n");
+    return 2;
+  }
+  options.web_root = absl::GetFlag(FLAGS_web_root);
+  if (options.web_root.empty()) options.web_root = DefaultWebRoot(argv[0]);
+  options.logic.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  options.logic.messages_per_second = absl::GetFlag(FLAGS_messages_per_second);
+  options.logic.rate_burst = absl::GetFlag(FLAGS_rate_burst);
+  options.logic.idle_timeout_s = absl::GetFlag(FLAGS_idle_timeout_s);
+  options.logic.bad_frames_max = absl::GetFlag(FLAGS_bad_frames_max);
+  options.logic.bad_frames_window_ms = absl::GetFlag(FLAGS_bad_frames_window_s) * 1000LL;
+  options.max_outbound_bytes = absl::GetFlag(FLAGS_max_outbound_bytes);
+  options.max_connections = absl::GetFlag(FLAGS_max_connections);
+  options.handshake_timeout = std::chrono::seconds(absl::GetFlag(FLAGS_handshake_timeout_s));
+  options.threads = absl::GetFlag(FLAGS_threads);
+  if (options.logic.max_message_bytes < 1024 || options.logic.messages_per_second < 1 ||
+      options.logic.idle_timeout_s < 1 || options.max_outbound_bytes < 1024) {
+    std::fprintf(stderr,
+                 "limits out of range: --max_message_bytes>=1024, --messages_per_second>=1, "
+                 "--idle_timeout_s>=1, --max_outbound_bytes>=1024\n");
+    return 2;
+  }
+
+  chat::edge::EdgeServer server(options);
+  if (absl::Status s = server.Start(); !s.ok()) {
+    spdlog::critical("{}", s.ToString());
+    return 1;
+  }
+  const std::string host = options.listen.substr(0, options.listen.rfind(':'));
+  spdlog::warn("identities are unauthenticated (?name= mode): anyone can connect as anyone");
+  spdlog::info("edge {} on {}:{}; connection-service {}, message-service {}; web UI {}",
+               server.edge_id(), host, server.port(), options.connection_service,
+               absl::GetFlag(FLAGS_message_service),
+               options.web_root.empty() ? "(none)" : options.web_root);
+  std::printf("listening on %s:%d\n", host.c_str(), server.port());
+  std::fflush(stdout);
+
+  const int sig = chat::WaitForTerminationSignal();
+  spdlog::info("signal {}: closing connections (1001) and draining", sig);
+  server.Shutdown(std::chrono::milliseconds(absl::GetFlag(FLAGS_drain_timeout_ms)));
+  return 0;
+}

@@ -1,0 +1,84 @@
+#ifndef CHAT_EDGE_MESSAGE_LINK_H_
+#define CHAT_EDGE_MESSAGE_LINK_H_
+
+#include <atomic>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "chat/v1/chat.grpc.pb.h"
+#include "grpcpp/channel.h"
+#include "edge/backends.h"
+#include "edge/local_hub.h"
+
+namespace chat::edge {
+
+struct LinkOptions {
+  size_t max_inflight_sends = 100000;  // per link; beyond it sends fail as unavailable
+  int max_sends_per_batch = 4096;      // message-service's limit per EdgeUp
+};
+
+// One EdgeLink stream to one message-service replica, kept open for as long
+// as this object lives. Sends queued while a write is in flight go up together
+// in the next EdgeUp; deliveries coming down are encoded once per delivery and
+// handed to the local hub. When the stream breaks every unanswered send fails
+// as unavailable and the link reconnects with backoff.
+class MessageLink {
+ public:
+  MessageLink(std::shared_ptr<grpc::Channel> channel, std::string edge_id, LocalHub* hub,
+              LinkOptions options);
+  ~MessageLink();
+
+  void Send(OutgoingSend send, std::function<void(const SendResult&)> done);
+  bool Up() const { return up_.load(); }
+
+ private:
+  class Stream;
+  void Run();
+  // Called by the stream reactor.
+  void OnStreamUp(Stream* stream);
+  void OnWriteDone(Stream* stream);
+  void OnDown(const chat::v1::EdgeDown& down);
+  void OnStreamDone(Stream* stream);
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  std::unique_ptr<chat::v1::MessageService::Stub> stub_;
+  const std::string edge_id_;
+  LocalHub* hub_;
+  const LinkOptions options_;
+  std::atomic<bool> up_{false};
+
+  absl::Mutex mu_;
+  Stream* stream_ ABSL_GUARDED_BY(mu_) = nullptr;  // the live attempt, if up
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool stream_done_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
+  std::deque<chat::v1::EdgeSend> pending_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  absl::flat_hash_map<uint64_t, std::function<void(const SendResult&)>> waiting_
+      ABSL_GUARDED_BY(mu_);
+  std::thread thread_;
+};
+
+// Every message-service replica's link; a connection's sends always take the
+// same live link so that its messages stay in order.
+class MessageLinks : public MessageBackend {
+ public:
+  MessageLinks(const std::vector<std::string>& targets, const std::string& edge_id, LocalHub* hub,
+               LinkOptions options);
+
+  void Send(OutgoingSend send, std::function<void(const SendResult&)> done) override;
+  bool Ready() const override;
+
+ private:
+  std::vector<std::unique_ptr<MessageLink>> links_;
+};
+
+}  // namespace chat::edge
+
+#endif  // CHAT_EDGE_MESSAGE_LINK_H_

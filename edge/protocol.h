@@ -1,0 +1,93 @@
+#ifndef CHAT_EDGE_PROTOCOL_H_
+#define CHAT_EDGE_PROTOCOL_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "boost/json/value.hpp"
+
+// The JSON side of protocol v1: parsing client frames into typed requests and
+// encoding every server frame. No sockets here.
+namespace chat::edge {
+
+enum class ErrorCode {
+  kBadRequest,
+  kUnknownAction,
+  kForbidden,
+  kUnknownUser,
+  kRecipientOffline,
+  kRateLimited,
+  kUnavailable,
+  kInternal,
+};
+std::string_view ErrorCodeName(ErrorCode code);
+bool IsTemporary(ErrorCode code);
+
+inline constexpr size_t kMaxWatchUsers = 1000;
+inline constexpr int kMaxUsersLimit = 1000;
+inline constexpr size_t kMaxRequestIdBytes = 256;
+
+struct SendAction {
+  std::string send_to;
+  std::string message;
+  std::optional<std::string> sent_by;
+};
+struct UsersAction {
+  bool online_only = false;
+  int limit = kMaxUsersLimit;
+  std::string after;
+};
+struct WatchAction {
+  std::vector<std::string> users;  // deduplicated, in the order given
+};
+struct PingAction {};
+
+using Action = std::variant<SendAction, UsersAction, WatchAction, PingAction>;
+
+// `request_id` is a JSON string or integer, echoed back as it came.
+using RequestId = std::optional<boost::json::value>;
+
+struct Request {
+  RequestId request_id;
+  Action action;
+};
+
+struct RequestError {
+  ErrorCode code;
+  std::string message;
+  RequestId request_id;  // when the frame was an object with a valid one
+};
+
+// Parses one text frame. Never throws.
+std::variant<Request, RequestError> ParseRequest(std::string_view text);
+
+struct Limits {
+  size_t max_message_bytes;
+  int messages_per_second;
+  int idle_timeout_s;
+};
+struct Contact {
+  std::string name;
+  bool status;
+};
+
+std::string EncodeHello(std::string_view user, std::string_view connection_id,
+                        std::string_view server, const Limits& limits);
+std::string EncodeError(ErrorCode code, std::string_view message, const RequestId& request_id);
+std::string EncodeSent(const RequestId& request_id, std::string_view id, int64_t ts_ms,
+                       int delivered);
+std::string EncodeDelivery(std::string_view sent_by, std::string_view send_to,
+                           std::string_view message, std::string_view id, int64_t ts_ms);
+std::string EncodeUsers(const std::vector<Contact>& contacts, std::string_view next,
+                        const RequestId& request_id);
+std::string EncodeWatching(const std::vector<std::string>& users, const RequestId& request_id);
+std::string EncodePresence(std::string_view name, bool status, int64_t ts_ms);
+std::string EncodePong(int64_t ts_ms, const RequestId& request_id);
+
+}  // namespace chat::edge
+
+#endif  // CHAT_EDGE_PROTOCOL_H_

@@ -1,0 +1,200 @@
+#include "edge/ws_session.h"
+
+#include "boost/asio/dispatch.hpp"
+#include "boost/asio/post.hpp"
+#include "spdlog/spdlog.h"
+
+namespace chat::edge {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+namespace net = boost::asio;
+
+namespace {
+// A closing handshake that the peer does not complete within this is cut.
+constexpr auto kCloseGrace = std::chrono::seconds(3);
+// Read buffers grown by a large message are given back once it is handled.
+constexpr size_t kKeepBufferBytes = 16 * 1024;
+}  // namespace
+
+WsSession::WsSession(beast::tcp_stream&& stream, EdgeContext* context, std::string user,
+                     std::string connection_id, bool answer_authorization)
+    : ws_(std::move(stream)),
+      close_timer_(ws_.get_executor()),
+      context_(context),
+      logic_(std::move(user), std::move(connection_id), &context->logic, context->messages,
+             context->directory, context->hub, this, context->clock),
+      answer_authorization_(answer_authorization) {}
+
+WsSession::~WsSession() { End(); }
+
+void WsSession::Run(http::request<http::empty_body> request) {
+  beast::get_lowest_layer(ws_).expires_never();  // the websocket timeouts take over
+  websocket::stream_base::timeout timeouts;
+  timeouts.handshake_timeout = context_->handshake_timeout;
+  timeouts.idle_timeout = std::chrono::seconds(context_->logic.idle_timeout_s);
+  timeouts.keep_alive_pings = true;
+  ws_.set_option(timeouts);
+  ws_.read_message_max(context_->logic.max_message_bytes);
+  ws_.auto_fragment(false);
+  const bool answer = answer_authorization_;
+  ws_.set_option(websocket::stream_base::decorator([answer](websocket::response_type& res) {
+    res.set(http::field::server, "chat-edge");
+    if (answer) res.set(http::field::sec_websocket_protocol, "authorization");
+  }));
+  ws_.async_accept(request, beast::bind_front_handler(&WsSession::OnAccept, shared_from_this()));
+}
+
+void WsSession::OnAccept(beast::error_code ec) {
+  if (ec) {
+    End();
+    return;
+  }
+  accepted_ = true;
+  context_->hub->Add(logic_.connection_id(), weak_from_this());
+  SendText(std::make_shared<const std::string>(logic_.HelloFrame()));
+  if (context_->shutting_down) {
+    Close(kCloseGoingAway, "server shutting down");
+    return;
+  }
+  DoRead();
+}
+
+void WsSession::DoRead() {
+  if (reading_ || read_paused_ || closing_) return;
+  reading_ = true;
+  ws_.async_read(buffer_, beast::bind_front_handler(&WsSession::OnRead, shared_from_this()));
+}
+
+void WsSession::OnRead(beast::error_code ec, size_t bytes) {
+  reading_ = false;
+  if (ec) {
+    // Beast has already answered protocol violations with the right close
+    // code (1009 too big, 1007 bad UTF-8, 1002 protocol).
+    if (ec != websocket::error::closed && ec != net::error::operation_aborted &&
+        ec != beast::error::timeout) {
+      spdlog::debug("{}: read: {}", logic_.connection_id(), ec.message());
+    }
+    End();
+    return;
+  }
+  if (ws_.got_text()) {
+    const auto data = buffer_.cdata();
+    logic_.OnText(std::string_view(static_cast<const char*>(data.data()), data.size()));
+  } else {
+    logic_.OnBinary();
+  }
+  buffer_.consume(bytes);
+  if (buffer_.capacity() > kKeepBufferBytes) buffer_.shrink_to_fit();
+  DoRead();
+}
+
+void WsSession::SetReadPaused(bool paused) {
+  read_paused_ = paused;
+  if (!paused) DoRead();
+}
+
+void WsSession::SendText(std::shared_ptr<const std::string> frame) {
+  if (closing_ || ended_) return;
+  if (queued_bytes_ + frame->size() > context_->max_outbound_bytes && !queue_.empty()) {
+    // The client is not reading fast enough; dropping it protects everyone else.
+    Close(kCloseSlowConsumer, "slow consumer: outbound queue full");
+    return;
+  }
+  queued_bytes_ += frame->size();
+  queue_.push_back(std::move(frame));
+  if (!writing_ && accepted_) DoWrite();
+}
+
+void WsSession::DoWrite() {
+  writing_ = true;
+  ws_.text(true);
+  const std::string& frame = *queue_.front();
+  ws_.async_write(net::buffer(frame),
+                  beast::bind_front_handler(&WsSession::OnWrite, shared_from_this()));
+}
+
+void WsSession::OnWrite(beast::error_code ec, size_t) {
+  writing_ = false;
+  if (!queue_.empty()) {
+    queued_bytes_ -= queue_.front()->size();
+    queue_.pop_front();
+  }
+  if (ec) {
+    End();
+    return;
+  }
+  if (!queue_.empty()) {
+    DoWrite();
+  } else if (closing_ && !close_sent_) {
+    DoClose();
+  }
+}
+
+void WsSession::Close(uint16_t code, std::string reason) {
+  if (closing_ || ended_) return;
+  closing_ = true;
+  close_code_ = code;
+  close_reason_ = std::move(reason);
+  if (code == kCloseSlowConsumer) {
+    // Nothing queued will reach a client that does not read.
+    while (queue_.size() > (writing_ ? 1u : 0u)) {
+      queued_bytes_ -= queue_.back()->size();
+      queue_.pop_back();
+    }
+  }
+  close_timer_.expires_after(kCloseGrace);
+  close_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    if (ec) return;
+    beast::error_code ignored;
+    beast::get_lowest_layer(self->ws_).socket().close(ignored);
+  });
+  if (!accepted_) return;  // OnAccept will see closing_
+  // A queued goodbye (e.g. the last error) goes out before the close frame,
+  // except for a slow consumer, whose pending write may never finish.
+  if ((!writing_ && queue_.empty()) || code == kCloseSlowConsumer) DoClose();
+}
+
+void WsSession::DoClose() {
+  close_sent_ = true;
+  ws_.async_close(websocket::close_reason(static_cast<websocket::close_code>(close_code_), close_reason_),
+                  [self = shared_from_this()](beast::error_code) {
+                    // Beast waited for the peer's close frame (or the grace
+                    // timer cut the socket): the connection is over.
+                    self->End();
+                  });
+}
+
+void WsSession::End() {
+  if (ended_) return;
+  ended_ = true;
+  closing_ = true;
+  close_timer_.cancel();
+  beast::error_code ignored;
+  beast::get_lowest_layer(ws_).socket().close(ignored);
+  logic_.OnClosed();
+  context_->hub->Remove(logic_.connection_id());
+  context_->directory->Unregister(logic_.connection_id());
+  context_->live_connections.fetch_sub(1);
+}
+
+void WsSession::Post(std::function<void()> fn) {
+  net::post(ws_.get_executor(), [self = shared_from_this(), fn = std::move(fn)] { fn(); });
+}
+
+void WsSession::Deliver(std::shared_ptr<const std::string> frame) {
+  net::post(ws_.get_executor(),
+            [self = shared_from_this(), frame = std::move(frame)]() mutable {
+              self->SendText(std::move(frame));
+            });
+}
+
+void WsSession::Kick(uint16_t close_code, std::string reason) {
+  net::post(ws_.get_executor(),
+            [self = shared_from_this(), close_code, reason = std::move(reason)]() mutable {
+              self->Close(close_code, std::move(reason));
+            });
+}
+
+}  // namespace chat::edge

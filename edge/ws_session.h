@@ -1,0 +1,72 @@
+#ifndef CHAT_EDGE_WS_SESSION_H_
+#define CHAT_EDGE_WS_SESSION_H_
+
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "boost/asio/steady_timer.hpp"
+#include "boost/beast/core.hpp"
+#include "boost/beast/http.hpp"
+#include "boost/beast/websocket.hpp"
+#include "edge/connection_logic.h"
+#include "edge/edge_context.h"
+
+namespace chat::edge {
+
+// One WebSocket connection: its strand, one read and one write in flight, a
+// bounded outbound queue (bytes) and the close handshake. The protocol itself
+// lives in ConnectionLogic.
+class WsSession final : public std::enable_shared_from_this<WsSession>,
+                        public ClientSink,
+                        public LocalConnection {
+ public:
+  WsSession(boost::beast::tcp_stream&& stream, EdgeContext* context, std::string user,
+            std::string connection_id, bool answer_authorization);
+  ~WsSession() override;
+
+  // Completes the upgrade (answering `request`), then sends hello and reads.
+  void Run(boost::beast::http::request<boost::beast::http::empty_body> request);
+
+  // ClientSink (on the strand).
+  void SendText(std::shared_ptr<const std::string> frame) override;
+  void Close(uint16_t code, std::string reason) override;
+  void Post(std::function<void()> fn) override;
+  void SetReadPaused(bool paused) override;
+
+  // LocalConnection (any thread).
+  void Deliver(std::shared_ptr<const std::string> frame) override;
+  void Kick(uint16_t close_code, std::string reason) override;
+
+ private:
+  void OnAccept(boost::beast::error_code ec);
+  void DoRead();
+  void OnRead(boost::beast::error_code ec, size_t bytes);
+  void DoWrite();
+  void OnWrite(boost::beast::error_code ec, size_t bytes);
+  void DoClose();
+  void End();
+
+  boost::beast::websocket::stream<boost::beast::tcp_stream> ws_;
+  boost::beast::flat_buffer buffer_;
+  boost::asio::steady_timer close_timer_;
+  EdgeContext* context_;
+  ConnectionLogic logic_;
+  const bool answer_authorization_;
+  std::deque<std::shared_ptr<const std::string>> queue_;
+  size_t queued_bytes_ = 0;
+  bool accepted_ = false;
+  bool writing_ = false;
+  bool reading_ = false;
+  bool read_paused_ = false;
+  bool closing_ = false;      // Close() called: no more reads or frames
+  bool close_sent_ = false;   // async_close started
+  bool ended_ = false;
+  uint16_t close_code_ = kCloseNormal;
+  std::string close_reason_;
+};
+
+}  // namespace chat::edge
+
+#endif  // CHAT_EDGE_WS_SESSION_H_

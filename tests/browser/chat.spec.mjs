@@ -1,0 +1,700 @@
+// Browser test of the web UI against the three real binaries, in Debian's chromium.
+//
+//   BUILD_DIR=build node tests/browser/chat.spec.mjs      (or tests/browser/run.sh)
+//
+// It starts connection-service, message-service and edge on free loopback ports, opens the page
+// as several users and checks what a person would: messages both ways with their sent state,
+// unread counts, online-first contacts, presence going grey, HTML arriving as text, and the
+// page reconnecting by itself after the edge restarts. Screenshots go to $BUILD_DIR/screenshots.
+// Exit code 0 only when every check passed; each failure says what was expected and what was
+// seen.
+
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, '..', '..');
+const buildDir = path.resolve(repo, process.env.BUILD_DIR || 'build');
+const webRoot = path.join(repo, 'edge', 'web');
+const screenshots = path.join(buildDir, 'screenshots');
+
+const START_DEADLINE_MS = 20000;
+const STOP_DEADLINE_MS = 10000;
+const UI_TIMEOUT_MS = 15000;
+// New users reach a page through its periodic `users` refresh (10 s) at worst.
+const NEW_CONTACT_TIMEOUT_MS = 25000;
+const RECONNECT_TIMEOUT_MS = 40000;
+
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+let passed = 0;
+let failed = 0;
+
+function ok(what) {
+  passed += 1;
+  console.log(`ok ${passed} - ${what}`);
+}
+
+class CheckFailure extends Error {}
+
+function fail(what, expected, seen) {
+  throw new CheckFailure(`${what}\n  expected: ${expected}\n  saw:      ${seen}`);
+}
+
+function check(condition, what, expected, seen) {
+  if (!condition) fail(what, expected, seen);
+  ok(what);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes.
+
+const children = new Set();
+
+function startProcess(name, binary, args) {
+  if (!fs.existsSync(binary)) {
+    fail(
+      `start ${name}`,
+      `an executable at ${binary} (build the project first, or set BUILD_DIR)`,
+      'no such file',
+    );
+  }
+  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  const proc = { name, child, stderr: '', stdout: '', port: null };
+  child.stderr.on('data', (d) => {
+    proc.stderr = (proc.stderr + d).slice(-4000);
+  });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      reject(
+        new CheckFailure(
+          `start ${name}\n  expected: one line 'listening on 127.0.0.1:<port>' on stdout within ${START_DEADLINE_MS} ms\n` +
+            `  saw:      stdout ${JSON.stringify(proc.stdout.slice(-500))}; stderr tail:\n${proc.stderr}`,
+        ),
+      );
+    }, START_DEADLINE_MS);
+    child.stdout.on('data', (d) => {
+      proc.stdout += d;
+      const match = /listening on 127\.0\.0\.1:(\d+)/.exec(proc.stdout);
+      if (match && proc.port === null) {
+        proc.port = Number(match[1]);
+        clearTimeout(timer);
+        resolve(proc);
+      }
+    });
+    child.on('exit', (code, signal) => {
+      children.delete(child);
+      proc.exited = { code, signal };
+      if (proc.port === null) {
+        clearTimeout(timer);
+        reject(
+          new CheckFailure(
+            `start ${name} ${args.join(' ')}\n  expected: it to keep running and print 'listening on 127.0.0.1:<port>'\n` +
+              `  saw:      exit code ${code} signal ${signal}; stderr tail:\n${proc.stderr}`,
+          ),
+        );
+      }
+    });
+  });
+}
+
+function stopProcess(proc, signal = 'SIGTERM') {
+  const child = proc.child;
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), STOP_DEADLINE_MS);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill(signal);
+  });
+}
+
+function killAll() {
+  for (const child of children) child.kill('SIGKILL');
+}
+process.on('exit', killAll);
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => {
+    killAll();
+    process.exit(130);
+  });
+}
+
+async function startMessageService(cs, port = 0) {
+  return startProcess(
+    'message-service',
+    path.join(buildDir, 'message-service', 'message-service'),
+    [`--listen=127.0.0.1:${port}`, `--connection_service=127.0.0.1:${cs.port}`],
+  );
+}
+
+// Polls the edge's /readyz (both backends reachable) until it answers 200.
+async function waitEdgeReady(port, what) {
+  const deadline = Date.now() + RECONNECT_TIMEOUT_MS;
+  let last = 'no answer';
+  while (Date.now() < deadline) {
+    try {
+      const response = await rawGet(port, '/readyz');
+      if (response.status === 200) return ok(what);
+      last = `${response.status} ${response.body.trim()}`;
+    } catch (e) {
+      last = e.message;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  fail(what, `GET /readyz answering 200 within ${RECONNECT_TIMEOUT_MS} ms`, last);
+}
+
+async function startEdge(cs, ms, port = 0) {
+  return startProcess('edge', path.join(buildDir, 'edge', 'edge'), [
+    `--listen=127.0.0.1:${port}`,
+    `--connection_service=127.0.0.1:${cs.port}`,
+    `--message_service=127.0.0.1:${ms.port}`,
+    `--web_root=${webRoot}`,
+  ]);
+}
+
+// A raw GET, so that targets like "/%2e%2e/x" reach the server exactly as written.
+function rawGet(port, target, headers = {}) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: '127.0.0.1', port, path: target, headers, agent: false },
+      (res) => {
+        let body = '';
+        res.on('data', (d) => {
+          body += d;
+        });
+        res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body }));
+      },
+    );
+    req.on('error', reject);
+    req.setTimeout(5000, () => req.destroy(new Error(`GET ${target} timed out`)));
+    req.end();
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pages.
+
+// What the page shows, for failure messages.
+async function snapshot(page) {
+  if (page.isClosed()) return '(page closed)';
+  try {
+    return await page.evaluate(() => {
+      const conn = document.getElementById('conn');
+      const contacts = [...document.querySelectorAll('.contact')].map(
+        (li) =>
+          `${li.dataset.name}(${li.dataset.status}${li.querySelector('.badge') ? `,unread ${li.querySelector('.badge').textContent}` : ''})`,
+      );
+      const messages = [...document.querySelectorAll('#messages .message')].slice(-6).map((li) => {
+        const failure = li.querySelector('.failure');
+        return `[${li.dataset.state}${li.dataset.id ? ` id=${li.dataset.id}` : ''}] ${li.querySelector('.sender')?.textContent}: ${JSON.stringify(
+          li.querySelector('.text')?.textContent,
+        )}${failure ? ` failure=${JSON.stringify(failure.textContent)}` : ''}`;
+      });
+      return (
+        `connection=${conn?.dataset.state} "${document.getElementById('conn-text')?.textContent}"; ` +
+        `signin error="${document.getElementById('signin-error')?.textContent}"; ` +
+        `contacts=[${contacts.join(' ')}]; open conversation=${document.getElementById('peer-name')?.textContent || '-'}; ` +
+        `last messages=${messages.length ? `\n    ${messages.join('\n    ')}` : '[]'}`
+      );
+    });
+  } catch (e) {
+    return `(could not read the page: ${e.message})`;
+  }
+}
+
+// Waits until `predicate(arg)` holds in the page, or fails naming what was expected and what
+// the page showed instead.
+async function waitUntil(page, what, expected, predicate, arg, timeout = UI_TIMEOUT_MS) {
+  try {
+    await page.waitForFunction(predicate, arg, { timeout, polling: 100 });
+  } catch (e) {
+    fail(`${what} [${page.chatUser}]`, `${expected} within ${timeout} ms`, await snapshot(page));
+  }
+  ok(`${what} [${page.chatUser}]`);
+}
+
+const consoleProblems = [];
+
+async function openAs(browser, name, viewport = { width: 1100, height: 720 }) {
+  const context = await browser.newContext({ viewport, reducedMotion: 'reduce' });
+  const page = await context.newPage();
+  page.chatUser = name;
+  page.on('console', (message) => {
+    const url = message.location()?.url || '';
+    // Name mode has no /config.json; that 404 is the page finding out which mode it is in.
+    // Failed WebSocket handshakes are expected while the edge restarts.
+    const expected =
+      url.endsWith('/config.json') || /^WebSocket connection to .* failed/.test(message.text());
+    if (message.type() === 'error' && !expected) {
+      consoleProblems.push(`${name}: ${message.text()} (${url})`);
+    }
+  });
+  page.on('pageerror', (error) => consoleProblems.push(`${name}: uncaught ${error.message}`));
+  await page.goto(baseUrl);
+  await page.getByLabel('Your name').fill(name);
+  await page.getByLabel('Your name').press('Enter');
+  await waitUntil(
+    page,
+    `${name} signs in and is connected`,
+    'connection state "open" with the chat view shown',
+    () =>
+      document.getElementById('conn').dataset.state === 'open' &&
+      !document.getElementById('chat-view').hidden,
+  );
+  return page;
+}
+
+function contactSelector(name) {
+  return `.contact[data-name="${name}"]`;
+}
+
+async function waitContact(page, name, status, what, timeout = UI_TIMEOUT_MS) {
+  await waitUntil(
+    page,
+    what,
+    `contact ${name} listed as ${status}`,
+    ([n, s]) => document.querySelector(`.contact[data-name="${n}"]`)?.dataset.status === s,
+    [name, status],
+    timeout,
+  );
+}
+
+async function openConversation(page, name) {
+  await page.locator(`${contactSelector(name)} button`).click();
+  await waitUntil(
+    page,
+    `conversation with ${name} opens`,
+    `the conversation header naming ${name}`,
+    (n) =>
+      document.getElementById('peer-name').textContent === n &&
+      !document.getElementById('peer-pane').hidden,
+    name,
+  );
+}
+
+// Types `text` (with "\n" as Shift+Enter) and sends it with Enter.
+async function typeAndSend(page, text) {
+  const input = page.locator('#composer-input');
+  await input.click();
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    if (i > 0) await input.press('Shift+Enter');
+    await input.pressSequentially(lines[i]);
+  }
+  await input.press('Enter');
+}
+
+async function waitOwnMessage(page, text, states, what) {
+  await waitUntil(
+    page,
+    what,
+    `own message ${JSON.stringify(text)} in state ${states.join(' or ')}`,
+    ([t, s]) =>
+      [...document.querySelectorAll('#messages .message.mine')].some(
+        (li) =>
+          li.querySelector('.text').textContent === t &&
+          s.includes(li.dataset.state) &&
+          (li.dataset.state !== 'sent' || li.dataset.id),
+      ),
+    [text, states],
+  );
+}
+
+async function waitReceived(page, from, text, what) {
+  await waitUntil(
+    page,
+    what,
+    `a message from ${from} reading ${JSON.stringify(text)} in the open conversation`,
+    ([f, t]) =>
+      [...document.querySelectorAll('#messages .message.theirs')].some(
+        (li) =>
+          li.querySelector('.text').textContent === t &&
+          li.closest('#messages') &&
+          document.getElementById('peer-name').textContent === f,
+      ),
+    [from, text],
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The scenario.
+
+let baseUrl;
+
+async function httpChecks(port) {
+  const index = await rawGet(port, '/');
+  check(index.status === 200, 'GET / answers 200', '200', `${index.status}`);
+  check(
+    /^text\/html/.test(index.headers['content-type'] || ''),
+    'GET / is text/html',
+    'text/html…',
+    index.headers['content-type'],
+  );
+  const csp = index.headers['content-security-policy'] || '';
+  check(
+    /script-src 'self'/.test(csp) && !/unsafe-inline/.test(csp),
+    "the page's CSP forbids inline script",
+    "a Content-Security-Policy with script-src 'self' and no 'unsafe-inline'",
+    JSON.stringify(csp),
+  );
+  check(
+    index.headers['x-content-type-options'] === 'nosniff',
+    'GET / sends X-Content-Type-Options: nosniff',
+    'nosniff',
+    index.headers['x-content-type-options'],
+  );
+
+  const js = await rawGet(port, '/app.js');
+  check(
+    js.status === 200 && /^text\/javascript/.test(js.headers['content-type'] || ''),
+    'GET /app.js is text/javascript',
+    '200 text/javascript',
+    `${js.status} ${js.headers['content-type']}`,
+  );
+  const etag = js.headers.etag;
+  check(
+    typeof etag === 'string' && etag.startsWith('"'),
+    'GET /app.js has a strong ETag',
+    'an ETag header "…"',
+    etag,
+  );
+  const revalidated = await rawGet(port, '/app.js', { 'If-None-Match': etag });
+  check(
+    revalidated.status === 304 && revalidated.body === '',
+    'If-None-Match with the ETag answers 304',
+    '304 with no body',
+    `${revalidated.status} body ${JSON.stringify(revalidated.body.slice(0, 40))}`,
+  );
+
+  for (const target of [
+    '/../CMakeLists.txt',
+    '/%2e%2e/CMakeLists.txt',
+    '/..%2fCMakeLists.txt',
+    '/%252e%252e/CMakeLists.txt',
+    '/..\\CMakeLists.txt',
+    '/%2e%2e/%2e%2e/%2e%2e/etc/passwd',
+  ]) {
+    const response = await rawGet(port, target);
+    check(
+      response.status === 404,
+      `GET ${target} is refused`,
+      '404',
+      `${response.status} ${JSON.stringify(response.body.slice(0, 60))}`,
+    );
+  }
+}
+
+async function main() {
+  const cs = await startProcess(
+    'connection-service',
+    path.join(buildDir, 'connection-service', 'connection-service'),
+    ['--listen=127.0.0.1:0'],
+  );
+  let ms = await startMessageService(cs);
+  let edge = await startEdge(cs, ms);
+  const edgePort = edge.port;
+  baseUrl = `http://127.0.0.1:${edgePort}/`;
+  ok(`the three binaries are listening (edge on ${edgePort})`);
+
+  await httpChecks(edgePort);
+
+  fs.mkdirSync(screenshots, { recursive: true });
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: CHROMIUM_ARGS,
+  });
+  try {
+    // aaron was here once and left: a contact that is offline.
+    const aaron = await openAs(browser, 'aaron');
+    await aaron.context().close();
+
+    const alice = await openAs(browser, 'alice');
+    await waitContact(alice, 'aaron', 'offline', 'a user who left is listed offline');
+    const bob = await openAs(browser, 'bob');
+    await waitContact(bob, 'alice', 'online', 'bob sees alice online');
+    await waitContact(
+      alice,
+      'bob',
+      'online',
+      'alice sees bob appear online',
+      NEW_CONTACT_TIMEOUT_MS,
+    );
+    const order = await alice.$$eval('.contact', (rows) => rows.map((r) => r.dataset.name));
+    check(
+      order.indexOf('bob') < order.indexOf('aaron'),
+      'contacts are sorted online first',
+      'bob (online) above aaron (offline)',
+      order.join(', '),
+    );
+
+    // The filter box.
+    await alice.getByLabel('Filter contacts').fill('bo');
+    const filtered = await alice.$$eval('.contact', (rows) => rows.map((r) => r.dataset.name));
+    check(
+      filtered.length === 1 && filtered[0] === 'bob',
+      'the filter box narrows the contacts',
+      'only bob for "bo"',
+      filtered.join(', ') || '(none)',
+    );
+    await alice.getByLabel('Filter contacts').fill('');
+
+    // alice -> bob.
+    await openConversation(alice, 'bob');
+    await typeAndSend(alice, 'Hi Bob! Are we still on for lunch tomorrow?');
+    await waitOwnMessage(
+      alice,
+      'Hi Bob! Are we still on for lunch tomorrow?',
+      ['sent'],
+      "alice's message reaches the sent state with the server's id",
+    );
+    await waitUntil(
+      bob,
+      'bob gets an unread count from alice',
+      'a badge "1" on alice',
+      () => document.querySelector('.contact[data-name="alice"] .badge')?.textContent === '1',
+    );
+    await openConversation(bob, 'alice');
+    await waitReceived(
+      bob,
+      'alice',
+      'Hi Bob! Are we still on for lunch tomorrow?',
+      "bob sees alice's message",
+    );
+    const bubble = await bob.$eval('#messages .message.theirs', (li) => ({
+      sender: li.querySelector('.sender').textContent,
+      time: li.querySelector('time').textContent,
+    }));
+    check(
+      bubble.sender === 'alice' && /\d/.test(bubble.time),
+      'the bubble names its sender and time',
+      'sender "alice" and a time',
+      JSON.stringify(bubble),
+    );
+    await waitUntil(
+      bob,
+      'opening the conversation clears the unread count',
+      'no badge on alice',
+      () => !document.querySelector('.contact[data-name="alice"] .badge'),
+    );
+
+    // bob -> alice, with Shift+Enter for a new line.
+    await typeAndSend(bob, 'Yes! 12:30 at the usual place?\nI will bring the slides.');
+    await waitOwnMessage(
+      bob,
+      'Yes! 12:30 at the usual place?\nI will bring the slides.',
+      ['sent'],
+      "bob's two-line message is sent",
+    );
+    await waitReceived(
+      alice,
+      'bob',
+      'Yes! 12:30 at the usual place?\nI will bring the slides.',
+      "alice sees bob's reply with its line break",
+    );
+
+    // HTML arrives as text and runs nothing.
+    const payload = '<img src=x onerror="window.__xss=1"><b>bold?</b>';
+    await typeAndSend(bob, payload);
+    await waitReceived(alice, 'bob', payload, 'HTML from bob arrives as visible text');
+    const injected = await alice.evaluate(() => ({
+      flag: window.__xss,
+      imgs: document.querySelectorAll('#messages img, #contacts img').length,
+      bolds: document.querySelectorAll('#messages b').length,
+    }));
+    check(
+      injected.flag === undefined && injected.imgs === 0 && injected.bolds === 0,
+      'the HTML created no elements and ran nothing',
+      'window.__xss unset, no <img>/<b> in the messages',
+      JSON.stringify(injected),
+    );
+    check(
+      await alice.locator('#messages .message.theirs .text', { hasText: '<img src=x' }).isVisible(),
+      'the HTML is visible as text',
+      'a visible bubble showing "<img src=x …"',
+      await snapshot(alice),
+    );
+
+    await typeAndSend(alice, 'Perfect. I will book a table for two.');
+    await waitOwnMessage(
+      alice,
+      'Perfect. I will book a table for two.',
+      ['sent'],
+      "alice's second message is sent",
+    );
+    await waitReceived(bob, 'alice', 'Perfect. I will book a table for two.', 'bob sees it');
+
+    await alice.screenshot({ path: path.join(screenshots, 'conversation.png') });
+    ok(`screenshot ${path.join(screenshots, 'conversation.png')}`);
+
+    // The edge restarts on the same port; both pages reconnect by themselves.
+    await stopProcess(edge);
+    await waitUntil(
+      alice,
+      'the page shows the connection is down',
+      'connection state other than "open"',
+      () => document.getElementById('conn').dataset.state !== 'open',
+    );
+    await alice.screenshot({ path: path.join(screenshots, 'reconnecting.png') });
+    edge = await startEdge(cs, ms, edgePort);
+    ok(`the edge restarted on port ${edgePort}`);
+    await waitUntil(
+      alice,
+      'alice reconnects after the edge restart',
+      'connection state "open"',
+      () => document.getElementById('conn').dataset.state === 'open',
+      undefined,
+      RECONNECT_TIMEOUT_MS,
+    );
+    await waitUntil(
+      bob,
+      'bob reconnects after the edge restart',
+      'connection state "open"',
+      () => document.getElementById('conn').dataset.state === 'open',
+      undefined,
+      RECONNECT_TIMEOUT_MS,
+    );
+    await waitContact(alice, 'bob', 'online', 'alice sees bob online again after reconnecting');
+
+    await typeAndSend(alice, 'Back again after the restart.');
+    await waitOwnMessage(
+      alice,
+      'Back again after the restart.',
+      ['sent'],
+      'a message is sent after the reconnect',
+    );
+    await waitReceived(
+      bob,
+      'alice',
+      'Back again after the restart.',
+      'bob receives it after the reconnect',
+    );
+
+    // message-service goes away: the send fails where it happened, in words, and Retry sends it
+    // once the service is back.
+    const msPort = ms.port;
+    await stopProcess(ms);
+    const downText = 'Did the service go down?';
+    await typeAndSend(alice, downText);
+    await waitOwnMessage(alice, downText, ['failed'], 'a send while message-service is down fails');
+    const downFailure = await alice
+      .locator('#messages .message[data-state="failed"] .failure')
+      .last()
+      .textContent();
+    check(
+      /unavailable/i.test(downFailure),
+      'the failure says the service is unavailable',
+      'text mentioning "unavailable"',
+      JSON.stringify(downFailure),
+    );
+    ms = await startMessageService(cs, msPort);
+    await waitEdgeReady(edgePort, 'the edge is ready again once message-service is back');
+    await alice.locator('#messages .message[data-state="failed"] .retry-button').last().click();
+    await waitOwnMessage(alice, downText, ['sent'], 'Retry sends the failed message');
+    await waitReceived(bob, 'alice', downText, 'bob receives the retried message');
+
+    // bob leaves: his dot turns grey for alice, through a presence event (the restored watch).
+    await bob.context().close();
+    await waitUntil(
+      alice,
+      "bob's dot turns grey when his page closes",
+      'contact bob offline with a grey dot, announced by a presence event',
+      () => {
+        const row = document.querySelector('.contact[data-name="bob"]');
+        const dot = row?.querySelector('.dot');
+        if (!dot || row.dataset.status !== 'offline') return false;
+        const [r, g, b] = getComputedStyle(dot).backgroundColor.match(/\d+/g).map(Number);
+        const presence = window.chatDebug.state.lastPresence;
+        return (
+          Math.max(r, g, b) - Math.min(r, g, b) < 40 &&
+          presence?.name === 'bob' &&
+          presence.status === false
+        );
+      },
+      undefined,
+      UI_TIMEOUT_MS,
+    );
+    await waitUntil(
+      alice,
+      'the open conversation says bob is offline',
+      'peer status "Offline"',
+      () => document.getElementById('peer-status').textContent === 'Offline',
+    );
+
+    // A send to an offline user fails where it happened, in words, with a retry.
+    await typeAndSend(alice, 'Are you still there?');
+    await waitOwnMessage(
+      alice,
+      'Are you still there?',
+      ['failed'],
+      'a message to offline bob fails',
+    );
+    const failure = await alice
+      .locator('#messages .message[data-state="failed"] .failure')
+      .last()
+      .textContent();
+    check(
+      /offline/i.test(failure) &&
+        (await alice
+          .locator('#messages .message[data-state="failed"] .retry-button')
+          .last()
+          .isVisible()),
+      'the failure is explained with a retry button',
+      'text mentioning "offline" and a visible Retry',
+      JSON.stringify(failure),
+    );
+
+    await alice.screenshot({ path: path.join(screenshots, 'conversation-offline.png') });
+    await alice.setViewportSize({ width: 390, height: 800 });
+    await alice.screenshot({ path: path.join(screenshots, 'phone-conversation.png') });
+    await alice.getByRole('button', { name: 'Back to contacts' }).click();
+    await waitUntil(
+      alice,
+      'on a phone, Back shows the contact list',
+      'the contacts visible',
+      () => getComputedStyle(document.querySelector('.sidebar')).display !== 'none',
+    );
+    await alice.screenshot({ path: path.join(screenshots, 'phone-contacts.png') });
+    ok(`phone-width screenshots in ${screenshots}`);
+
+    check(
+      consoleProblems.length === 0,
+      'no console errors or CSP violations',
+      'none',
+      consoleProblems.join('\n    '),
+    );
+  } finally {
+    await browser.close();
+    await stopProcess(edge);
+    await stopProcess(ms);
+    await stopProcess(cs);
+  }
+}
+
+try {
+  await main();
+} catch (error) {
+  failed += 1;
+  console.log(
+    `not ok ${passed + failed} - ${error instanceof CheckFailure ? error.message : error.stack}`,
+  );
+}
+console.log(`browser: ${passed} passed, ${failed} failed`);
+process.exitCode = failed ? 1 : 0;

@@ -1,0 +1,195 @@
+#include "tests/support/cluster.h"
+
+#include <signal.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "boost/asio/io_context.hpp"
+#include "boost/asio/ip/tcp.hpp"
+#include "boost/beast/core.hpp"
+#include "boost/beast/http.hpp"
+
+namespace chat::testing {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+
+namespace {
+bool RunFor(net::io_context& ioc, const bool& done, std::chrono::milliseconds timeout,
+            beast::tcp_stream& stream) {
+  ioc.restart();
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!done && std::chrono::steady_clock::now() < deadline) {
+    ioc.run_one_for(deadline - std::chrono::steady_clock::now());
+  }
+  if (done) return true;
+  stream.socket().cancel();
+  ioc.restart();
+  while (!done) ioc.run_one();
+  return false;
+}
+}  // namespace
+
+absl::StatusOr<HttpResult> HttpGet(int port, const std::string& target,
+                                   const std::vector<std::pair<std::string, std::string>>& headers,
+                                   std::chrono::milliseconds timeout) {
+  net::io_context ioc;
+  beast::tcp_stream stream(ioc);
+  beast::error_code ec;
+  stream.socket().connect({net::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port)}, ec);
+  if (ec) return absl::UnavailableError(absl::StrCat("connect: ", ec.message()));
+  http::request<http::empty_body> req(http::verb::get, target, 11);
+  req.set(http::field::host, absl::StrCat("127.0.0.1:", port));
+  for (const auto& [k, v] : headers) req.set(k, v);
+  bool done = false;
+  http::async_write(stream, req, [&](beast::error_code e, size_t) {
+    ec = e;
+    done = true;
+  });
+  if (!RunFor(ioc, done, timeout, stream) || ec) return absl::UnavailableError("write failed");
+  beast::flat_buffer buffer;
+  http::response<http::string_body> res;
+  done = false;
+  http::async_read(stream, buffer, res, [&](beast::error_code e, size_t) {
+    ec = e;
+    done = true;
+  });
+  if (!RunFor(ioc, done, timeout, stream)) return absl::DeadlineExceededError("read timed out");
+  if (ec) return absl::UnavailableError(absl::StrCat("read: ", ec.message()));
+  HttpResult result;
+  result.status = res.result_int();
+  for (const auto& field : res) {
+    result.headers[absl::AsciiStrToLower(std::string(field.name_string()))] =
+        std::string(field.value());
+  }
+  result.body = res.body();
+  return result;
+}
+
+absl::StatusOr<std::string> RawRequest(int port, const std::string& request,
+                                       std::chrono::milliseconds timeout) {
+  net::io_context ioc;
+  beast::tcp_stream stream(ioc);
+  beast::error_code ec;
+  stream.socket().connect({net::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port)}, ec);
+  if (ec) return absl::UnavailableError(absl::StrCat("connect: ", ec.message()));
+  bool done = false;
+  net::async_write(stream, net::buffer(request), [&](beast::error_code e, size_t) {
+    ec = e;
+    done = true;
+  });
+  if (!RunFor(ioc, done, timeout, stream)) return absl::DeadlineExceededError("write timed out");
+  std::string out;
+  char buf[4096];
+  while (true) {
+    done = false;
+    size_t n = 0;
+    stream.socket().async_read_some(net::buffer(buf), [&](beast::error_code e, size_t got) {
+      ec = e;
+      n = got;
+      done = true;
+    });
+    if (!RunFor(ioc, done, timeout, stream)) break;
+    if (ec) break;
+    out.append(buf, n);
+  }
+  return out;
+}
+
+bool Eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(20ms);  // polling interval, bounded by the deadline
+  }
+  return condition();
+}
+
+Cluster::Cluster(std::string name, ClusterOptions options)
+    : name_(std::move(name)), options_(std::move(options)) {
+  edges_.resize(options_.edges);
+  edge_ports_.resize(options_.edges, 0);
+  std::filesystem::create_directories(BinaryDir() + "/test-logs");
+}
+
+Cluster::~Cluster() = default;
+
+std::string Cluster::LogPath(const std::string& process) const {
+  return absl::StrCat(BinaryDir(), "/test-logs/", name_, ".", process, ".log");
+}
+
+absl::Status Cluster::StartConnectionService() {
+  connection_ = std::make_unique<ChildProcess>();
+  std::vector<std::string> argv = {BinaryDir() + "/connection-service/connection-service",
+                                   absl::StrCat("--listen=127.0.0.1:", connection_port_)};
+  argv.insert(argv.end(), options_.connection_flags.begin(), options_.connection_flags.end());
+  if (auto s = connection_->Start(argv, {}, LogPath("connection-service")); !s.ok()) return s;
+  auto port = connection_->WaitListening(10s);
+  if (!port.ok()) return port.status();
+  connection_port_ = *port;
+  return absl::OkStatus();
+}
+
+absl::Status Cluster::StartMessageService() {
+  message_ = std::make_unique<ChildProcess>();
+  std::vector<std::string> argv = {BinaryDir() + "/message-service/message-service",
+                                   absl::StrCat("--listen=127.0.0.1:", message_port_),
+                                   absl::StrCat("--connection_service=127.0.0.1:", connection_port_)};
+  argv.insert(argv.end(), options_.message_flags.begin(), options_.message_flags.end());
+  if (auto s = message_->Start(argv, {}, LogPath("message-service")); !s.ok()) return s;
+  auto port = message_->WaitListening(10s);
+  if (!port.ok()) return port.status();
+  message_port_ = *port;
+  return absl::OkStatus();
+}
+
+absl::Status Cluster::StartEdge(int index) {
+  edges_[index] = std::make_unique<ChildProcess>();
+  std::vector<std::string> argv = {BinaryDir() + "/edge/edge",
+                                   absl::StrCat("--listen=127.0.0.1:", edge_ports_[index]),
+                                   absl::StrCat("--connection_service=127.0.0.1:", connection_port_),
+                                   absl::StrCat("--message_service=127.0.0.1:", message_port_),
+                                   absl::StrCat("--edge_id=e", index + 1)};
+  argv.insert(argv.end(), options_.edge_flags.begin(), options_.edge_flags.end());
+  if (auto s = edges_[index]->Start(argv, {}, LogPath(absl::StrCat("edge", index + 1))); !s.ok()) {
+    return s;
+  }
+  auto port = edges_[index]->WaitListening(10s);
+  if (!port.ok()) return port.status();
+  edge_ports_[index] = *port;
+  return absl::OkStatus();
+}
+
+absl::Status Cluster::WaitEdgeReady(int index, std::chrono::milliseconds timeout) {
+  const bool ready = Eventually(
+      [&] {
+        auto r = HttpGet(edge_ports_[index], "/readyz", {}, 1s);
+        return r.ok() && r->status == 200;
+      },
+      timeout);
+  return ready ? absl::OkStatus() : absl::DeadlineExceededError("edge never became ready");
+}
+
+absl::Status Cluster::Start() {
+  if (auto s = StartConnectionService(); !s.ok()) return s;
+  if (auto s = StartMessageService(); !s.ok()) return s;
+  for (int i = 0; i < options_.edges; ++i) {
+    if (auto s = StartEdge(i); !s.ok()) return s;
+  }
+  for (int i = 0; i < options_.edges; ++i) {
+    if (auto s = WaitEdgeReady(i); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int> Cluster::Stop(ChildProcess& process, int sig,
+                                  std::chrono::milliseconds timeout) {
+  process.Signal(sig);
+  return process.Wait(timeout);
+}
+
+}  // namespace chat::testing

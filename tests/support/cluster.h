@@ -1,0 +1,78 @@
+#ifndef CHAT_TESTS_SUPPORT_CLUSTER_H_
+#define CHAT_TESTS_SUPPORT_CLUSTER_H_
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "tests/support/process.h"
+
+namespace chat::testing {
+
+using namespace std::chrono_literals;
+
+struct HttpResult {
+  int status = 0;
+  std::map<std::string, std::string> headers;  // lower-cased names
+  std::string body;
+};
+
+// One HTTP/1.1 request to 127.0.0.1:port with a deadline.
+absl::StatusOr<HttpResult> HttpGet(int port, const std::string& target,
+                                   const std::vector<std::pair<std::string, std::string>>& headers = {},
+                                   std::chrono::milliseconds timeout = 3s);
+// The raw bytes the server answered to `request` (for malformed requests).
+absl::StatusOr<std::string> RawRequest(int port, const std::string& request,
+                                       std::chrono::milliseconds timeout = 3s);
+
+// Polls `condition` until true or the deadline: for state that has no event
+// to wait on (another process's view). Returns whether it became true.
+bool Eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout = 10s);
+
+struct ClusterOptions {
+  std::vector<std::string> connection_flags;
+  std::vector<std::string> message_flags;
+  std::vector<std::string> edge_flags;
+  int edges = 1;
+};
+
+// The three real binaries on free loopback ports, as a test's fixture.
+class Cluster {
+ public:
+  explicit Cluster(std::string name, ClusterOptions options = {});
+  ~Cluster();
+
+  absl::Status Start();  // all of them, waiting until the first edge is ready
+
+  absl::Status StartConnectionService();
+  absl::Status StartMessageService();
+  absl::Status StartEdge(int index);
+  // Sends `sig` and waits for exit; returns the wait status.
+  absl::StatusOr<int> Stop(ChildProcess& process, int sig, std::chrono::milliseconds timeout = 10s);
+  // Waits until the edge's /readyz answers 200.
+  absl::Status WaitEdgeReady(int index, std::chrono::milliseconds timeout = 10s);
+
+  ChildProcess& connection_service() { return *connection_; }
+  ChildProcess& message_service() { return *message_; }
+  ChildProcess& edge(int index) { return *edges_[index]; }
+  int connection_port() const { return connection_port_; }
+  int message_port() const { return message_port_; }
+  int edge_port(int index = 0) const { return edge_ports_[index]; }
+  std::string LogPath(const std::string& process) const;
+
+ private:
+  std::string name_;
+  ClusterOptions options_;
+  std::unique_ptr<ChildProcess> connection_, message_;
+  std::vector<std::unique_ptr<ChildProcess>> edges_;
+  int connection_port_ = 0, message_port_ = 0;
+  std::vector<int> edge_ports_;
+};
+
+}  // namespace chat::testing
+
+#endif  // CHAT_TESTS_SUPPORT_CLUSTER_H_

@@ -1,0 +1,48 @@
+#ifndef CHAT_TESTS_SUPPORT_PROCESS_H_
+#define CHAT_TESTS_SUPPORT_PROCESS_H_
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace chat::testing {
+
+// A child process whose stdout is watched for the "listening on host:port"
+// line every binary prints once it serves. stderr goes to a log file.
+class ChildProcess {
+ public:
+  ChildProcess() = default;
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+  ~ChildProcess();
+
+  // Starts `argv` with `env` added to this process's environment.
+  absl::Status Start(const std::vector<std::string>& argv,
+                     const std::vector<std::string>& env = {},
+                     const std::string& log_path = "");
+  // Waits for the "listening on" line; returns the port.
+  absl::StatusOr<int> WaitListening(std::chrono::milliseconds timeout);
+  void Signal(int sig);
+  // Waits for exit; returns the raw wait status, or an error on timeout.
+  absl::StatusOr<int> Wait(std::chrono::milliseconds timeout);
+  bool running() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+  int stdout_fd_ = -1;
+  std::string buffered_;
+};
+
+// The directory holding the built binaries (set by CMake).
+std::string BinaryDir();
+std::string SourceDir();
+
+}  // namespace chat::testing
+
+#endif  // CHAT_TESTS_SUPPORT_PROCESS_H_

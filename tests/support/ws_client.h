@@ -1,0 +1,80 @@
+#ifndef CHAT_TESTS_SUPPORT_WS_CLIENT_H_
+#define CHAT_TESTS_SUPPORT_WS_CLIENT_H_
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "boost/asio/io_context.hpp"
+#include "boost/beast/core.hpp"
+#include "boost/beast/websocket.hpp"
+#include "boost/json.hpp"
+
+namespace chat::testing {
+
+using namespace std::chrono_literals;
+
+struct Frame {
+  bool closed = false;      // the server closed the connection
+  uint16_t close_code = 0;  // when closed
+  std::string close_reason;
+  bool text = true;
+  std::string payload;
+  boost::json::object json;  // parsed when text and an object
+};
+
+struct HandshakeOptions {
+  std::string target = "/?name=alice";
+  std::vector<std::string> subprotocols;  // Sec-WebSocket-Protocol offer
+  std::vector<std::pair<std::string, std::string>> headers;
+  bool expect_hello = true;  // read and check the hello frame
+};
+
+// A blocking WebSocket client with a deadline on every step, for tests.
+class WsClient {
+ public:
+  WsClient();
+  ~WsClient();
+
+  absl::Status Connect(int port, const HandshakeOptions& options = {},
+                       std::chrono::milliseconds timeout = 5s);
+  // When Connect failed at the HTTP level: the status and body the server sent.
+  int http_status() const { return http_status_; }
+  const std::string& http_body() const { return http_body_; }
+  const std::string& accepted_subprotocol() const { return accepted_subprotocol_; }
+  const boost::json::object& hello() const { return hello_; }
+
+  absl::Status SendText(const std::string& text);
+  absl::Status SendJson(const boost::json::object& obj) {
+    return SendText(boost::json::serialize(obj));
+  }
+  absl::Status SendBinary(const std::string& data);
+  // The next frame, or the close; DeadlineExceeded when nothing arrives.
+  absl::StatusOr<Frame> Read(std::chrono::milliseconds timeout = 5s);
+  // Reads until a JSON frame whose "action" is `action` arrives (others are
+  // kept for later reads); error if the connection closes or time runs out.
+  absl::StatusOr<boost::json::object> ReadAction(const std::string& action,
+                                                 std::chrono::milliseconds timeout = 5s);
+  // Reads until the server closes; returns the close code.
+  absl::StatusOr<uint16_t> ReadUntilClosed(std::chrono::milliseconds timeout = 5s);
+  void Close();
+  // Stops reading at the TCP level (a slow consumer).
+  void SetReceiveBuffer(int bytes);
+
+ private:
+  boost::asio::io_context ioc_;
+  boost::beast::websocket::stream<boost::beast::tcp_stream> ws_;
+  boost::beast::flat_buffer buffer_;
+  std::vector<Frame> stash_;
+  int http_status_ = 0;
+  std::string http_body_;
+  std::string accepted_subprotocol_;
+  boost::json::object hello_;
+  bool open_ = false;
+};
+
+}  // namespace chat::testing
+
+#endif  // CHAT_TESTS_SUPPORT_WS_CLIENT_H_
