@@ -15,10 +15,12 @@ const args = Object.fromEntries(
     return [k, v.join('=')];
   }),
 );
-const runs = readFileSync(args.runs, 'utf8')
-  .split('\n')
-  .filter((l) => l.trim().startsWith('{'))
-  .map((l) => JSON.parse(l));
+// --runs is run.sh's JSON lines, or an earlier latest.json (to re-render it).
+const runsText = readFileSync(args.runs, 'utf8');
+const previous = args.runs.endsWith('.json') ? JSON.parse(runsText) : null;
+const runs = previous
+  ? previous.runs
+  : runsText.split('\n').filter((l) => l.trim().startsWith('{')).map((l) => JSON.parse(l));
 
 const median = (xs) => {
   const v = xs.filter((x) => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b);
@@ -74,18 +76,20 @@ const matchCase = (pattern, kase) => pattern === '*' || (pattern.endsWith('*') ?
 const header = ['figure', ...servers, ...(hasOurs ? peers.map((p) => `ours/${p}`) : []), 'target (issue 5)', 'met'];
 const lines = [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`];
 const summary = {};
-for (const [label, kase, f, digits, , target, check] of rows) {
+for (const [label, kase, f, digits, better, target, check] of rows) {
   const value = {};
   for (const s of servers) {
     const sel = runs.filter((r) => r.server === s && matchCase(kase, r.case));
     if (sel.length === 0) continue;
     value[s] = kase.includes('*') ? sum(sel.map(f)) : median(sel.map((r) => { try { return f(r); } catch { return undefined; } }));
   }
+  if (Object.keys(value).length === 0) continue;  // workload not run
   summary[label] = value;
   const cells = [label, ...servers.map((s) => fmt(value[s], digits))];
   if (hasOurs) {
     for (const p of peers) {
-      cells.push(value.ours !== undefined && value[p] ? `${(value.ours / value[p]).toFixed(2)}×` : '–');
+      const comparable = better !== null && value.ours !== undefined && value[p];
+      cells.push(comparable ? `${(value.ours / value[p]).toFixed(2)}×` : '–');
     }
   }
   cells.push(target ?? '');
@@ -95,8 +99,8 @@ for (const [label, kase, f, digits, , target, check] of rows) {
 
 const sh = (cmd) => { try { return execSync(cmd, { encoding: 'utf8', cwd: here }).trim(); } catch { return '?'; } };
 const cpuModel = (os.cpus()[0]?.model ?? '?').trim();
-const commit = sh('git rev-parse --short HEAD');
 const dirty = sh('git status --porcelain --untracked-files=no | head -1') ? ' (+ uncommitted changes)' : '';
+const commit = previous?.commit ?? sh('git rev-parse --short HEAD') + dirty;
 const reps = Math.max(...runs.map((r) => r.rep));
 const params = {};
 for (const r of runs) {
@@ -112,7 +116,7 @@ const md = [
   `# Benchmark: our three services vs. the Node \`ws\` and Bun relays`,
   '',
   `Run ${args['run-id'] ?? ''}${args.quick === '1' ? ' (**--quick**: shorter windows, 1 repetition)' : ''}; ` +
-    `medians of ${reps} repetition(s); commit ${commit}${dirty}.`,
+    `medians of ${reps} repetition(s); commit ${commit}.`,
   `Machine: ${os.cpus().length} × ${cpuModel}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${os.release()}, ` +
     `Node ${process.versions.node}. Servers pinned to one core, load generator to the other ` +
     `(\`bench/run.sh\`). "ours" = edge + connection-service + message-service, CPU summed over all three.`,
@@ -120,7 +124,10 @@ const md = [
   ...lines,
   '',
   'Workloads: ' + Object.entries(params).map(([k, v]) => `\`${k}\`: ${v}`).join('; ') + '.',
-  'Latency is measured from the intended send time (open loop: no coordinated omission). ',
+  'Latency is measured from the intended send time (open loop: no coordinated omission). ' +
+    'CPU comes from utime+stime in /proc/PID/stat (10 ms ticks), so idle CPU below 0.2 % reads as 0. ' +
+    'A load generator near 90 % CPU means that figure is bound by the client (loopback TCP is mostly ' +
+    'kernel time on the sending side), not by the server.',
   'Raw per-run JSON: `latest.json`; full output of each run: `raw/`.',
   '',
 ].join('\n');

@@ -5,6 +5,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_format.h"
 #include "common/env_flags.h"
+#include "common/logging.h"
 #include "common/grpc_server.h"
 #include "common/signals.h"
 #include "connection-service/connection_service.h"
@@ -20,6 +21,7 @@ ABSL_FLAG(int, max_concurrent_streams, 1000, "HTTP/2 streams per client connecti
 
 int main(int argc, char** argv) {
   chat::BlockTerminationSignals();
+  chat::InitLogging("connection-service");
   chat::ParseFlagsWithEnv(argc, argv,
                           "connection-service: who is online, on which edge.\nUsage: "
                           "connection-service [--listen=127.0.0.1:50051] [flags]");

@@ -4,6 +4,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_split.h"
 #include "common/env_flags.h"
+#include "common/logging.h"
 #include "common/signals.h"
 #include "edge/edge_server.h"
 #include "spdlog/spdlog.h"
@@ -50,6 +51,7 @@ std::string DefaultWebRoot(const char* argv0) {
 
 int main(int argc, char** argv) {
   chat::BlockTerminationSignals();
+  chat::InitLogging("edge");
   chat::ParseFlagsWithEnv(argc, argv,
                           "edge: WebSocket front door of the chat backend.\nUsage: edge "
                           "[--listen=127.0.0.1:8080] [flags]");

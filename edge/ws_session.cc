@@ -170,6 +170,7 @@ void WsSession::End() {
   if (ended_) return;
   ended_ = true;
   closing_ = true;
+  spdlog::debug("{}: closed", logic_.connection_id());
   close_timer_.cancel();
   beast::error_code ignored;
   beast::get_lowest_layer(ws_).socket().close(ignored);

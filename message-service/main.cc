@@ -4,6 +4,7 @@
 
 #include "absl/flags/flag.h"
 #include "common/env_flags.h"
+#include "common/logging.h"
 #include "common/grpc_server.h"
 #include "common/signals.h"
 #include "message-service/edge_links.h"
@@ -23,6 +24,7 @@ ABSL_FLAG(int, max_grpc_message_bytes, 16 << 20, "largest gRPC message accepted 
 
 int main(int argc, char** argv) {
   chat::BlockTerminationSignals();
+  chat::InitLogging("message-service");
   chat::ParseFlagsWithEnv(argc, argv,
                           "message-service: routes chat messages to the edges.\nUsage: "
                           "message-service [--listen=127.0.0.1:50052] [flags]");

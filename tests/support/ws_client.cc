@@ -1,5 +1,7 @@
 #include "tests/support/ws_client.h"
 
+#include <future>
+
 #include "absl/strings/str_cat.h"
 #include "boost/asio/connect.hpp"
 #include "boost/asio/ip/tcp.hpp"
@@ -63,6 +65,8 @@ absl::Status WsClient::Connect(int port, const HandshakeOptions& options,
                                                      http_status_, ": ", http_body_, ")"));
   accepted_subprotocol_ = std::string(response[http::field::sec_websocket_protocol]);
   open_ = true;
+  if (!options.start_reader) return absl::OkStatus();
+  StartReader();
   if (options.expect_hello) {
     auto hello = ReadAction("hello", timeout);
     if (!hello.ok()) return hello.status();
@@ -71,34 +75,65 @@ absl::Status WsClient::Connect(int port, const HandshakeOptions& options,
   return absl::OkStatus();
 }
 
-absl::Status WsClient::SendText(const std::string& text) {
-  ws_.text(true);
-  beast::error_code ec;
-  bool done = false;
-  ws_.async_write(net::buffer(text), [&](beast::error_code e, size_t) {
-    ec = e;
-    done = true;
+void WsClient::StartReader() {
+  if (thread_.joinable()) return;
+  thread_ = std::thread([this] {
+    auto guard = net::make_work_guard(ioc_);
+    ioc_.restart();
+    ws_.async_read(buffer_, [this](beast::error_code ec, size_t) { OnRead(ec); });
+    ioc_.run();
   });
-  if (!RunFor(ioc_, done, 5s, beast::get_lowest_layer(ws_))) {
-    return absl::DeadlineExceededError("write timed out");
+}
+
+void WsClient::OnRead(beast::error_code ec) {
+  Frame f;
+  if (ec) {
+    f.closed = true;
+    f.close_code = ws_.reason().code;
+    f.close_reason = std::string(ws_.reason().reason.data(), ws_.reason().reason.size());
+    if (ec != websocket::error::closed) {
+      f.close_reason = absl::StrCat("(", ec.message(), ") ", f.close_reason);
+    }
+  } else {
+    f.text = ws_.got_text();
+    f.payload = beast::buffers_to_string(buffer_.data());
+    buffer_.consume(buffer_.size());
+    if (f.text) {
+      json::error_code jec;
+      json::value v = json::parse(f.payload, jec);
+      if (!jec && v.is_object()) f.json = v.as_object();
+    }
   }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    incoming_.push_back(std::move(f));
+    if (ec) reader_done_ = true;
+  }
+  cv_.notify_all();
+  if (!ec) ws_.async_read(buffer_, [this](beast::error_code e, size_t) { OnRead(e); });
+}
+
+absl::Status WsClient::Write(const std::string& data, bool text) {
+  if (!thread_.joinable()) return absl::FailedPreconditionError("not connected");
+  auto done = std::make_shared<std::promise<beast::error_code>>();
+  auto future = done->get_future();
+  auto payload = std::make_shared<std::string>(data);
+  net::post(ioc_, [this, done, payload, text] {
+    ws_.text(text);
+    ws_.async_write(net::buffer(*payload), [done, payload](beast::error_code ec, size_t) {
+      done->set_value(ec);
+    });
+  });
+  if (future.wait_for(10s) != std::future_status::ready) {
+    return absl::DeadlineExceededError("write timed out (is the server reading?)");
+  }
+  const beast::error_code ec = future.get();
   if (ec) return absl::UnavailableError(absl::StrCat("write: ", ec.message()));
   return absl::OkStatus();
 }
 
-absl::Status WsClient::SendBinary(const std::string& data) {
-  ws_.binary(true);
-  beast::error_code ec;
-  bool done = false;
-  ws_.async_write(net::buffer(data), [&](beast::error_code e, size_t) {
-    ec = e;
-    done = true;
-  });
-  RunFor(ioc_, done, 5s, beast::get_lowest_layer(ws_));
-  ws_.text(true);
-  if (ec) return absl::UnavailableError(absl::StrCat("write: ", ec.message()));
-  return absl::OkStatus();
-}
+absl::Status WsClient::SendText(const std::string& text) { return Write(text, true); }
+absl::Status WsClient::SendBinary(const std::string& data) { return Write(data, false); }
 
 absl::StatusOr<Frame> WsClient::Read(std::chrono::milliseconds timeout) {
   if (!stash_.empty()) {
@@ -106,40 +141,21 @@ absl::StatusOr<Frame> WsClient::Read(std::chrono::milliseconds timeout) {
     stash_.erase(stash_.begin());
     return f;
   }
-  if (!open_) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!cv_.wait_for(lock, timeout, [this] { return !incoming_.empty() || (reader_done_ && incoming_.empty() && closed_seen_); })) {
+    return absl::DeadlineExceededError(absl::StrCat("no frame within ", timeout.count(), " ms"));
+  }
+  if (incoming_.empty()) {
     Frame f;
     f.closed = true;
-    f.close_code = ws_.reason().code;
+    f.close_code = last_close_code_;
     return f;
   }
-  beast::error_code ec;
-  bool done = false;
-  ws_.async_read(buffer_, [&](beast::error_code e, size_t) {
-    ec = e;
-    done = true;
-  });
-  if (!RunFor(ioc_, done, timeout, beast::get_lowest_layer(ws_))) {
-    return absl::DeadlineExceededError(
-        absl::StrCat("no frame within ", timeout.count(), " ms"));
-  }
-  Frame f;
-  if (ec) {
-    open_ = false;
-    f.closed = true;
-    f.close_code = ws_.reason().code;
-    f.close_reason = std::string(ws_.reason().reason.data(), ws_.reason().reason.size());
-    if (ec != websocket::error::closed) {
-      f.close_reason = absl::StrCat("(", ec.message(), ") ", f.close_reason);
-    }
-    return f;
-  }
-  f.text = ws_.got_text();
-  f.payload = beast::buffers_to_string(buffer_.data());
-  buffer_.consume(buffer_.size());
-  if (f.text) {
-    json::error_code jec;
-    json::value v = json::parse(f.payload, jec);
-    if (!jec && v.is_object()) f.json = v.as_object();
+  Frame f = std::move(incoming_.front());
+  incoming_.pop_front();
+  if (f.closed) {
+    closed_seen_ = true;
+    last_close_code_ = f.close_code;
   }
   return f;
 }
@@ -199,17 +215,27 @@ absl::StatusOr<uint16_t> WsClient::ReadUntilClosed(std::chrono::milliseconds tim
 }
 
 void WsClient::Close() {
-  if (!open_) {
+  if (!thread_.joinable()) {
     beast::error_code ignored;
     beast::get_lowest_layer(ws_).socket().close(ignored);
     return;
   }
-  open_ = false;
-  bool done = false;
-  ws_.async_close(websocket::close_code::normal, [&](beast::error_code) { done = true; });
-  RunFor(ioc_, done, 2s, beast::get_lowest_layer(ws_));
-  beast::error_code ignored;
-  beast::get_lowest_layer(ws_).socket().close(ignored);
+  auto done = std::make_shared<std::promise<void>>();
+  auto future = done->get_future();
+  net::post(ioc_, [this, done] {
+    if (!ws_.is_open()) {
+      done->set_value();
+      return;
+    }
+    ws_.async_close(websocket::close_code::normal, [done](beast::error_code) { done->set_value(); });
+  });
+  future.wait_for(3s);
+  net::post(ioc_, [this] {
+    beast::error_code ignored;
+    beast::get_lowest_layer(ws_).socket().close(ignored);
+  });
+  ioc_.stop();
+  thread_.join();
 }
 
 void WsClient::SetReceiveBuffer(int bytes) {

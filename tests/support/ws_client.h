@@ -2,7 +2,11 @@
 #define CHAT_TESTS_SUPPORT_WS_CLIENT_H_
 
 #include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
 #include <optional>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -30,9 +34,12 @@ struct HandshakeOptions {
   std::vector<std::string> subprotocols;  // Sec-WebSocket-Protocol offer
   std::vector<std::pair<std::string, std::string>> headers;
   bool expect_hello = true;  // read and check the hello frame
+  bool start_reader = true;  // false: nothing is read until StartReader()
 };
 
-// A blocking WebSocket client with a deadline on every step, for tests.
+// A blocking WebSocket client with a deadline on every step, for tests. After
+// the handshake a background thread reads continuously into a queue, so a
+// read that times out never disturbs the stream.
 class WsClient {
  public:
   WsClient();
@@ -60,14 +67,26 @@ class WsClient {
   // Reads until the server closes; returns the close code.
   absl::StatusOr<uint16_t> ReadUntilClosed(std::chrono::milliseconds timeout = 5s);
   void Close();
-  // Stops reading at the TCP level (a slow consumer).
+  // Shrinks the socket's receive buffer (a slow consumer); call before
+  // StartReader.
   void SetReceiveBuffer(int bytes);
+  void StartReader();
 
  private:
+  void OnRead(boost::beast::error_code ec);
+  absl::Status Write(const std::string& data, bool text);
+
   boost::asio::io_context ioc_;
   boost::beast::websocket::stream<boost::beast::tcp_stream> ws_;
   boost::beast::flat_buffer buffer_;
   std::vector<Frame> stash_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Frame> incoming_;  // guarded by mu_
+  bool reader_done_ = false;    // guarded by mu_
+  bool closed_seen_ = false;    // the close frame was handed out (guarded by mu_)
+  uint16_t last_close_code_ = 0;
+  std::thread thread_;
   int http_status_ = 0;
   std::string http_body_;
   std::string accepted_subprotocol_;

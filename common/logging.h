@@ -1,0 +1,24 @@
+#ifndef CHAT_COMMON_LOGGING_H_
+#define CHAT_COMMON_LOGGING_H_
+
+#include <cstdlib>
+#include <string>
+
+#include "spdlog/sinks/stdout_color_sinks.h"
+#include "spdlog/spdlog.h"
+
+namespace chat {
+
+// Logs go to stderr: stdout carries only the "listening on" line that scripts
+// and tests wait for. LOG_LEVEL (debug, info, warn, error) sets the level.
+inline void InitLogging(const std::string& name) {
+  auto logger = spdlog::stderr_color_mt(name);
+  spdlog::set_default_logger(logger);
+  if (const char* level = std::getenv("LOG_LEVEL")) {
+    spdlog::set_level(spdlog::level::from_str(level));
+  }
+}
+
+}  // namespace chat
+
+#endif  // CHAT_COMMON_LOGGING_H_
