@@ -55,13 +55,19 @@ class MessageLink::Stream final
     if (!ok) return;  // the read side sees the failure and OnDone follows
     if (!said_hello_) {
       said_hello_ = true;
-      link_->OnStreamUp(this);
+      StepTowardsUp();
       return;
     }
     link_->OnWriteDone(this);
   }
   void OnReadDone(bool ok) override {
     if (!ok) return;
+    if (!greeted_) {
+      // The first EdgeDown is the service's greeting: only now can sends be
+      // routed (a service without a routing table refuses the link).
+      greeted_ = true;
+      StepTowardsUp();
+    }
     link_->OnDown(down_);
     StartRead(&down_);
   }
@@ -80,7 +86,14 @@ class MessageLink::Stream final
   chat::v1::EdgeUp hello_;
   chat::v1::EdgeUp out_;
   chat::v1::EdgeDown down_;
+  // Up once our hello was written (no write in flight) and the greeting read.
+  void StepTowardsUp() {
+    if (++steps_ == 2) link_->OnStreamUp(this);
+  }
+
   bool said_hello_ = false;
+  bool greeted_ = false;
+  std::atomic<int> steps_{0};
 };
 
 MessageLink::MessageLink(std::shared_ptr<grpc::Channel> channel, std::string edge_id,

@@ -20,6 +20,12 @@ void Outbox::AddResult(const chat::v1::EdgeSendResult& result) {
   MaybeWriteLocked();
 }
 
+void Outbox::Greet() {
+  absl::MutexLock lock(&mu_);
+  greet_ = true;
+  MaybeWriteLocked();
+}
+
 void Outbox::OnWriteDone() {
   absl::MutexLock lock(&mu_);
   writing_ = false;
@@ -35,7 +41,8 @@ void Outbox::Detach() {
 
 void Outbox::MaybeWriteLocked() {
   if (writing_ || writer_ == nullptr) return;
-  if (pending_.deliveries_size() == 0 && pending_.results_size() == 0) return;
+  if (pending_.deliveries_size() == 0 && pending_.results_size() == 0 && !greet_) return;
+  greet_ = false;
   in_flight_.Clear();
   in_flight_.Swap(&pending_);
   pending_bytes_ = 0;

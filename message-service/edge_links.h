@@ -27,6 +27,8 @@ class Outbox {
   Outbox(DownWriter* writer, size_t max_pending_bytes)
       : writer_(writer), max_pending_bytes_(max_pending_bytes) {}
 
+  // Sends an empty EdgeDown: tells the edge the link is accepted and routing works.
+  void Greet();
   bool AddDelivery(chat::v1::Delivery delivery);
   void AddResult(const chat::v1::EdgeSendResult& result);
   // The writer finished the in-flight message.
@@ -44,6 +46,7 @@ class Outbox {
   size_t pending_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   chat::v1::EdgeDown in_flight_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool greet_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 // The live link of every connected edge.

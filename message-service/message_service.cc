@@ -60,6 +60,7 @@ class EdgeLinkReactor final : public grpc::ServerBidiReactor<EdgeUp, EdgeDown>,
       }
       edge_id_ = up_.edge_id();
       service_->links()->Attach(edge_id_, outbox_);
+      outbox_->Greet();
       spdlog::info("edge {} linked", edge_id_);
     }
     if (up_.sends_size() > service_->options().max_sends_per_batch) {

@@ -1,0 +1,202 @@
+// The failure model of architecture.md, with real processes: backends that
+// die and come back, edges killed or stopped, operators kicking users.
+#include <signal.h>
+#include <sys/wait.h>
+
+#include "chat/v1/chat.grpc.pb.h"
+#include "grpcpp/create_channel.h"
+#include "tests/e2e/e2e_util.h"
+
+namespace chat::testing {
+namespace {
+
+// Sends to `to` with a request id until the answer is `action` (or, for an
+// error, has `code`); returns the last answer.
+json::object SendUntil(WsClient& from, const std::string& to, const std::string& want,
+                       std::chrono::milliseconds timeout = 15s) {
+  json::object last;
+  int n = 0;
+  Eventually(
+      [&] {
+        json::object frame{{"action", "send"}, {"send_to", to}, {"message", "probe"},
+                           {"request_id", ++n}};
+        if (!from.SendJson(frame).ok()) return false;
+        while (true) {
+          auto reply = from.Read(3s);
+          if (!reply.ok() || reply->closed) return false;
+          const json::value* id = reply->json.if_contains("request_id");
+          if (id == nullptr || !id->is_int64() || id->as_int64() != n) continue;  // stale
+          last = reply->json;
+          return Str(last, "action") == want || Str(last, "code") == want;
+        }
+      },
+      timeout);
+  return last;
+}
+
+TEST(FailureTest, MessageServiceDownMeansUnavailableUntilItReturns) {
+  Cluster cluster("ms-down");
+  ASSERT_TRUE(cluster.Start().ok());
+  auto alice = Connect(cluster.edge_port(), "alice");
+  auto bob = Connect(cluster.edge_port(), "bob");
+  ASSERT_TRUE(alice && bob);
+  ASSERT_EQ(Str(SendUntil(*alice, "bob", "sent"), "action"), "sent");
+  ASSERT_TRUE(bob->ReadAction("send").ok());
+
+  ASSERT_TRUE(cluster.Stop(cluster.message_service(), SIGKILL).ok());
+  json::object e = SendUntil(*alice, "bob", "unavailable");
+  EXPECT_EQ(Str(e, "code"), "unavailable") << json::serialize(e);
+  EXPECT_TRUE(e.at("temporary").as_bool());
+  auto ready = HttpGet(cluster.edge_port(), "/readyz");
+  ASSERT_TRUE(ready.ok());
+  EXPECT_EQ(ready->status, 503) << ready->body;
+  // Other actions keep working while message-service is away.
+  ASSERT_TRUE(alice->SendText(R"({"action":"users"})").ok());
+  EXPECT_TRUE(alice->ReadAction("users").ok());
+
+  ASSERT_TRUE(cluster.StartMessageService().ok());  // same port
+  json::object sent = SendUntil(*alice, "bob", "sent");
+  ASSERT_EQ(Str(sent, "action"), "sent") << json::serialize(sent);
+  EXPECT_EQ(sent.at("delivered").as_int64(), 1);
+  auto got = bob->ReadAction("send");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(Str(*got, "message"), "probe");
+}
+
+TEST(FailureTest, ConnectionServiceRestartIsHealedByReRegistration) {
+  Cluster cluster("cs-restart");
+  ASSERT_TRUE(cluster.Start().ok());
+  auto alice = Connect(cluster.edge_port(), "alice");
+  auto bob = Connect(cluster.edge_port(), "bob");
+  ASSERT_TRUE(alice && bob);
+  ASSERT_TRUE(alice->SendText(R"({"action":"watch","users":["bob","carol"]})").ok());
+  ASSERT_TRUE(alice->ReadAction("watching").ok());
+
+  ASSERT_TRUE(cluster.Stop(cluster.connection_service(), SIGKILL).ok());
+  // New connections cannot be registered meanwhile: a clear 503.
+  {
+    WsClient refused;
+    HandshakeOptions options;
+    options.target = "/?name=dave";
+    options.expect_hello = false;
+    EXPECT_FALSE(refused.Connect(cluster.edge_port(), options).ok());
+    EXPECT_EQ(refused.http_status(), 503) << refused.http_body();
+  }
+  // Messages between connected users still flow (routing from the last table).
+  EXPECT_EQ(Str(SendUntil(*alice, "bob", "sent"), "action"), "sent");
+  ASSERT_TRUE(bob->ReadAction("send").ok());
+
+  ASSERT_TRUE(cluster.StartConnectionService().ok());  // same port, empty memory
+  // The edge re-registers alice and bob; users shows them online again.
+  std::string last;
+  ASSERT_TRUE(Eventually([&] {
+    if (!alice->SendText(R"({"action":"users","online_only":true})").ok()) return false;
+    auto users = alice->ReadAction("users", 2s);
+    if (!users.ok()) return false;
+    last = json::serialize(*users);
+    return users->at("contacts").as_array().size() == 2;
+  })) << last;
+  // message-service re-read the snapshot: routing works.
+  EXPECT_EQ(Str(SendUntil(*alice, "bob", "sent"), "action"), "sent");
+  // New connections register again, and presence flows to watchers again.
+  auto carol = Connect(cluster.edge_port(), "carol");
+  ASSERT_TRUE(carol);
+  bool carol_online = Eventually([&] {
+    auto p = alice->ReadAction("presence", 1s);
+    return p.ok() && Str(*p, "name") == "carol" && p->at("status").as_bool();
+  });
+  EXPECT_TRUE(carol_online) << "no presence for carol after the restart";
+}
+
+TEST(FailureTest, KilledEdgeUsersGoOfflineWithinTheLease) {
+  ClusterOptions options;
+  options.edges = 2;
+  options.connection_flags = {"--lease_timeout_ms=1500"};
+  Cluster cluster("edge-kill", options);
+  ASSERT_TRUE(cluster.Start().ok());
+  auto alice = Connect(cluster.edge_port(0), "alice");
+  auto bob = Connect(cluster.edge_port(1), "bob");
+  ASSERT_TRUE(alice && bob);
+  // Across edges.
+  json::object sent = SendUntil(*alice, "bob", "sent");
+  ASSERT_EQ(Str(sent, "action"), "sent");
+  EXPECT_EQ(sent.at("delivered").as_int64(), 1);
+  ASSERT_TRUE(bob->ReadAction("send").ok());
+  ASSERT_TRUE(alice->SendText(R"({"action":"watch","users":["bob"]})").ok());
+  ASSERT_TRUE(alice->ReadAction("watching").ok());
+
+  const auto killed_at = std::chrono::steady_clock::now();
+  ASSERT_TRUE(cluster.Stop(cluster.edge(1), SIGKILL).ok());
+  auto off = alice->ReadAction("presence", 10s);
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_EQ(Str(*off, "name"), "bob");
+  EXPECT_FALSE(off->at("status").as_bool());
+  EXPECT_LT(std::chrono::steady_clock::now() - killed_at, 5s);
+  json::object e = SendUntil(*alice, "bob", "recipient_offline");
+  EXPECT_EQ(Str(e, "code"), "recipient_offline");
+}
+
+TEST(FailureTest, RestartedEdgeClearsItsPredecessorsConnectionsAtOnce) {
+  // A long lease: only the new incarnation can explain a quick cleanup.
+  ClusterOptions options;
+  options.connection_flags = {"--lease_timeout_ms=60000"};
+  Cluster cluster("edge-restart", options);
+  ASSERT_TRUE(cluster.Start().ok());
+  {
+    auto ghost = Connect(cluster.edge_port(), "ghost");
+    ASSERT_TRUE(ghost);
+    ASSERT_TRUE(cluster.Stop(cluster.edge(0), SIGKILL).ok());
+  }
+  ASSERT_TRUE(cluster.StartEdge(0).ok());
+  ASSERT_TRUE(cluster.WaitEdgeReady(0).ok());
+  auto alice = Connect(cluster.edge_port(), "alice");
+  ASSERT_TRUE(alice);
+  json::object e = SendUntil(*alice, "ghost", "recipient_offline", 5s);
+  EXPECT_EQ(Str(e, "code"), "recipient_offline") << json::serialize(e);
+}
+
+TEST(FailureTest, SigtermClosesWith1001AndExitsZero) {
+  Cluster cluster("sigterm");
+  ASSERT_TRUE(cluster.Start().ok());
+  auto alice = Connect(cluster.edge_port(), "alice");
+  ASSERT_TRUE(alice);
+  cluster.edge(0).Signal(SIGTERM);
+  auto code = alice->ReadUntilClosed(10s);
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 1001);
+  auto status = cluster.edge(0).Wait(10s);
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "wait status " << *status;
+  for (ChildProcess* p : {&cluster.message_service(), &cluster.connection_service()}) {
+    auto s = cluster.Stop(*p, SIGTERM);
+    ASSERT_TRUE(s.ok()) << s.status();
+    EXPECT_TRUE(WIFEXITED(*s) && WEXITSTATUS(*s) == 0) << "wait status " << *s;
+  }
+}
+
+TEST(FailureTest, OperatorDisconnectClosesWith1008) {
+  Cluster cluster("kick");
+  ASSERT_TRUE(cluster.Start().ok());
+  auto mallory = Connect(cluster.edge_port(), "mallory");
+  auto alice = Connect(cluster.edge_port(), "alice");
+  ASSERT_TRUE(mallory && alice);
+  auto stub = chat::v1::ConnectionService::NewStub(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", cluster.connection_port()), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + 5s);
+  chat::v1::DisconnectRequest request;
+  request.set_user("mallory");
+  chat::v1::DisconnectResponse response;
+  grpc::Status status = stub->Disconnect(&ctx, request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.disconnected(), 1);
+  auto code = mallory->ReadUntilClosed(5s);
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 1008);
+  // alice is untouched.
+  ASSERT_TRUE(alice->SendText(R"({"action":"ping","request_id":1})").ok());
+  EXPECT_TRUE(alice->ReadAction("pong").ok());
+}
+
+}  // namespace
+}  // namespace chat::testing
