@@ -69,7 +69,7 @@ void HttpSession::OnRead(beast::error_code ec, size_t) {
 
 void HttpSession::Respond(unsigned version, bool keep_alive, http::status status,
                           std::string content_type, std::string body,
-                          std::vector<std::pair<std::string, std::string>> headers) {
+                          std::vector<std::pair<std::string, std::string>> headers, bool head) {
   auto response = std::make_shared<http::response<http::string_body>>(status, version);
   response->set(http::field::server, "chat-edge");
   if (!content_type.empty()) response->set(http::field::content_type, content_type);
@@ -77,6 +77,8 @@ void HttpSession::Respond(unsigned version, bool keep_alive, http::status status
   response->body() = std::move(body);
   response->keep_alive(keep_alive);
   response->prepare_payload();
+  // HEAD: the GET's headers (Content-Length included), no body.
+  if (head) response->body().clear();
   http::async_write(stream_, *response,
                     [self = shared_from_this(), response, keep_alive](beast::error_code ec, size_t) {
                       if (ec || !keep_alive) {
@@ -123,11 +125,9 @@ void HttpSession::HandlePlain(const Request& request) {
   if (context_->static_files != nullptr) {
     const auto inm = request[http::field::if_none_match];
     StaticResponse file = context_->static_files->Get(target, std::string_view(inm.data(), inm.size()));
-    std::string content_type;
     auto response = file.headers;
-    Respond(version, keep_alive, static_cast<http::status>(file.status), "",
-            request.method() == http::verb::head ? std::string() : std::move(file.body),
-            std::move(response));
+    Respond(version, keep_alive, static_cast<http::status>(file.status), "", std::move(file.body),
+            std::move(response), request.method() == http::verb::head);
     return;
   }
   Respond(version, keep_alive, http::status::not_found, "text/plain", "not found\n");

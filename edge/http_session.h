@@ -26,7 +26,7 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
   void HandlePlain(const Request& request);
   void Respond(unsigned version, bool keep_alive, boost::beast::http::status status,
                std::string content_type, std::string body,
-               std::vector<std::pair<std::string, std::string>> headers = {});
+               std::vector<std::pair<std::string, std::string>> headers = {}, bool head = false);
 
   boost::beast::tcp_stream stream_;
   boost::beast::flat_buffer buffer_;
