@@ -2,13 +2,14 @@
 # One command for the benchmark of issue 5: our three services and the two
 # peers (Node `ws`, Bun) under the same load, side by side.
 #
-#   bench/run.sh                 full run (3 repetitions, ~8-12 minutes)
-#   bench/run.sh --quick         1 repetition, shorter windows (~2 minutes)
+#   bench/run.sh                 full run (3 repetitions; ~5 minutes here)
+#   bench/run.sh --quick         1 repetition, shorter windows (~1.5 minutes)
 #   options: --servers=ours,ws,bun  --reps=N  --workloads=dm_closed,dm_open,idle,storm
 #            (idle100k, not in the default set: 100,000 connections over 6 edges, ours only)
 #
 # Servers run pinned to one core (SERVER_CPUS, default 0), the load generator to
 # another (CLIENT_CPUS, default 1). Every run gets freshly started servers.
+# BENCH_OUT=DIR writes the results elsewhere (e.g. for a trial run).
 # While measuring it holds the build lock (/tmp/chat-build.lock), so nobody's
 # build shares the cores with a measurement; BENCH_LOCK=0 turns that off.
 # Writes bench/results/latest.md (medians, ratios, targets), latest.json (every
@@ -18,7 +19,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${BUILD_DIR:-$ROOT/build}
 PEERS=$ROOT/bench/peers
-OUT=$ROOT/bench/results
+OUT=${BENCH_OUT:-$ROOT/bench/results}
 SERVER_CPUS=${SERVER_CPUS:-0}
 CLIENT_CPUS=${CLIENT_CPUS:-1}
 LOCK=/tmp/chat-build.lock

@@ -133,12 +133,19 @@ class PresenceStream final : public PresenceWatcher {
 
 }  // namespace
 
-ConnectionServiceImpl::ConnectionServiceImpl(Registry* registry, std::string instance_id)
-    : registry_(registry), instance_id_(std::move(instance_id)) {}
+ConnectionServiceImpl::ConnectionServiceImpl(Registry* registry, std::string instance_id,
+                                             ServiceAuth auth)
+    : registry_(registry), instance_id_(std::move(instance_id)), auth_(std::move(auth)) {}
+
+grpc::ServerUnaryReactor* ConnectionServiceImpl::Refused(grpc::CallbackServerContext* ctx) const {
+  grpc::Status denied = auth_.Check(ctx);
+  return denied.ok() ? nullptr : Done(ctx, FromGrpcStatus(denied));
+}
 
 grpc::ServerUnaryReactor* ConnectionServiceImpl::Register(grpc::CallbackServerContext* ctx,
                                                           const chat::v1::RegisterRequest* request,
                                                           chat::v1::RegisterResponse* response) {
+  if (auto* refused = Refused(ctx)) return refused;
   std::vector<ConnectionInfo> connections;
   connections.reserve(request->connections_size());
   for (const auto& c : request->connections()) connections.push_back(FromProto(c));
@@ -149,6 +156,7 @@ grpc::ServerUnaryReactor* ConnectionServiceImpl::Register(grpc::CallbackServerCo
 grpc::ServerUnaryReactor* ConnectionServiceImpl::Unregister(
     grpc::CallbackServerContext* ctx, const chat::v1::UnregisterRequest* request,
     chat::v1::UnregisterResponse* response) {
+  if (auto* refused = Refused(ctx)) return refused;
   response->set_instance_id(instance_id_);
   return Done(ctx, registry_->Unregister(
                        request->edge_id(), request->incarnation(),
@@ -158,6 +166,7 @@ grpc::ServerUnaryReactor* ConnectionServiceImpl::Unregister(
 grpc::ServerUnaryReactor* ConnectionServiceImpl::Heartbeat(
     grpc::CallbackServerContext* ctx, const chat::v1::HeartbeatRequest* request,
     chat::v1::HeartbeatResponse* response) {
+  if (auto* refused = Refused(ctx)) return refused;
   auto result = registry_->Heartbeat(request->edge_id(), request->incarnation());
   if (result.ok()) {
     response->set_instance_id(instance_id_);
@@ -170,6 +179,7 @@ grpc::ServerUnaryReactor* ConnectionServiceImpl::Heartbeat(
 grpc::ServerUnaryReactor* ConnectionServiceImpl::ListUsers(
     grpc::CallbackServerContext* ctx, const chat::v1::ListUsersRequest* request,
     chat::v1::ListUsersResponse* response) {
+  if (auto* refused = Refused(ctx)) return refused;
   auto result = registry_->ListUsers(request->after(), request->limit(), request->online_only());
   if (result.ok()) {
     for (const auto& u : result->users) {
@@ -185,6 +195,7 @@ grpc::ServerUnaryReactor* ConnectionServiceImpl::ListUsers(
 grpc::ServerUnaryReactor* ConnectionServiceImpl::GetUser(grpc::CallbackServerContext* ctx,
                                                          const chat::v1::GetUserRequest* request,
                                                          chat::v1::User* response) {
+  if (auto* refused = Refused(ctx)) return refused;
   auto result = registry_->GetUser(request->name());
   if (result.ok()) {
     response->set_name(result->name);
@@ -197,6 +208,7 @@ grpc::ServerUnaryReactor* ConnectionServiceImpl::GetUser(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* ConnectionServiceImpl::Disconnect(
     grpc::CallbackServerContext* ctx, const chat::v1::DisconnectRequest* request,
     chat::v1::DisconnectResponse* response) {
+  if (auto* refused = Refused(ctx)) return refused;
   auto result = registry_->Disconnect(request->user(), request->connection_id());
   if (result.ok()) response->set_disconnected(*result);
   return Done(ctx, result.status());
@@ -204,6 +216,9 @@ grpc::ServerUnaryReactor* ConnectionServiceImpl::Disconnect(
 
 grpc::ServerWriteReactor<chat::v1::PresenceEvent>* ConnectionServiceImpl::WatchPresence(
     grpc::CallbackServerContext* ctx, const chat::v1::WatchPresenceRequest* request) {
+  if (grpc::Status denied = auth_.Check(ctx); !denied.ok()) {
+    return new RefusedWriter<chat::v1::PresenceEvent>(denied);
+  }
   auto* stream = new PresenceStream(registry_);
   registry_->AddPresenceWatcher(stream, {request->users().begin(), request->users().end()});
   return stream->writer();
@@ -211,6 +226,9 @@ grpc::ServerWriteReactor<chat::v1::PresenceEvent>* ConnectionServiceImpl::WatchP
 
 grpc::ServerWriteReactor<chat::v1::RouteUpdate>* ConnectionServiceImpl::WatchRoutes(
     grpc::CallbackServerContext* ctx, const chat::v1::WatchRoutesRequest* request) {
+  if (grpc::Status denied = auth_.Check(ctx); !denied.ok()) {
+    return new RefusedWriter<chat::v1::RouteUpdate>(denied);
+  }
   auto* stream = new RouteStream(registry_);
   registry_->AddRouteWatcher(stream, request->edge_id());
   return stream->writer();

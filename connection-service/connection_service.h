@@ -4,6 +4,7 @@
 #include <string>
 
 #include "chat/v1/chat.grpc.pb.h"
+#include "common/service_auth.h"
 #include "connection-service/registry.h"
 
 namespace chat::connection {
@@ -11,7 +12,7 @@ namespace chat::connection {
 // gRPC adapter over Registry: translates messages and statuses, nothing more.
 class ConnectionServiceImpl final : public chat::v1::ConnectionService::CallbackService {
  public:
-  ConnectionServiceImpl(Registry* registry, std::string instance_id);
+  ConnectionServiceImpl(Registry* registry, std::string instance_id, ServiceAuth auth = {});
 
   grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* ctx,
                                      const chat::v1::RegisterRequest* request,
@@ -37,8 +38,12 @@ class ConnectionServiceImpl final : public chat::v1::ConnectionService::Callback
       grpc::CallbackServerContext* ctx, const chat::v1::WatchRoutesRequest* request) override;
 
  private:
+  // A finished reactor when the caller lacks the service credential, else null.
+  grpc::ServerUnaryReactor* Refused(grpc::CallbackServerContext* ctx) const;
+
   Registry* registry_;
   const std::string instance_id_;
+  const ServiceAuth auth_;
 };
 
 }  // namespace chat::connection

@@ -18,6 +18,8 @@ ABSL_FLAG(int64_t, lease_timeout_ms, 10000,
           "an edge that has not heartbeated for this long loses all its connections");
 ABSL_FLAG(int, max_message_bytes, 16 << 20, "largest gRPC message accepted or sent");
 ABSL_FLAG(int, max_concurrent_streams, 1000, "HTTP/2 streams per client connection");
+ABSL_FLAG(std::string, service_token, "",
+          "when set, every caller must send 'authorization: Bearer <token>' metadata");
 
 int main(int argc, char** argv) {
   chat::BlockTerminationSignals();
@@ -35,7 +37,8 @@ int main(int argc, char** argv) {
 
   chat::connection::Registry registry(std::make_unique<chat::connection::MemoryStore>(),
                                       chat::SystemClock::Get(), lease_ms);
-  chat::connection::ConnectionServiceImpl service(&registry, instance_id);
+  chat::connection::ConnectionServiceImpl service(
+      &registry, instance_id, chat::ServiceAuth(absl::GetFlag(FLAGS_service_token)));
   chat::GrpcServerOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);

@@ -65,6 +65,20 @@ class DirectoryBackend {
   virtual bool Ready() const = 0;
 };
 
+struct Identity {
+  std::string user;
+  int64_t expires_at_s = 0;  // 0: never (name mode, or a token without exp)
+};
+
+// Checks a bearer token (jwt mode). The answer may come on another thread.
+class TokenVerifier {
+ public:
+  virtual ~TokenVerifier() = default;
+  virtual void Verify(std::string token, std::function<void(absl::StatusOr<Identity>)> done) = 0;
+  // Seconds a token stays acceptable past its exp.
+  virtual int64_t clock_skew_s() const = 0;
+};
+
 // A live local connection, as seen from outside its strand. Thread-safe.
 class LocalConnection {
  public:

@@ -7,7 +7,7 @@ namespace chat::edge {
 ConnectionLogic::ConnectionLogic(std::string user, std::string connection_id,
                                  const LogicConfig* config, MessageBackend* messages,
                                  DirectoryBackend* directory, LocalHub* hub, ClientSink* sink,
-                                 const Clock* clock)
+                                 const Clock* clock, TokenVerifier* tokens)
     : user_(std::move(user)),
       connection_id_(std::move(connection_id)),
       config_(config),
@@ -16,8 +16,10 @@ ConnectionLogic::ConnectionLogic(std::string user, std::string connection_id,
       hub_(hub),
       sink_(sink),
       clock_(clock),
+      tokens_(tokens),
       rate_(config->messages_per_second, std::max(config->rate_burst, 1), clock->NowMs()),
-      bad_frames_(config->bad_frames_max, config->bad_frames_window_ms) {}
+      bad_frames_(config->bad_frames_max, config->bad_frames_window_ms),
+      rate_strikes_(config->rate_limit_strikes, config->rate_limit_window_ms) {}
 
 std::string ConnectionLogic::HelloFrame() const {
   return EncodeHello(user_, connection_id_, config_->server_id,
@@ -60,6 +62,11 @@ void ConnectionLogic::OnText(std::string_view text) {
   }
   Request& request = std::get<Request>(parsed);
   if (!rate_.TryTake(clock_->NowMs())) {
+    if (rate_strikes_.AddAndCheck(clock_->NowMs())) {
+      closed_ = true;
+      sink_->Close(kClosePolicy, "rate limit exceeded repeatedly");
+      return;
+    }
     SendError(ErrorCode::kRateLimited,
               absl::StrCat("more than ", config_->messages_per_second,
                            " messages per second; slow down and retry"),
@@ -75,6 +82,8 @@ void ConnectionLogic::OnText(std::string_view text) {
           HandleUsers(action, std::move(request.request_id));
         } else if constexpr (std::is_same_v<T, WatchAction>) {
           HandleWatch(std::move(action), std::move(request.request_id));
+        } else if constexpr (std::is_same_v<T, RefreshAction>) {
+          HandleRefresh(std::move(action), std::move(request.request_id));
         } else {
           Send(EncodePong(clock_->NowMs(), request.request_id));
         }
@@ -99,9 +108,11 @@ void ConnectionLogic::HandleSend(SendAction action, RequestId request_id) {
     sink_->SetReadPaused(true);
   }
   OutgoingSend send{user_, std::move(action.send_to), std::move(action.message), connection_id_};
-  messages_->Send(std::move(send), [this, sink = sink_, request_id = std::move(request_id)](
-                                       const SendResult& result) {
-    sink->Post([this, result, request_id] { OnSendResult(result, request_id); });
+  messages_->Send(std::move(send), [this, weak = sink_->WeakSelf(),
+                                     request_id = std::move(request_id)](const SendResult& result) {
+    if (auto sink = weak.lock()) {
+      sink->Post([this, result, request_id] { OnSendResult(result, request_id); });
+    }
   });
 }
 
@@ -136,7 +147,10 @@ void ConnectionLogic::OnSendResult(const SendResult& result, const RequestId& re
 void ConnectionLogic::HandleUsers(const UsersAction& action, RequestId request_id) {
   directory_->ListUsers(
       action.online_only, action.limit, action.after,
-      [this, sink = sink_, request_id = std::move(request_id)](absl::StatusOr<UserPage> page) {
+      [this, weak = sink_->WeakSelf(),
+       request_id = std::move(request_id)](absl::StatusOr<UserPage> page) {
+        auto sink = weak.lock();
+        if (sink == nullptr) return;
         sink->Post([this, page = std::move(page), request_id] {
           if (!page.ok()) {
             SendError(ErrorCode::kUnavailable,
@@ -155,6 +169,36 @@ void ConnectionLogic::HandleUsers(const UsersAction& action, RequestId request_i
 void ConnectionLogic::HandleWatch(WatchAction action, RequestId request_id) {
   hub_->SetWatch(connection_id_, action.users);
   Send(EncodeWatching(action.users, request_id));
+}
+
+void ConnectionLogic::HandleRefresh(RefreshAction action, RequestId request_id) {
+  if (tokens_ == nullptr) {
+    SendError(ErrorCode::kUnknownAction,
+              "no action named 'refresh' (identities are not tokens on this edge)", request_id);
+    CountBadFrame();
+    return;
+  }
+  tokens_->Verify(std::move(action.token), [this, weak = sink_->WeakSelf(),
+                                             request_id = std::move(request_id)](
+                                                absl::StatusOr<Identity> identity) {
+    auto sink = weak.lock();
+    if (sink == nullptr) return;
+    sink->Post([this, identity = std::move(identity), request_id] {
+      if (!identity.ok()) {
+        SendError(ErrorCode::kForbidden,
+                  absl::StrCat("token refused: ", identity.status().message()), request_id);
+        return;
+      }
+      if (identity->user != user_) {
+        SendError(ErrorCode::kForbidden, "the new token names another user", request_id);
+        return;
+      }
+      sink_->SetExpiry(identity->expires_at_s == 0
+                           ? 0
+                           : (identity->expires_at_s + tokens_->clock_skew_s()) * 1000);
+      Send(EncodeRefreshed(identity->expires_at_s, request_id));
+    });
+  });
 }
 
 void ConnectionLogic::OnClosed() {

@@ -33,6 +33,10 @@ struct LogicConfig {
   int bad_frames_max = 10;
   int64_t bad_frames_window_ms = 60000;
   int max_inflight_sends = 256;
+  // Frames refused as rate_limited beyond this many within the window close
+  // the connection with 1008: it was told and kept going.
+  int rate_limit_strikes = 50;
+  int64_t rate_limit_window_ms = 10000;
 };
 
 // The connection as the logic sees it. Implemented by the WebSocket session;
@@ -44,7 +48,12 @@ class ClientSink {
   virtual void Close(uint16_t code, std::string reason) = 0;
   // Runs `fn` on the strand later; the connection stays alive until then.
   virtual void Post(std::function<void()> fn) = 0;
+  // For answers that may outlive the connection: lock it, and Post only if
+  // it is still there.
+  virtual std::weak_ptr<ClientSink> WeakSelf() = 0;
   virtual void SetReadPaused(bool paused) = 0;
+  // jwt mode: close with 1008 at this time (Unix ms) unless moved again.
+  virtual void SetExpiry(int64_t expires_at_ms) = 0;
 };
 
 // Protocol v1 for one connection: validates frames, applies limits, turns
@@ -54,7 +63,7 @@ class ConnectionLogic {
  public:
   ConnectionLogic(std::string user, std::string connection_id, const LogicConfig* config,
                   MessageBackend* messages, DirectoryBackend* directory, LocalHub* hub,
-                  ClientSink* sink, const Clock* clock);
+                  ClientSink* sink, const Clock* clock, TokenVerifier* tokens = nullptr);
 
   std::string HelloFrame() const;
   void OnText(std::string_view text);
@@ -71,6 +80,7 @@ class ConnectionLogic {
   void HandleSend(SendAction action, RequestId request_id);
   void HandleUsers(const UsersAction& action, RequestId request_id);
   void HandleWatch(WatchAction action, RequestId request_id);
+  void HandleRefresh(RefreshAction action, RequestId request_id);
   void OnSendResult(const SendResult& result, const RequestId& request_id);
 
   const std::string user_;
@@ -81,8 +91,10 @@ class ConnectionLogic {
   LocalHub* hub_;
   ClientSink* sink_;
   const Clock* clock_;
+  TokenVerifier* tokens_;  // null in name mode: `refresh` is unknown there
   TokenBucket rate_;
   WindowCounter bad_frames_;
+  WindowCounter rate_strikes_;
   int inflight_sends_ = 0;
   bool read_paused_ = false;
   bool closed_ = false;

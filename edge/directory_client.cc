@@ -27,12 +27,14 @@ DirectoryClient::DirectoryClient(std::shared_ptr<grpc::Channel> channel, std::st
   kicks_request_.set_edge_id(edge_id_);
   presence_ = std::make_unique<ReconnectingReader<chat::v1::PresenceEvent>>(
       [this](grpc::ClientContext* ctx, grpc::ClientReadReactor<chat::v1::PresenceEvent>* r) {
+        options_.auth.Apply(ctx);
         stub_->async()->WatchPresence(ctx, &presence_request_, r);
       },
       [this](const chat::v1::PresenceEvent& e) { hub_->OnPresence(e.name(), e.online(), e.ts_ms()); },
       [](const grpc::Status&) {});
   kicks_ = std::make_unique<ReconnectingReader<chat::v1::RouteUpdate>>(
       [this](grpc::ClientContext* ctx, grpc::ClientReadReactor<chat::v1::RouteUpdate>* r) {
+        options_.auth.Apply(ctx);
         stub_->async()->WatchRoutes(ctx, &kicks_request_, r);
       },
       [this](const chat::v1::RouteUpdate& update) {
@@ -71,6 +73,7 @@ void DirectoryClient::ListUsers(bool online_only, int limit, const std::string& 
   };
   auto call = std::make_shared<Call>();
   call->ctx.set_deadline(std::chrono::system_clock::now() + options_.rpc_deadline);
+  options_.auth.Apply(&call->ctx);
   call->request.set_online_only(online_only);
   call->request.set_limit(limit);
   call->request.set_after(after);
@@ -133,6 +136,7 @@ void DirectoryClient::KickLocked() {
   };
   auto call = std::make_shared<Call>();
   call->ctx.set_deadline(std::chrono::system_clock::now() + options_.rpc_deadline);
+  options_.auth.Apply(&call->ctx);
   if (is_register) {
     call->reg.set_edge_id(edge_id_);
     call->reg.set_incarnation(incarnation_);
@@ -229,6 +233,7 @@ void DirectoryClient::HeartbeatLoop() {
     chat::v1::HeartbeatResponse response;
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + options_.rpc_deadline);
+    options_.auth.Apply(&ctx);
     const grpc::Status status = stub_->Heartbeat(&ctx, request, &response);
     if (status.ok()) {
       healthy_ = true;

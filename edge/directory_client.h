@@ -12,6 +12,7 @@
 #include "absl/synchronization/mutex.h"
 #include "chat/v1/chat.grpc.pb.h"
 #include "grpcpp/channel.h"
+#include "common/service_auth.h"
 #include "common/stream_reader.h"
 #include "edge/backends.h"
 #include "edge/local_hub.h"
@@ -23,6 +24,7 @@ struct DirectoryOptions {
   std::chrono::milliseconds heartbeat_interval{3000};
   size_t max_batch = 1000;        // connections per Register/Unregister call
   size_t max_queued_ops = 200000; // registrations waiting; beyond it they fail at once
+  ServiceAuth auth;                // credential sent with every call
 };
 
 // Everything the edge asks of connection-service:

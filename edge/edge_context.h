@@ -7,6 +7,7 @@
 #include <string>
 
 #include "common/clock.h"
+#include "edge/admission.h"
 #include "edge/backends.h"
 #include "edge/connection_logic.h"
 #include "edge/local_hub.h"
@@ -27,6 +28,9 @@ struct EdgeContext {
   DirectoryBackend* directory = nullptr;
   LocalHub* hub = nullptr;
   const StaticFiles* static_files = nullptr;  // null: every other GET is 404
+  const OriginPolicy* origins = nullptr;
+  UserConnectionLimit* per_user = nullptr;
+  TokenVerifier* tokens = nullptr;  // set: jwt mode
   const Clock* clock = SystemClock::Get();
   std::atomic<uint64_t> next_connection{0};
   std::atomic<size_t> live_connections{0};  // registered and not yet closed

@@ -7,6 +7,7 @@
 #include "boost/asio/strand.hpp"
 #include "common/grpc_server.h"
 #include "edge/http_session.h"
+#include "edge/pooled_verifier.h"
 #include "spdlog/spdlog.h"
 
 namespace chat::edge {
@@ -42,6 +43,13 @@ absl::Status EdgeServer::Start() {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.listen, ": ", ec.message()));
   }
   port_ = acceptor_.local_endpoint().port();
+  if (options_.jwt.has_value()) {
+    const int64_t skew = options_.jwt->clock_skew_s;
+    auto verifier = JwtVerifier::Create(*options_.jwt, context_.clock);
+    if (!verifier.ok()) return verifier.status();
+    tokens_ = std::make_unique<PooledJwtVerifier>(std::move(*verifier), skew);
+    context_.tokens = tokens_.get();
+  }
 
   context_.edge_id = options_.edge_id;
   if (context_.edge_id.empty()) {
@@ -56,14 +64,22 @@ absl::Status EdgeServer::Start() {
   context_.handshake_timeout = options_.handshake_timeout;
   context_.max_header_bytes = options_.max_header_bytes;
   context_.hub = &hub_;
+  origins_ = std::make_unique<OriginPolicy>(options_.allowed_origins);
+  per_user_ = std::make_unique<UserConnectionLimit>(options_.max_connections_per_user);
+  context_.origins = origins_.get();
+  context_.per_user = per_user_.get();
   if (!options_.web_root.empty()) {
     static_files_ = std::make_unique<StaticFiles>(options_.web_root);
     context_.static_files = static_files_.get();
   }
+  DirectoryOptions directory_options;
+  directory_options.auth = ServiceAuth(options_.service_token);
   directory_ = std::make_unique<DirectoryClient>(MakeChannel(options_.connection_service),
-                                                 context_.edge_id, &hub_, DirectoryOptions{});
+                                                 context_.edge_id, &hub_, directory_options);
+  LinkOptions link_options;
+  link_options.auth = ServiceAuth(options_.service_token);
   messages_ = std::make_unique<MessageLinks>(options_.message_services, context_.edge_id, &hub_,
-                                             LinkOptions{});
+                                             link_options);
   context_.directory = directory_.get();
   context_.messages = messages_.get();
 

@@ -13,6 +13,7 @@
 #include "boost/asio/steady_timer.hpp"
 #include "edge/directory_client.h"
 #include "edge/edge_context.h"
+#include "edge/jwt_verifier.h"
 #include "edge/message_link.h"
 #include "edge/static_files.h"
 
@@ -30,6 +31,11 @@ struct EdgeOptions {
   std::chrono::seconds handshake_timeout{10};
   size_t max_header_bytes = 8192;
   int threads = 2;
+  std::string service_token;  // sent to connection- and message-service
+  std::vector<std::string> allowed_origins = {"*"};
+  int max_connections_per_user = 32;
+  // jwt mode when set (protocol.md §1); name mode otherwise.
+  std::optional<JwtConfig> jwt;
 };
 
 // The whole edge: listener, sessions, and the clients of the services behind
@@ -57,6 +63,9 @@ class EdgeServer {
   boost::asio::steady_timer accept_retry_;
   EdgeContext context_;
   LocalHub hub_;
+  std::unique_ptr<OriginPolicy> origins_;
+  std::unique_ptr<UserConnectionLimit> per_user_;
+  std::unique_ptr<TokenVerifier> tokens_;
   std::unique_ptr<StaticFiles> static_files_;
   std::unique_ptr<DirectoryClient> directory_;
   std::unique_ptr<MessageLinks> messages_;

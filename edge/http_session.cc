@@ -1,6 +1,7 @@
 #include "edge/http_session.h"
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "boost/asio/dispatch.hpp"
@@ -117,7 +118,8 @@ void HttpSession::HandlePlain(const Request& request) {
   }
   if (path == "/config.json") {
     Respond(version, keep_alive, http::status::ok, "application/json",
-            absl::StrCat("{\"auth\":\"name\",\"protocol\":1,\"max_message_bytes\":",
+            absl::StrCat("{\"auth\":\"", context_->tokens != nullptr ? "jwt" : "name",
+                         "\",\"protocol\":1,\"max_message_bytes\":",
                          context_->logic.max_message_bytes, "}\n"),
             {{"Cache-Control", "no-cache"}});
     return;
@@ -133,6 +135,33 @@ void HttpSession::HandlePlain(const Request& request) {
   Respond(version, keep_alive, http::status::not_found, "text/plain", "not found\n");
 }
 
+namespace {
+
+// The protocol's token carriers, in order: `Sec-WebSocket-Protocol:
+// authorization, <jwt>` (the old app), `?token=`, `Authorization: Bearer`.
+std::optional<std::string> FindToken(const http::request<http::empty_body>& request) {
+  const auto protocols = request[http::field::sec_websocket_protocol];
+  std::vector<absl::string_view> offered =
+      absl::StrSplit(absl::string_view(protocols.data(), protocols.size()), ',');
+  for (size_t i = 0; i + 1 < offered.size(); ++i) {
+    if (absl::StripAsciiWhitespace(offered[i]) == "authorization") {
+      return std::string(absl::StripAsciiWhitespace(offered[i + 1]));
+    }
+  }
+  const std::string_view target(request.target().data(), request.target().size());
+  if (auto raw = FindQueryParam(target, "token")) {
+    if (auto decoded = DecodeFormValue(*raw); decoded.ok() && !decoded->empty()) return *decoded;
+  }
+  const auto auth = request[http::field::authorization];
+  absl::string_view header(auth.data(), auth.size());
+  if (absl::StartsWithIgnoreCase(header, "Bearer ")) {
+    return std::string(absl::StripAsciiWhitespace(header.substr(7)));
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 void HttpSession::HandleUpgrade(Request request) {
   const unsigned version = request.version();
   if (context_->shutting_down) {
@@ -140,46 +169,97 @@ void HttpSession::HandleUpgrade(Request request) {
             "edge is shutting down; reconnect elsewhere\n", {{"Retry-After", "1"}});
     return;
   }
+  const auto origin = request[http::field::origin];
+  if (!context_->origins->Allows(std::string_view(origin.data(), origin.size()))) {
+    Respond(version, false, http::status::forbidden, "text/plain",
+            "origin not allowed to open WebSocket connections here\n");
+    return;
+  }
   const std::string_view target(request.target().data(), request.target().size());
-  absl::StatusOr<std::string> user = UserFromTarget(target);
-  if (!user.ok()) {
-    Respond(version, false, http::status::bad_request, "text/plain",
-            absl::StrCat(user.status().message(), "\n"));
+  if (context_->tokens == nullptr) {
+    absl::StatusOr<std::string> user = UserFromTarget(target);
+    if (!user.ok()) {
+      Respond(version, false, http::status::bad_request, "text/plain",
+              absl::StrCat(user.status().message(), "\n"));
+      return;
+    }
+    Admit(std::make_shared<Request>(std::move(request)), Identity{*user, 0});
+    return;
+  }
+  std::optional<std::string> token = FindToken(request);
+  if (!token.has_value()) {
+    Respond(version, false, http::status::unauthorized, "text/plain",
+            "a token is required: Sec-WebSocket-Protocol: authorization, <jwt>; or ?token=; or "
+            "Authorization: Bearer\n",
+            {{"WWW-Authenticate", "Bearer"}});
+    return;
+  }
+  auto req = std::make_shared<Request>(std::move(request));
+  context_->tokens->Verify(std::move(*token), [self = shared_from_this(), req](
+                                                  absl::StatusOr<Identity> identity) {
+    net::post(self->stream_.get_executor(), [self, req, identity = std::move(identity)] {
+      const unsigned version = req->version();
+      if (!identity.ok()) {
+        self->Respond(version, false, http::status::unauthorized, "text/plain",
+                      absl::StrCat("invalid token: ", identity.status().message(), "\n"),
+                      {{"WWW-Authenticate", "Bearer error=\"invalid_token\""}});
+        return;
+      }
+      const std::string_view target(req->target().data(), req->target().size());
+      if (FindQueryParam(target, "name").has_value()) {
+        absl::StatusOr<std::string> named = UserFromTarget(target);
+        if (!named.ok() || *named != identity->user) {
+          self->Respond(version, false, http::status::forbidden, "text/plain",
+                        "?name= does not match the token's user\n");
+          return;
+        }
+      }
+      self->Admit(req, *identity);
+    });
+  });
+}
+
+void HttpSession::Admit(std::shared_ptr<Request> req, Identity identity) {
+  const unsigned version = req->version();
+  if (absl::Status s = context_->per_user->Reserve(identity.user); !s.ok()) {
+    Respond(version, false, http::status::too_many_requests, "text/plain",
+            absl::StrCat(s.message(), "\n"), {{"Retry-After", "5"}});
     return;
   }
   if (context_->live_connections.fetch_add(1) >= context_->max_connections) {
+    context_->per_user->Release(identity.user);
     context_->live_connections.fetch_sub(1);
     Respond(version, false, http::status::service_unavailable, "text/plain",
             "edge is at its connection limit; try another edge or later\n",
             {{"Retry-After", "5"}});
     return;
   }
-  const auto protocols = request[http::field::sec_websocket_protocol];
+  const auto protocols = (*req)[http::field::sec_websocket_protocol];
   const bool answer_authorization =
       OffersAuthorization(std::string_view(protocols.data(), protocols.size()));
 
   NewConnection connection;
   connection.connection_id =
       absl::StrCat(context_->edge_id, "-", absl::Hex(context_->next_connection.fetch_add(1)));
-  connection.user = *user;
+  connection.user = identity.user;
   connection.connected_at_ms = context_->clock->NowMs();
-  const auto agent = request[http::field::user_agent];
+  const auto agent = (*req)[http::field::user_agent];
   connection.user_agent = Truncate(std::string_view(agent.data(), agent.size()), 256);
   beast::error_code ec;
   auto remote = stream_.socket().remote_endpoint(ec);
   if (!ec) connection.ip = remote.address().to_string();
 
   std::string connection_id = connection.connection_id;
-  auto req = std::make_shared<Request>(std::move(request));
   context_->directory->Register(
       std::move(connection),
-      [self = shared_from_this(), req, user = *user, connection_id,
+      [self = shared_from_this(), req, identity = std::move(identity), connection_id,
        answer_authorization](absl::Status status) mutable {
-        net::post(self->stream_.get_executor(), [self, req, user = std::move(user),
+        net::post(self->stream_.get_executor(), [self, req, identity = std::move(identity),
                                                  connection_id = std::move(connection_id),
                                                  answer_authorization, status]() mutable {
           if (!status.ok()) {
             self->context_->live_connections.fetch_sub(1);
+            self->context_->per_user->Release(identity.user);
             spdlog::warn("registration of {} failed: {}", connection_id, status.ToString());
             self->Respond(req->version(), false, http::status::service_unavailable, "text/plain",
                           "connection registry unavailable; retry shortly\n",
@@ -187,7 +267,7 @@ void HttpSession::HandleUpgrade(Request request) {
             return;
           }
           auto session = std::make_shared<WsSession>(std::move(self->stream_), self->context_,
-                                                     std::move(user), std::move(connection_id),
+                                                     std::move(identity), std::move(connection_id),
                                                      answer_authorization);
           session->Run(std::move(*req));
         });

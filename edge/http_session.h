@@ -23,6 +23,8 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
   void DoRead();
   void OnRead(boost::beast::error_code ec, size_t bytes);
   void HandleUpgrade(Request request);
+  // Identity established: limits, registration, then the WebSocket session.
+  void Admit(std::shared_ptr<Request> request, Identity identity);
   void HandlePlain(const Request& request);
   void Respond(unsigned version, bool keep_alive, boost::beast::http::status status,
                std::string content_type, std::string body,

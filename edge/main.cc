@@ -28,7 +28,26 @@ ABSL_FLAG(int, max_outbound_bytes, 4 << 20,
 ABSL_FLAG(int, max_connections, 100000, "live WebSocket connections on this edge (503 beyond)");
 ABSL_FLAG(int, handshake_timeout_s, 10, "time allowed for the HTTP request and upgrade");
 ABSL_FLAG(int, threads, 2, "I/O threads");
+ABSL_FLAG(std::string, allowed_origins, "*",
+          "comma-separated Origins allowed to open WebSockets from a browser page "
+          "(https://chat.example.com,...); * = any. Requests without Origin always pass");
+ABSL_FLAG(int, max_connections_per_user, 32, "live connections of one user on this edge (429 beyond)");
+ABSL_FLAG(int, rate_limit_strikes, 50,
+          "frames refused as rate_limited within 10 s before the connection is closed with 1008");
+ABSL_FLAG(std::string, auth, "name",
+          "identity at the handshake: name (?name=, unauthenticated; development) or jwt");
+ABSL_FLAG(std::string, jwt_secret, "", "jwt: HS256 shared secret (at least 32 bytes)");
+ABSL_FLAG(std::string, jwt_jwks_file, "", "jwt: RS256/ES256 keys from this JWKS file");
+ABSL_FLAG(std::string, jwt_jwks_url, "",
+          "jwt: RS256/ES256 keys from this JWKS URL (refreshed periodically and on unknown kid)");
+ABSL_FLAG(std::string, jwt_issuer, "", "jwt: required iss, when set");
+ABSL_FLAG(std::string, jwt_audience, "", "jwt: required aud, when set");
+ABSL_FLAG(std::string, jwt_client_id, "", "jwt: required client_id claim (Cognito access tokens)");
+ABSL_FLAG(std::string, jwt_user_claim, "sub", "jwt: claim naming the user (username for Cognito)");
+ABSL_FLAG(int, jwt_clock_skew_s, 30, "jwt: tolerance for exp/nbf, in seconds");
 ABSL_FLAG(int, drain_timeout_ms, 5000, "on SIGTERM, time allowed for connections to close");
+ABSL_FLAG(std::string, service_token, "",
+          "credential presented to connection-service and message-service (their --service_token)");
 
 namespace {
 
@@ -77,6 +96,31 @@ int main(int argc, char** argv) {
   options.max_connections = absl::GetFlag(FLAGS_max_connections);
   options.handshake_timeout = std::chrono::seconds(absl::GetFlag(FLAGS_handshake_timeout_s));
   options.threads = absl::GetFlag(FLAGS_threads);
+  options.service_token = absl::GetFlag(FLAGS_service_token);
+  options.allowed_origins =
+      absl::StrSplit(absl::GetFlag(FLAGS_allowed_origins), ',', absl::SkipWhitespace());
+  options.max_connections_per_user = absl::GetFlag(FLAGS_max_connections_per_user);
+  options.logic.rate_limit_strikes = absl::GetFlag(FLAGS_rate_limit_strikes);
+  const std::string auth = absl::GetFlag(FLAGS_auth);
+  if (auth == "jwt") {
+    chat::edge::JwtConfig jwt;
+    jwt.hs256_secret = absl::GetFlag(FLAGS_jwt_secret);
+    jwt.jwks_file = absl::GetFlag(FLAGS_jwt_jwks_file);
+    jwt.jwks_url = absl::GetFlag(FLAGS_jwt_jwks_url);
+    jwt.issuer = absl::GetFlag(FLAGS_jwt_issuer);
+    jwt.audience = absl::GetFlag(FLAGS_jwt_audience);
+    jwt.client_id = absl::GetFlag(FLAGS_jwt_client_id);
+    jwt.user_claim = absl::GetFlag(FLAGS_jwt_user_claim);
+    jwt.clock_skew_s = absl::GetFlag(FLAGS_jwt_clock_skew_s);
+    if (jwt.hs256_secret.empty() && jwt.jwks_file.empty() && jwt.jwks_url.empty()) {
+      std::fprintf(stderr, "--auth=jwt needs --jwt_secret, --jwt_jwks_file or --jwt_jwks_url\n");
+      return 2;
+    }
+    options.jwt = std::move(jwt);
+  } else if (auth != "name") {
+    std::fprintf(stderr, "--auth must be name or jwt, got '%s'\n", auth.c_str());
+    return 2;
+  }
   if (options.logic.max_message_bytes < 1024 || options.logic.messages_per_second < 1 ||
       options.logic.idle_timeout_s < 1 || options.max_outbound_bytes < 1024) {
     std::fprintf(stderr,
@@ -91,7 +135,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   const std::string host = options.listen.substr(0, options.listen.rfind(':'));
-  spdlog::warn("identities are unauthenticated (?name= mode): anyone can connect as anyone");
+  if (!options.jwt.has_value()) {
+    spdlog::warn("identities are unauthenticated (--auth=name): anyone can connect as anyone");
+  }
   spdlog::info("edge {} on {}:{}; connection-service {}, message-service {}; web UI {}",
                server.edge_id(), host, server.port(), options.connection_service,
                absl::GetFlag(FLAGS_message_service),

@@ -39,6 +39,7 @@ class MessageLink::Stream final
   explicit Stream(MessageLink* link) : link_(link) {}
 
   void Begin(chat::v1::MessageService::Stub* stub) {
+    link_->options_.auth.Apply(&context_);
     stub->async()->EdgeLink(&context_, this);
     hello_.set_edge_id(link_->edge_id_);
     StartWrite(&hello_);

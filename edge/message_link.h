@@ -13,6 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "chat/v1/chat.grpc.pb.h"
 #include "grpcpp/channel.h"
+#include "common/service_auth.h"
 #include "edge/backends.h"
 #include "edge/local_hub.h"
 
@@ -21,6 +22,7 @@ namespace chat::edge {
 struct LinkOptions {
   size_t max_inflight_sends = 100000;  // per link; beyond it sends fail as unavailable
   int max_sends_per_batch = 4096;      // message-service's limit per EdgeUp
+  ServiceAuth auth;                    // credential sent on the stream
 };
 
 // One EdgeLink stream to one message-service replica, kept open for as long

@@ -152,7 +152,18 @@ std::variant<Request, RequestError> ParseRequest(std::string_view text) {
   if (name == "users") return ParseUsers(obj, std::move(id));
   if (name == "watch") return ParseWatch(obj, std::move(id));
   if (name == "ping") return Request{std::move(id), PingAction{}};
-  std::string shown(name.data(), std::min<size_t>(name.size(), 64));
+  if (name == "refresh") {
+    const json::value* token = obj.if_contains("token");
+    if (token == nullptr || !token->is_string() || token->get_string().empty()) {
+      return Bad("'token' must be a non-empty string", std::move(id));
+    }
+    return Request{std::move(id), RefreshAction{std::string(token->get_string())}};
+  }
+  // Cut at a character boundary: a split UTF-8 sequence would make the error
+  // frame itself invalid UTF-8 (found by tests/fuzz/protocol_fuzz).
+  size_t cut = std::min<size_t>(name.size(), 64);
+  while (cut > 0 && cut < name.size() && (static_cast<uint8_t>(name[cut]) & 0xC0) == 0x80) --cut;
+  std::string shown(name.data(), cut);
   return RequestError{ErrorCode::kUnknownAction, absl::StrCat("no action named '", shown, "'"),
                       std::move(id)};
 }
@@ -248,6 +259,14 @@ std::string EncodePresence(std::string_view name, bool status, int64_t ts_ms) {
   obj["name"] = Sv(name);
   obj["status"] = status;
   obj["ts"] = ts_ms;
+  return Serialize(obj);
+}
+
+std::string EncodeRefreshed(int64_t expires_at_s, const RequestId& request_id) {
+  json::object obj;
+  obj["action"] = "refreshed";
+  if (expires_at_s > 0) obj["expires_at"] = expires_at_s;
+  PutId(obj, request_id);
   return Serialize(obj);
 }
 

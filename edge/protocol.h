@@ -45,8 +45,12 @@ struct WatchAction {
   std::vector<std::string> users;  // deduplicated, in the order given
 };
 struct PingAction {};
+// jwt mode: a fresh token for the same user, before the current one expires.
+struct RefreshAction {
+  std::string token;
+};
 
-using Action = std::variant<SendAction, UsersAction, WatchAction, PingAction>;
+using Action = std::variant<SendAction, UsersAction, WatchAction, PingAction, RefreshAction>;
 
 // `request_id` is a JSON string or integer, echoed back as it came.
 using RequestId = std::optional<boost::json::value>;
@@ -87,6 +91,8 @@ std::string EncodeUsers(const std::vector<Contact>& contacts, std::string_view n
 std::string EncodeWatching(const std::vector<std::string>& users, const RequestId& request_id);
 std::string EncodePresence(std::string_view name, bool status, int64_t ts_ms);
 std::string EncodePong(int64_t ts_ms, const RequestId& request_id);
+// expires_at_s 0: the new token does not expire.
+std::string EncodeRefreshed(int64_t expires_at_s, const RequestId& request_id);
 
 }  // namespace chat::edge
 

@@ -18,14 +18,20 @@ constexpr auto kCloseGrace = std::chrono::seconds(3);
 constexpr size_t kKeepBufferBytes = 16 * 1024;
 }  // namespace
 
-WsSession::WsSession(beast::tcp_stream&& stream, EdgeContext* context, std::string user,
+WsSession::WsSession(beast::tcp_stream&& stream, EdgeContext* context, Identity identity,
                      std::string connection_id, bool answer_authorization)
     : ws_(std::move(stream)),
       close_timer_(ws_.get_executor()),
+      expiry_timer_(ws_.get_executor()),
       context_(context),
-      logic_(std::move(user), std::move(connection_id), &context->logic, context->messages,
-             context->directory, context->hub, this, context->clock),
-      answer_authorization_(answer_authorization) {}
+      logic_(std::move(identity.user), std::move(connection_id), &context->logic,
+             context->messages, context->directory, context->hub, this, context->clock,
+             context->tokens),
+      answer_authorization_(answer_authorization) {
+  if (identity.expires_at_s > 0 && context->tokens != nullptr) {
+    expires_at_ms_ = (identity.expires_at_s + context->tokens->clock_skew_s()) * 1000;
+  }
+}
 
 WsSession::~WsSession() { End(); }
 
@@ -48,11 +54,13 @@ void WsSession::Run(http::request<http::empty_body> request) {
 
 void WsSession::OnAccept(beast::error_code ec) {
   if (ec) {
+    spdlog::debug("{}: accept: {}", logic_.connection_id(), ec.message());
     End();
     return;
   }
   accepted_ = true;
   context_->hub->Add(logic_.connection_id(), weak_from_this());
+  SetExpiry(expires_at_ms_);
   SendText(std::make_shared<const std::string>(logic_.HelloFrame()));
   if (context_->shutting_down) {
     Close(kCloseGoingAway, "server shutting down");
@@ -95,6 +103,18 @@ void WsSession::SetReadPaused(bool paused) {
   if (!paused) DoRead();
 }
 
+void WsSession::SetExpiry(int64_t expires_at_ms) {
+  expires_at_ms_ = expires_at_ms;
+  expiry_timer_.cancel();
+  if (expires_at_ms == 0 || ended_) return;
+  const int64_t wait_ms = std::max<int64_t>(0, expires_at_ms - context_->clock->NowMs());
+  expiry_timer_.expires_after(std::chrono::milliseconds(wait_ms));
+  expiry_timer_.async_wait([self = shared_from_this(), expires_at_ms](beast::error_code ec) {
+    if (ec || self->expires_at_ms_ != expires_at_ms) return;  // refreshed meanwhile
+    self->Close(kClosePolicy, "token expired");
+  });
+}
+
 void WsSession::SendText(std::shared_ptr<const std::string> frame) {
   if (closing_ || ended_) return;
   if (queued_bytes_ + frame->size() > context_->max_outbound_bytes && !queue_.empty()) {
@@ -122,6 +142,7 @@ void WsSession::OnWrite(beast::error_code ec, size_t) {
     queue_.pop_front();
   }
   if (ec) {
+    spdlog::debug("{}: write: {}", logic_.connection_id(), ec.message());
     End();
     return;
   }
@@ -134,6 +155,7 @@ void WsSession::OnWrite(beast::error_code ec, size_t) {
 
 void WsSession::Close(uint16_t code, std::string reason) {
   if (closing_ || ended_) return;
+  spdlog::debug("{}: closing with {} ({})", logic_.connection_id(), code, reason);
   closing_ = true;
   close_code_ = code;
   close_reason_ = std::move(reason);
@@ -172,12 +194,14 @@ void WsSession::End() {
   closing_ = true;
   spdlog::debug("{}: closed", logic_.connection_id());
   close_timer_.cancel();
+  expiry_timer_.cancel();
   beast::error_code ignored;
   beast::get_lowest_layer(ws_).socket().close(ignored);
   logic_.OnClosed();
   context_->hub->Remove(logic_.connection_id());
   context_->directory->Unregister(logic_.connection_id());
   context_->live_connections.fetch_sub(1);
+  context_->per_user->Release(logic_.user());
 }
 
 void WsSession::Post(std::function<void()> fn) {

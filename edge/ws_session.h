@@ -22,7 +22,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
                         public ClientSink,
                         public LocalConnection {
  public:
-  WsSession(boost::beast::tcp_stream&& stream, EdgeContext* context, std::string user,
+  WsSession(boost::beast::tcp_stream&& stream, EdgeContext* context, Identity identity,
             std::string connection_id, bool answer_authorization);
   ~WsSession() override;
 
@@ -33,7 +33,9 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   void SendText(std::shared_ptr<const std::string> frame) override;
   void Close(uint16_t code, std::string reason) override;
   void Post(std::function<void()> fn) override;
+  std::weak_ptr<ClientSink> WeakSelf() override { return shared_from_this(); }
   void SetReadPaused(bool paused) override;
+  void SetExpiry(int64_t expires_at_ms) override;
 
   // LocalConnection (any thread).
   void Deliver(std::shared_ptr<const std::string> frame) override;
@@ -51,6 +53,8 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   boost::beast::websocket::stream<boost::beast::tcp_stream> ws_;
   boost::beast::flat_buffer buffer_;
   boost::asio::steady_timer close_timer_;
+  boost::asio::steady_timer expiry_timer_;
+  int64_t expires_at_ms_ = 0;
   EdgeContext* context_;
   ConnectionLogic logic_;
   const bool answer_authorization_;

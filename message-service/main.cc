@@ -21,6 +21,9 @@ ABSL_FLAG(int, max_message_bytes, 131072, "largest chat message text accepted");
 ABSL_FLAG(int, max_link_pending_mib, 64,
           "per edge: deliveries queued beyond this are refused (the edge is not keeping up)");
 ABSL_FLAG(int, max_grpc_message_bytes, 16 << 20, "largest gRPC message accepted or sent");
+ABSL_FLAG(std::string, service_token, "",
+          "when set, every caller must send 'authorization: Bearer <token>' metadata; also "
+          "presented to connection-service");
 
 int main(int argc, char** argv) {
   chat::BlockTerminationSignals();
@@ -45,6 +48,7 @@ int main(int argc, char** argv) {
   chat::message::MessageServiceOptions service_options;
   service_options.max_link_pending_bytes =
       static_cast<size_t>(absl::GetFlag(FLAGS_max_link_pending_mib)) << 20;
+  service_options.auth = chat::ServiceAuth(absl::GetFlag(FLAGS_service_token));
   chat::message::MessageServiceImpl service(&router, &links, service_options);
 
   chat::GrpcServerOptions options;
@@ -55,7 +59,8 @@ int main(int argc, char** argv) {
     spdlog::critical("{}", server.status().ToString());
     return 1;
   }
-  chat::message::RoutesFeed feed(stub.get(), &table);
+  chat::message::RoutesFeed feed(stub.get(), &table,
+                                 chat::ServiceAuth(absl::GetFlag(FLAGS_service_token)));
   const std::string host = options.listen.substr(0, options.listen.rfind(':'));
   spdlog::info("message-service replica {} on {}:{}, connection-service at {}", replica, host,
                server->port, absl::GetFlag(FLAGS_connection_service));

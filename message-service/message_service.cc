@@ -160,6 +160,11 @@ chat::v1::EdgeSendResult MessageServiceImpl::Process(
 grpc::ServerUnaryReactor* MessageServiceImpl::Send(grpc::CallbackServerContext* ctx,
                                                    const chat::v1::SendRequest* request,
                                                    chat::v1::SendResponse* response) {
+  if (grpc::Status denied = options_.auth.Check(ctx); !denied.ok()) {
+    auto* reactor = ctx->DefaultReactor();
+    reactor->Finish(denied);
+    return reactor;
+  }
   chat::v1::EdgeSendResult result = Process(*request, response->mutable_connections());
   auto* reactor = ctx->DefaultReactor();
   switch (result.status()) {
@@ -184,6 +189,9 @@ grpc::ServerUnaryReactor* MessageServiceImpl::Send(grpc::CallbackServerContext* 
 
 grpc::ServerBidiReactor<EdgeUp, EdgeDown>* MessageServiceImpl::EdgeLink(
     grpc::CallbackServerContext* ctx) {
+  if (grpc::Status denied = options_.auth.Check(ctx); !denied.ok()) {
+    return new RefusedBidi<EdgeUp, EdgeDown>(denied);
+  }
   return new EdgeLinkReactor(this);
 }
 

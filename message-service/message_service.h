@@ -2,6 +2,7 @@
 #define CHAT_MESSAGE_SERVICE_MESSAGE_SERVICE_H_
 
 #include "chat/v1/chat.grpc.pb.h"
+#include "common/service_auth.h"
 #include "message-service/edge_links.h"
 #include "message-service/router.h"
 
@@ -10,6 +11,7 @@ namespace chat::message {
 struct MessageServiceOptions {
   size_t max_link_pending_bytes = 64 << 20;  // per edge, deliveries not yet written
   int max_sends_per_batch = 4096;            // more in one EdgeUp is a protocol error
+  ServiceAuth auth;                          // required of every caller when set
 };
 
 // gRPC adapter: EdgeLink streams from edges and the unary Send for other

@@ -26,10 +26,13 @@ void ApplyRouteUpdate(const chat::v1::RouteUpdate& update, RoutingTable* table) 
   if (update.snapshot_done()) table->MarkReady();
 }
 
-RoutesFeed::RoutesFeed(chat::v1::ConnectionService::Stub* stub, RoutingTable* table)
-    : reader_(
+RoutesFeed::RoutesFeed(chat::v1::ConnectionService::Stub* stub, RoutingTable* table,
+                       ServiceAuth auth)
+    : auth_(std::move(auth)),
+      reader_(
           [this, stub](grpc::ClientContext* ctx,
                        grpc::ClientReadReactor<chat::v1::RouteUpdate>* reactor) {
+            auth_.Apply(ctx);
             stub->async()->WatchRoutes(ctx, &request_, reactor);
           },
           [table](const chat::v1::RouteUpdate& update) {

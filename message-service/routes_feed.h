@@ -2,6 +2,7 @@
 #define CHAT_MESSAGE_SERVICE_ROUTES_FEED_H_
 
 #include "chat/v1/chat.grpc.pb.h"
+#include "common/service_auth.h"
 #include "common/stream_reader.h"
 #include "message-service/routing_table.h"
 
@@ -16,10 +17,11 @@ void ApplyRouteUpdate(const chat::v1::RouteUpdate& update, RoutingTable* table);
 // every message); a new snapshot replaces it on reconnect.
 class RoutesFeed {
  public:
-  RoutesFeed(chat::v1::ConnectionService::Stub* stub, RoutingTable* table);
+  RoutesFeed(chat::v1::ConnectionService::Stub* stub, RoutingTable* table, ServiceAuth auth = {});
 
  private:
   chat::v1::WatchRoutesRequest request_;
+  const ServiceAuth auth_;
   ReconnectingReader<chat::v1::RouteUpdate> reader_;
 };
 

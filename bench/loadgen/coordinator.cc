@@ -23,7 +23,7 @@ namespace {
 
 struct Child {
   pid_t pid = 0;
-  int ctl = -1;          // parent writes commands here
+  int ctl = -1;  // parent writes commands here
   FILE* results = nullptr;
 };
 
@@ -147,8 +147,12 @@ std::string CpuJson(const Options& opts, const CpuSample& a, const CpuSample& b,
 int RunCoordinator(Options opts) {
   if (opts.workload == "fanout") {
     std::printf("fanout: not implemented (waits for groups in the protocol)\n");
-    std::printf("%s\n", Json().Str("workload", "fanout").Str("server", opts.label)
-                            .Str("error", "not implemented").str().c_str());
+    std::printf("%s\n", Json()
+                            .Str("workload", "fanout")
+                            .Str("server", opts.label)
+                            .Str("error", "not implemented")
+                            .str()
+                            .c_str());
     return 2;
   }
   if (opts.name_prefix.empty()) {
@@ -185,7 +189,8 @@ int RunCoordinator(Options opts) {
   for (Child& c : children) {
     char line[256];
     long long a = 0, b = 0;
-    if (!std::fgets(line, sizeof line, c.results) || std::sscanf(line, "READY %lld %lld", &a, &b) != 2) {
+    if (!std::fgets(line, sizeof line, c.results) ||
+        std::sscanf(line, "READY %lld %lld", &a, &b) != 2) {
       std::fprintf(stderr, "loadgen: a client process died before READY\n");
       Tell(children, "QUIT\n");
       return 1;
@@ -221,23 +226,32 @@ int RunCoordinator(Options opts) {
     int64_t lost = total.sent - total.received;
     std::printf("dm %s-loop on %s: %d pairs, %s, %d-byte messages, %.1f s measured, %d procs\n",
                 opts.mode.c_str(), opts.label.c_str(), opts.pairs,
-                opts.mode == "closed" ? ("window " + std::to_string(opts.window)).c_str()
-                                      : ("offered " + std::to_string(static_cast<int>(opts.rate)) + "/s").c_str(),
+                opts.mode == "closed"
+                    ? ("window " + std::to_string(opts.window)).c_str()
+                    : ("offered " + std::to_string(static_cast<int>(opts.rate)) + "/s").c_str(),
                 opts.message_bytes, opts.duration_s, opts.procs);
     std::printf("  connections           %" PRId64 " open, %" PRId64 " failed\n", ok, failed);
     std::printf("  sent %" PRId64 "  received %" PRId64 "  lost %" PRId64 "  out-of-order %" PRId64
-                "  gaps %" PRId64 "\n", total.sent, total.received, lost, total.out_of_order, total.gaps);
+                "  gaps %" PRId64 "\n",
+                total.sent, total.received, lost, total.out_of_order, total.gaps);
     std::printf("  delivered/s           %.0f\n", rate);
     PrintLatency("latency", total.latency);
     cpu_json = CpuJson(opts, a, b, opts.duration_s, static_cast<double>(total.received_in_window),
                        "msg", &j);
     PrintEvents(total);
-    j.Str("mode", opts.mode).Num("pairs", opts.pairs).Num("window", opts.window)
-        .Num("offered_rate", opts.mode == "open" ? opts.rate : 0).Num("message_bytes", opts.message_bytes)
-        .Num("duration_s", opts.duration_s).Num("conns_ok", static_cast<double>(ok))
-        .Num("conns_failed", static_cast<double>(failed)).Num("sent", static_cast<double>(total.sent))
-        .Num("received", static_cast<double>(total.received)).Num("delivered_per_s", rate)
-        .Num("lost", static_cast<double>(lost)).Num("out_of_order", static_cast<double>(total.out_of_order))
+    j.Str("mode", opts.mode)
+        .Num("pairs", opts.pairs)
+        .Num("window", opts.window)
+        .Num("offered_rate", opts.mode == "open" ? opts.rate : 0)
+        .Num("message_bytes", opts.message_bytes)
+        .Num("duration_s", opts.duration_s)
+        .Num("conns_ok", static_cast<double>(ok))
+        .Num("conns_failed", static_cast<double>(failed))
+        .Num("sent", static_cast<double>(total.sent))
+        .Num("received", static_cast<double>(total.received))
+        .Num("delivered_per_s", rate)
+        .Num("lost", static_cast<double>(lost))
+        .Num("out_of_order", static_cast<double>(total.out_of_order))
         .Raw("latency_us", LatencyJson(total.latency));
   } else if (opts.workload == "idle") {
     int64_t settled = NowNs() + static_cast<int64_t>(opts.settle_s * 1e9);
@@ -250,27 +264,37 @@ int RunCoordinator(Options opts) {
     CpuSample b = SampleCpu(opts, children);
     Tell(children, "QUIT\n");
     read_results();
-    std::printf("idle on %s: %" PRId64 " connections open, %" PRId64 " failed, held %.1f s, %d procs\n",
+    std::printf("idle on %s: %" PRId64 " connections open, %" PRId64
+                " failed, held %.1f s, %d procs\n",
                 opts.label.c_str(), ok, failed, opts.hold_s, opts.procs);
     Json rss;
     double total_per_conn = 0;
     for (size_t i = 0; i < opts.servers.size(); ++i) {
-      double per = ok > 0 ? static_cast<double>(rss_after[i] - rss_before[i]) * 1024.0 / static_cast<double>(ok) : 0;
+      double per = ok > 0 ? static_cast<double>(rss_after[i] - rss_before[i]) * 1024.0 /
+                                static_cast<double>(ok)
+                          : 0;
       total_per_conn += per;
       std::printf("  rss %-18s %8" PRId64 " -> %8" PRId64 " KiB   %8.0f bytes/connection\n",
                   opts.servers[i].label.c_str(), rss_before[i], rss_after[i], per);
-      rss.Raw(opts.servers[i].label, Json().Num("before_kib", static_cast<double>(rss_before[i]))
+      rss.Raw(opts.servers[i].label, Json()
+                                         .Num("before_kib", static_cast<double>(rss_before[i]))
                                          .Num("after_kib", static_cast<double>(rss_after[i]))
-                                         .Num("bytes_per_conn", per).str());
+                                         .Num("bytes_per_conn", per)
+                                         .str());
     }
     std::printf("  rss all servers        %8.0f bytes/connection\n", total_per_conn);
     cpu_json = CpuJson(opts, a, b, opts.hold_s, 0, "", &j);
-    std::printf("  disconnects during hold %" PRId64 ", pings answered %" PRId64 "\n", total.disconnects,
-                total.pings);
+    std::printf("  disconnects during hold %" PRId64 ", pings answered %" PRId64 "\n",
+                total.disconnects, total.pings);
     PrintEvents(total);
-    j.Num("conns", opts.conns).Num("conns_ok", static_cast<double>(ok)).Num("conns_failed", static_cast<double>(failed))
-        .Num("hold_s", opts.hold_s).Raw("rss", rss.str()).Num("rss_bytes_per_conn_total", total_per_conn)
-        .Num("disconnects", static_cast<double>(total.disconnects)).Num("pings", static_cast<double>(total.pings));
+    j.Num("conns", opts.conns)
+        .Num("conns_ok", static_cast<double>(ok))
+        .Num("conns_failed", static_cast<double>(failed))
+        .Num("hold_s", opts.hold_s)
+        .Raw("rss", rss.str())
+        .Num("rss_bytes_per_conn_total", total_per_conn)
+        .Num("disconnects", static_cast<double>(total.disconnects))
+        .Num("pings", static_cast<double>(total.pings));
   } else if (opts.workload == "storm") {
     CpuSample a = SampleCpu(opts, children);
     Tell(children, "GO " + std::to_string(t0) + "\n");
@@ -279,16 +303,24 @@ int RunCoordinator(Options opts) {
     Tell(children, "QUIT\n");
     double elapsed = static_cast<double>(total.t_last - t0) / 1e9;
     double rate = elapsed > 0 ? static_cast<double>(total.conns_ok) / elapsed : 0;
-    std::printf("storm on %s: %d connections, %d concurrent handshakes, %d procs, wait for hello: %s\n",
-                opts.label.c_str(), opts.conns, opts.concurrency, opts.procs, opts.wait_hello ? "yes" : "no");
+    std::printf(
+        "storm on %s: %d connections, %d concurrent handshakes, %d procs, wait for hello: %s\n",
+        opts.label.c_str(), opts.conns, opts.concurrency, opts.procs,
+        opts.wait_hello ? "yes" : "no");
     std::printf("  open %" PRId64 "  failed %" PRId64 "  in %.3f s  =  %.0f connects/s\n",
                 total.conns_ok, total.conns_failed, elapsed, rate);
     PrintLatency("connect->open", total.latency);
-    cpu_json = CpuJson(opts, a, b, elapsed > 0 ? elapsed : 1, static_cast<double>(total.conns_ok), "connect", &j);
+    cpu_json = CpuJson(opts, a, b, elapsed > 0 ? elapsed : 1, static_cast<double>(total.conns_ok),
+                       "connect", &j);
     PrintEvents(total);
-    j.Num("conns", opts.conns).Num("concurrency", opts.concurrency).Num("wait_hello", opts.wait_hello)
-        .Num("conns_ok", static_cast<double>(total.conns_ok)).Num("conns_failed", static_cast<double>(total.conns_failed))
-        .Num("elapsed_s", elapsed).Num("connects_per_s", rate).Raw("latency_us", LatencyJson(total.latency));
+    j.Num("conns", opts.conns)
+        .Num("concurrency", opts.concurrency)
+        .Num("wait_hello", opts.wait_hello)
+        .Num("conns_ok", static_cast<double>(total.conns_ok))
+        .Num("conns_failed", static_cast<double>(total.conns_failed))
+        .Num("elapsed_s", elapsed)
+        .Num("connects_per_s", rate)
+        .Raw("latency_us", LatencyJson(total.latency));
   }
   j.Raw("cpu_us_by_process", cpu_json).Raw("events", EventsJson(total));
 

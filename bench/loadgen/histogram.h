@@ -12,9 +12,9 @@ namespace bench {
 
 class Histogram {
  public:
-  static constexpr int kHalfBits = 7;                 // 128 sub-buckets per octave
+  static constexpr int kHalfBits = 7;  // 128 sub-buckets per octave
   static constexpr int64_t kHalf = int64_t{1} << kHalfBits;
-  static constexpr int kMaxShift = 34;                // values up to 2^41 ns
+  static constexpr int kMaxShift = 34;  // values up to 2^41 ns
   static constexpr size_t kBuckets = (kMaxShift + 2) * kHalf;
 
   Histogram() : counts_(kBuckets, 0) {}

@@ -28,7 +28,8 @@ bool ParseUrls(const std::string& list, bench::Options* o) {
   size_t start = 0;
   while (start <= list.size()) {
     size_t comma = list.find(',', start);
-    std::string url = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    std::string url =
+        list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
     start = comma == std::string::npos ? list.size() + 1 : comma + 1;
     if (url.rfind(scheme, 0) != 0) return false;
     std::string rest = url.substr(scheme.size());
@@ -67,27 +68,48 @@ int main(int argc, char** argv) {
     double d = std::atof(v.c_str());
     int n = std::atoi(v.c_str());
     bool ok = true;
-    if (key == "url") ok = ParseUrls(v, &o);
-    else if (key == "label") o.label = v;
-    else if (key == "prefix") o.name_prefix = v;
-    else if (key == "server-pids") ok = bench::ParseServerProcesses(v, &o.servers);
-    else if (key == "procs") o.procs = n;
-    else if (key == "source-addrs") o.source_addrs = n;
-    else if (key == "wait-hello") o.wait_hello = v == "1" || v == "true" || v == "yes";
-    else if (key == "connect-timeout") o.connect_timeout_s = d;
-    else if (key == "mode") o.mode = v;
-    else if (key == "pairs") o.pairs = n;
-    else if (key == "window") o.window = n;
-    else if (key == "rate") o.rate = d;
-    else if (key == "bytes") o.message_bytes = n;
-    else if (key == "warmup") o.warmup_s = d;
-    else if (key == "duration") o.duration_s = d;
-    else if (key == "drain") o.drain_s = d;
-    else if (key == "conns") o.conns = n;
-    else if (key == "concurrency") o.concurrency = n;
-    else if (key == "settle") o.settle_s = d;
-    else if (key == "hold") o.hold_s = d;
-    else ok = false;
+    if (key == "url")
+      ok = ParseUrls(v, &o);
+    else if (key == "label")
+      o.label = v;
+    else if (key == "prefix")
+      o.name_prefix = v;
+    else if (key == "server-pids")
+      ok = bench::ParseServerProcesses(v, &o.servers);
+    else if (key == "procs")
+      o.procs = n;
+    else if (key == "source-addrs")
+      o.source_addrs = n;
+    else if (key == "wait-hello")
+      o.wait_hello = v == "1" || v == "true" || v == "yes";
+    else if (key == "connect-timeout")
+      o.connect_timeout_s = d;
+    else if (key == "mode")
+      o.mode = v;
+    else if (key == "pairs")
+      o.pairs = n;
+    else if (key == "window")
+      o.window = n;
+    else if (key == "rate")
+      o.rate = d;
+    else if (key == "bytes")
+      o.message_bytes = n;
+    else if (key == "warmup")
+      o.warmup_s = d;
+    else if (key == "duration")
+      o.duration_s = d;
+    else if (key == "drain")
+      o.drain_s = d;
+    else if (key == "conns")
+      o.conns = n;
+    else if (key == "concurrency")
+      o.concurrency = n;
+    else if (key == "settle")
+      o.settle_s = d;
+    else if (key == "hold")
+      o.hold_s = d;
+    else
+      ok = false;
     if (!ok) {
       std::fprintf(stderr, "bad argument %s\n%s", arg.c_str(), kUsage);
       return 2;
@@ -102,6 +124,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bad flag values\n%s", kUsage);
     return 2;
   }
-  if (o.label.empty() && !o.targets.empty()) o.label = o.targets[0].host + ":" + std::to_string(o.targets[0].port);
+  if (o.label.empty() && !o.targets.empty())
+    o.label = o.targets[0].host + ":" + std::to_string(o.targets[0].port);
   return bench::RunCoordinator(o);
 }

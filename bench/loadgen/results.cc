@@ -15,12 +15,17 @@ struct Field {
 };
 
 constexpr Field kFields[] = {
-    {"conns_ok", &Results::conns_ok},       {"conns_failed", &Results::conns_failed},
-    {"disconnects", &Results::disconnects}, {"pings", &Results::pings},
-    {"sent", &Results::sent},               {"received", &Results::received},
+    {"conns_ok", &Results::conns_ok},
+    {"conns_failed", &Results::conns_failed},
+    {"disconnects", &Results::disconnects},
+    {"pings", &Results::pings},
+    {"sent", &Results::sent},
+    {"received", &Results::received},
     {"received_in_window", &Results::received_in_window},
-    {"out_of_order", &Results::out_of_order}, {"gaps", &Results::gaps},
-    {"t_first", &Results::t_first},         {"t_last", &Results::t_last},
+    {"out_of_order", &Results::out_of_order},
+    {"gaps", &Results::gaps},
+    {"t_first", &Results::t_first},
+    {"t_last", &Results::t_last},
 };
 
 }  // namespace
@@ -28,8 +33,9 @@ constexpr Field kFields[] = {
 std::string Results::Serialize() const {
   std::ostringstream out;
   for (const Field& f : kFields) out << f.name << ' ' << this->*f.member << '\n';
-  if (latency.count()) out << "hist " << latency.min() << ' ' << latency.max() << ' ' << static_cast<int64_t>(latency.sum())
-      << '\n';
+  if (latency.count())
+    out << "hist " << latency.min() << ' ' << latency.max() << ' '
+        << static_cast<int64_t>(latency.sum()) << '\n';
   const auto& counts = latency.counts();
   for (size_t i = 0; i < counts.size(); ++i) {
     if (counts[i]) out << "h " << i << ' ' << counts[i] << '\n';

@@ -131,7 +131,8 @@ class Worker : public Engine::Handler {
       // Receivers first: a receiver must be registered before anyone sends to it.
       to_start_.push_back({p.receiver, static_cast<uint32_t>(2 * i)});
     }
-    for (Pair& p : pairs_) to_start_.push_back({p.sender, static_cast<uint32_t>(2 * (begin + p.sender->tag) + 1)});
+    for (Pair& p : pairs_)
+      to_start_.push_back({p.sender, static_cast<uint32_t>(2 * (begin + p.sender->tag) + 1)});
   }
 
   void CreateConns() {
@@ -154,9 +155,7 @@ class Worker : public Engine::Handler {
     pumping_ = false;
   }
 
-  bool AllSettled() const {
-    return next_start_ == to_start_.size() && inflight_ == 0;
-  }
+  bool AllSettled() const { return next_start_ == to_start_.size() && inflight_ == 0; }
 
   void ConnectAll(int64_t deadline) {
     PumpConnects();
@@ -232,7 +231,8 @@ class Worker : public Engine::Handler {
     } else {
       ++results_.out_of_order;
     }
-    if (closed_loop_ && now < meas_end_ && pair.sent - pair.received < opts_.window) SendDm(pair, now);
+    if (closed_loop_ && now < meas_end_ && pair.sent - pair.received < opts_.window)
+      SendDm(pair, now);
   }
 
   void RunDm(int64_t t0) {
@@ -268,7 +268,8 @@ class Worker : public Engine::Handler {
         engine_.Poll(std::min(due, meas_end_));
       }
     }
-    while (results_.received < results_.sent && NowNs() < drain_end && !quit_) engine_.Poll(drain_end);
+    while (results_.received < results_.sent && NowNs() < drain_end && !quit_)
+      engine_.Poll(drain_end);
   }
 
   void WriteResults() {

@@ -59,7 +59,8 @@ Engine::Engine(const Options& opts, Handler* handler)
   epfd_ = epoll_create1(EPOLL_CLOEXEC);
   for (const Options::Target& t : opts_.targets) {
     Endpoint e;
-    e.request_head = "GET " + t.path + (t.path.find('?') == std::string::npos ? "?name=" : "&name=");
+    e.request_head =
+        "GET " + t.path + (t.path.find('?') == std::string::npos ? "?name=" : "&name=");
     e.request_tail = " HTTP/1.1\r\nHost: " + t.host + ":" + std::to_string(t.port) +
                      "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"

@@ -19,19 +19,19 @@ enum class ConnState : uint8_t { kIdle, kConnecting, kHandshake, kAwaitHello, kO
 
 struct Conn {
   uint32_t id = 0;
-  int32_t tag = -1;         // owner's index (dm: pair number)
+  int32_t tag = -1;  // owner's index (dm: pair number)
   bool is_receiver = false;
-  bool opened = false;      // reached kOpen at some point
+  bool opened = false;  // reached kOpen at some point
   ConnState state = ConnState::kIdle;
   bool dirty = false;
   uint8_t frag_op = 0;
   int fd = -1;
-  int64_t t_start = 0;      // connect() was called
+  int64_t t_start = 0;  // connect() was called
   std::string name;
   std::string out;
   size_t out_off = 0;
-  std::string in;           // bytes not yet parsed
-  std::string frag;         // payload of an unfinished fragmented message
+  std::string in;    // bytes not yet parsed
+  std::string frag;  // payload of an unfinished fragmented message
 };
 
 // Finds "key": "<value>" in a flat JSON object; value is returned raw (not unescaped).
@@ -56,7 +56,7 @@ class Engine {
   // Connects to target source_index % targets, from source address source_index % source_addrs.
   void Start(Conn& c, uint32_t source_index);
   void SendText(Conn& c, std::string_view payload);
-  void Close(Conn& c);            // sends a close frame and drops the socket
+  void Close(Conn& c);  // sends a close frame and drops the socket
   void WatchControl(int fd);
   // One round: flush pending writes, wait until an event or `deadline` (ns), handle, flush.
   void Poll(int64_t deadline);

@@ -1,0 +1,325 @@
+#include "edge/protocol.h"
+
+#include <string>
+#include <variant>
+
+#include "boost/json/parse.hpp"
+#include "boost/json/serialize.hpp"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace chat::edge {
+namespace {
+
+namespace json = boost::json;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+// The request_id as JSON text, or "<none>".
+std::string IdText(const RequestId& id) { return id.has_value() ? json::serialize(*id) : "<none>"; }
+
+RequestError ParseError(std::string_view text) {
+  auto parsed = ParseRequest(text);
+  if (auto* error = std::get_if<RequestError>(&parsed)) return *error;
+  ADD_FAILURE() << "expected an error for " << text << ", but it parsed as a valid request";
+  return {ErrorCode::kInternal, "<parsed ok>", std::nullopt};
+}
+
+Request ParseOk(std::string_view text) {
+  auto parsed = ParseRequest(text);
+  if (auto* request = std::get_if<Request>(&parsed)) return std::move(*request);
+  const auto& error = std::get<RequestError>(parsed);
+  ADD_FAILURE() << "expected " << text << " to parse, got " << ErrorCodeName(error.code) << ": "
+                << error.message;
+  return {std::nullopt, PingAction{}};
+}
+
+template <typename T>
+T ActionOf(std::string_view text) {
+  Request request = ParseOk(text);
+  if (auto* action = std::get_if<T>(&request.action)) return *action;
+  ADD_FAILURE() << text << " parsed into another action (index " << request.action.index() << ")";
+  return T{};
+}
+
+json::object Frame(const std::string& text) {
+  json::error_code ec;
+  json::value v = json::parse(text, ec);
+  if (ec || !v.is_object()) {
+    ADD_FAILURE() << "server frame is not one JSON object: " << text;
+    return {};
+  }
+  return v.get_object();
+}
+
+// ----- routing on `action` and request ids -----
+
+TEST(ParseRequestTest, NotJsonIsBadRequestWithoutId) {
+  RequestError e = ParseError("hello");
+  EXPECT_EQ(ErrorCodeName(e.code), "bad_request");
+  EXPECT_THAT(e.message, HasSubstr("JSON"));
+  EXPECT_EQ(IdText(e.request_id), "<none>");
+  EXPECT_EQ(ErrorCodeName(ParseError("").code), "bad_request");
+  EXPECT_EQ(ErrorCodeName(ParseError(R"({"action":"ping")").code), "bad_request");
+}
+
+TEST(ParseRequestTest, JsonThatIsNotAnObjectIsBadRequest) {
+  for (const char* text : {"[]", R"(["action","ping"])", "42", R"("ping")", "null", "true"}) {
+    RequestError e = ParseError(text);
+    EXPECT_EQ(ErrorCodeName(e.code), "bad_request") << text;
+    EXPECT_THAT(e.message, HasSubstr("object")) << text;
+  }
+}
+
+TEST(ParseRequestTest, MissingOrNonStringActionIsBadRequestAndKeepsTheId) {
+  RequestError missing = ParseError(R"({"request_id":7})");
+  EXPECT_EQ(ErrorCodeName(missing.code), "bad_request");
+  EXPECT_EQ(IdText(missing.request_id), "7");
+  RequestError number = ParseError(R"({"action":5,"request_id":"r1"})");
+  EXPECT_EQ(ErrorCodeName(number.code), "bad_request");
+  EXPECT_EQ(IdText(number.request_id), R"("r1")");
+}
+
+TEST(ParseRequestTest, UnknownAndReservedActionsAreUnknownAction) {
+  for (const char* action :
+       {"sendmessage", "sync", "history", "read", "received", "typing", "SEND", "$default"}) {
+    const std::string text = std::string(R"({"action":")") + action + R"(","request_id":3})";
+    RequestError e = ParseError(text);
+    EXPECT_EQ(ErrorCodeName(e.code), "unknown_action") << text;
+    EXPECT_EQ(IdText(e.request_id), "3") << text;
+  }
+}
+
+TEST(ParseRequestTest, RequestIdIsEchoedVerbatim) {
+  EXPECT_EQ(IdText(ParseOk(R"({"action":"ping","request_id":"c-17"})").request_id), R"("c-17")");
+  EXPECT_EQ(IdText(ParseOk(R"({"action":"ping","request_id":7})").request_id), "7");
+  EXPECT_EQ(IdText(ParseOk(R"({"action":"ping","request_id":-3})").request_id), "-3");
+  EXPECT_EQ(IdText(ParseOk(R"({"action":"ping","request_id":18446744073709551615})").request_id),
+            "18446744073709551615");
+  EXPECT_EQ(IdText(ParseOk(R"({"action":"ping"})").request_id), "<none>");
+  EXPECT_EQ(IdText(ParseOk(R"({"action":"ping","request_id":null})").request_id), "<none>");
+}
+
+TEST(ParseRequestTest, IllTypedOrHugeRequestIdIsBadRequest) {
+  for (const char* text :
+       {R"({"action":"ping","request_id":1.5})", R"({"action":"ping","request_id":true})",
+        R"({"action":"ping","request_id":{"a":1}})", R"({"action":"ping","request_id":[1]})"}) {
+    EXPECT_EQ(ErrorCodeName(ParseError(text).code), "bad_request") << text;
+  }
+  const std::string long_id = R"({"action":"ping","request_id":")" + std::string(257, 'x') + "\"}";
+  EXPECT_EQ(ErrorCodeName(ParseError(long_id).code), "bad_request");
+  const std::string max_id = R"({"action":"ping","request_id":")" + std::string(256, 'x') + "\"}";
+  EXPECT_EQ(IdText(ParseOk(max_id).request_id).size(), 258u);
+}
+
+TEST(ParseRequestTest, DeeplyNestedJsonIsRefusedNotCrashed) {
+  std::string text =
+      R"({"action":"ping","x":)" + std::string(10000, '[') + std::string(10000, ']') + "}";
+  EXPECT_EQ(ErrorCodeName(ParseError(text).code), "bad_request");
+}
+
+// ----- send -----
+
+TEST(ParseRequestTest, SendCarriesTheOldAppsFields) {
+  auto send = ActionOf<SendAction>(
+      R"({"action":"send","message":"Hello World!","send_to":"bob","sent_by":"alice"})");
+  EXPECT_EQ(send.send_to, "bob");
+  EXPECT_EQ(send.message, "Hello World!");
+  EXPECT_EQ(send.sent_by.value_or("<none>"), "alice");
+  auto anonymous =
+      ActionOf<SendAction>(R"({"action":"send","message":"<b>hi</b>","send_to":"bob"})");
+  EXPECT_EQ(anonymous.sent_by.value_or("<none>"), "<none>");
+  EXPECT_EQ(anonymous.message, "<b>hi</b>") << "the message is relayed verbatim";
+  auto empty = ActionOf<SendAction>(R"({"action":"send","message":"","send_to":"bob"})");
+  EXPECT_EQ(empty.message, "");
+}
+
+TEST(ParseRequestTest, SendWithMissingOrIllTypedFieldsIsBadRequest) {
+  struct Case {
+    const char* text;
+    const char* mentions;
+  } cases[] = {
+      {R"({"action":"send","message":"hi","request_id":1})", "send_to"},
+      {R"({"action":"send","send_to":"bob","request_id":1})", "message"},
+      {R"({"action":"send","send_to":7,"message":"hi","request_id":1})", "send_to"},
+      {R"({"action":"send","send_to":"bob","message":["hi"],"request_id":1})", "message"},
+      {R"({"action":"send","send_to":"bob","message":"hi","sent_by":1,"request_id":1})", "sent_by"},
+      {R"({"action":"send","send_to":"","message":"hi","request_id":1})", "send_to"},
+      {R"({"action":"send","send_to":" bob","message":"hi","request_id":1})", "send_to"},
+  };
+  for (const auto& c : cases) {
+    RequestError e = ParseError(c.text);
+    EXPECT_EQ(ErrorCodeName(e.code), "bad_request") << c.text;
+    EXPECT_THAT(e.message, HasSubstr(c.mentions)) << c.text;
+    EXPECT_EQ(IdText(e.request_id), "1") << c.text;
+  }
+  const std::string long_name =
+      R"({"action":"send","send_to":")" + std::string(65, 'b') + R"(","message":"hi"})";
+  EXPECT_EQ(ErrorCodeName(ParseError(long_name).code), "bad_request");
+}
+
+// ----- users -----
+
+TEST(ParseRequestTest, UsersDefaultsAndOptions) {
+  auto plain = ActionOf<UsersAction>(R"({"action":"users"})");
+  EXPECT_FALSE(plain.online_only);
+  EXPECT_EQ(plain.limit, 1000);
+  EXPECT_EQ(plain.after, "");
+  auto full =
+      ActionOf<UsersAction>(R"({"action":"users","online_only":true,"limit":5,"after":"bob"})");
+  EXPECT_TRUE(full.online_only);
+  EXPECT_EQ(full.limit, 5);
+  EXPECT_EQ(full.after, "bob");
+  EXPECT_EQ(ActionOf<UsersAction>(R"({"action":"users","limit":5000})").limit, 1000)
+      << "the limit is capped at 1000";
+  EXPECT_EQ(ActionOf<UsersAction>(R"({"action":"users","limit":18446744073709551615})").limit,
+            1000);
+}
+
+TEST(ParseRequestTest, UsersWithIllTypedOptionsIsBadRequest) {
+  for (const char* text :
+       {R"({"action":"users","limit":0})", R"({"action":"users","limit":-1})",
+        R"({"action":"users","limit":2.5})", R"({"action":"users","limit":"5"})",
+        R"({"action":"users","online_only":"yes"})", R"({"action":"users","online_only":1})",
+        R"({"action":"users","after":3})"}) {
+    EXPECT_EQ(ErrorCodeName(ParseError(text).code), "bad_request") << text;
+  }
+}
+
+// ----- watch and ping -----
+
+TEST(ParseRequestTest, WatchDeduplicatesAndKeepsOrder) {
+  auto watch = ActionOf<WatchAction>(R"({"action":"watch","users":["bob","carol","bob"]})");
+  EXPECT_THAT(watch.users, ElementsAre("bob", "carol"));
+  EXPECT_THAT(ActionOf<WatchAction>(R"({"action":"watch","users":[]})").users, ElementsAre())
+      << "[] clears the watch set";
+}
+
+TEST(ParseRequestTest, WatchUpTo1000Names) {
+  auto list = [](int n) {
+    std::string text = R"({"action":"watch","users":[)";
+    for (int i = 0; i < n; ++i) text += (i ? ",\"u" : "\"u") + std::to_string(i) + "\"";
+    return text + "]}";
+  };
+  EXPECT_EQ(ActionOf<WatchAction>(list(1000)).users.size(), 1000u);
+  RequestError e = ParseError(list(1001));
+  EXPECT_EQ(ErrorCodeName(e.code), "bad_request");
+  EXPECT_THAT(e.message, HasSubstr("1000"));
+}
+
+TEST(ParseRequestTest, WatchWithBadUsersIsBadRequest) {
+  for (const char* text :
+       {R"({"action":"watch"})", R"({"action":"watch","users":"bob"})",
+        R"({"action":"watch","users":[1]})", R"({"action":"watch","users":["ok",""]})",
+        R"({"action":"watch","users":["bob "]})"}) {
+    EXPECT_EQ(ErrorCodeName(ParseError(text).code), "bad_request") << text;
+  }
+}
+
+TEST(ParseRequestTest, PingIgnoresExtraFields) {
+  Request r = ParseOk(R"({"action":"ping","extra":{"x":[1,2]},"request_id":"p"})");
+  EXPECT_TRUE(std::holds_alternative<PingAction>(r.action));
+  EXPECT_EQ(IdText(r.request_id), R"("p")");
+}
+
+// ----- encoding -----
+
+TEST(ErrorCodeTest, NamesAndTemporaryFlagsMatchTheProtocolTable) {
+  struct Row {
+    ErrorCode code;
+    const char* name;
+    bool temporary;
+  } rows[] = {
+      {ErrorCode::kBadRequest, "bad_request", false},
+      {ErrorCode::kUnknownAction, "unknown_action", false},
+      {ErrorCode::kForbidden, "forbidden", false},
+      {ErrorCode::kUnknownUser, "unknown_user", false},
+      {ErrorCode::kRecipientOffline, "recipient_offline", false},
+      {ErrorCode::kRateLimited, "rate_limited", true},
+      {ErrorCode::kUnavailable, "unavailable", true},
+      {ErrorCode::kInternal, "internal", true},
+  };
+  for (const auto& row : rows) {
+    json::object frame = Frame(EncodeError(row.code, "why", json::value(7)));
+    EXPECT_EQ(frame["action"], "error") << row.name;
+    EXPECT_EQ(frame["code"], row.name);
+    EXPECT_EQ(frame["message"], "why") << row.name;
+    EXPECT_EQ(frame["request_id"], 7) << row.name;
+    EXPECT_EQ(frame["temporary"], row.temporary) << row.name;
+  }
+}
+
+TEST(EncodeTest, ErrorWithoutRequestIdHasNoRequestIdField) {
+  json::object frame = Frame(EncodeError(ErrorCode::kBadRequest, "x", std::nullopt));
+  EXPECT_FALSE(frame.contains("request_id")) << json::serialize(frame);
+}
+
+TEST(EncodeTest, HelloCarriesIdentityAndLimits) {
+  json::object frame = Frame(EncodeHello("alice", "e1-4f2a9c", "edge-1", {131072, 50, 600}));
+  EXPECT_EQ(frame["action"], "hello");
+  EXPECT_EQ(frame["protocol"], 1);
+  EXPECT_EQ(frame["user"], "alice");
+  EXPECT_EQ(frame["connection_id"], "e1-4f2a9c");
+  EXPECT_EQ(frame["server"], "edge-1");
+  ASSERT_TRUE(frame["limits"].is_object()) << json::serialize(frame);
+  json::object& limits = frame["limits"].get_object();
+  EXPECT_EQ(limits["max_message_bytes"], 131072);
+  EXPECT_EQ(limits["messages_per_second"], 50);
+  EXPECT_EQ(limits["idle_timeout_s"], 600);
+}
+
+TEST(EncodeTest, DeliveryHasEveryFieldOldAndNewClientsRead) {
+  const std::string message = "<b>\"quoted\"</b>\n\u00e9\u2603";
+  json::object frame = Frame(EncodeDelivery("alice", "bob", message, "01JD7X", 1764050000123));
+  EXPECT_EQ(frame["action"], "send");
+  EXPECT_EQ(frame["sent_by"], "alice");
+  EXPECT_EQ(frame["send_to"], "bob");
+  EXPECT_EQ(frame["message"], json::string(message)) << "the message must round-trip verbatim";
+  EXPECT_EQ(frame["id"], "01JD7X");
+  EXPECT_EQ(frame["ts"], 1764050000123);
+}
+
+TEST(EncodeTest, SentReply) {
+  json::object frame = Frame(EncodeSent(json::value("c-17"), "01JD7X", 1764050000123, 2));
+  EXPECT_EQ(frame["action"], "sent");
+  EXPECT_EQ(frame["request_id"], "c-17");
+  EXPECT_EQ(frame["id"], "01JD7X");
+  EXPECT_EQ(frame["ts"], 1764050000123);
+  EXPECT_EQ(frame["delivered"], 2);
+}
+
+TEST(EncodeTest, UsersReplyWithAndWithoutNext) {
+  json::object frame = Frame(EncodeUsers({{"alice", true}, {"bob", false}}, "bob", json::value(9)));
+  EXPECT_EQ(frame["action"], "users");
+  EXPECT_EQ(json::serialize(frame["contacts"]),
+            R"([{"name":"alice","status":true},{"name":"bob","status":false}])");
+  EXPECT_EQ(frame["next"], "bob");
+  EXPECT_EQ(frame["request_id"], 9);
+
+  json::object last = Frame(EncodeUsers({}, "", std::nullopt));
+  EXPECT_EQ(json::serialize(last["contacts"]), "[]");
+  EXPECT_FALSE(last.contains("next")) << "'next' only when there is another page";
+  EXPECT_FALSE(last.contains("request_id"));
+}
+
+TEST(EncodeTest, WatchingPresenceAndPong) {
+  json::object watching = Frame(EncodeWatching({"bob", "carol"}, json::value("w")));
+  EXPECT_EQ(watching["action"], "watching");
+  EXPECT_EQ(json::serialize(watching["users"]), R"(["bob","carol"])");
+  EXPECT_EQ(watching["request_id"], "w");
+
+  json::object presence = Frame(EncodePresence("bob", false, 1764050000456));
+  EXPECT_EQ(presence["action"], "presence");
+  EXPECT_EQ(presence["name"], "bob");
+  EXPECT_EQ(presence["status"], false);
+  EXPECT_EQ(presence["ts"], 1764050000456);
+
+  json::object pong = Frame(EncodePong(1764050000789, std::nullopt));
+  EXPECT_EQ(pong["action"], "pong");
+  EXPECT_EQ(pong["ts"], 1764050000789);
+  EXPECT_FALSE(pong.contains("request_id"));
+  EXPECT_EQ(Frame(EncodePong(1, json::value(5)))["request_id"], 5);
+}
+
+}  // namespace
+}  // namespace chat::edge
