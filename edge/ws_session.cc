@@ -100,7 +100,13 @@ void WsSession::OnRead(beast::error_code ec, size_t bytes) {
 
 void WsSession::SetReadPaused(bool paused) {
   read_paused_ = paused;
-  if (!paused) DoRead();
+  if (paused) {
+    if (!ended_) keep_alive_while_paused_ = shared_from_this();
+    return;
+  }
+  // Reset last: it may hold the only reference, and DoRead takes its own.
+  auto keep = std::move(keep_alive_while_paused_);
+  DoRead();
 }
 
 void WsSession::SetExpiry(int64_t expires_at_ms) {
@@ -195,6 +201,7 @@ void WsSession::End() {
   spdlog::debug("{}: closed", logic_.connection_id());
   close_timer_.cancel();
   expiry_timer_.cancel();
+  auto keep = std::move(keep_alive_while_paused_);  // released when End returns
   beast::error_code ignored;
   beast::get_lowest_layer(ws_).socket().close(ignored);
   logic_.OnClosed();

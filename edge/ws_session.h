@@ -64,6 +64,9 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   bool writing_ = false;
   bool reading_ = false;
   bool read_paused_ = false;
+  // While reads are paused no operation holds the session; this does, until
+  // reads resume or the connection ends.
+  std::shared_ptr<WsSession> keep_alive_while_paused_;
   bool closing_ = false;      // Close() called: no more reads or frames
   bool close_sent_ = false;   // async_close started
   bool ended_ = false;

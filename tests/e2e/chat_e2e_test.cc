@@ -13,7 +13,9 @@ class ChatTest : public ::testing::Test {
     ClusterOptions options;
     options.edge_flags = {"--max_outbound_bytes=65536", "--bad_frames_max=5",
                           "--max_message_bytes=4096", "--messages_per_second=1000",
-                          "--rate_burst=1000"};
+                          "--rate_burst=1000",
+                          // The hammering rule (1008) has its own test in security_e2e.
+                          "--rate_limit_strikes=1000000"};
     cluster_ = new Cluster("chat", options);
     absl::Status s = cluster_->Start();
     ASSERT_TRUE(s.ok()) << s;
@@ -247,6 +249,18 @@ TEST_F(ChatTest, RateLimitedIsTemporary) {
   ASSERT_TRUE(e.ok()) << e.status();
   EXPECT_EQ(Str(*e, "code"), "rate_limited");
   EXPECT_TRUE(e->at("temporary").as_bool());
+  // Temporary: once the bucket refills, the same connection is served again.
+  bool served = Eventually(
+      [&] {
+        if (!a->SendText(R"({"action":"ping","request_id":"after"})").ok()) return false;
+        for (;;) {
+          auto f = a->ReadAction("pong", 200ms);
+          if (!f.ok()) return false;
+          if (f->contains("request_id") && Str(*f, "request_id") == "after") return true;
+        }
+      },
+      10s);
+  EXPECT_TRUE(served) << "rate_limited must be temporary; the connection stays usable";
 }
 
 TEST_F(ChatTest, BinaryFrameIsBadRequestAndConnectionStays) {
