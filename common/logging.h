@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "absl/synchronization/mutex.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
 
@@ -17,6 +18,15 @@ inline void InitLogging(const std::string& name) {
   if (const char* level = std::getenv("LOG_LEVEL")) {
     spdlog::set_level(spdlog::level::from_str(level));
   }
+}
+
+// Process-wide set-up every binary's main() does first: logging, and no
+// absl::Mutex deadlock detection (Debian's Abseil is built with it on; it
+// keeps a lock graph updated on every lock, a few % of the hot path). Lock
+// order is checked by the sanitizer builds and by the tests instead.
+inline void InitProcess(const std::string& name) {
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  InitLogging(name);
 }
 
 }  // namespace chat

@@ -23,7 +23,7 @@ ABSL_FLAG(std::string, service_token, "",
 
 int main(int argc, char** argv) {
   chat::BlockTerminationSignals();
-  chat::InitLogging("connection-service");
+  chat::InitProcess("connection-service");
   chat::ParseFlagsWithEnv(argc, argv,
                           "connection-service: who is online, on which edge.\nUsage: "
                           "connection-service [--listen=127.0.0.1:50051] [flags]");

@@ -101,24 +101,39 @@ void ConnectionLogic::HandleSend(SendAction action, RequestId request_id) {
     SendError(ErrorCode::kBadRequest, "'message' is too long", request_id);
     return;
   }
-  ++inflight_sends_;
-  if (inflight_sends_ >= config_->max_inflight_sends && !read_paused_) {
+  const int inflight = inflight_sends_.fetch_add(1) + 1;
+  if (inflight >= config_->max_inflight_sends && !read_paused_) {
     // Back-pressure: stop reading this socket until answers come back.
     read_paused_ = true;
-    sink_->SetReadPaused(true);
+    // Answers counted down on the backend's thread before it could see the
+    // flag cannot resume reading: look again now that the flag is set.
+    if (inflight_sends_.load() < config_->max_inflight_sends / 2) {
+      read_paused_ = false;
+    } else {
+      sink_->SetReadPaused(true);
+    }
   }
   OutgoingSend send{user_, std::move(action.send_to), std::move(action.message), connection_id_};
   messages_->Send(std::move(send), [this, weak = sink_->WeakSelf(),
                                      request_id = std::move(request_id)](const SendResult& result) {
-    if (auto sink = weak.lock()) {
-      sink->Post([this, result, request_id] { OnSendResult(result, request_id); });
+    auto sink = weak.lock();
+    if (sink == nullptr) return;
+    bool counted = false;
+    if (result.status == SendResult::Status::kOk && !request_id.has_value()) {
+      // Nothing to tell the client: the common case takes no strand hop
+      // unless reading must resume.
+      const int left = inflight_sends_.fetch_sub(1) - 1;
+      if (!read_paused_.load() || left >= config_->max_inflight_sends / 2) return;
+      counted = true;
     }
+    sink->Post([this, result, request_id, counted] { OnSendResult(result, request_id, counted); });
   });
 }
 
-void ConnectionLogic::OnSendResult(const SendResult& result, const RequestId& request_id) {
-  --inflight_sends_;
-  if (read_paused_ && inflight_sends_ < config_->max_inflight_sends / 2) {
+void ConnectionLogic::OnSendResult(const SendResult& result, const RequestId& request_id,
+                                   bool counted) {
+  const int inflight = counted ? inflight_sends_.load() : inflight_sends_.fetch_sub(1) - 1;
+  if (read_paused_ && inflight < config_->max_inflight_sends / 2) {
     read_paused_ = false;
     sink_->SetReadPaused(false);
   }

@@ -1,6 +1,7 @@
 #ifndef CHAT_EDGE_CONNECTION_LOGIC_H_
 #define CHAT_EDGE_CONNECTION_LOGIC_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -81,7 +82,7 @@ class ConnectionLogic {
   void HandleUsers(const UsersAction& action, RequestId request_id);
   void HandleWatch(WatchAction action, RequestId request_id);
   void HandleRefresh(RefreshAction action, RequestId request_id);
-  void OnSendResult(const SendResult& result, const RequestId& request_id);
+  void OnSendResult(const SendResult& result, const RequestId& request_id, bool counted);
 
   const std::string user_;
   const std::string connection_id_;
@@ -95,8 +96,12 @@ class ConnectionLogic {
   TokenBucket rate_;
   WindowCounter bad_frames_;
   WindowCounter rate_strikes_;
-  int inflight_sends_ = 0;
-  bool read_paused_ = false;
+  // Sends awaiting their result. Results that need no frame (no request_id,
+  // delivered) are counted down on the backend's thread without a hop to the
+  // connection's strand; `read_paused_` is read there to know when a hop is
+  // needed after all (to resume reading).
+  std::atomic<int> inflight_sends_{0};
+  std::atomic<bool> read_paused_{false};
   bool closed_ = false;
 };
 

@@ -3,7 +3,7 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <deque>
+#include <memory>
 
 namespace chat::edge {
 
@@ -31,24 +31,36 @@ class TokenBucket {
 };
 
 // Counts events in a sliding window; says when more than `max` happened.
+// Keeps at most max + 1 timestamps in a ring allocated on the first event, so
+// an idle connection's counters cost no heap.
 class WindowCounter {
  public:
-  WindowCounter(int max, int64_t window_ms) : max_(max), window_ms_(window_ms) {}
+  WindowCounter(int max, int64_t window_ms)
+      : max_(std::max(0, max)), window_ms_(window_ms) {}
 
   // Records one event; true when the window now holds more than `max`.
   bool AddAndCheck(int64_t now_ms) {
-    while (!events_.empty() && events_.front() <= now_ms - window_ms_) events_.pop_front();
-    events_.push_back(now_ms);
-    const bool over = static_cast<int>(events_.size()) > max_;
-    // Never keep more than max + 1 timestamps: the answer is already known.
-    if (static_cast<int>(events_.size()) > max_ + 1) events_.pop_front();
-    return over;
+    const size_t capacity = static_cast<size_t>(max_) + 1;
+    if (ring_ == nullptr) ring_ = std::make_unique<int64_t[]>(capacity);
+    while (count_ > 0 && ring_[head_] <= now_ms - window_ms_) Pop(capacity);
+    // The answer is already known with max + 1 timestamps: drop the oldest.
+    if (count_ == capacity) Pop(capacity);
+    ring_[(head_ + count_) % capacity] = now_ms;
+    ++count_;
+    return count_ > static_cast<size_t>(max_);
   }
 
  private:
+  void Pop(size_t capacity) {
+    head_ = (head_ + 1) % capacity;
+    --count_;
+  }
+
   const int max_;
   const int64_t window_ms_;
-  std::deque<int64_t> events_;
+  std::unique_ptr<int64_t[]> ring_;
+  size_t head_ = 0;
+  size_t count_ = 0;
 };
 
 }  // namespace chat::edge

@@ -70,7 +70,7 @@ std::string DefaultWebRoot(const char* argv0) {
 
 int main(int argc, char** argv) {
   chat::BlockTerminationSignals();
-  chat::InitLogging("edge");
+  chat::InitProcess("edge");
   chat::ParseFlagsWithEnv(argc, argv,
                           "edge: WebSocket front door of the chat backend.\nUsage: edge "
                           "[--listen=127.0.0.1:8080] [flags]");

@@ -1,7 +1,6 @@
 #ifndef CHAT_EDGE_WS_SESSION_H_
 #define CHAT_EDGE_WS_SESSION_H_
 
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -12,6 +11,7 @@
 #include "boost/beast/websocket.hpp"
 #include "edge/connection_logic.h"
 #include "edge/edge_context.h"
+#include "edge/fifo.h"
 
 namespace chat::edge {
 
@@ -58,7 +58,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   EdgeContext* context_;
   ConnectionLogic logic_;
   const bool answer_authorization_;
-  std::deque<std::shared_ptr<const std::string>> queue_;
+  Fifo<std::shared_ptr<const std::string>> queue_;
   size_t queued_bytes_ = 0;
   bool accepted_ = false;
   bool writing_ = false;

@@ -27,7 +27,7 @@ ABSL_FLAG(std::string, service_token, "",
 
 int main(int argc, char** argv) {
   chat::BlockTerminationSignals();
-  chat::InitLogging("message-service");
+  chat::InitProcess("message-service");
   chat::ParseFlagsWithEnv(argc, argv,
                           "message-service: routes chat messages to the edges.\nUsage: "
                           "message-service [--listen=127.0.0.1:50052] [flags]");

@@ -9,6 +9,7 @@ packages=(
   libboost1.81-dev libboost-json1.81-dev
   libabsl-dev libgtest-dev libgmock-dev libspdlog-dev
   libjwt-dev libssl-dev libcurl4-openssl-dev
+  libjemalloc-dev clang-14 libclang-rt-14-dev
   python3 python3-yaml curl
 )
 if [[ "${1:-}" == "--browser" ]]; then
