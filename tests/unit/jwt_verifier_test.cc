@@ -1,19 +1,9 @@
 #include "edge/jwt_verifier.h"
 
 #include <jwt.h>
-#include <netinet/in.h>
-#include <openssl/core_names.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/pem.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
-#include <cstdlib>
-#include <fstream>
 #include <limits>
 #include <thread>
 
@@ -23,6 +13,7 @@
 #include "edge/jwks.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/support/jwt_mint.h"
 
 namespace chat::edge {
 namespace {
@@ -41,142 +32,22 @@ class FakeClock : public Clock {
   std::atomic<int64_t> now_ms_{kNowS * 1000};
 };
 
-// --- keys and tokens, made the way an IdP would ---------------------------
-
-struct PkeyFree {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-};
-using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
-
-std::string ToPem(EVP_PKEY* key, bool private_key) {
-  BIO* bio = BIO_new(BIO_s_mem());
-  if (private_key) {
-    PEM_write_bio_PrivateKey(bio, key, nullptr, nullptr, 0, nullptr, nullptr);
-  } else {
-    PEM_write_bio_PUBKEY(bio, key);
-  }
-  char* data = nullptr;
-  const long len = BIO_get_mem_data(bio, &data);
-  std::string pem(data, static_cast<size_t>(len));
-  BIO_free(bio);
-  return pem;
-}
-
-std::string BnParam(EVP_PKEY* key, const char* name, int pad = 0) {
-  BIGNUM* bn = nullptr;
-  EXPECT_EQ(EVP_PKEY_get_bn_param(key, name, &bn), 1) << name;
-  std::string out(pad > 0 ? pad : BN_num_bytes(bn), '\0');
-  BN_bn2binpad(bn, reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(out.size()));
-  BN_free(bn);
-  return Base64UrlEncode(out);
-}
-
-struct TestKey {
-  Pkey pkey;
-  std::string private_pem;
-  std::string public_pem;
-  std::string jwk_body;  // JWK members without kid
-};
-
-TestKey MakeRsa(int bits = 2048) {
-  TestKey k;
-  k.pkey.reset(EVP_RSA_gen(static_cast<unsigned>(bits)));
-  k.private_pem = ToPem(k.pkey.get(), true);
-  k.public_pem = ToPem(k.pkey.get(), false);
-  k.jwk_body = absl::StrCat(R"("kty":"RSA","n":")", BnParam(k.pkey.get(), OSSL_PKEY_PARAM_RSA_N),
-                            R"(","e":")", BnParam(k.pkey.get(), OSSL_PKEY_PARAM_RSA_E), R"(")");
-  return k;
-}
-
-TestKey MakeEc() {
-  TestKey k;
-  k.pkey.reset(EVP_EC_gen("P-256"));
-  k.private_pem = ToPem(k.pkey.get(), true);
-  k.public_pem = ToPem(k.pkey.get(), false);
-  k.jwk_body = absl::StrCat(R"("kty":"EC","crv":"P-256","x":")",
-                            BnParam(k.pkey.get(), OSSL_PKEY_PARAM_EC_PUB_X, 32), R"(","y":")",
-                            BnParam(k.pkey.get(), OSSL_PKEY_PARAM_EC_PUB_Y, 32), R"(")");
-  return k;
-}
-
-// Generating RSA keys is slow: once per test binary.
-const TestKey& Rsa1() {
-  static const TestKey* k = new TestKey(MakeRsa());
-  return *k;
-}
-const TestKey& Rsa2() {
-  static const TestKey* k = new TestKey(MakeRsa());
-  return *k;
-}
-const TestKey& Ec1() {
-  static const TestKey* k = new TestKey(MakeEc());
-  return *k;
-}
-
-std::string Jwk(const TestKey& key, const std::string& kid, const std::string& extra = "") {
-  std::string out = absl::StrCat("{", key.jwk_body);
-  if (!kid.empty()) absl::StrAppend(&out, R"(,"kid":")", kid, R"(")");
-  absl::StrAppend(&out, extra, "}");
-  return out;
-}
-
-std::string Jwks(std::initializer_list<std::string> keys) {
-  std::string out = R"({"keys":[)";
-  bool first = true;
-  for (const auto& k : keys) {
-    if (!first) out += ",";
-    first = false;
-    out += k;
-  }
-  return out + "]}";
-}
-
-// Signs with libjwt, as a real issuer library would.
-std::string Sign(jwt_alg_t alg, std::string_view key, std::string_view payload_json,
-                 std::string_view kid = "") {
-  jwt_t* jwt = nullptr;
-  EXPECT_EQ(jwt_new(&jwt), 0);
-  EXPECT_EQ(jwt_add_grants_json(jwt, std::string(payload_json).c_str()), 0) << payload_json;
-  if (!kid.empty()) {
-    EXPECT_EQ(jwt_add_header(jwt, "kid", std::string(kid).c_str()), 0);
-  }
-  EXPECT_EQ(jwt_set_alg(jwt, alg, reinterpret_cast<const unsigned char*>(key.data()),
-                        static_cast<int>(key.size())),
-            0);
-  char* encoded = jwt_encode_str(jwt);
-  EXPECT_NE(encoded, nullptr);
-  std::string token = encoded == nullptr ? "" : encoded;
-  free(encoded);
-  jwt_free(jwt);
-  return token;
-}
-
-// A token assembled by hand (attacks libjwt would refuse to produce), HMAC'd
-// with `hmac_key` when given.
-std::string Forge(std::string_view header, std::string_view payload, std::string_view hmac_key) {
-  std::string input = absl::StrCat(Base64UrlEncode(header), ".", Base64UrlEncode(payload));
-  std::string mac;
-  if (!hmac_key.empty()) {
-    unsigned char out[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    HMAC(EVP_sha256(), hmac_key.data(), static_cast<int>(hmac_key.size()),
-         reinterpret_cast<const unsigned char*>(input.data()), input.size(), out, &len);
-    mac.assign(reinterpret_cast<char*>(out), len);
-  }
-  return absl::StrCat(input, ".", Base64UrlEncode(mac));
-}
+// Keys, JWKS documents, signed and forged tokens: tests/support/jwt_mint.h.
+using ::chat::testing::Ec1;
+using ::chat::testing::Forge;
+using ::chat::testing::Jwk;
+using ::chat::testing::Jwks;
+using ::chat::testing::MakeEc;
+using ::chat::testing::MakeRsa;
+using ::chat::testing::Rsa1;
+using ::chat::testing::Rsa2;
+using ::chat::testing::Sign;
+using ::chat::testing::TempFile;
+using ::chat::testing::TestKey;
+using ::chat::testing::TinyHttpServer;
 
 std::string Claims(const std::string& sub = "alice", const std::string& extra = "") {
   return absl::StrCat(R"({"sub":")", sub, R"(","exp":)", kNowS + 600, extra, "}");
-}
-
-std::string TempFile(std::string_view contents) {
-  char path[] = "/tmp/jwks_test_XXXXXX";
-  const int fd = mkstemp(path);
-  EXPECT_GE(fd, 0);
-  EXPECT_EQ(write(fd, contents.data(), contents.size()), static_cast<ssize_t>(contents.size()));
-  close(fd);
-  return path;
 }
 
 void ExpectRejected(const absl::StatusOr<VerifiedToken>& result, std::string_view reason) {
@@ -194,6 +65,11 @@ TEST(Base64UrlTest, RoundTripsAndIsStrict) {
     EXPECT_EQ(*decoded, s);
   }
   EXPECT_EQ(Base64UrlEncode("\xfb\xff"), "-_8");
+  // The test tokens' independent encoder agrees.
+  for (const std::string& s : {std::string(), std::string("f"), std::string("fo"),
+                               std::string("foob"), std::string("\xfb\xff\x00\x01\xfe", 5)}) {
+    EXPECT_EQ(::chat::testing::Base64Url(s), Base64UrlEncode(s));
+  }
   EXPECT_FALSE(Base64UrlDecode("Zg==").ok());  // padding
   EXPECT_FALSE(Base64UrlDecode("Zm9v YmFy").ok());
   EXPECT_FALSE(Base64UrlDecode("Zm9+").ok());  // standard alphabet
@@ -710,81 +586,6 @@ TEST(RefreshingKeySourceTest, RefreshesInTheBackgroundAndStopsPromptly) {
 }
 
 // --- JWKS over HTTP ------------------------------------------------------------
-
-// A one-connection-at-a-time HTTP/1.0 server on 127.0.0.1:0.
-class TinyHttpServer {
- public:
-  TinyHttpServer() {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    EXPECT_EQ(listen(fd_, 16), 0);
-    socklen_t len = sizeof addr;
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
-    thread_ = std::thread([this] { Run(); });
-  }
-  ~TinyHttpServer() {
-    stop_ = true;
-    thread_.join();
-    close(fd_);
-  }
-  void Serve(int status, std::string body) {
-    absl::MutexLock lock(&mu_);
-    status_ = status;
-    body_ = std::move(body);
-  }
-  int requests() {
-    absl::MutexLock lock(&mu_);
-    return requests_;
-  }
-  std::string url(const char* path = "/.well-known/jwks.json") const {
-    return absl::StrCat("http://127.0.0.1:", port_, path);
-  }
-
- private:
-  void Run() {
-    while (!stop_) {
-      pollfd p{fd_, POLLIN, 0};
-      if (poll(&p, 1, 20) <= 0) continue;
-      const int conn = accept(fd_, nullptr, nullptr);
-      if (conn < 0) continue;
-      std::string request;
-      char buf[4096];
-      while (request.find("\r\n\r\n") == std::string::npos) {
-        const ssize_t n = read(conn, buf, sizeof buf);
-        if (n <= 0) break;
-        request.append(buf, static_cast<size_t>(n));
-      }
-      std::string response;
-      {
-        absl::MutexLock lock(&mu_);
-        ++requests_;
-        response =
-            absl::StrCat("HTTP/1.0 ", status_, " X\r\nContent-Type: application/json\r\n",
-                         "Content-Length: ", body_.size(), "\r\nConnection: close\r\n\r\n", body_);
-      }
-      size_t sent = 0;
-      while (sent < response.size()) {
-        const ssize_t n = write(conn, response.data() + sent, response.size() - sent);
-        if (n <= 0) break;
-        sent += static_cast<size_t>(n);
-      }
-      close(conn);
-    }
-  }
-
-  int fd_ = -1;
-  int port_ = 0;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
-  absl::Mutex mu_;
-  int status_ ABSL_GUARDED_BY(mu_) = 200;
-  std::string body_ ABSL_GUARDED_BY(mu_);
-  int requests_ ABSL_GUARDED_BY(mu_) = 0;
-};
 
 TEST(JwksUrlTest, FetchesRotatesAndRateLimits) {
   TinyHttpServer idp;
