@@ -153,6 +153,43 @@ TEST(SecurityTest, GrpcApisRequireTheServiceCredentialWhenConfigured) {
             grpc::StatusCode::UNAUTHENTICATED);
 }
 
+TEST(SecurityTest, GrpcApisRefuseOversizedRequestsAndKeepServing) {
+  ClusterOptions options;
+  options.message_flags = {"--max_grpc_message_bytes=65536", "--max_message_bytes=4096"};
+  options.connection_flags = {"--max_message_bytes=65536"};
+  Cluster cluster("grpc-limits", options);
+  ASSERT_TRUE(cluster.Start().ok());
+  auto message_stub = chat::v1::MessageService::NewStub(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", cluster.message_port()), grpc::InsecureChannelCredentials()));
+  auto send = [&](size_t bytes) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 5s);
+    chat::v1::SendRequest request;
+    request.set_sent_by("system");
+    request.set_send_to("nobody");
+    request.set_message(std::string(bytes, 'x'));
+    chat::v1::SendResponse response;
+    return message_stub->Send(&ctx, request, &response);
+  };
+  // Over the gRPC message limit: refused by the transport.
+  EXPECT_EQ(send(200000).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  // Under it but over the chat text limit: refused by the service.
+  EXPECT_EQ(send(8000).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  auto connection_stub = chat::v1::ConnectionService::NewStub(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", cluster.connection_port()), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + 5s);
+  chat::v1::GetUserRequest get;
+  get.set_name(std::string(100000, 'u'));
+  chat::v1::User got;
+  EXPECT_EQ(connection_stub->GetUser(&ctx, get, &got).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  // Both services still serve, and the chat still flows.
+  grpc::Status small = send(10);
+  EXPECT_TRUE(small.ok()) << small.error_message();
+  ExpectHonestExchange(cluster.edge_port(), "grpc-limits");
+}
+
 // Many hostile connections doing every kind of abuse at once while two honest
 // users exchange 1000 messages: the honest exchange loses nothing.
 TEST(SecurityTest, HostileCrowdDoesNotHurtHonestUsers) {
