@@ -660,6 +660,14 @@ function startSession(signin) {
     clearInterval(state.refreshTimer);
     showConnection();
     const reason = event.detail.reason;
+    if (state.auth === 'jwt' && event.detail.code === 1008 && /token expired/.test(reason)) {
+      // Retrying with the same token cannot work: ask for a new one.
+      stopSession();
+      sessionStorage.removeItem(SESSION_KEY);
+      ui.tokenInput.value = '';
+      showSignin('Your token expired. Paste a new token to continue.');
+      return;
+    }
     ui.connText.textContent = `Disconnected: ${reason}`;
     ui.connRetry.hidden = false;
   });
