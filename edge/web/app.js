@@ -665,6 +665,8 @@ function startSession(signin) {
       stopSession();
       sessionStorage.removeItem(SESSION_KEY);
       ui.tokenInput.value = '';
+      ui.me.hidden = true; // no longer signed in: the header must not say otherwise
+      showConnection();
       showSignin('Your token expired. Paste a new token to continue.');
       return;
     }
@@ -723,9 +725,17 @@ ui.signinForm.addEventListener('submit', (event) => {
   event.preventDefault();
   let signin;
   if (state.auth === 'jwt') {
-    const token = ui.tokenInput.value.trim();
+    const token = tokenFromPaste(ui.tokenInput.value);
     if (!token) {
       ui.signinError.textContent = 'Paste your access token.';
+      return;
+    }
+    // The token travels as a WebSocket subprotocol, which only takes these characters; anything
+    // else would make the browser refuse to connect at all, with no word on this screen.
+    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(token)) {
+      ui.signinError.textContent =
+        'That is not an access token: it contains characters a token cannot have.';
+      ui.tokenInput.focus();
       return;
     }
     signin = { token };
@@ -741,10 +751,26 @@ ui.signinForm.addEventListener('submit', (event) => {
   }
   ui.signinError.textContent = '';
   sessionStorage.setItem(SESSION_KEY, JSON.stringify(signin));
+  // The contacts are cleared, so the tab's saved conversations must be loaded again after the
+  // next hello (signing in again after an expired token is the same user coming back).
+  if (state.me && state.historyFor === state.me) {
+    clearTimeout(state.saveTimer);
+    saveHistory();
+  }
+  state.historyFor = null;
   state.contacts.clear();
   state.active = null;
   startSession(signin);
 });
+
+// A token as people copy it: maybe after "Bearer ", maybe wrapped onto several lines. A JWT has
+// no whitespace, so all of it goes.
+function tokenFromPaste(text) {
+  return text
+    .trim()
+    .replace(/^bearer\s+/i, '')
+    .replace(/\s+/g, '');
+}
 
 // A token has no line breaks: Enter in its box signs in, as in the name field.
 ui.tokenInput.addEventListener('keydown', (event) => {

@@ -5,11 +5,15 @@
 // It starts connection-service, message-service and edge on free loopback ports, opens the page
 // as several users and checks what a person would: messages both ways with their sent state,
 // unread counts, online-first contacts, presence going grey, HTML arriving as text, and the
-// page reconnecting by itself after the edge restarts. Screenshots go to $BUILD_DIR/screenshots.
+// page reconnecting by itself after the edge restarts. A second edge in `jwt` mode (HS256 tokens
+// minted here) checks the token sign-in, the user taken from the token, the page going back to
+// sign-in when the token expires, and what a refused token looks like. Screenshots go to
+// $BUILD_DIR/screenshots.
 // Exit code 0 only when every check passed; each failure says what was expected and what was
 // seen.
 
 import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
@@ -161,13 +165,24 @@ async function waitEdgeReady(port, what) {
   fail(what, `GET /readyz answering 200 within ${RECONNECT_TIMEOUT_MS} ms`, last);
 }
 
-async function startEdge(cs, ms, port = 0) {
+async function startEdge(cs, ms, port = 0, args = []) {
   return startProcess('edge', path.join(buildDir, 'edge', 'edge'), [
     `--listen=127.0.0.1:${port}`,
     `--connection_service=127.0.0.1:${cs.port}`,
     `--message_service=127.0.0.1:${ms.port}`,
     `--web_root=${webRoot}`,
+    ...args,
   ]);
+}
+
+// An HS256 JWT (RFC 7519) for `sub`, expiring `ttlS` to `ttlS` + 1 seconds from now.
+function mintJwt(secret, sub, ttlS) {
+  const nowS = Date.now() / 1000;
+  const claims = { sub, exp: Math.ceil(nowS) + ttlS, iat: Math.floor(nowS) };
+  const segment = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const signed = `${segment({ alg: 'HS256', typ: 'JWT' })}.${segment(claims)}`;
+  const signature = crypto.createHmac('sha256', secret).update(signed).digest('base64url');
+  return `${signed}.${signature}`;
 }
 
 // A raw GET, so that targets like "/%2e%2e/x" reach the server exactly as written.
@@ -198,6 +213,7 @@ async function snapshot(page) {
   try {
     return await page.evaluate(() => {
       const conn = document.getElementById('conn');
+      const me = document.getElementById('me');
       const contacts = [...document.querySelectorAll('.contact')].map(
         (li) =>
           `${li.dataset.name}(${li.dataset.status}${li.querySelector('.badge') ? `,unread ${li.querySelector('.badge').textContent}` : ''})`,
@@ -210,6 +226,8 @@ async function snapshot(page) {
       });
       return (
         `connection=${conn?.dataset.state} "${document.getElementById('conn-text')?.textContent}"; ` +
+        `view=${document.getElementById('chat-view')?.hidden ? 'sign-in' : 'chat'}; ` +
+        `header user=${!me || me.hidden ? '-' : JSON.stringify(me.querySelector('#me-name').textContent)}; ` +
         `signin error="${document.getElementById('signin-error')?.textContent}"; ` +
         `contacts=[${contacts.join(' ')}]; open conversation=${document.getElementById('peer-name')?.textContent || '-'}; ` +
         `last messages=${messages.length ? `\n    ${messages.join('\n    ')}` : '[]'}`
@@ -233,7 +251,8 @@ async function waitUntil(page, what, expected, predicate, arg, timeout = UI_TIME
 
 const consoleProblems = [];
 
-async function openAs(browser, name, viewport = { width: 1100, height: 720 }) {
+// A page in a fresh context (its own sessionStorage), loaded from `url`, with its console watched.
+async function openPage(browser, name, url, viewport = { width: 1100, height: 720 }) {
   const context = await browser.newContext({ viewport, reducedMotion: 'reduce' });
   const page = await context.newPage();
   page.chatUser = name;
@@ -248,7 +267,12 @@ async function openAs(browser, name, viewport = { width: 1100, height: 720 }) {
     }
   });
   page.on('pageerror', (error) => consoleProblems.push(`${name}: uncaught ${error.message}`));
-  await page.goto(baseUrl);
+  await page.goto(url);
+  return page;
+}
+
+async function openAs(browser, name, viewport = { width: 1100, height: 720 }) {
+  const page = await openPage(browser, name, baseUrl, viewport);
   await page.getByLabel('Your name').fill(name);
   await page.getByLabel('Your name').press('Enter');
   await waitUntil(
@@ -399,6 +423,211 @@ async function httpChecks(port) {
       '404',
       `${response.status} ${JSON.stringify(response.body.slice(0, 60))}`,
     );
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// jwt mode: a second edge on the same services; the page signs in with HS256 tokens minted here.
+
+const JWT_SECRET = crypto.randomBytes(32).toString('hex'); // 64 bytes; the edge wants 32 or more
+const TOKEN_EXPIRED_TEXT = 'Your token expired. Paste a new token to continue.';
+
+// Opens the jwt edge's page and waits for its sign-in screen, which asks for a token once the
+// page has read /config.json.
+async function openTokenSignin(browser, name, url) {
+  const page = await openPage(browser, name, url);
+  await waitUntil(
+    page,
+    'the sign-in screen asks for a token, not a name',
+    'the sign-in view with the token field shown and the name field hidden',
+    () =>
+      !document.getElementById('signin-view').hidden &&
+      !document.getElementById('token-field').hidden &&
+      document.getElementById('name-field').hidden,
+  );
+  return page;
+}
+
+async function signInWithToken(page, token, user) {
+  await page.getByLabel('Access token').fill(token);
+  await page.getByLabel('Access token').press('Enter');
+  await waitUntil(
+    page,
+    `${user} signs in with a token and the header names the token's user`,
+    `connection state "open", the chat view shown and "${user}" in the header`,
+    (u) =>
+      document.getElementById('conn').dataset.state === 'open' &&
+      !document.getElementById('chat-view').hidden &&
+      !document.getElementById('me').hidden &&
+      document.getElementById('me-name').textContent === u,
+    user,
+  );
+}
+
+async function jwtChecks(browser, cs, ms) {
+  const edge = await startEdge(cs, ms, 0, [
+    '--auth=jwt',
+    `--jwt_secret=${JWT_SECRET}`,
+    '--jwt_clock_skew_s=0',
+  ]);
+  const url = `http://127.0.0.1:${edge.port}/`;
+  const pages = [];
+  try {
+    ok(`a second edge in jwt mode is listening on ${edge.port}`);
+    const config = await rawGet(edge.port, '/config.json');
+    check(
+      config.status === 200 && JSON.parse(config.body).auth === 'jwt',
+      'the jwt edge announces its mode in /config.json',
+      '200 {"auth":"jwt",…}',
+      `${config.status} ${config.body.trim()}`,
+    );
+
+    // A token that runs out in about 3 s: signed in first, so that it expires while ann and ben
+    // talk. ann writes to cat before that.
+    const cat = await openTokenSignin(browser, 'jwt-cat', url);
+    pages.push(cat);
+    check(
+      (await cat.getByLabel('Access token').isVisible()) &&
+        !(await cat.getByLabel('Your name').isVisible()),
+      'in jwt mode a user sees the token box and no name box',
+      '"Access token" visible, "Your name" hidden',
+      await snapshot(cat),
+    );
+    const shortLived = mintJwt(JWT_SECRET, 'jwt-cat', 3);
+    await signInWithToken(cat, shortLived, 'jwt-cat');
+
+    const ann = await openTokenSignin(browser, 'jwt-ann', url);
+    pages.push(ann);
+    await signInWithToken(ann, mintJwt(JWT_SECRET, 'jwt-ann', 600), 'jwt-ann');
+    const toCat = 'Cat, your token is about to run out.';
+    await waitContact(ann, 'jwt-cat', 'online', 'jwt-ann sees jwt-cat online');
+    await openConversation(ann, 'jwt-cat');
+    await typeAndSend(ann, toCat);
+    await waitOwnMessage(ann, toCat, ['sent'], "jwt-ann's message to jwt-cat is sent");
+    await waitUntil(
+      cat,
+      'jwt-cat gets an unread count from jwt-ann',
+      'a badge "1" on jwt-ann',
+      () => document.querySelector('.contact[data-name="jwt-ann"] .badge')?.textContent === '1',
+    );
+
+    // ben pastes his token the way it is often copied: after "Bearer ", wrapped onto two lines.
+    const ben = await openTokenSignin(browser, 'jwt-ben', url);
+    pages.push(ben);
+    const benToken = mintJwt(JWT_SECRET, 'jwt-ben', 600);
+    const wrapped = `Bearer ${benToken.slice(0, 40)}\n${benToken.slice(40)}`;
+    await signInWithToken(ben, wrapped, 'jwt-ben');
+
+    // ben -> ann (ann is in ben's first `users`), then ann answers from the unread conversation.
+    await waitContact(ben, 'jwt-ann', 'online', 'jwt-ben sees jwt-ann online');
+    await openConversation(ben, 'jwt-ann');
+    const fromBen = 'Hello Ann, signed in with a token.';
+    await typeAndSend(ben, fromBen);
+    await waitOwnMessage(ben, fromBen, ['sent'], "jwt-ben's message reaches the sent state");
+    await waitUntil(
+      ann,
+      'jwt-ann gets an unread count from jwt-ben',
+      'a badge "1" on jwt-ben',
+      () => document.querySelector('.contact[data-name="jwt-ben"] .badge')?.textContent === '1',
+    );
+    await openConversation(ann, 'jwt-ben');
+    await waitReceived(ann, 'jwt-ben', fromBen, "jwt-ann sees jwt-ben's message");
+    const fromAnn = 'Hi Ben! Tokens work here too.';
+    await typeAndSend(ann, fromAnn);
+    await waitOwnMessage(ann, fromAnn, ['sent'], "jwt-ann's reply reaches the sent state");
+    await waitReceived(ben, 'jwt-ann', fromAnn, "jwt-ben sees jwt-ann's reply");
+    await ann.screenshot({ path: path.join(screenshots, 'jwt-conversation.png') });
+    ok(`screenshot ${path.join(screenshots, 'jwt-conversation.png')}`);
+
+    // cat's token expires: the edge closes with 1008 "token expired" and the page asks for a
+    // new token instead of retrying the dead one.
+    await waitUntil(
+      cat,
+      'an expired token brings the page back to sign-in',
+      `the sign-in view with the token field and the message ${JSON.stringify(TOKEN_EXPIRED_TEXT)}`,
+      (text) =>
+        !document.getElementById('signin-view').hidden &&
+        document.getElementById('chat-view').hidden &&
+        !document.getElementById('token-field').hidden &&
+        document.getElementById('signin-error').textContent === text,
+      TOKEN_EXPIRED_TEXT,
+    );
+    check(
+      (await cat.getByText(TOKEN_EXPIRED_TEXT).isVisible()) &&
+        (await cat.getByLabel('Access token').inputValue()) === '',
+      'the expiry message is visible and the token box is empty for a new one',
+      `"${TOKEN_EXPIRED_TEXT}" visible, an empty "Access token" box`,
+      await snapshot(cat),
+    );
+    check(
+      await cat.locator('#me').isHidden(),
+      'after the expiry the header no longer shows a signed-in user',
+      'no user name or Sign out in the header',
+      await snapshot(cat),
+    );
+    const stillSignedIn = await cat.evaluate(() => sessionStorage.getItem('chat.signin'));
+    check(
+      stillSignedIn === null,
+      'the expired token is forgotten (a reload does not retry it)',
+      'no saved sign-in',
+      JSON.stringify(stillSignedIn),
+    );
+    await signInWithToken(cat, mintJwt(JWT_SECRET, 'jwt-cat', 600), 'jwt-cat');
+    await waitUntil(
+      cat,
+      "signing in again with a new token keeps the tab's conversations",
+      'contact jwt-ann with the unread badge "1" from before the expiry',
+      () => document.querySelector('.contact[data-name="jwt-ann"] .badge')?.textContent === '1',
+    );
+    await openConversation(cat, 'jwt-ann');
+    await waitReceived(cat, 'jwt-ann', toCat, "jwt-cat still sees jwt-ann's message");
+
+    // A token the edge refuses: the handshake fails, and after its retries the page says so on
+    // the sign-in screen.
+    const mallory = await openTokenSignin(browser, 'jwt-garbage', url);
+    pages.push(mallory);
+    // Characters no token has (they cannot even be offered to the server) are refused right away.
+    const notAToken = 'this is not a token';
+    await mallory.getByLabel('Access token').fill(notAToken);
+    await mallory.getByLabel('Access token').press('Enter');
+    await waitUntil(
+      mallory,
+      'text that cannot be a token is refused on the sign-in screen',
+      'the sign-in view with an error about the token',
+      () =>
+        !document.getElementById('signin-view').hidden &&
+        /token/i.test(document.getElementById('signin-error').textContent),
+    );
+    const header = await mallory.locator('#conn').textContent();
+    check(
+      !header.includes(notAToken),
+      'the refused text is not echoed in the connection status',
+      'a connection status without the pasted text',
+      JSON.stringify(header.trim()),
+    );
+    await mallory.getByLabel('Access token').fill('not.a.jwt');
+    await mallory.getByLabel('Access token').press('Enter');
+    await waitUntil(
+      mallory,
+      'a refused token ends on the sign-in screen with an error',
+      'the sign-in view with an error saying the token was refused',
+      () =>
+        !document.getElementById('signin-view').hidden &&
+        document.getElementById('chat-view').hidden &&
+        /refused this token/.test(document.getElementById('signin-error').textContent),
+    );
+    const shown = await mallory.locator('#signin-error').textContent();
+    check(
+      (await mallory.locator('#signin-error').isVisible()) &&
+        /could not connect/i.test(shown) &&
+        (await mallory.locator('#me').isHidden()),
+      'the refusal is visible to the user, who is not signed in',
+      'a visible "Could not connect … refused this token" and no user in the header',
+      `${JSON.stringify(shown)}; ${await snapshot(mallory)}`,
+    );
+  } finally {
+    for (const page of pages) await page.context().close();
+    await stopProcess(edge);
   }
 }
 
@@ -673,6 +902,10 @@ async function main() {
     );
     await alice.screenshot({ path: path.join(screenshots, 'phone-contacts.png') });
     ok(`phone-width screenshots in ${screenshots}`);
+
+    const jwtStarted = Date.now();
+    await jwtChecks(browser, cs, ms);
+    console.log(`# jwt mode took ${((Date.now() - jwtStarted) / 1000).toFixed(1)} s`);
 
     check(
       consoleProblems.length === 0,
