@@ -1,6 +1,13 @@
 #include "edge/edge_server.h"
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "boost/asio/post.hpp"
@@ -14,6 +21,70 @@ namespace chat::edge {
 
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
+
+namespace {
+
+// OpenSSL's queued errors (the reason a load failed), drained.
+std::string OpenSslErrors() {
+  std::string out;
+  while (const unsigned long e = ERR_get_error()) {
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof(buf));
+    absl::StrAppend(&out, out.empty() ? "" : "; ", buf);
+  }
+  return out.empty() ? "unknown error" : out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<net::ssl::context>> MakeServerTlsContext(
+    const std::string& cert_file, const std::string& key_file) {
+  if (cert_file.empty() != key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "TLS needs both --tls_cert and --tls_key (PEM files), or neither for plaintext");
+  }
+  auto context = std::make_unique<net::ssl::context>(net::ssl::context::tls_server);
+  context->set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 |
+                       net::ssl::context::no_sslv3 | net::ssl::context::no_tlsv1 |
+                       net::ssl::context::no_tlsv1_1 | net::ssl::context::single_dh_use);
+  ERR_clear_error();
+  if (SSL_CTX_set_min_proto_version(context->native_handle(), TLS1_2_VERSION) != 1) {
+    return absl::InternalError(absl::StrCat("cannot require TLS 1.2: ", OpenSslErrors()));
+  }
+  // The usual mistake, said plainly (OpenSSL would say "system lib").
+  for (const auto& [flag, file] : {std::pair{"--tls_cert", &cert_file}, {"--tls_key", &key_file}}) {
+    if (FILE* f = std::fopen(file->c_str(), "r")) {
+      std::fclose(f);
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot read ", flag, " '", *file, "': ", std::strerror(errno)));
+    }
+  }
+  ERR_clear_error();
+  if (SSL_CTX_use_certificate_chain_file(context->native_handle(), cert_file.c_str()) != 1) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot load --tls_cert '", cert_file,
+                                                   "' (PEM certificate chain): ", OpenSslErrors()));
+  }
+  ERR_clear_error();
+  if (SSL_CTX_use_PrivateKey_file(context->native_handle(), key_file.c_str(), SSL_FILETYPE_PEM) !=
+      1) {
+    const unsigned long e = ERR_peek_last_error();
+    if (ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH) {
+      ERR_clear_error();
+      return absl::InvalidArgumentError(absl::StrCat("--tls_key '", key_file,
+                                                     "' does not match --tls_cert '", cert_file,
+                                                     "' (not the certificate's private key)"));
+    }
+    return absl::InvalidArgumentError(absl::StrCat("cannot load --tls_key '", key_file,
+                                                   "' (PEM private key): ", OpenSslErrors()));
+  }
+  if (SSL_CTX_check_private_key(context->native_handle()) != 1) {
+    return absl::InvalidArgumentError(absl::StrCat("--tls_key '", key_file,
+                                                   "' does not match --tls_cert '", cert_file,
+                                                   "': ", OpenSslErrors()));
+  }
+  return context;
+}
 
 EdgeServer::EdgeServer(EdgeOptions options)
     : options_(std::move(options)), acceptor_(ioc_), accept_retry_(ioc_) {}
@@ -30,6 +101,11 @@ absl::Status EdgeServer::Start() {
   int port = 0;
   if (!absl::SimpleAtoi(options_.listen.substr(colon + 1), &port) || port < 0 || port > 65535) {
     return absl::InvalidArgumentError(absl::StrCat("bad port in --listen '", options_.listen, "'"));
+  }
+  if (!options_.tls_cert.empty() || !options_.tls_key.empty()) {
+    auto tls = MakeServerTlsContext(options_.tls_cert, options_.tls_key);
+    if (!tls.ok()) return tls.status();
+    tls_ = std::move(*tls);
   }
   boost::system::error_code ec;
   const auto address = net::ip::make_address(host.empty() ? "0.0.0.0" : host, ec);
@@ -104,7 +180,12 @@ void EdgeServer::DoAccept() {
       return;
     }
     socket.set_option(tcp::no_delay(true), ec);
-    std::make_shared<HttpSession>(std::move(socket), &context_)->Run();
+    if (tls_ != nullptr) {
+      std::make_shared<HttpSession<TlsStream>>(TlsStream(std::move(socket), *tls_), &context_)
+          ->Run();
+    } else {
+      std::make_shared<HttpSession<PlainStream>>(PlainStream(std::move(socket)), &context_)->Run();
+    }
     DoAccept();
   });
 }

@@ -8,8 +8,10 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/ip/tcp.hpp"
+#include "boost/asio/ssl/context.hpp"
 #include "boost/asio/steady_timer.hpp"
 #include "edge/directory_client.h"
 #include "edge/edge_context.h"
@@ -36,7 +38,17 @@ struct EdgeOptions {
   int max_connections_per_user = 32;
   // jwt mode when set (protocol.md §1); name mode otherwise.
   std::optional<JwtConfig> jwt;
+  // PEM files. Both set: the listener speaks TLS only (1.2 or later), so
+  // clients use wss:// and https://. Both empty: plaintext. One alone is an
+  // error at Start().
+  std::string tls_cert;  // certificate chain, leaf first
+  std::string tls_key;   // private key of the leaf
 };
+
+// The server side TLS context for `cert_file`/`key_file` (PEM): TLS 1.2+, the
+// key checked against the certificate. An error names the file that failed.
+absl::StatusOr<std::unique_ptr<boost::asio::ssl::context>> MakeServerTlsContext(
+    const std::string& cert_file, const std::string& key_file);
 
 // The whole edge: listener, sessions, and the clients of the services behind
 // it. main() only parses flags into EdgeOptions; tests run it in-process.
@@ -58,6 +70,8 @@ class EdgeServer {
   void DoAccept();
 
   EdgeOptions options_;
+  // Before ioc_: sessions that die with it still hold SSL objects of it.
+  std::unique_ptr<boost::asio::ssl::context> tls_;  // null: plaintext
   boost::asio::io_context ioc_;
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::steady_timer accept_retry_;

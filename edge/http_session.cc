@@ -32,26 +32,71 @@ std::string Truncate(std::string_view s, size_t n) { return std::string(s.substr
 
 }  // namespace
 
-HttpSession::HttpSession(net::ip::tcp::socket&& socket, EdgeContext* context)
-    : stream_(std::move(socket)), context_(context) {}
+template <class Stream>
+HttpSession<Stream>::HttpSession(Stream&& stream, EdgeContext* context)
+    : stream_(std::move(stream)), context_(context) {}
 
-void HttpSession::Run() {
-  net::dispatch(stream_.get_executor(),
-                beast::bind_front_handler(&HttpSession::DoRead, shared_from_this()));
+template <class Stream>
+void HttpSession<Stream>::Run() {
+  if constexpr (kIsTls<Stream>) {
+    net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
+      // One deadline for the TLS handshake and the first request.
+      beast::get_lowest_layer(self->stream_).expires_after(self->context_->handshake_timeout);
+      self->stream_.async_handshake(net::ssl::stream_base::server,
+                                    beast::bind_front_handler(&HttpSession::OnTlsHandshake, self));
+    });
+  } else {
+    net::dispatch(stream_.get_executor(),
+                  beast::bind_front_handler(&HttpSession::DoRead, this->shared_from_this(), true));
+  }
 }
 
-void HttpSession::DoRead() {
+template <class Stream>
+void HttpSession<Stream>::OnTlsHandshake(beast::error_code ec) {
+  if (ec) {
+    // Plaintext on the TLS port, a bad client hello, or too slow: OpenSSL
+    // has sent its alert if any; the socket closes with this session.
+    spdlog::debug("tls handshake: {}", ec.message());
+    return;
+  }
+  DoRead(false);
+}
+
+template <class Stream>
+void HttpSession<Stream>::DoRead(bool reset_deadline) {
   parser_.emplace();
   parser_->header_limit(static_cast<uint32_t>(context_->max_header_bytes));
   parser_->body_limit(0);
-  stream_.expires_after(context_->handshake_timeout);
+  if (reset_deadline) beast::get_lowest_layer(stream_).expires_after(context_->handshake_timeout);
   http::async_read(stream_, buffer_, *parser_,
-                   beast::bind_front_handler(&HttpSession::OnRead, shared_from_this()));
+                   beast::bind_front_handler(&HttpSession::OnRead, this->shared_from_this()));
 }
 
-void HttpSession::OnRead(beast::error_code ec, size_t) {
+template <class Stream>
+void HttpSession<Stream>::Finish(bool write_failed) {
+  auto& tcp = beast::get_lowest_layer(stream_);
+  if constexpr (kIsTls<Stream>) {
+    beast::error_code ignored;
+    if (write_failed) {
+      tcp.socket().close(ignored);
+      return;
+    }
+    // close_notify, then wait (bounded) for the peer's before closing.
+    tcp.expires_after(context_->handshake_timeout);
+    stream_.async_shutdown([self = this->shared_from_this()](beast::error_code) {
+      beast::error_code ignored;
+      beast::get_lowest_layer(self->stream_).socket().close(ignored);
+    });
+  } else {
+    beast::error_code ignored;
+    tcp.socket().shutdown(net::ip::tcp::socket::shutdown_send, ignored);
+  }
+}
+
+template <class Stream>
+void HttpSession<Stream>::OnRead(beast::error_code ec, size_t) {
   if (ec == http::error::end_of_stream) {
-    stream_.socket().shutdown(net::ip::tcp::socket::shutdown_send, ec);
+    Finish(false);
     return;
   }
   if (ec == http::error::header_limit) {
@@ -68,9 +113,11 @@ void HttpSession::OnRead(beast::error_code ec, size_t) {
   }
 }
 
-void HttpSession::Respond(unsigned version, bool keep_alive, http::status status,
-                          std::string content_type, std::string body,
-                          std::vector<std::pair<std::string, std::string>> headers, bool head) {
+template <class Stream>
+void HttpSession<Stream>::Respond(unsigned version, bool keep_alive, http::status status,
+                                  std::string content_type, std::string body,
+                                  std::vector<std::pair<std::string, std::string>> headers,
+                                  bool head) {
   auto response = std::make_shared<http::response<http::string_body>>(status, version);
   response->set(http::field::server, "chat-edge");
   if (!content_type.empty()) response->set(http::field::content_type, content_type);
@@ -80,17 +127,19 @@ void HttpSession::Respond(unsigned version, bool keep_alive, http::status status
   response->prepare_payload();
   // HEAD: the GET's headers (Content-Length included), no body.
   if (head) response->body().clear();
-  http::async_write(stream_, *response,
-                    [self = shared_from_this(), response, keep_alive](beast::error_code ec, size_t) {
-                      if (ec || !keep_alive) {
-                        self->stream_.socket().shutdown(net::ip::tcp::socket::shutdown_send, ec);
-                        return;
-                      }
-                      self->DoRead();
-                    });
+  http::async_write(
+      stream_, *response,
+      [self = this->shared_from_this(), response, keep_alive](beast::error_code ec, size_t) {
+        if (ec || !keep_alive) {
+          self->Finish(static_cast<bool>(ec));
+          return;
+        }
+        self->DoRead();
+      });
 }
 
-void HttpSession::HandlePlain(const Request& request) {
+template <class Stream>
+void HttpSession<Stream>::HandlePlain(const Request& request) {
   const unsigned version = request.version();
   const bool keep_alive = request.keep_alive();
   const std::string_view target(request.target().data(), request.target().size());
@@ -162,7 +211,8 @@ std::optional<std::string> FindToken(const http::request<http::empty_body>& requ
 
 }  // namespace
 
-void HttpSession::HandleUpgrade(Request request) {
+template <class Stream>
+void HttpSession<Stream>::HandleUpgrade(Request request) {
   const unsigned version = request.version();
   if (context_->shutting_down) {
     Respond(version, false, http::status::service_unavailable, "text/plain",
@@ -195,8 +245,8 @@ void HttpSession::HandleUpgrade(Request request) {
     return;
   }
   auto req = std::make_shared<Request>(std::move(request));
-  context_->tokens->Verify(std::move(*token), [self = shared_from_this(), req](
-                                                  absl::StatusOr<Identity> identity) {
+  context_->tokens->Verify(std::move(*token), [self = this->shared_from_this(),
+                                               req](absl::StatusOr<Identity> identity) {
     net::post(self->stream_.get_executor(), [self, req, identity = std::move(identity)] {
       const unsigned version = req->version();
       if (!identity.ok()) {
@@ -219,7 +269,8 @@ void HttpSession::HandleUpgrade(Request request) {
   });
 }
 
-void HttpSession::Admit(std::shared_ptr<Request> req, Identity identity) {
+template <class Stream>
+void HttpSession<Stream>::Admit(std::shared_ptr<Request> req, Identity identity) {
   const unsigned version = req->version();
   if (absl::Status s = context_->per_user->Reserve(identity.user); !s.ok()) {
     Respond(version, false, http::status::too_many_requests, "text/plain",
@@ -246,14 +297,13 @@ void HttpSession::Admit(std::shared_ptr<Request> req, Identity identity) {
   const auto agent = (*req)[http::field::user_agent];
   connection.user_agent = Truncate(std::string_view(agent.data(), agent.size()), 256);
   beast::error_code ec;
-  auto remote = stream_.socket().remote_endpoint(ec);
+  auto remote = beast::get_lowest_layer(stream_).socket().remote_endpoint(ec);
   if (!ec) connection.ip = remote.address().to_string();
 
   std::string connection_id = connection.connection_id;
   context_->directory->Register(
-      std::move(connection),
-      [self = shared_from_this(), req, identity = std::move(identity), connection_id,
-       answer_authorization](absl::Status status) mutable {
+      std::move(connection), [self = this->shared_from_this(), req, identity = std::move(identity),
+                              connection_id, answer_authorization](absl::Status status) mutable {
         net::post(self->stream_.get_executor(), [self, req, identity = std::move(identity),
                                                  connection_id = std::move(connection_id),
                                                  answer_authorization, status]() mutable {
@@ -266,12 +316,15 @@ void HttpSession::Admit(std::shared_ptr<Request> req, Identity identity) {
                           {{"Retry-After", "2"}});
             return;
           }
-          auto session = std::make_shared<WsSession>(std::move(self->stream_), self->context_,
-                                                     std::move(identity), std::move(connection_id),
-                                                     answer_authorization);
+          auto session = std::make_shared<WsSession<Stream>>(
+              std::move(self->stream_), self->context_, std::move(identity),
+              std::move(connection_id), answer_authorization);
           session->Run(std::move(*req));
         });
       });
 }
+
+template class HttpSession<PlainStream>;
+template class HttpSession<TlsStream>;
 
 }  // namespace chat::edge

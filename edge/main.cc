@@ -46,6 +46,10 @@ ABSL_FLAG(std::string, jwt_client_id, "", "jwt: required client_id claim (Cognit
 ABSL_FLAG(std::string, jwt_user_claim, "sub", "jwt: claim naming the user (username for Cognito)");
 ABSL_FLAG(int, jwt_clock_skew_s, 30, "jwt: tolerance for exp/nbf, in seconds");
 ABSL_FLAG(int, drain_timeout_ms, 5000, "on SIGTERM, time allowed for connections to close");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain (leaf first); with --tls_key the listener serves only TLS "
+          "(wss://, https://; TLS 1.2+)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert");
 ABSL_FLAG(std::string, service_token, "",
           "credential presented to connection-service and message-service (their --service_token)");
 
@@ -101,6 +105,14 @@ int main(int argc, char** argv) {
       absl::StrSplit(absl::GetFlag(FLAGS_allowed_origins), ',', absl::SkipWhitespace());
   options.max_connections_per_user = absl::GetFlag(FLAGS_max_connections_per_user);
   options.logic.rate_limit_strikes = absl::GetFlag(FLAGS_rate_limit_strikes);
+  options.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  options.tls_key = absl::GetFlag(FLAGS_tls_key);
+  if (options.tls_cert.empty() != options.tls_key.empty()) {
+    std::fprintf(stderr,
+                 "--tls_cert and --tls_key go together: give both (PEM files) for TLS, or "
+                 "neither for plaintext\n");
+    return 2;
+  }
   const std::string auth = absl::GetFlag(FLAGS_auth);
   if (auth == "jwt") {
     chat::edge::JwtConfig jwt;
@@ -138,9 +150,10 @@ int main(int argc, char** argv) {
   if (!options.jwt.has_value()) {
     spdlog::warn("identities are unauthenticated (--auth=name): anyone can connect as anyone");
   }
-  spdlog::info("edge {} on {}:{}; connection-service {}, message-service {}; web UI {}",
-               server.edge_id(), host, server.port(), options.connection_service,
-               absl::GetFlag(FLAGS_message_service),
+  spdlog::info("edge {} on {}:{} ({}); connection-service {}, message-service {}; web UI {}",
+               server.edge_id(), host, server.port(),
+               options.tls_cert.empty() ? "plaintext: ws://, http://" : "TLS: wss://, https://",
+               options.connection_service, absl::GetFlag(FLAGS_message_service),
                options.web_root.empty() ? "(none)" : options.web_root);
   std::printf("listening on %s:%d\n", host.c_str(), server.port());
   std::fflush(stdout);

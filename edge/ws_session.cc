@@ -2,6 +2,8 @@
 
 #include "boost/asio/dispatch.hpp"
 #include "boost/asio/post.hpp"
+#include "boost/beast/ssl.hpp"
+#include "boost/beast/websocket/ssl.hpp"
 #include "spdlog/spdlog.h"
 
 namespace chat::edge {
@@ -18,24 +20,28 @@ constexpr auto kCloseGrace = std::chrono::seconds(3);
 constexpr size_t kKeepBufferBytes = 16 * 1024;
 }  // namespace
 
-WsSession::WsSession(beast::tcp_stream&& stream, EdgeContext* context, Identity identity,
-                     std::string connection_id, bool answer_authorization)
+template <class Stream>
+WsSession<Stream>::WsSession(Stream&& stream, EdgeContext* context, Identity identity,
+                             std::string connection_id, bool answer_authorization)
     : ws_(std::move(stream)),
       close_timer_(ws_.get_executor()),
       expiry_timer_(ws_.get_executor()),
       context_(context),
-      logic_(std::move(identity.user), std::move(connection_id), &context->logic,
-             context->messages, context->directory, context->hub, this, context->clock,
-             context->tokens),
+      logic_(std::move(identity.user), std::move(connection_id), &context->logic, context->messages,
+             context->directory, context->hub, this, context->clock, context->tokens),
       answer_authorization_(answer_authorization) {
   if (identity.expires_at_s > 0 && context->tokens != nullptr) {
     expires_at_ms_ = (identity.expires_at_s + context->tokens->clock_skew_s()) * 1000;
   }
 }
 
-WsSession::~WsSession() { End(); }
+template <class Stream>
+WsSession<Stream>::~WsSession() {
+  End();
+}
 
-void WsSession::Run(http::request<http::empty_body> request) {
+template <class Stream>
+void WsSession<Stream>::Run(http::request<http::empty_body> request) {
   beast::get_lowest_layer(ws_).expires_never();  // the websocket timeouts take over
   websocket::stream_base::timeout timeouts;
   timeouts.handshake_timeout = context_->handshake_timeout;
@@ -49,17 +55,19 @@ void WsSession::Run(http::request<http::empty_body> request) {
     res.set(http::field::server, "chat-edge");
     if (answer) res.set(http::field::sec_websocket_protocol, "authorization");
   }));
-  ws_.async_accept(request, beast::bind_front_handler(&WsSession::OnAccept, shared_from_this()));
+  ws_.async_accept(request,
+                   beast::bind_front_handler(&WsSession::OnAccept, this->shared_from_this()));
 }
 
-void WsSession::OnAccept(beast::error_code ec) {
+template <class Stream>
+void WsSession<Stream>::OnAccept(beast::error_code ec) {
   if (ec) {
     spdlog::debug("{}: accept: {}", logic_.connection_id(), ec.message());
     End();
     return;
   }
   accepted_ = true;
-  context_->hub->Add(logic_.connection_id(), weak_from_this());
+  context_->hub->Add(logic_.connection_id(), this->weak_from_this());
   SetExpiry(expires_at_ms_);
   SendText(std::make_shared<const std::string>(logic_.HelloFrame()));
   if (context_->shutting_down) {
@@ -69,13 +77,15 @@ void WsSession::OnAccept(beast::error_code ec) {
   DoRead();
 }
 
-void WsSession::DoRead() {
+template <class Stream>
+void WsSession<Stream>::DoRead() {
   if (reading_ || read_paused_ || closing_) return;
   reading_ = true;
-  ws_.async_read(buffer_, beast::bind_front_handler(&WsSession::OnRead, shared_from_this()));
+  ws_.async_read(buffer_, beast::bind_front_handler(&WsSession::OnRead, this->shared_from_this()));
 }
 
-void WsSession::OnRead(beast::error_code ec, size_t bytes) {
+template <class Stream>
+void WsSession<Stream>::OnRead(beast::error_code ec, size_t bytes) {
   reading_ = false;
   if (ec) {
     // Beast has already answered protocol violations with the right close
@@ -98,10 +108,11 @@ void WsSession::OnRead(beast::error_code ec, size_t bytes) {
   DoRead();
 }
 
-void WsSession::SetReadPaused(bool paused) {
+template <class Stream>
+void WsSession<Stream>::SetReadPaused(bool paused) {
   read_paused_ = paused;
   if (paused) {
-    if (!ended_) keep_alive_while_paused_ = shared_from_this();
+    if (!ended_) keep_alive_while_paused_ = this->shared_from_this();
     return;
   }
   // Reset last: it may hold the only reference, and DoRead takes its own.
@@ -109,19 +120,21 @@ void WsSession::SetReadPaused(bool paused) {
   DoRead();
 }
 
-void WsSession::SetExpiry(int64_t expires_at_ms) {
+template <class Stream>
+void WsSession<Stream>::SetExpiry(int64_t expires_at_ms) {
   expires_at_ms_ = expires_at_ms;
   expiry_timer_.cancel();
   if (expires_at_ms == 0 || ended_) return;
   const int64_t wait_ms = std::max<int64_t>(0, expires_at_ms - context_->clock->NowMs());
   expiry_timer_.expires_after(std::chrono::milliseconds(wait_ms));
-  expiry_timer_.async_wait([self = shared_from_this(), expires_at_ms](beast::error_code ec) {
+  expiry_timer_.async_wait([self = this->shared_from_this(), expires_at_ms](beast::error_code ec) {
     if (ec || self->expires_at_ms_ != expires_at_ms) return;  // refreshed meanwhile
     self->Close(kClosePolicy, "token expired");
   });
 }
 
-void WsSession::SendText(std::shared_ptr<const std::string> frame) {
+template <class Stream>
+void WsSession<Stream>::SendText(std::shared_ptr<const std::string> frame) {
   if (closing_ || ended_) return;
   if (queued_bytes_ + frame->size() > context_->max_outbound_bytes && !queue_.empty()) {
     // The client is not reading fast enough; dropping it protects everyone else.
@@ -133,15 +146,17 @@ void WsSession::SendText(std::shared_ptr<const std::string> frame) {
   if (!writing_ && accepted_) DoWrite();
 }
 
-void WsSession::DoWrite() {
+template <class Stream>
+void WsSession<Stream>::DoWrite() {
   writing_ = true;
   ws_.text(true);
   const std::string& frame = *queue_.front();
   ws_.async_write(net::buffer(frame),
-                  beast::bind_front_handler(&WsSession::OnWrite, shared_from_this()));
+                  beast::bind_front_handler(&WsSession::OnWrite, this->shared_from_this()));
 }
 
-void WsSession::OnWrite(beast::error_code ec, size_t) {
+template <class Stream>
+void WsSession<Stream>::OnWrite(beast::error_code ec, size_t) {
   writing_ = false;
   if (!queue_.empty()) {
     queued_bytes_ -= queue_.front()->size();
@@ -159,7 +174,8 @@ void WsSession::OnWrite(beast::error_code ec, size_t) {
   }
 }
 
-void WsSession::Close(uint16_t code, std::string reason) {
+template <class Stream>
+void WsSession<Stream>::Close(uint16_t code, std::string reason) {
   if (closing_ || ended_) return;
   spdlog::debug("{}: closing with {} ({})", logic_.connection_id(), code, reason);
   closing_ = true;
@@ -173,7 +189,7 @@ void WsSession::Close(uint16_t code, std::string reason) {
     }
   }
   close_timer_.expires_after(kCloseGrace);
-  close_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+  close_timer_.async_wait([self = this->shared_from_this()](beast::error_code ec) {
     if (ec) return;
     beast::error_code ignored;
     beast::get_lowest_layer(self->ws_).socket().close(ignored);
@@ -184,17 +200,21 @@ void WsSession::Close(uint16_t code, std::string reason) {
   if ((!writing_ && queue_.empty()) || code == kCloseSlowConsumer) DoClose();
 }
 
-void WsSession::DoClose() {
+template <class Stream>
+void WsSession<Stream>::DoClose() {
   close_sent_ = true;
-  ws_.async_close(websocket::close_reason(static_cast<websocket::close_code>(close_code_), close_reason_),
-                  [self = shared_from_this()](beast::error_code) {
-                    // Beast waited for the peer's close frame (or the grace
-                    // timer cut the socket): the connection is over.
-                    self->End();
-                  });
+  ws_.async_close(
+      websocket::close_reason(static_cast<websocket::close_code>(close_code_), close_reason_),
+      [self = this->shared_from_this()](beast::error_code) {
+        // Beast waited for the peer's close frame and, with TLS, exchanged
+        // close_notify (or the grace timer cut the socket): the connection
+        // is over.
+        self->End();
+      });
 }
 
-void WsSession::End() {
+template <class Stream>
+void WsSession<Stream>::End() {
   if (ended_) return;
   ended_ = true;
   closing_ = true;
@@ -211,22 +231,28 @@ void WsSession::End() {
   context_->per_user->Release(logic_.user());
 }
 
-void WsSession::Post(std::function<void()> fn) {
-  net::post(ws_.get_executor(), [self = shared_from_this(), fn = std::move(fn)] { fn(); });
+template <class Stream>
+void WsSession<Stream>::Post(std::function<void()> fn) {
+  net::post(ws_.get_executor(), [self = this->shared_from_this(), fn = std::move(fn)] { fn(); });
 }
 
-void WsSession::Deliver(std::shared_ptr<const std::string> frame) {
+template <class Stream>
+void WsSession<Stream>::Deliver(std::shared_ptr<const std::string> frame) {
   net::post(ws_.get_executor(),
-            [self = shared_from_this(), frame = std::move(frame)]() mutable {
+            [self = this->shared_from_this(), frame = std::move(frame)]() mutable {
               self->SendText(std::move(frame));
             });
 }
 
-void WsSession::Kick(uint16_t close_code, std::string reason) {
+template <class Stream>
+void WsSession<Stream>::Kick(uint16_t close_code, std::string reason) {
   net::post(ws_.get_executor(),
-            [self = shared_from_this(), close_code, reason = std::move(reason)]() mutable {
+            [self = this->shared_from_this(), close_code, reason = std::move(reason)]() mutable {
               self->Close(close_code, std::move(reason));
             });
 }
+
+template class WsSession<PlainStream>;
+template class WsSession<TlsStream>;
 
 }  // namespace chat::edge

@@ -12,18 +12,22 @@
 #include "edge/connection_logic.h"
 #include "edge/edge_context.h"
 #include "edge/fifo.h"
+#include "edge/transport.h"
 
 namespace chat::edge {
 
 // One WebSocket connection: its strand, one read and one write in flight, a
 // bounded outbound queue (bytes) and the close handshake. The protocol itself
-// lives in ConnectionLogic.
-class WsSession final : public std::enable_shared_from_this<WsSession>,
+// lives in ConnectionLogic. `Stream` is PlainStream or TlsStream
+// (transport.h): with TLS, Beast's close handshake is followed by the TLS
+// shutdown (close_notify), all within the close grace.
+template <class Stream>
+class WsSession final : public std::enable_shared_from_this<WsSession<Stream>>,
                         public ClientSink,
                         public LocalConnection {
  public:
-  WsSession(boost::beast::tcp_stream&& stream, EdgeContext* context, Identity identity,
-            std::string connection_id, bool answer_authorization);
+  WsSession(Stream&& stream, EdgeContext* context, Identity identity, std::string connection_id,
+            bool answer_authorization);
   ~WsSession() override;
 
   // Completes the upgrade (answering `request`), then sends hello and reads.
@@ -33,7 +37,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   void SendText(std::shared_ptr<const std::string> frame) override;
   void Close(uint16_t code, std::string reason) override;
   void Post(std::function<void()> fn) override;
-  std::weak_ptr<ClientSink> WeakSelf() override { return shared_from_this(); }
+  std::weak_ptr<ClientSink> WeakSelf() override { return this->shared_from_this(); }
   void SetReadPaused(bool paused) override;
   void SetExpiry(int64_t expires_at_ms) override;
 
@@ -50,7 +54,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   void DoClose();
   void End();
 
-  boost::beast::websocket::stream<boost::beast::tcp_stream> ws_;
+  boost::beast::websocket::stream<Stream> ws_;
   boost::beast::flat_buffer buffer_;
   boost::asio::steady_timer close_timer_;
   boost::asio::steady_timer expiry_timer_;
@@ -66,13 +70,16 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   bool read_paused_ = false;
   // While reads are paused no operation holds the session; this does, until
   // reads resume or the connection ends.
-  std::shared_ptr<WsSession> keep_alive_while_paused_;
+  std::shared_ptr<WsSession<Stream>> keep_alive_while_paused_;
   bool closing_ = false;      // Close() called: no more reads or frames
   bool close_sent_ = false;   // async_close started
   bool ended_ = false;
   uint16_t close_code_ = kCloseNormal;
   std::string close_reason_;
 };
+
+extern template class WsSession<PlainStream>;
+extern template class WsSession<TlsStream>;
 
 }  // namespace chat::edge
 

@@ -9,8 +9,11 @@
 #include "absl/strings/str_cat.h"
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/ip/tcp.hpp"
+#include "boost/asio/ssl/host_name_verification.hpp"
 #include "boost/beast/core.hpp"
 #include "boost/beast/http.hpp"
+#include "boost/beast/ssl.hpp"
+#include "tests/support/ws_client.h"
 
 namespace chat::testing {
 
@@ -32,6 +35,43 @@ bool RunFor(net::io_context& ioc, const bool& done, std::chrono::milliseconds ti
   while (!done) ioc.run_one();
   return false;
 }
+
+// One GET on a connected `stream` (plain or TLS) driven by `ioc`.
+template <class Stream>
+absl::StatusOr<HttpResult> Get(net::io_context& ioc, Stream& stream, int port,
+                               const std::string& target,
+                               const std::vector<std::pair<std::string, std::string>>& headers,
+                               std::chrono::milliseconds timeout) {
+  auto& tcp = beast::get_lowest_layer(stream);
+  beast::error_code ec;
+  http::request<http::empty_body> req(http::verb::get, target, 11);
+  req.set(http::field::host, absl::StrCat("127.0.0.1:", port));
+  for (const auto& [k, v] : headers) req.set(k, v);
+  bool done = false;
+  http::async_write(stream, req, [&](beast::error_code e, size_t) {
+    ec = e;
+    done = true;
+  });
+  if (!RunFor(ioc, done, timeout, tcp) || ec) return absl::UnavailableError("write failed");
+  beast::flat_buffer buffer;
+  http::response<http::string_body> res;
+  done = false;
+  http::async_read(stream, buffer, res, [&](beast::error_code e, size_t) {
+    ec = e;
+    done = true;
+  });
+  if (!RunFor(ioc, done, timeout, tcp)) return absl::DeadlineExceededError("read timed out");
+  if (ec) return absl::UnavailableError(absl::StrCat("read: ", ec.message()));
+  HttpResult result;
+  result.status = res.result_int();
+  for (const auto& field : res) {
+    result.headers[absl::AsciiStrToLower(std::string(field.name_string()))] =
+        std::string(field.value());
+  }
+  result.body = res.body();
+  return result;
+}
+
 }  // namespace
 
 absl::StatusOr<HttpResult> HttpGet(int port, const std::string& target,
@@ -42,32 +82,30 @@ absl::StatusOr<HttpResult> HttpGet(int port, const std::string& target,
   beast::error_code ec;
   stream.socket().connect({net::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port)}, ec);
   if (ec) return absl::UnavailableError(absl::StrCat("connect: ", ec.message()));
-  http::request<http::empty_body> req(http::verb::get, target, 11);
-  req.set(http::field::host, absl::StrCat("127.0.0.1:", port));
-  for (const auto& [k, v] : headers) req.set(k, v);
+  return Get(ioc, stream, port, target, headers, timeout);
+}
+
+absl::StatusOr<HttpResult> HttpsGet(int port, const std::string& target, const std::string& ca_file,
+                                    const std::vector<std::pair<std::string, std::string>>& headers,
+                                    std::chrono::milliseconds timeout) {
+  auto context = ClientTlsContext(ca_file);
+  if (!context.ok()) return context.status();
+  net::io_context ioc;
+  beast::ssl_stream<beast::tcp_stream> stream(ioc, **context);
+  stream.set_verify_callback(net::ssl::host_name_verification("127.0.0.1"));
+  auto& tcp = beast::get_lowest_layer(stream);
+  beast::error_code ec;
+  tcp.socket().connect({net::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port)}, ec);
+  if (ec) return absl::UnavailableError(absl::StrCat("connect: ", ec.message()));
   bool done = false;
-  http::async_write(stream, req, [&](beast::error_code e, size_t) {
+  stream.async_handshake(net::ssl::stream_base::client, [&](beast::error_code e) {
     ec = e;
     done = true;
   });
-  if (!RunFor(ioc, done, timeout, stream) || ec) return absl::UnavailableError("write failed");
-  beast::flat_buffer buffer;
-  http::response<http::string_body> res;
-  done = false;
-  http::async_read(stream, buffer, res, [&](beast::error_code e, size_t) {
-    ec = e;
-    done = true;
-  });
-  if (!RunFor(ioc, done, timeout, stream)) return absl::DeadlineExceededError("read timed out");
-  if (ec) return absl::UnavailableError(absl::StrCat("read: ", ec.message()));
-  HttpResult result;
-  result.status = res.result_int();
-  for (const auto& field : res) {
-    result.headers[absl::AsciiStrToLower(std::string(field.name_string()))] =
-        std::string(field.value());
-  }
-  result.body = res.body();
-  return result;
+  if (!RunFor(ioc, done, timeout, tcp))
+    return absl::DeadlineExceededError("TLS handshake timed out");
+  if (ec) return absl::UnavailableError(absl::StrCat("TLS handshake: ", ec.message()));
+  return Get(ioc, stream, port, target, headers, timeout);
 }
 
 absl::StatusOr<std::string> RawRequest(int port, const std::string& request,
@@ -167,7 +205,9 @@ absl::Status Cluster::StartEdge(int index) {
 absl::Status Cluster::WaitEdgeReady(int index, std::chrono::milliseconds timeout) {
   const bool ready = Eventually(
       [&] {
-        auto r = HttpGet(edge_ports_[index], "/readyz", {}, 1s);
+        auto r = options_.edge_tls_ca.empty()
+                     ? HttpGet(edge_ports_[index], "/readyz", {}, 1s)
+                     : HttpsGet(edge_ports_[index], "/readyz", options_.edge_tls_ca, {}, 1s);
         return r.ok() && r->status == 200;
       },
       timeout);

@@ -25,6 +25,12 @@ struct HttpResult {
 absl::StatusOr<HttpResult> HttpGet(int port, const std::string& target,
                                    const std::vector<std::pair<std::string, std::string>>& headers = {},
                                    std::chrono::milliseconds timeout = 3s);
+// The same over TLS (https://), trusting only the certificates in `ca_file`;
+// the server's certificate must name 127.0.0.1.
+absl::StatusOr<HttpResult> HttpsGet(
+    int port, const std::string& target, const std::string& ca_file,
+    const std::vector<std::pair<std::string, std::string>>& headers = {},
+    std::chrono::milliseconds timeout = 3s);
 // The raw bytes the server answered to `request` (for malformed requests).
 absl::StatusOr<std::string> RawRequest(int port, const std::string& request,
                                        std::chrono::milliseconds timeout = 3s);
@@ -38,6 +44,9 @@ struct ClusterOptions {
   std::vector<std::string> message_flags;
   std::vector<std::string> edge_flags;
   int edges = 1;
+  // Set when edge_flags turn TLS on: readiness is then probed over https://,
+  // trusting this PEM file.
+  std::string edge_tls_ca;
 };
 
 // The three real binaries on free loopback ports, as a test's fixture.

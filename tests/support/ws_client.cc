@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "boost/asio/connect.hpp"
 #include "boost/asio/ip/tcp.hpp"
+#include "boost/asio/ssl/host_name_verification.hpp"
 #include "boost/beast/http.hpp"
 
 namespace chat::testing {
@@ -15,7 +16,7 @@ namespace websocket = beast::websocket;
 namespace net = boost::asio;
 namespace json = boost::json;
 
-WsClient::WsClient() : ws_(ioc_) {}
+WsClient::WsClient() : plain_ws_(std::make_unique<PlainWs>(ioc_)) {}
 WsClient::~WsClient() { Close(); }
 
 namespace {
@@ -36,13 +37,51 @@ bool RunFor(net::io_context& ioc, const bool& done, std::chrono::milliseconds ti
 }
 }  // namespace
 
+absl::StatusOr<std::unique_ptr<net::ssl::context>> ClientTlsContext(const std::string& ca_file) {
+  auto context = std::make_unique<net::ssl::context>(net::ssl::context::tls_client);
+  beast::error_code ec;
+  context->load_verify_file(ca_file, ec);
+  if (ec) {
+    return absl::InvalidArgumentError(absl::StrCat("trust anchor ", ca_file, ": ", ec.message()));
+  }
+  context->set_verify_mode(net::ssl::verify_peer);
+  return context;
+}
+
 absl::Status WsClient::Connect(int port, const HandshakeOptions& options,
                                std::chrono::milliseconds timeout) {
-  auto& tcp = beast::get_lowest_layer(ws_);
+  if (!options.tls_ca_file.empty()) {
+    auto context = ClientTlsContext(options.tls_ca_file);
+    if (!context.ok()) return context.status();
+    tls_context_ = std::move(*context);
+    tls_ws_ = std::make_unique<TlsWs>(ioc_, *tls_context_);
+    tls_ws_->next_layer().set_verify_callback(net::ssl::host_name_verification("127.0.0.1"));
+    plain_ws_.reset();
+  }
+  auto& tcp = Tcp();
   beast::error_code ec;
   tcp.socket().connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port), ec);
   if (ec) return absl::UnavailableError(absl::StrCat("connect: ", ec.message()));
-  ws_.set_option(websocket::stream_base::decorator([options](websocket::request_type& req) {
+  if (tls_ws_) {
+    bool done = false;
+    tls_ws_->next_layer().async_handshake(net::ssl::stream_base::client, [&](beast::error_code e) {
+      ec = e;
+      done = true;
+    });
+    if (!RunFor(ioc_, done, timeout, tcp)) {
+      return absl::DeadlineExceededError("TLS handshake timed out");
+    }
+    if (ec) return absl::UnavailableError(absl::StrCat("TLS handshake: ", ec.message()));
+  }
+  return WithWs([&](auto& ws) { return Handshake(ws, port, options, timeout); });
+}
+
+template <class Ws>
+absl::Status WsClient::Handshake(Ws& ws, int port, const HandshakeOptions& options,
+                                 std::chrono::milliseconds timeout) {
+  auto& tcp = beast::get_lowest_layer(ws);
+  beast::error_code ec;
+  ws.set_option(websocket::stream_base::decorator([options](websocket::request_type& req) {
     if (!options.subprotocols.empty()) {
       std::string offer;
       for (const auto& p : options.subprotocols) offer += (offer.empty() ? "" : ", ") + p;
@@ -50,14 +89,14 @@ absl::Status WsClient::Connect(int port, const HandshakeOptions& options,
     }
     for (const auto& [k, v] : options.headers) req.set(k, v);
   }));
-  ws_.read_message_max(64 << 20);
+  ws.read_message_max(64 << 20);
   websocket::response_type response;
   bool done = false;
-  ws_.async_handshake(response, "127.0.0.1:" + std::to_string(port), options.target,
-                      [&](beast::error_code e) {
-                        ec = e;
-                        done = true;
-                      });
+  ws.async_handshake(response, "127.0.0.1:" + std::to_string(port), options.target,
+                     [&](beast::error_code e) {
+                       ec = e;
+                       done = true;
+                     });
   if (!RunFor(ioc_, done, timeout, tcp)) return absl::DeadlineExceededError("handshake timed out");
   http_status_ = response.result_int();
   http_body_ = response.body();
@@ -80,7 +119,9 @@ void WsClient::StartReader() {
   thread_ = std::thread([this] {
     auto guard = net::make_work_guard(ioc_);
     ioc_.restart();
-    ws_.async_read(buffer_, [this](beast::error_code ec, size_t) { OnRead(ec); });
+    WithWs([this](auto& ws) {
+      ws.async_read(buffer_, [this](beast::error_code ec, size_t) { OnRead(ec); });
+    });
     ioc_.run();
   });
 }
@@ -89,13 +130,14 @@ void WsClient::OnRead(beast::error_code ec) {
   Frame f;
   if (ec) {
     f.closed = true;
-    f.close_code = ws_.reason().code;
-    f.close_reason = std::string(ws_.reason().reason.data(), ws_.reason().reason.size());
+    const websocket::close_reason reason = WithWs([](auto& ws) { return ws.reason(); });
+    f.close_code = reason.code;
+    f.close_reason = std::string(reason.reason.data(), reason.reason.size());
     if (ec != websocket::error::closed) {
       f.close_reason = absl::StrCat("(", ec.message(), ") ", f.close_reason);
     }
   } else {
-    f.text = ws_.got_text();
+    f.text = WithWs([](auto& ws) { return ws.got_text(); });
     f.payload = beast::buffers_to_string(buffer_.data());
     buffer_.consume(buffer_.size());
     if (f.text) {
@@ -110,7 +152,11 @@ void WsClient::OnRead(beast::error_code ec) {
     if (ec) reader_done_ = true;
   }
   cv_.notify_all();
-  if (!ec) ws_.async_read(buffer_, [this](beast::error_code e, size_t) { OnRead(e); });
+  if (!ec) {
+    WithWs([this](auto& ws) {
+      ws.async_read(buffer_, [this](beast::error_code e, size_t) { OnRead(e); });
+    });
+  }
 }
 
 absl::Status WsClient::Write(const std::string& data, bool text) {
@@ -119,9 +165,10 @@ absl::Status WsClient::Write(const std::string& data, bool text) {
   auto future = done->get_future();
   auto payload = std::make_shared<std::string>(data);
   net::post(ioc_, [this, done, payload, text] {
-    ws_.text(text);
-    ws_.async_write(net::buffer(*payload), [done, payload](beast::error_code ec, size_t) {
-      done->set_value(ec);
+    WithWs([&](auto& ws) {
+      ws.text(text);
+      ws.async_write(net::buffer(*payload),
+                     [done, payload](beast::error_code ec, size_t) { done->set_value(ec); });
     });
   });
   if (future.wait_for(10s) != std::future_status::ready) {
@@ -217,22 +264,25 @@ absl::StatusOr<uint16_t> WsClient::ReadUntilClosed(std::chrono::milliseconds tim
 void WsClient::Close() {
   if (!thread_.joinable()) {
     beast::error_code ignored;
-    beast::get_lowest_layer(ws_).socket().close(ignored);
+    Tcp().socket().close(ignored);
     return;
   }
   auto done = std::make_shared<std::promise<void>>();
   auto future = done->get_future();
   net::post(ioc_, [this, done] {
-    if (!ws_.is_open()) {
-      done->set_value();
-      return;
-    }
-    ws_.async_close(websocket::close_code::normal, [done](beast::error_code) { done->set_value(); });
+    WithWs([&](auto& ws) {
+      if (!ws.is_open()) {
+        done->set_value();
+        return;
+      }
+      ws.async_close(websocket::close_code::normal,
+                     [done](beast::error_code) { done->set_value(); });
+    });
   });
   future.wait_for(3s);
   net::post(ioc_, [this] {
     beast::error_code ignored;
-    beast::get_lowest_layer(ws_).socket().close(ignored);
+    Tcp().socket().close(ignored);
   });
   ioc_.stop();
   thread_.join();
@@ -240,8 +290,7 @@ void WsClient::Close() {
 
 void WsClient::SetReceiveBuffer(int bytes) {
   beast::error_code ignored;
-  beast::get_lowest_layer(ws_).socket().set_option(net::socket_base::receive_buffer_size(bytes),
-                                                   ignored);
+  Tcp().socket().set_option(net::socket_base::receive_buffer_size(bytes), ignored);
 }
 
 }  // namespace chat::testing

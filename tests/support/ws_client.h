@@ -4,16 +4,20 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <optional>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "boost/asio/io_context.hpp"
+#include "boost/asio/ssl/context.hpp"
 #include "boost/beast/core.hpp"
+#include "boost/beast/ssl.hpp"
 #include "boost/beast/websocket.hpp"
+#include "boost/beast/websocket/ssl.hpp"
 #include "boost/json.hpp"
 
 namespace chat::testing {
@@ -35,7 +39,14 @@ struct HandshakeOptions {
   std::vector<std::pair<std::string, std::string>> headers;
   bool expect_hello = true;  // read and check the hello frame
   bool start_reader = true;  // false: nothing is read until StartReader()
+  // Set: wss:// — TLS first, trusting only the certificates in this PEM file,
+  // and the server's certificate must name 127.0.0.1.
+  std::string tls_ca_file;
 };
+
+// A client TLS context trusting only `ca_file` (PEM), verifying the peer.
+absl::StatusOr<std::unique_ptr<boost::asio::ssl::context>> ClientTlsContext(
+    const std::string& ca_file);
 
 // A blocking WebSocket client with a deadline on every step, for tests. After
 // the handshake a background thread reads continuously into a queue, so a
@@ -73,11 +84,28 @@ class WsClient {
   void StartReader();
 
  private:
+  using PlainWs = boost::beast::websocket::stream<boost::beast::tcp_stream>;
+  using TlsWs = boost::beast::websocket::stream<boost::beast::ssl_stream<boost::beast::tcp_stream>>;
+
   void OnRead(boost::beast::error_code ec);
   absl::Status Write(const std::string& data, bool text);
+  // Calls f with whichever websocket stream this client uses.
+  template <class F>
+  decltype(auto) WithWs(F&& f) {
+    return tls_ws_ ? f(*tls_ws_) : f(*plain_ws_);
+  }
+  boost::beast::tcp_stream& Tcp() {
+    return tls_ws_ ? boost::beast::get_lowest_layer(*tls_ws_)
+                   : boost::beast::get_lowest_layer(*plain_ws_);
+  }
+  template <class Ws>
+  absl::Status Handshake(Ws& ws, int port, const HandshakeOptions& options,
+                         std::chrono::milliseconds timeout);
 
   boost::asio::io_context ioc_;
-  boost::beast::websocket::stream<boost::beast::tcp_stream> ws_;
+  std::unique_ptr<boost::asio::ssl::context> tls_context_;
+  std::unique_ptr<PlainWs> plain_ws_;  // exactly one of these two
+  std::unique_ptr<TlsWs> tls_ws_;
   boost::beast::flat_buffer buffer_;
   std::vector<Frame> stash_;
   std::mutex mu_;
