@@ -23,6 +23,9 @@ struct EdgeContext {
   size_t max_outbound_bytes = 4 << 20;
   size_t max_connections = 100000;
   std::chrono::seconds handshake_timeout{10};
+  // A closing handshake the peer does not complete within this is cut (also
+  // how long a client that stopped reading has to pick up its 4008).
+  std::chrono::milliseconds close_grace{3000};
   size_t max_header_bytes = 8192;
   MessageBackend* messages = nullptr;
   DirectoryBackend* directory = nullptr;

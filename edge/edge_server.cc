@@ -138,6 +138,7 @@ absl::Status EdgeServer::Start() {
   context_.max_outbound_bytes = options_.max_outbound_bytes;
   context_.max_connections = options_.max_connections;
   context_.handshake_timeout = options_.handshake_timeout;
+  context_.close_grace = options_.close_grace;
   context_.max_header_bytes = options_.max_header_bytes;
   context_.hub = &hub_;
   origins_ = std::make_unique<OriginPolicy>(options_.allowed_origins);

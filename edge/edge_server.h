@@ -31,6 +31,7 @@ struct EdgeOptions {
   size_t max_outbound_bytes = 4 << 20;
   size_t max_connections = 100000;
   std::chrono::seconds handshake_timeout{10};
+  std::chrono::milliseconds close_grace{3000};
   size_t max_header_bytes = 8192;
   int threads = 2;
   std::string service_token;  // sent to connection- and message-service

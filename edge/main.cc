@@ -27,6 +27,8 @@ ABSL_FLAG(int, max_outbound_bytes, 4 << 20,
           "per-connection outbound queue; overflow closes with 4008 (slow consumer)");
 ABSL_FLAG(int, max_connections, 100000, "live WebSocket connections on this edge (503 beyond)");
 ABSL_FLAG(int, handshake_timeout_s, 10, "time allowed for the HTTP request and upgrade");
+ABSL_FLAG(int, close_grace_ms, 3000,
+          "time a closing handshake may take (e.g. a client that stopped reading) before the socket is cut");
 ABSL_FLAG(int, threads, 2, "I/O threads");
 ABSL_FLAG(std::string, allowed_origins, "*",
           "comma-separated Origins allowed to open WebSockets from a browser page "
@@ -99,6 +101,7 @@ int main(int argc, char** argv) {
   options.max_outbound_bytes = absl::GetFlag(FLAGS_max_outbound_bytes);
   options.max_connections = absl::GetFlag(FLAGS_max_connections);
   options.handshake_timeout = std::chrono::seconds(absl::GetFlag(FLAGS_handshake_timeout_s));
+  options.close_grace = std::chrono::milliseconds(absl::GetFlag(FLAGS_close_grace_ms));
   options.threads = absl::GetFlag(FLAGS_threads);
   options.service_token = absl::GetFlag(FLAGS_service_token);
   options.allowed_origins =

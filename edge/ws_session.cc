@@ -13,13 +13,6 @@ namespace http = beast::http;
 namespace websocket = beast::websocket;
 namespace net = boost::asio;
 
-namespace {
-// A closing handshake that the peer does not complete within this is cut.
-constexpr auto kCloseGrace = std::chrono::seconds(3);
-// Read buffers grown by a large message are given back once it is handled.
-constexpr size_t kKeepBufferBytes = 16 * 1024;
-}  // namespace
-
 template <class Stream>
 WsSession<Stream>::WsSession(Stream&& stream, EdgeContext* context, Identity identity,
                              std::string connection_id, bool answer_authorization)
@@ -103,8 +96,7 @@ void WsSession<Stream>::OnRead(beast::error_code ec, size_t bytes) {
   } else {
     logic_.OnBinary();
   }
-  buffer_.consume(bytes);
-  if (buffer_.capacity() > kKeepBufferBytes) buffer_.shrink_to_fit();
+  buffer_.consume(bytes);  // gives a large message's memory back
   DoRead();
 }
 
@@ -188,7 +180,7 @@ void WsSession<Stream>::Close(uint16_t code, std::string reason) {
       queue_.pop_back();
     }
   }
-  close_timer_.expires_after(kCloseGrace);
+  close_timer_.expires_after(context_->close_grace);
   close_timer_.async_wait([self = this->shared_from_this()](beast::error_code ec) {
     if (ec) return;
     beast::error_code ignored;

@@ -12,6 +12,7 @@
 #include "edge/connection_logic.h"
 #include "edge/edge_context.h"
 #include "edge/fifo.h"
+#include "edge/read_buffer.h"
 #include "edge/transport.h"
 
 namespace chat::edge {
@@ -55,7 +56,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession<Stream>>,
   void End();
 
   boost::beast::websocket::stream<Stream> ws_;
-  boost::beast::flat_buffer buffer_;
+  ReadBuffer<boost::beast::websocket::stream<Stream>> buffer_{ws_};
   boost::asio::steady_timer close_timer_;
   boost::asio::steady_timer expiry_timer_;
   int64_t expires_at_ms_ = 0;

@@ -15,7 +15,10 @@ class ChatTest : public ::testing::Test {
                           "--max_message_bytes=4096", "--messages_per_second=1000",
                           "--rate_burst=1000",
                           // The hammering rule (1008) has its own test in security_e2e.
-                          "--rate_limit_strikes=1000000"};
+                          "--rate_limit_strikes=1000000",
+                          // The slow consumer starts reading only after its
+                          // flood; give it time to find its 4008 on a busy machine.
+                          "--close_grace_ms=60000"};
     cluster_ = new Cluster("chat", options);
     absl::Status s = cluster_->Start();
     ASSERT_TRUE(s.ok()) << s;
