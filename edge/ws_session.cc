@@ -16,7 +16,7 @@ namespace net = boost::asio;
 template <class Stream>
 WsSession<Stream>::WsSession(Stream&& stream, EdgeContext* context, Identity identity,
                              std::string connection_id, bool answer_authorization)
-    : ws_(std::move(stream)),
+    : ws_(WsLayerOf<Stream>::From(std::move(stream))),
       close_timer_(ws_.get_executor()),
       expiry_timer_(ws_.get_executor()),
       context_(context),
@@ -35,7 +35,9 @@ WsSession<Stream>::~WsSession() {
 
 template <class Stream>
 void WsSession<Stream>::Run(http::request<http::empty_body> request) {
-  beast::get_lowest_layer(ws_).expires_never();  // the websocket timeouts take over
+  if constexpr (kIsTls<Stream>) {
+    beast::get_lowest_layer(ws_).expires_never();  // the websocket timeouts take over
+  }
   websocket::stream_base::timeout timeouts;
   timeouts.handshake_timeout = context_->handshake_timeout;
   timeouts.idle_timeout = std::chrono::seconds(context_->logic.idle_timeout_s);
@@ -184,7 +186,7 @@ void WsSession<Stream>::Close(uint16_t code, std::string reason) {
   close_timer_.async_wait([self = this->shared_from_this()](beast::error_code ec) {
     if (ec) return;
     beast::error_code ignored;
-    beast::get_lowest_layer(self->ws_).socket().close(ignored);
+    RawSocket(beast::get_lowest_layer(self->ws_)).close(ignored);
   });
   if (!accepted_) return;  // OnAccept will see closing_
   // A queued goodbye (e.g. the last error) goes out before the close frame,
@@ -215,7 +217,7 @@ void WsSession<Stream>::End() {
   expiry_timer_.cancel();
   auto keep = std::move(keep_alive_while_paused_);  // released when End returns
   beast::error_code ignored;
-  beast::get_lowest_layer(ws_).socket().close(ignored);
+  RawSocket(beast::get_lowest_layer(ws_)).close(ignored);
   logic_.OnClosed();
   context_->hub->Remove(logic_.connection_id());
   context_->directory->Unregister(logic_.connection_id());

@@ -55,8 +55,10 @@ class WsSession final : public std::enable_shared_from_this<WsSession<Stream>>,
   void DoClose();
   void End();
 
-  boost::beast::websocket::stream<Stream> ws_;
-  ReadBuffer<boost::beast::websocket::stream<Stream>> buffer_{ws_};
+  // permessage-deflate is never negotiated: without it the stream is smaller.
+  using Ws = boost::beast::websocket::stream<WsLayer<Stream>, /*deflateSupported=*/false>;
+  Ws ws_;
+  ReadBuffer<Ws> buffer_{ws_};
   boost::asio::steady_timer close_timer_;
   boost::asio::steady_timer expiry_timer_;
   int64_t expires_at_ms_ = 0;
