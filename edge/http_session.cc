@@ -273,7 +273,7 @@ template <class Stream>
 void HttpSession<Stream>::Admit(std::shared_ptr<Request> req, Identity identity) {
   const unsigned version = req->version();
   if (absl::Status s = context_->per_user->Reserve(identity.user); !s.ok()) {
-    Respond(version, false, http::status::too_many_requests, "text/plain",
+    Respond(version, false, http::status::service_unavailable, "text/plain",
             absl::StrCat(s.message(), "\n"), {{"Retry-After", "5"}});
     return;
   }

@@ -33,7 +33,7 @@ ABSL_FLAG(int, threads, 2, "I/O threads");
 ABSL_FLAG(std::string, allowed_origins, "*",
           "comma-separated Origins allowed to open WebSockets from a browser page "
           "(https://chat.example.com,...); * = any. Requests without Origin always pass");
-ABSL_FLAG(int, max_connections_per_user, 32, "live connections of one user on this edge (429 beyond)");
+ABSL_FLAG(int, max_connections_per_user, 32, "live connections of one user on this edge (HTTP 503 beyond)");
 ABSL_FLAG(int, rate_limit_strikes, 50,
           "frames refused as rate_limited within 10 s before the connection is closed with 1008");
 ABSL_FLAG(std::string, auth, "name",

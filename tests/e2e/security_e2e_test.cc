@@ -5,6 +5,7 @@
 #include "absl/strings/numbers.h"
 #include "boost/asio/ip/tcp.hpp"
 #include "chat/v1/chat.grpc.pb.h"
+#include "gmock/gmock.h"
 #include "grpcpp/create_channel.h"
 #include "tests/e2e/e2e_util.h"
 
@@ -58,7 +59,8 @@ TEST(SecurityTest, ConnectionLimitsPerUserAndPerEdge) {
   o.target = "/?name=alice";
   o.expect_hello = false;
   EXPECT_FALSE(third.Connect(cluster.edge_port(), o).ok());
-  EXPECT_EQ(third.http_status(), 429) << third.http_body();
+  EXPECT_EQ(third.http_status(), 503) << third.http_body();
+  EXPECT_THAT(third.http_body(), ::testing::HasSubstr("connections")) << "the body says why";
   // Closing one frees a slot.
   a2->Close();
   ASSERT_TRUE(Eventually([&] {
