@@ -70,6 +70,16 @@ struct Identity {
   int64_t expires_at_s = 0;  // 0: never (name mode, or a token without exp)
 };
 
+// When a connection with a token expiring at `expires_at_s` must close, in
+// Unix ms (with `skew_s` of tolerance); 0 for never. An `exp` past the year
+// 5000 (tokens meant never to expire say 9999-12-31) counts as never, which
+// also keeps the arithmetic far from overflow.
+inline int64_t ExpiryMs(int64_t expires_at_s, int64_t skew_s) {
+  constexpr int64_t kNeverS = 100'000'000'000;
+  if (expires_at_s <= 0 || expires_at_s >= kNeverS) return 0;
+  return (expires_at_s + skew_s) * 1000;
+}
+
 // Checks a bearer token (jwt mode). The answer may come on another thread.
 class TokenVerifier {
  public:

@@ -208,9 +208,7 @@ void ConnectionLogic::HandleRefresh(RefreshAction action, RequestId request_id) 
         SendError(ErrorCode::kForbidden, "the new token names another user", request_id);
         return;
       }
-      sink_->SetExpiry(identity->expires_at_s == 0
-                           ? 0
-                           : (identity->expires_at_s + tokens_->clock_skew_s()) * 1000);
+      sink_->SetExpiry(ExpiryMs(identity->expires_at_s, tokens_->clock_skew_s()));
       Send(EncodeRefreshed(identity->expires_at_s, request_id));
     });
   });

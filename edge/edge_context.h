@@ -38,6 +38,9 @@ struct EdgeContext {
   std::atomic<uint64_t> next_connection{0};
   std::atomic<size_t> live_connections{0};  // registered and not yet closed
   std::atomic<bool> shutting_down{false};
+  // The I/O threads are gone and the backends may be too: a session destroyed
+  // now (with the io_context's pending handlers) only closes its socket.
+  std::atomic<bool> stopped{false};
 };
 
 }  // namespace chat::edge

@@ -155,6 +155,7 @@ absl::Status EdgeServer::Start() {
                                                  context_.edge_id, &hub_, directory_options);
   LinkOptions link_options;
   link_options.auth = ServiceAuth(options_.service_token);
+  link_options.answer_timeout = absl::FromChrono(options_.send_timeout);
   messages_ = std::make_unique<MessageLinks>(options_.message_services, context_.edge_id, &hub_,
                                              link_options);
   context_.directory = directory_.get();
@@ -210,6 +211,9 @@ void EdgeServer::Shutdown(std::chrono::milliseconds drain) {
   ioc_.stop();
   for (auto& t : threads_) t.join();
   threads_.clear();
+  // Sessions still closing (a peer that never finished its close) die with
+  // ioc_; they must not call the backends reset below.
+  context_.stopped = true;
   messages_.reset();
   directory_.reset();
 }

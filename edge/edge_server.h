@@ -32,6 +32,7 @@ struct EdgeOptions {
   size_t max_connections = 100000;
   std::chrono::seconds handshake_timeout{10};
   std::chrono::milliseconds close_grace{3000};
+  std::chrono::milliseconds send_timeout{10000};  // see LinkOptions::answer_timeout
   size_t max_header_bytes = 8192;
   int threads = 2;
   std::string service_token;  // sent to connection- and message-service
@@ -71,11 +72,9 @@ class EdgeServer {
   void DoAccept();
 
   EdgeOptions options_;
-  // Before ioc_: sessions that die with it still hold SSL objects of it.
+  // Everything sessions point to is declared before ioc_, so it outlives the
+  // sessions that die with ioc_'s pending handlers (tls_: their SSL objects).
   std::unique_ptr<boost::asio::ssl::context> tls_;  // null: plaintext
-  boost::asio::io_context ioc_;
-  boost::asio::ip::tcp::acceptor acceptor_;
-  boost::asio::steady_timer accept_retry_;
   EdgeContext context_;
   LocalHub hub_;
   std::unique_ptr<OriginPolicy> origins_;
@@ -84,6 +83,9 @@ class EdgeServer {
   std::unique_ptr<StaticFiles> static_files_;
   std::unique_ptr<DirectoryClient> directory_;
   std::unique_ptr<MessageLinks> messages_;
+  boost::asio::io_context ioc_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::steady_timer accept_retry_;
   std::vector<std::thread> threads_;
   int port_ = 0;
   bool stopped_ = false;

@@ -272,6 +272,11 @@ void HttpSession<Stream>::HandleUpgrade(Request request) {
 template <class Stream>
 void HttpSession<Stream>::Admit(std::shared_ptr<Request> req, Identity identity) {
   const unsigned version = req->version();
+  if (context_->shutting_down) {  // the drain began while the token was checked
+    Respond(version, false, http::status::service_unavailable, "text/plain",
+            "edge is shutting down; reconnect elsewhere\n", {{"Retry-After", "1"}});
+    return;
+  }
   if (absl::Status s = context_->per_user->Reserve(identity.user); !s.ok()) {
     Respond(version, false, http::status::service_unavailable, "text/plain",
             absl::StrCat(s.message(), "\n"), {{"Retry-After", "5"}});

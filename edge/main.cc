@@ -27,6 +27,9 @@ ABSL_FLAG(int, max_outbound_bytes, 4 << 20,
           "per-connection outbound queue; overflow closes with 4008 (slow consumer)");
 ABSL_FLAG(int, max_connections, 100000, "live WebSocket connections on this edge (503 beyond)");
 ABSL_FLAG(int, handshake_timeout_s, 10, "time allowed for the HTTP request and upgrade");
+ABSL_FLAG(int, send_timeout_ms, 10000,
+          "a message-service link that leaves sends unanswered this long is reset; they fail as "
+          "unavailable");
 ABSL_FLAG(int, close_grace_ms, 3000,
           "time a closing handshake may take (e.g. a client that stopped reading) before the socket is cut");
 ABSL_FLAG(int, threads, 2, "I/O threads");
@@ -102,6 +105,7 @@ int main(int argc, char** argv) {
   options.max_connections = absl::GetFlag(FLAGS_max_connections);
   options.handshake_timeout = std::chrono::seconds(absl::GetFlag(FLAGS_handshake_timeout_s));
   options.close_grace = std::chrono::milliseconds(absl::GetFlag(FLAGS_close_grace_ms));
+  options.send_timeout = std::chrono::milliseconds(absl::GetFlag(FLAGS_send_timeout_ms));
   options.threads = absl::GetFlag(FLAGS_threads);
   options.service_token = absl::GetFlag(FLAGS_service_token);
   options.allowed_origins =
@@ -137,10 +141,16 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (options.logic.max_message_bytes < 1024 || options.logic.messages_per_second < 1 ||
-      options.logic.idle_timeout_s < 1 || options.max_outbound_bytes < 1024) {
+      options.logic.idle_timeout_s < 1 || options.max_outbound_bytes < 1024 ||
+      options.max_connections_per_user < 1 || options.close_grace.count() < 1 ||
+      options.send_timeout.count() < 100 || options.logic.rate_limit_strikes < 1 ||
+      options.logic.rate_limit_strikes > 100000 || options.logic.bad_frames_max < 0 ||
+      options.logic.bad_frames_max > 100000) {
     std::fprintf(stderr,
                  "limits out of range: --max_message_bytes>=1024, --messages_per_second>=1, "
-                 "--idle_timeout_s>=1, --max_outbound_bytes>=1024\n");
+                 "--idle_timeout_s>=1, --max_outbound_bytes>=1024, "
+                 "--max_connections_per_user>=1, --close_grace_ms>=1, --send_timeout_ms>=100, "
+                 "1<=--rate_limit_strikes<=100000, 0<=--bad_frames_max<=100000\n");
     return 2;
   }
 

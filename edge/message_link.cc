@@ -123,9 +123,19 @@ void MessageLink::Run() {
     mu_.Unlock();
     stream->Begin(stub_.get());
     mu_.Lock();
-    // Wait for the attempt to end, or for shutdown.
+    // Wait for the attempt to end, or for shutdown; a stream that leaves
+    // sends unanswered too long is cut (its end fails them as unavailable).
     auto done_or_stop = [this] { return stream_done_ || stopping_; };
-    mu_.Await(absl::Condition(&done_or_stop));
+    const absl::Duration tick = std::min(absl::Seconds(1), options_.answer_timeout / 4);
+    while (!mu_.AwaitWithTimeout(absl::Condition(&done_or_stop), tick)) {
+      if (!waiting_.empty() && absl::Now() - last_answer_ > options_.answer_timeout) {
+        spdlog::warn("EdgeLink: {} sends unanswered for {}; reconnecting", waiting_.size(),
+                     absl::FormatDuration(absl::Now() - last_answer_));
+        attempt->Cancel();
+        mu_.Await(absl::Condition(&stream_done_));
+        break;
+      }
+    }
     if (stopping_) {
       if (!stream_done_) {
         attempt->Cancel();
@@ -182,6 +192,7 @@ void MessageLink::Send(OutgoingSend send, std::function<void(const SendResult&)>
       r->set_send_to(std::move(send.send_to));
       r->set_message(std::move(send.message));
       r->set_from_connection_id(std::move(send.from_connection_id));
+      if (waiting_.empty()) last_answer_ = absl::Now();
       waiting_.emplace(seq, std::move(done));
       WriteNextLocked();
       return;
@@ -202,6 +213,7 @@ void MessageLink::OnDown(const chat::v1::EdgeDown& down) {
   ready.reserve(down.results_size());
   {
     absl::MutexLock lock(&mu_);
+    last_answer_ = absl::Now();
     for (const auto& r : down.results()) {
       auto it = waiting_.find(r.seq());
       if (it == waiting_.end()) continue;

@@ -11,6 +11,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "chat/v1/chat.grpc.pb.h"
 #include "grpcpp/channel.h"
 #include "common/service_auth.h"
@@ -23,13 +24,18 @@ struct LinkOptions {
   size_t max_inflight_sends = 100000;  // per link; beyond it sends fail as unavailable
   int max_sends_per_batch = 4096;      // message-service's limit per EdgeUp
   ServiceAuth auth;                    // credential sent on the stream
+  // A link whose oldest unanswered send waits longer than this is wedged
+  // (the service is stuck, the network silently dropped the stream): it is
+  // torn down, its sends fail as unavailable, and it reconnects.
+  absl::Duration answer_timeout = absl::Seconds(10);
 };
 
 // One EdgeLink stream to one message-service replica, kept open for as long
 // as this object lives. Sends queued while a write is in flight go up together
 // in the next EdgeUp; deliveries coming down are encoded once per delivery and
-// handed to the local hub. When the stream breaks every unanswered send fails
-// as unavailable and the link reconnects with backoff.
+// handed to the local hub. When the stream breaks, or answers nothing for
+// `answer_timeout` while sends wait, every unanswered send fails as
+// unavailable and the link reconnects with backoff.
 class MessageLink {
  public:
   MessageLink(std::shared_ptr<grpc::Channel> channel, std::string edge_id, LocalHub* hub,
@@ -64,6 +70,8 @@ class MessageLink {
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   absl::flat_hash_map<uint64_t, std::function<void(const SendResult&)>> waiting_
       ABSL_GUARDED_BY(mu_);
+  // Last time the service answered, or waiting_ went from empty to not.
+  absl::Time last_answer_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };
 

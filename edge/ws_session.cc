@@ -24,7 +24,7 @@ WsSession<Stream>::WsSession(Stream&& stream, EdgeContext* context, Identity ide
              context->directory, context->hub, this, context->clock, context->tokens),
       answer_authorization_(answer_authorization) {
   if (identity.expires_at_s > 0 && context->tokens != nullptr) {
-    expires_at_ms_ = (identity.expires_at_s + context->tokens->clock_skew_s()) * 1000;
+    expires_at_ms_ = ExpiryMs(identity.expires_at_s, context->tokens->clock_skew_s());
   }
 }
 
@@ -119,10 +119,17 @@ void WsSession<Stream>::SetExpiry(int64_t expires_at_ms) {
   expires_at_ms_ = expires_at_ms;
   expiry_timer_.cancel();
   if (expires_at_ms == 0 || ended_) return;
-  const int64_t wait_ms = std::max<int64_t>(0, expires_at_ms - context_->clock->NowMs());
-  expiry_timer_.expires_after(std::chrono::milliseconds(wait_ms));
+  // Waits at most a day at a time (a far exp must not overflow the clock).
+  constexpr int64_t kMaxWaitMs = 24 * 3600 * 1000;
+  const int64_t left_ms = expires_at_ms - context_->clock->NowMs();
+  expiry_timer_.expires_after(
+      std::chrono::milliseconds(std::clamp<int64_t>(left_ms, 0, kMaxWaitMs)));
   expiry_timer_.async_wait([self = this->shared_from_this(), expires_at_ms](beast::error_code ec) {
     if (ec || self->expires_at_ms_ != expires_at_ms) return;  // refreshed meanwhile
+    if (self->context_->clock->NowMs() < expires_at_ms) {
+      self->SetExpiry(expires_at_ms);  // not yet: wait again
+      return;
+    }
     self->Close(kClosePolicy, "token expired");
   });
 }
@@ -218,6 +225,7 @@ void WsSession<Stream>::End() {
   auto keep = std::move(keep_alive_while_paused_);  // released when End returns
   beast::error_code ignored;
   RawSocket(beast::get_lowest_layer(ws_)).close(ignored);
+  if (context_->stopped) return;
   logic_.OnClosed();
   context_->hub->Remove(logic_.connection_id());
   context_->directory->Unregister(logic_.connection_id());

@@ -63,6 +63,41 @@ TEST(FailureTest, MessageServiceDownMeansUnavailableUntilItReturns) {
   EXPECT_EQ(Str(*got, "message"), "probe");
 }
 
+// A message-service that hangs (SIGSTOP: its sockets stay open, nothing
+// answers) must not leave senders waiting: after --send_timeout_ms the edge
+// resets the link, the sends fail as unavailable, and it recovers on SIGCONT.
+TEST(FailureTest, HungMessageServiceFailsSendsAfterTheTimeoutAndRecovers) {
+  ClusterOptions options;
+  options.edge_flags = {"--send_timeout_ms=1000"};
+  Cluster cluster("ms-hung", options);
+  ASSERT_TRUE(cluster.Start().ok());
+  auto alice = Connect(cluster.edge_port(), "alice");
+  auto bob = Connect(cluster.edge_port(), "bob");
+  ASSERT_TRUE(alice && bob);
+  ASSERT_EQ(Str(SendUntil(*alice, "bob", "sent"), "action"), "sent");
+  ASSERT_TRUE(bob->ReadAction("send").ok());
+
+  cluster.message_service().Signal(SIGSTOP);
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(alice->SendText(R"({"action":"send","send_to":"bob","message":"into the void","request_id":"hung"})").ok());
+  auto e = alice->ReadAction("error", 10s);
+  const auto waited = std::chrono::steady_clock::now() - start;
+  cluster.message_service().Signal(SIGCONT);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(Str(*e, "code"), "unavailable") << json::serialize(*e);
+  EXPECT_EQ(Str(*e, "request_id"), "hung");
+  EXPECT_TRUE(e->at("temporary").as_bool());
+  EXPECT_GE(waited, 900ms) << "failed before the timeout";
+  // Other actions never depended on message-service.
+  ASSERT_TRUE(alice->SendText(R"({"action":"ping","request_id":"p"})").ok());
+  EXPECT_TRUE(alice->ReadAction("pong").ok());
+
+  json::object sent = SendUntil(*alice, "bob", "sent");
+  ASSERT_EQ(Str(sent, "action"), "sent") << json::serialize(sent);
+  auto got = bob->ReadAction("send");
+  ASSERT_TRUE(got.ok()) << got.status();
+}
+
 TEST(FailureTest, ConnectionServiceRestartIsHealedByReRegistration) {
   Cluster cluster("cs-restart");
   ASSERT_TRUE(cluster.Start().ok());
@@ -172,6 +207,31 @@ TEST(FailureTest, SigtermClosesWith1001AndExitsZero) {
     ASSERT_TRUE(s.ok()) << s.status();
     EXPECT_TRUE(WIFEXITED(*s) && WEXITSTATUS(*s) == 0) << "wait status " << *s;
   }
+}
+
+// A client that never answers the close keeps its session past the drain;
+// the edge must still exit cleanly (the session dies with the I/O context,
+// after the backends it used to call are gone).
+TEST(FailureTest, SigtermWithAClientThatNeverAnswersTheCloseStillExitsZero) {
+  ClusterOptions options;
+  options.edge_flags = {"--close_grace_ms=60000", "--drain_timeout_ms=300"};
+  Cluster cluster("sigterm-deaf", options);
+  ASSERT_TRUE(cluster.Start().ok());
+  WsClient deaf;
+  HandshakeOptions h;
+  h.target = "/?name=deaf";
+  h.start_reader = false;  // reads nothing, so never answers the close frame
+  h.expect_hello = false;
+  ASSERT_TRUE(deaf.Connect(cluster.edge_port(), h).ok());
+  auto alice = Connect(cluster.edge_port(), "alice");
+  ASSERT_TRUE(alice);
+  cluster.edge(0).Signal(SIGTERM);
+  auto code = alice->ReadUntilClosed(10s);
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 1001);
+  auto status = cluster.edge(0).Wait(10s);
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "wait status " << *status;
 }
 
 TEST(FailureTest, OperatorDisconnectClosesWith1008) {

@@ -209,6 +209,17 @@ TEST(JwtE2eTest, Hs256TokenInEachCarrierNamesTheUser) {
     names.emplace_back(c.as_object().at("name").as_string());
   }
   EXPECT_EQ(names, (std::vector<std::string>{"alice", "bob", "carol", "dan"}));
+
+  // A token meant never to expire (exp 9999-12-31T23:59:59Z) keeps its
+  // connection: a far exp must not overflow into "already expired".
+  json::object forever = Claims("eve");
+  forever["exp"] = int64_t{253402300799};
+  auto eve = ConnectAs(port, "eve", Hs256(forever), Carrier::kSubprotocol);
+  ASSERT_TRUE(eve);
+  ASSERT_TRUE(eve->SendText(R"({"action":"ping","request_id":"still-here"})").ok());
+  auto pong = eve->ReadAction("pong");
+  ASSERT_TRUE(pong.ok()) << pong.status();
+  ExpectDelivered(*alice, "alice", *eve, "eve", "forever yours");
 }
 
 TEST(JwtE2eTest, NameQueryIsNotAnIdentityInJwtMode) {
