@@ -1,5 +1,7 @@
 #include "common/grpc_server.h"
 
+#include <thread>
+
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "grpcpp/create_channel.h"
@@ -44,6 +46,18 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target) {
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
   return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+}
+
+void ReleaseChannel(std::shared_ptr<grpc::Channel> channel, std::chrono::milliseconds timeout) {
+  if (channel == nullptr) return;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  // Polls a reference count, bounded: gRPC offers no notification for it.
+  while (channel.use_count() > 1 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  if (channel.use_count() > 1) {
+    new std::shared_ptr<grpc::Channel>(std::move(channel));  // leaked on purpose, see header
+  }
 }
 
 }  // namespace chat

@@ -1,6 +1,7 @@
 #ifndef CHAT_COMMON_GRPC_SERVER_H_
 #define CHAT_COMMON_GRPC_SERVER_H_
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,6 +30,15 @@ absl::StatusOr<StartedServer> StartGrpcServer(const GrpcServerOptions& options,
 
 // Same limits and keepalive settings for every client channel we open.
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target);
+
+// Lets go of a channel on the calling thread once nothing else holds it. A
+// finished call's ClientContext keeps a reference that gRPC drops on its own
+// callback thread; if that is the last one, gRPC 1.51 shuts the shared
+// callback completion queue down from inside one of its threads, which joins
+// itself and frees the queue twice (grpc/grpc#32584). So: wait, bounded, for
+// the other holders to finish; after `timeout` the channel is deliberately
+// leaked instead (the process is exiting anyway).
+void ReleaseChannel(std::shared_ptr<grpc::Channel> channel, std::chrono::milliseconds timeout);
 
 }  // namespace chat
 

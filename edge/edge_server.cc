@@ -151,12 +151,18 @@ absl::Status EdgeServer::Start() {
   }
   DirectoryOptions directory_options;
   directory_options.auth = ServiceAuth(options_.service_token);
-  directory_ = std::make_unique<DirectoryClient>(MakeChannel(options_.connection_service),
-                                                 context_.edge_id, &hub_, directory_options);
+  channels_.push_back(MakeChannel(options_.connection_service));
+  directory_ = std::make_unique<DirectoryClient>(channels_.back(), context_.edge_id, &hub_,
+                                                 directory_options);
   LinkOptions link_options;
   link_options.auth = ServiceAuth(options_.service_token);
   link_options.answer_timeout = absl::FromChrono(options_.send_timeout);
-  messages_ = std::make_unique<MessageLinks>(options_.message_services, context_.edge_id, &hub_,
+  std::vector<std::shared_ptr<grpc::Channel>> message_channels;
+  for (const auto& target : options_.message_services) {
+    message_channels.push_back(MakeChannel(target));
+    channels_.push_back(message_channels.back());
+  }
+  messages_ = std::make_unique<MessageLinks>(message_channels, context_.edge_id, &hub_,
                                              link_options);
   context_.directory = directory_.get();
   context_.messages = messages_.get();
@@ -216,6 +222,8 @@ void EdgeServer::Shutdown(std::chrono::milliseconds drain) {
   context_.stopped = true;
   messages_.reset();
   directory_.reset();
+  for (auto& channel : channels_) ReleaseChannel(std::move(channel), std::chrono::seconds(2));
+  channels_.clear();
 }
 
 }  // namespace chat::edge

@@ -83,6 +83,8 @@ class EdgeServer {
   std::unique_ptr<StaticFiles> static_files_;
   std::unique_ptr<DirectoryClient> directory_;
   std::unique_ptr<MessageLinks> messages_;
+  // Every backend channel, released last and on this thread (ReleaseChannel).
+  std::vector<std::shared_ptr<grpc::Channel>> channels_;
   boost::asio::io_context ioc_;
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::steady_timer accept_retry_;

@@ -247,10 +247,10 @@ void MessageLink::OnStreamDone(Stream* stream) {
   }
 }
 
-MessageLinks::MessageLinks(const std::vector<std::string>& targets, const std::string& edge_id,
-                           LocalHub* hub, LinkOptions options) {
-  for (const auto& target : targets) {
-    links_.push_back(std::make_unique<MessageLink>(MakeChannel(target), edge_id, hub, options));
+MessageLinks::MessageLinks(const std::vector<std::shared_ptr<grpc::Channel>>& channels,
+                           const std::string& edge_id, LocalHub* hub, LinkOptions options) {
+  for (const auto& channel : channels) {
+    links_.push_back(std::make_unique<MessageLink>(channel, edge_id, hub, options));
   }
 }
 

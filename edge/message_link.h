@@ -79,8 +79,8 @@ class MessageLink {
 // same live link so that its messages stay in order.
 class MessageLinks : public MessageBackend {
  public:
-  MessageLinks(const std::vector<std::string>& targets, const std::string& edge_id, LocalHub* hub,
-               LinkOptions options);
+  MessageLinks(const std::vector<std::shared_ptr<grpc::Channel>>& channels,
+               const std::string& edge_id, LocalHub* hub, LinkOptions options);
 
   void Send(OutgoingSend send, std::function<void(const SendResult&)> done) override;
   bool Ready() const override;

@@ -1,5 +1,6 @@
 // message-service: turns a send into deliveries on the edges' links.
 #include <cstdio>
+#include <memory>
 #include <random>
 
 #include "absl/flags/flag.h"
@@ -59,8 +60,8 @@ int main(int argc, char** argv) {
     spdlog::critical("{}", server.status().ToString());
     return 1;
   }
-  chat::message::RoutesFeed feed(stub.get(), &table,
-                                 chat::ServiceAuth(absl::GetFlag(FLAGS_service_token)));
+  auto feed = std::make_unique<chat::message::RoutesFeed>(
+      stub.get(), &table, chat::ServiceAuth(absl::GetFlag(FLAGS_service_token)));
   const std::string host = options.listen.substr(0, options.listen.rfind(':'));
   spdlog::info("message-service replica {} on {}:{}, connection-service at {}", replica, host,
                server->port, absl::GetFlag(FLAGS_connection_service));
@@ -70,5 +71,8 @@ int main(int argc, char** argv) {
   const int sig = chat::WaitForTerminationSignal();
   spdlog::info("signal {}: shutting down", sig);
   server->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  feed.reset();
+  stub.reset();
+  chat::ReleaseChannel(std::move(channel), std::chrono::seconds(2));
   return 0;
 }
