@@ -22,9 +22,9 @@ ConnectionLogic::ConnectionLogic(std::string user, std::string connection_id,
       rate_strikes_(config->rate_limit_strikes, config->rate_limit_window_ms) {}
 
 std::string ConnectionLogic::HelloFrame() const {
-  return EncodeHello(user_, connection_id_, config_->server_id,
-                     {config_->max_message_bytes, config_->messages_per_second,
-                      config_->idle_timeout_s});
+  return EncodeHello(
+      user_, connection_id_, config_->server_id,
+      {config_->max_message_bytes, config_->messages_per_second, config_->idle_timeout_s});
 }
 
 void ConnectionLogic::Send(std::string frame) {
@@ -93,8 +93,8 @@ void ConnectionLogic::OnText(std::string_view text) {
 
 void ConnectionLogic::HandleSend(SendAction action, RequestId request_id) {
   if (action.sent_by.has_value() && *action.sent_by != user_) {
-    SendError(ErrorCode::kForbidden,
-              absl::StrCat("sent_by must be your own name ('", user_, "')"), request_id);
+    SendError(ErrorCode::kForbidden, absl::StrCat("sent_by must be your own name ('", user_, "')"),
+              request_id);
     return;
   }
   if (action.message.size() > config_->max_message_bytes) {
@@ -115,7 +115,7 @@ void ConnectionLogic::HandleSend(SendAction action, RequestId request_id) {
   }
   OutgoingSend send{user_, std::move(action.send_to), std::move(action.message), connection_id_};
   messages_->Send(std::move(send), [this, weak = sink_->WeakSelf(),
-                                     request_id = std::move(request_id)](const SendResult& result) {
+                                    request_id = std::move(request_id)](const SendResult& result) {
     auto sink = weak.lock();
     if (sink == nullptr) return;
     bool counted = false;
@@ -139,7 +139,8 @@ void ConnectionLogic::OnSendResult(const SendResult& result, const RequestId& re
   }
   switch (result.status) {
     case SendResult::Status::kOk:
-      if (request_id.has_value()) Send(EncodeSent(request_id, result.id, result.ts_ms, result.delivered));
+      if (request_id.has_value())
+        Send(EncodeSent(request_id, result.id, result.ts_ms, result.delivered));
       return;
     case SendResult::Status::kUnknownUser:
       SendError(ErrorCode::kUnknownUser, result.error, request_id);
@@ -193,25 +194,25 @@ void ConnectionLogic::HandleRefresh(RefreshAction action, RequestId request_id) 
     CountBadFrame();
     return;
   }
-  tokens_->Verify(std::move(action.token), [this, weak = sink_->WeakSelf(),
-                                             request_id = std::move(request_id)](
-                                                absl::StatusOr<Identity> identity) {
-    auto sink = weak.lock();
-    if (sink == nullptr) return;
-    sink->Post([this, identity = std::move(identity), request_id] {
-      if (!identity.ok()) {
-        SendError(ErrorCode::kForbidden,
-                  absl::StrCat("token refused: ", identity.status().message()), request_id);
-        return;
-      }
-      if (identity->user != user_) {
-        SendError(ErrorCode::kForbidden, "the new token names another user", request_id);
-        return;
-      }
-      sink_->SetExpiry(ExpiryMs(identity->expires_at_s, tokens_->clock_skew_s()));
-      Send(EncodeRefreshed(identity->expires_at_s, request_id));
-    });
-  });
+  tokens_->Verify(
+      std::move(action.token), [this, weak = sink_->WeakSelf(), request_id = std::move(request_id)](
+                                   absl::StatusOr<Identity> identity) {
+        auto sink = weak.lock();
+        if (sink == nullptr) return;
+        sink->Post([this, identity = std::move(identity), request_id] {
+          if (!identity.ok()) {
+            SendError(ErrorCode::kForbidden,
+                      absl::StrCat("token refused: ", identity.status().message()), request_id);
+            return;
+          }
+          if (identity->user != user_) {
+            SendError(ErrorCode::kForbidden, "the new token names another user", request_id);
+            return;
+          }
+          sink_->SetExpiry(ExpiryMs(identity->expires_at_s, tokens_->clock_skew_s()));
+          Send(EncodeRefreshed(identity->expires_at_s, request_id));
+        });
+      });
 }
 
 void ConnectionLogic::OnClosed() {

@@ -94,10 +94,12 @@ EdgeServer::~EdgeServer() { Shutdown(std::chrono::milliseconds(0)); }
 absl::Status EdgeServer::Start() {
   const size_t colon = options_.listen.rfind(':');
   if (colon == std::string::npos) {
-    return absl::InvalidArgumentError(absl::StrCat("--listen must be host:port, got '", options_.listen, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--listen must be host:port, got '", options_.listen, "'"));
   }
   std::string host = options_.listen.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   int port = 0;
   if (!absl::SimpleAtoi(options_.listen.substr(colon + 1), &port) || port < 0 || port > 65535) {
     return absl::InvalidArgumentError(absl::StrCat("bad port in --listen '", options_.listen, "'"));
@@ -109,14 +111,16 @@ absl::Status EdgeServer::Start() {
   }
   boost::system::error_code ec;
   const auto address = net::ip::make_address(host.empty() ? "0.0.0.0" : host, ec);
-  if (ec) return absl::InvalidArgumentError(absl::StrCat("bad address '", host, "': ", ec.message()));
+  if (ec)
+    return absl::InvalidArgumentError(absl::StrCat("bad address '", host, "': ", ec.message()));
   const tcp::endpoint endpoint(address, static_cast<uint16_t>(port));
   acceptor_.open(endpoint.protocol(), ec);
   if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);
   if (!ec) acceptor_.bind(endpoint, ec);
   if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
   if (ec) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.listen, ": ", ec.message()));
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options_.listen, ": ", ec.message()));
   }
   port_ = acceptor_.local_endpoint().port();
   if (options_.jwt.has_value()) {
@@ -162,8 +166,8 @@ absl::Status EdgeServer::Start() {
     message_channels.push_back(MakeChannel(target));
     channels_.push_back(message_channels.back());
   }
-  messages_ = std::make_unique<MessageLinks>(message_channels, context_.edge_id, &hub_,
-                                             link_options);
+  messages_ =
+      std::make_unique<MessageLinks>(message_channels, context_.edge_id, &hub_, link_options);
   context_.directory = directory_.get();
   context_.messages = messages_.get();
 

@@ -22,7 +22,8 @@ namespace net = boost::asio;
 namespace {
 
 bool OffersAuthorization(std::string_view header) {
-  for (absl::string_view token : absl::StrSplit(absl::string_view(header.data(), header.size()), ',')) {
+  for (absl::string_view token :
+       absl::StrSplit(absl::string_view(header.data(), header.size()), ',')) {
     if (absl::StripAsciiWhitespace(token) == "authorization") return true;
   }
   return false;
@@ -175,7 +176,8 @@ void HttpSession<Stream>::HandlePlain(const Request& request) {
   }
   if (context_->static_files != nullptr) {
     const auto inm = request[http::field::if_none_match];
-    StaticResponse file = context_->static_files->Get(target, std::string_view(inm.data(), inm.size()));
+    StaticResponse file =
+        context_->static_files->Get(target, std::string_view(inm.data(), inm.size()));
     auto response = file.headers;
     Respond(version, keep_alive, static_cast<http::status>(file.status), "", std::move(file.body),
             std::move(response), request.method() == http::verb::head);
@@ -245,28 +247,28 @@ void HttpSession<Stream>::HandleUpgrade(Request request) {
     return;
   }
   auto req = std::make_shared<Request>(std::move(request));
-  context_->tokens->Verify(std::move(*token), [self = this->shared_from_this(),
-                                               req](absl::StatusOr<Identity> identity) {
-    net::post(self->stream_.get_executor(), [self, req, identity = std::move(identity)] {
-      const unsigned version = req->version();
-      if (!identity.ok()) {
-        self->Respond(version, false, http::status::unauthorized, "text/plain",
-                      absl::StrCat("invalid token: ", identity.status().message(), "\n"),
-                      {{"WWW-Authenticate", "Bearer error=\"invalid_token\""}});
-        return;
-      }
-      const std::string_view target(req->target().data(), req->target().size());
-      if (FindQueryParam(target, "name").has_value()) {
-        absl::StatusOr<std::string> named = UserFromTarget(target);
-        if (!named.ok() || *named != identity->user) {
-          self->Respond(version, false, http::status::forbidden, "text/plain",
-                        "?name= does not match the token's user\n");
-          return;
-        }
-      }
-      self->Admit(req, *identity);
-    });
-  });
+  context_->tokens->Verify(
+      std::move(*token), [self = this->shared_from_this(), req](absl::StatusOr<Identity> identity) {
+        net::post(self->stream_.get_executor(), [self, req, identity = std::move(identity)] {
+          const unsigned version = req->version();
+          if (!identity.ok()) {
+            self->Respond(version, false, http::status::unauthorized, "text/plain",
+                          absl::StrCat("invalid token: ", identity.status().message(), "\n"),
+                          {{"WWW-Authenticate", "Bearer error=\"invalid_token\""}});
+            return;
+          }
+          const std::string_view target(req->target().data(), req->target().size());
+          if (FindQueryParam(target, "name").has_value()) {
+            absl::StatusOr<std::string> named = UserFromTarget(target);
+            if (!named.ok() || *named != identity->user) {
+              self->Respond(version, false, http::status::forbidden, "text/plain",
+                            "?name= does not match the token's user\n");
+              return;
+            }
+          }
+          self->Admit(req, *identity);
+        });
+      });
 }
 
 template <class Stream>
@@ -286,8 +288,7 @@ void HttpSession<Stream>::Admit(std::shared_ptr<Request> req, Identity identity)
     context_->per_user->Release(identity.user);
     context_->live_connections.fetch_sub(1);
     Respond(version, false, http::status::service_unavailable, "text/plain",
-            "edge is at its connection limit; try another edge or later\n",
-            {{"Retry-After", "5"}});
+            "edge is at its connection limit; try another edge or later\n", {{"Retry-After", "5"}});
     return;
   }
   const auto protocols = (*req)[http::field::sec_websocket_protocol];

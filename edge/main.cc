@@ -9,7 +9,8 @@
 #include "edge/edge_server.h"
 #include "spdlog/spdlog.h"
 
-ABSL_FLAG(std::string, listen, "127.0.0.1:8080", "HTTP/WebSocket listen address (host:port; port 0 = any)");
+ABSL_FLAG(std::string, listen, "127.0.0.1:8080",
+          "HTTP/WebSocket listen address (host:port; port 0 = any)");
 ABSL_FLAG(std::string, edge_id, "", "unique id of this edge; empty = <hostname>-<port>");
 ABSL_FLAG(std::string, connection_service, "127.0.0.1:50051", "connection-service address");
 ABSL_FLAG(std::string, message_service, "127.0.0.1:50052",
@@ -31,12 +32,14 @@ ABSL_FLAG(int, send_timeout_ms, 10000,
           "a message-service link that leaves sends unanswered this long is reset; they fail as "
           "unavailable");
 ABSL_FLAG(int, close_grace_ms, 3000,
-          "time a closing handshake may take (e.g. a client that stopped reading) before the socket is cut");
+          "time a closing handshake may take (e.g. a client that stopped reading) before the "
+          "socket is cut");
 ABSL_FLAG(int, threads, 2, "I/O threads");
 ABSL_FLAG(std::string, allowed_origins, "*",
           "comma-separated Origins allowed to open WebSockets from a browser page "
           "(https://chat.example.com,...); * = any. Requests without Origin always pass");
-ABSL_FLAG(int, max_connections_per_user, 32, "live connections of one user on this edge (HTTP 503 beyond)");
+ABSL_FLAG(int, max_connections_per_user, 32,
+          "live connections of one user on this edge (HTTP 503 beyond)");
 ABSL_FLAG(int, rate_limit_strikes, 50,
           "frames refused as rate_limited within 10 s before the connection is closed with 1008");
 ABSL_FLAG(std::string, auth, "name",
