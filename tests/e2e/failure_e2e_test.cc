@@ -190,18 +190,23 @@ TEST(FailureTest, RestartedEdgeClearsItsPredecessorsConnectionsAtOnce) {
   EXPECT_EQ(Str(e, "code"), "recipient_offline") << json::serialize(e);
 }
 
-TEST(FailureTest, SigtermClosesWith1001AndExitsZero) {
-  Cluster cluster("sigterm");
-  ASSERT_TRUE(cluster.Start().ok());
-  auto alice = Connect(cluster.edge_port(), "alice");
-  ASSERT_TRUE(alice);
+// SIGTERM to the edge: `client` sees 1001, the edge exits 0.
+void ExpectSigtermClosesWith1001AndExitsZero(Cluster& cluster, WsClient& client) {
   cluster.edge(0).Signal(SIGTERM);
-  auto code = alice->ReadUntilClosed(10s);
+  auto code = client.ReadUntilClosed(10s);
   ASSERT_TRUE(code.ok()) << code.status();
   EXPECT_EQ(*code, 1001);
   auto status = cluster.edge(0).Wait(10s);
   ASSERT_TRUE(status.ok()) << status.status();
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "wait status " << *status;
+}
+
+TEST(FailureTest, SigtermClosesWith1001AndExitsZero) {
+  Cluster cluster("sigterm");
+  ASSERT_TRUE(cluster.Start().ok());
+  auto alice = Connect(cluster.edge_port(), "alice");
+  ASSERT_TRUE(alice);
+  ExpectSigtermClosesWith1001AndExitsZero(cluster, *alice);
   for (ChildProcess* p : {&cluster.message_service(), &cluster.connection_service()}) {
     auto s = cluster.Stop(*p, SIGTERM);
     ASSERT_TRUE(s.ok()) << s.status();
@@ -225,13 +230,7 @@ TEST(FailureTest, SigtermWithAClientThatNeverAnswersTheCloseStillExitsZero) {
   ASSERT_TRUE(deaf.Connect(cluster.edge_port(), h).ok());
   auto alice = Connect(cluster.edge_port(), "alice");
   ASSERT_TRUE(alice);
-  cluster.edge(0).Signal(SIGTERM);
-  auto code = alice->ReadUntilClosed(10s);
-  ASSERT_TRUE(code.ok()) << code.status();
-  EXPECT_EQ(*code, 1001);
-  auto status = cluster.edge(0).Wait(10s);
-  ASSERT_TRUE(status.ok()) << status.status();
-  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "wait status " << *status;
+  ExpectSigtermClosesWith1001AndExitsZero(cluster, *alice);
 }
 
 TEST(FailureTest, OperatorDisconnectClosesWith1008) {
