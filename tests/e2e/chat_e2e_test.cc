@@ -44,9 +44,11 @@ TEST_F(ChatTest, OriginalAppScenarioVerbatim) {
   auto alice = Connect(port(), "alice");
   auto bob = Connect(port(), "bob");
   ASSERT_TRUE(alice && bob);
-  ASSERT_TRUE(alice
-                  ->SendText(R"({"action":"send","message":"Hello World!","send_to":"bob","sent_by":"alice"})")
-                  .ok());
+  ASSERT_TRUE(
+      alice
+          ->SendText(
+              R"({"action":"send","message":"Hello World!","send_to":"bob","sent_by":"alice"})")
+          .ok());
   auto got = bob->ReadAction("send");
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(Str(*got, "sent_by"), "alice");
@@ -153,7 +155,9 @@ TEST_F(ChatTest, SendWithRequestIdIsAnsweredWithSent) {
   auto heidi1 = Connect(port(), "heidi");
   auto heidi2 = Connect(port(), "heidi");
   ASSERT_TRUE(grace && heidi1 && heidi2);
-  ASSERT_TRUE(grace->SendText(R"({"action":"send","send_to":"heidi","message":"hi","request_id":"c-17"})").ok());
+  ASSERT_TRUE(
+      grace->SendText(R"({"action":"send","send_to":"heidi","message":"hi","request_id":"c-17"})")
+          .ok());
   auto sent = grace->ReadAction("sent");
   ASSERT_TRUE(sent.ok()) << sent.status();
   EXPECT_EQ(Str(*sent, "request_id"), "c-17");
@@ -165,7 +169,8 @@ TEST_F(ChatTest, SendWithRequestIdIsAnsweredWithSent) {
   EXPECT_EQ(Str(*m2, "id"), Str(*sent, "id"));
   EXPECT_EQ(m1->at("ts"), sent->at("ts"));
   // Integer request ids come back as integers.
-  ASSERT_TRUE(grace->SendText(R"({"action":"send","send_to":"heidi","message":"2","request_id":7})").ok());
+  ASSERT_TRUE(
+      grace->SendText(R"({"action":"send","send_to":"heidi","message":"2","request_id":7})").ok());
   auto sent2 = grace->ReadAction("sent");
   ASSERT_TRUE(sent2.ok());
   EXPECT_EQ(sent2->at("request_id").as_int64(), 7);
@@ -177,7 +182,11 @@ TEST_F(ChatTest, SendToYourselfReachesAllYourConnections) {
   auto ivan1 = Connect(port(), "ivan");
   auto ivan2 = Connect(port(), "ivan");
   ASSERT_TRUE(ivan1 && ivan2);
-  ASSERT_TRUE(ivan1->SendText(R"({"action":"send","send_to":"ivan","message":"note to self","request_id":1})").ok());
+  ASSERT_TRUE(
+      ivan1
+          ->SendText(
+              R"({"action":"send","send_to":"ivan","message":"note to self","request_id":1})")
+          .ok());
   auto sent = ivan1->ReadAction("sent");
   ASSERT_TRUE(sent.ok());
   EXPECT_EQ(sent->at("delivered").as_int64(), 2);
@@ -223,8 +232,9 @@ TEST_F(ChatTest, EveryClientErrorCodeIsReachable) {
   }
   reconnect();
   reconnect();
-  e = ExpectError(*a, R"({"action":"send","send_to":"leo","message":"x","sent_by":"mallory","request_id":3})",
-                  "forbidden");
+  e = ExpectError(
+      *a, R"({"action":"send","send_to":"leo","message":"x","sent_by":"mallory","request_id":3})",
+      "forbidden");
   EXPECT_EQ(e.at("request_id").as_int64(), 3);
   e = ExpectError(*a, R"({"action":"send","send_to":"nobody-ever","message":"x"})", "unknown_user");
   EXPECT_EQ(e.at("temporary").as_bool(), false);
@@ -235,7 +245,8 @@ TEST_F(ChatTest, EveryClientErrorCodeIsReachable) {
     gone->Close();
   }
   ASSERT_TRUE(Eventually([&] {
-    auto probe = a->SendText(R"({"action":"send","send_to":"mike","message":"x","request_id":"p"})");
+    auto probe =
+        a->SendText(R"({"action":"send","send_to":"mike","message":"x","request_id":"p"})");
     auto reply = a->Read(2s);
     return reply.ok() && Str(reply->json, "code") == "recipient_offline";
   })) << "mike never showed as offline";
@@ -244,7 +255,8 @@ TEST_F(ChatTest, EveryClientErrorCodeIsReachable) {
 TEST_F(ChatTest, ErrorsCarryRequestIdAndTemporaryFlag) {
   auto a = Connect(port(), "nina");
   ASSERT_TRUE(a);
-  json::object e = ExpectError(*a, R"({"action":"send","send_to":"x","request_id":"abc"})", "bad_request");
+  json::object e =
+      ExpectError(*a, R"({"action":"send","send_to":"x","request_id":"abc"})", "bad_request");
   EXPECT_EQ(Str(e, "request_id"), "abc");
   EXPECT_FALSE(e.at("temporary").as_bool());
   EXPECT_EQ(Str(e, "action"), "error");
@@ -313,8 +325,10 @@ TEST_F(ChatTest, UsersListsEveryoneSortedWithStatusAndPages) {
     last = json::serialize(*r);
     const auto& contacts = r->at("contacts").as_array();
     return contacts.size() == 3 && !contacts[2].as_object().at("status").as_bool();
-  })) << "last reply: " << last;
-  ASSERT_TRUE(u1->SendText(R"({"action":"users","after":"\uFFFDu-","limit":2,"request_id":5})").ok());
+  })) << "last reply: "
+      << last;
+  ASSERT_TRUE(
+      u1->SendText(R"({"action":"users","after":"\uFFFDu-","limit":2,"request_id":5})").ok());
   auto page1 = u1->ReadAction("users");
   ASSERT_TRUE(page1.ok());
   const auto& c1 = page1->at("contacts").as_array();
@@ -351,7 +365,8 @@ TEST_F(ChatTest, UsersListsEveryoneSortedWithStatusAndPages) {
 TEST_F(ChatTest, WatchReportsPresenceTransitionsOnlyOnce) {
   auto watcher = Connect(port(), "rita");
   ASSERT_TRUE(watcher);
-  ASSERT_TRUE(watcher->SendText(R"({"action":"watch","users":["sam","sam","tom"],"request_id":"w"})").ok());
+  ASSERT_TRUE(
+      watcher->SendText(R"({"action":"watch","users":["sam","sam","tom"],"request_id":"w"})").ok());
   auto watching = watcher->ReadAction("watching");
   ASSERT_TRUE(watching.ok());
   EXPECT_EQ(json::serialize(watching->at("users")), R"(["sam","tom"])");
@@ -428,7 +443,8 @@ TEST_F(ChatTest, SlowConsumerIsClosedWith4008AndOthersKeepFlowing) {
     json::object frame{{"action", "send"}, {"send_to", "xavier"}, {"message", chunk}};
     ASSERT_TRUE(sender->SendJson(frame).ok());
     if (i % 100 == 0) {
-      ASSERT_TRUE(sender->SendText(R"({"action":"send","send_to":"zed","message":"still here"})").ok());
+      ASSERT_TRUE(
+          sender->SendText(R"({"action":"send","send_to":"zed","message":"still here"})").ok());
       auto got = bystander->ReadAction("send");
       ASSERT_TRUE(got.ok()) << "bystander starved at " << i << ": " << got.status();
     }

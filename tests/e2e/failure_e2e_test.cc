@@ -18,8 +18,8 @@ json::object SendUntil(WsClient& from, const std::string& to, const std::string&
   int n = 0;
   Eventually(
       [&] {
-        json::object frame{{"action", "send"}, {"send_to", to}, {"message", "probe"},
-                           {"request_id", ++n}};
+        json::object frame{
+            {"action", "send"}, {"send_to", to}, {"message", "probe"}, {"request_id", ++n}};
         if (!from.SendJson(frame).ok()) return false;
         while (true) {
           auto reply = from.Read(3s);
@@ -79,7 +79,11 @@ TEST(FailureTest, HungMessageServiceFailsSendsAfterTheTimeoutAndRecovers) {
 
   cluster.message_service().Signal(SIGSTOP);
   const auto start = std::chrono::steady_clock::now();
-  ASSERT_TRUE(alice->SendText(R"({"action":"send","send_to":"bob","message":"into the void","request_id":"hung"})").ok());
+  ASSERT_TRUE(
+      alice
+          ->SendText(
+              R"({"action":"send","send_to":"bob","message":"into the void","request_id":"hung"})")
+          .ok());
   auto e = alice->ReadAction("error", 10s);
   const auto waited = std::chrono::steady_clock::now() - start;
   cluster.message_service().Signal(SIGCONT);
