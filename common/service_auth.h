@@ -16,7 +16,8 @@ namespace chat {
 // zero-configuration local default). Health and reflection stay open.
 class ServiceAuth {
  public:
-  explicit ServiceAuth(std::string token = "") : token_(std::move(token)) {}
+  ServiceAuth() = default;  // no credential: calls are not checked
+  explicit ServiceAuth(std::string token) : token_(std::move(token)) {}
 
   bool enabled() const { return !token_.empty(); }
   grpc::Status Check(const grpc::CallbackServerContext* ctx) const;

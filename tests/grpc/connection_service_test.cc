@@ -66,14 +66,10 @@ v1::Connection Conn(const std::string& id, const std::string& user) {
 class ConnectionServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto started = StartGrpcServer({}, {&service_});
-    ASSERT_TRUE(started.ok()) << started.status();
-    server_ = std::move(started->server);
-    channel_ = MakeChannel(absl::StrCat("127.0.0.1:", started->port));
+    absl::Status started = server_.Start(&service_);
+    ASSERT_TRUE(started.ok()) << started;
+    channel_ = server_.channel();
     stub_ = v1::ConnectionService::NewStub(channel_);
-  }
-  void TearDown() override {
-    if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   }
 
   grpc::Status Register(const std::string& edge, std::vector<v1::Connection> conns,
@@ -141,7 +137,7 @@ class ConnectionServiceTest : public ::testing::Test {
   chat::testing::FakeClock clock_{1764050000000};
   Registry registry_{std::make_unique<MemoryStore>(), &clock_, kLeaseMs};
   ConnectionServiceImpl service_{&registry_, "cs-test"};
-  std::unique_ptr<grpc::Server> server_;
+  chat::testing::InProcessServer server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::ConnectionService::Stub> stub_;
   v1::WatchRoutesRequest request_routes_;

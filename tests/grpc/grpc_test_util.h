@@ -7,10 +7,12 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "common/grpc_server.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/generic/generic_stub.h"
@@ -21,6 +23,26 @@
 // Helpers for in-process gRPC tests: deadlines on every call, a stream reader
 // a test can wait on, and a health check without generated health stubs.
 namespace chat::testing {
+
+// One service on 127.0.0.1:0 and a channel to it; shut down on destruction.
+class InProcessServer {
+ public:
+  absl::Status Start(grpc::Service* service) {
+    auto started = StartGrpcServer({}, {service});
+    if (!started.ok()) return started.status();
+    server_ = std::move(started->server);
+    channel_ = MakeChannel(absl::StrCat("127.0.0.1:", started->port));
+    return absl::OkStatus();
+  }
+  ~InProcessServer() {
+    if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  }
+  const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
+
+ private:
+  std::unique_ptr<grpc::Server> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+};
 
 // Every call a test makes has a deadline, so a broken server fails the test
 // instead of hanging it.

@@ -133,14 +133,10 @@ std::string StatusName(v1::SendStatus s) { return v1::SendStatus_Name(s); }
 class MessageServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto started = StartGrpcServer({}, {&service_});
-    ASSERT_TRUE(started.ok()) << started.status();
-    server_ = std::move(started->server);
-    channel_ = MakeChannel(absl::StrCat("127.0.0.1:", started->port));
+    absl::Status started = server_.Start(&service_);
+    ASSERT_TRUE(started.ok()) << started;
+    channel_ = server_.channel();
     stub_ = v1::MessageService::NewStub(channel_);
-  }
-  void TearDown() override {
-    if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   }
 
   // The routes connection-service would stream: alice on e1 twice, carol on
@@ -169,7 +165,7 @@ class MessageServiceTest : public ::testing::Test {
   Router router_{&table_, &ids_, &clock_, 128 * 1024};
   EdgeLinks links_;
   MessageServiceImpl service_{&router_, &links_, MessageServiceOptions()};
-  std::unique_ptr<grpc::Server> server_;
+  chat::testing::InProcessServer server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::MessageService::Stub> stub_;
 };

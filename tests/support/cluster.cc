@@ -72,6 +72,13 @@ absl::StatusOr<HttpResult> Get(net::io_context& ioc, Stream& stream, int port,
   return result;
 }
 
+absl::Status ConnectLoopback(net::ip::tcp::socket& socket, int port) {
+  beast::error_code ec;
+  socket.connect({net::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port)}, ec);
+  if (ec) return absl::UnavailableError(absl::StrCat("connect: ", ec.message()));
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<HttpResult> HttpGet(int port, const std::string& target,
@@ -79,9 +86,8 @@ absl::StatusOr<HttpResult> HttpGet(int port, const std::string& target,
                                    std::chrono::milliseconds timeout) {
   net::io_context ioc;
   beast::tcp_stream stream(ioc);
+  if (absl::Status s = ConnectLoopback(stream.socket(), port); !s.ok()) return s;
   beast::error_code ec;
-  stream.socket().connect({net::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port)}, ec);
-  if (ec) return absl::UnavailableError(absl::StrCat("connect: ", ec.message()));
   return Get(ioc, stream, port, target, headers, timeout);
 }
 
@@ -94,9 +100,8 @@ absl::StatusOr<HttpResult> HttpsGet(int port, const std::string& target, const s
   beast::ssl_stream<beast::tcp_stream> stream(ioc, **context);
   stream.set_verify_callback(net::ssl::host_name_verification("127.0.0.1"));
   auto& tcp = beast::get_lowest_layer(stream);
+  if (absl::Status s = ConnectLoopback(tcp.socket(), port); !s.ok()) return s;
   beast::error_code ec;
-  tcp.socket().connect({net::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port)}, ec);
-  if (ec) return absl::UnavailableError(absl::StrCat("connect: ", ec.message()));
   bool done = false;
   stream.async_handshake(net::ssl::stream_base::client, [&](beast::error_code e) {
     ec = e;
@@ -112,9 +117,8 @@ absl::StatusOr<std::string> RawRequest(int port, const std::string& request,
                                        std::chrono::milliseconds timeout) {
   net::io_context ioc;
   beast::tcp_stream stream(ioc);
+  if (absl::Status s = ConnectLoopback(stream.socket(), port); !s.ok()) return s;
   beast::error_code ec;
-  stream.socket().connect({net::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port)}, ec);
-  if (ec) return absl::UnavailableError(absl::StrCat("connect: ", ec.message()));
   bool done = false;
   net::async_write(stream, net::buffer(request), [&](beast::error_code e, size_t) {
     ec = e;
@@ -174,9 +178,10 @@ absl::Status Cluster::StartConnectionService() {
 
 absl::Status Cluster::StartMessageService() {
   message_ = std::make_unique<ChildProcess>();
-  std::vector<std::string> argv = {BinaryDir() + "/message-service/message-service",
-                                   absl::StrCat("--listen=127.0.0.1:", message_port_),
-                                   absl::StrCat("--connection_service=127.0.0.1:", connection_port_)};
+  std::vector<std::string> argv = {
+      BinaryDir() + "/message-service/message-service",
+      absl::StrCat("--listen=127.0.0.1:", message_port_),
+      absl::StrCat("--connection_service=127.0.0.1:", connection_port_)};
   argv.insert(argv.end(), options_.message_flags.begin(), options_.message_flags.end());
   if (auto s = message_->Start(argv, {}, LogPath("message-service")); !s.ok()) return s;
   auto port = message_->WaitListening(10s);
@@ -187,11 +192,11 @@ absl::Status Cluster::StartMessageService() {
 
 absl::Status Cluster::StartEdge(int index) {
   edges_[index] = std::make_unique<ChildProcess>();
-  std::vector<std::string> argv = {BinaryDir() + "/edge/edge",
-                                   absl::StrCat("--listen=127.0.0.1:", edge_ports_[index]),
-                                   absl::StrCat("--connection_service=127.0.0.1:", connection_port_),
-                                   absl::StrCat("--message_service=127.0.0.1:", message_port_),
-                                   absl::StrCat("--edge_id=e", index + 1)};
+  std::vector<std::string> argv = {
+      BinaryDir() + "/edge/edge", absl::StrCat("--listen=127.0.0.1:", edge_ports_[index]),
+      absl::StrCat("--connection_service=127.0.0.1:", connection_port_),
+      absl::StrCat("--message_service=127.0.0.1:", message_port_),
+      absl::StrCat("--edge_id=e", index + 1)};
   argv.insert(argv.end(), options_.edge_flags.begin(), options_.edge_flags.end());
   if (auto s = edges_[index]->Start(argv, {}, LogPath(absl::StrCat("edge", index + 1))); !s.ok()) {
     return s;
