@@ -22,9 +22,10 @@ struct HttpResult {
 };
 
 // One HTTP/1.1 request to 127.0.0.1:port with a deadline.
-absl::StatusOr<HttpResult> HttpGet(int port, const std::string& target,
-                                   const std::vector<std::pair<std::string, std::string>>& headers = {},
-                                   std::chrono::milliseconds timeout = 3s);
+absl::StatusOr<HttpResult> HttpGet(
+    int port, const std::string& target,
+    const std::vector<std::pair<std::string, std::string>>& headers = {},
+    std::chrono::milliseconds timeout = 3s);
 // The same over TLS (https://), trusting only the certificates in `ca_file`;
 // the server's certificate must name 127.0.0.1.
 absl::StatusOr<HttpResult> HttpsGet(
@@ -47,6 +48,10 @@ struct ClusterOptions {
   // Set when edge_flags turn TLS on: readiness is then probed over https://,
   // trusting this PEM file.
   std::string edge_tls_ca;
+  // --store of message-service and connection-service ("sqlite:PATH" or a
+  // postgresql:// URL); empty: the flag is not passed (the binary's default).
+  std::string message_store;
+  std::string connection_store;
 };
 
 // The three real binaries on free loopback ports, as a test's fixture.
