@@ -1,5 +1,5 @@
 // Turns the JSON lines of bench/run.sh into bench/results/latest.md (medians
-// per server, ratios ours/peer, the targets of issue 5) and latest.json.
+// per server, ratios ours/peer, the project's goals) and latest.json.
 // Usage: node report.mjs --runs=FILE.jsonl --md=OUT.md --json=OUT.json [--quick=0|1]
 import { readFileSync, writeFileSync } from 'node:fs';
 import { execSync } from 'node:child_process';

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One command for the benchmark of issue 5: our three services and the two
+# One command for the benchmark: our three services and the two
 # peers (Node `ws`, Bun) under the same load, side by side.
 #
 #   bench/run.sh                 full run (3 repetitions; ~5 minutes here)
@@ -187,7 +187,7 @@ for rep in $(seq "$REPS"); do
         dm_open) args="dm --mode=open $DM_OPEN" ;;
         idle) args="idle $IDLE" ;;
         storm) args="storm $STORM" ;;
-        idle100k)  # issue 5: 100,000 live connections across several edges (ours only)
+        idle100k)  # 100,000 live connections across several edges (ours only)
           [[ $server == ours ]] || continue
           args="idle --conns=100000 --procs=6 --concurrency=300 --settle=2 --hold=5" ;;
         *) echo "unknown workload $workload" >&2; exit 2 ;;

@@ -595,7 +595,7 @@ function wsBase() {
   return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/`;
 }
 
-// The edge's rule for names (protocol.md §1), checked here so a mistake gets a clear message
+// The edge's rule for names (docs/protocol.md §1), checked here so a mistake gets a clear message
 // instead of a handshake the browser can only report as a failed connection.
 function nameProblem(name) {
   if (name.length === 0) return 'Enter a name.';

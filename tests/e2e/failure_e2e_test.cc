@@ -1,4 +1,4 @@
-// The failure model of architecture.md, with real processes: backends that
+// The failure model of docs/architecture.md, with real processes: backends that
 // die and come back, edges killed or stopped, operators kicking users.
 #include <signal.h>
 #include <sys/wait.h>

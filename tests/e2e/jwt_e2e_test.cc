@@ -1,4 +1,4 @@
-// protocol.md §1 `jwt` mode against the real binaries: each of the three token
+// docs/protocol.md §1 `jwt` mode against the real binaries: each of the three token
 // carriers, HS256 with a shared secret, RS256/ES256 keys from a JWKS file and
 // from a JWKS URL, Cognito access tokens, every refusal as the HTTP status a
 // client sees, and token expiry on a live connection (1008) unless it was
@@ -236,7 +236,7 @@ TEST(JwtE2eTest, NameQueryIsNotAnIdentityInJwtMode) {
   h.expect_hello = false;
   EXPECT_FALSE(named.Connect(port, h).ok());
   EXPECT_EQ(named.http_status(), 401) << named.http_body();
-  // A ?name= that differs from the token's user: 403 (protocol.md §1).
+  // A ?name= that differs from the token's user: 403 (docs/protocol.md §1).
   const std::string alice_token = Hs256For("alice");
   r = Upgrade(port, "/?name=bob", {{"Sec-WebSocket-Protocol", "authorization, " + alice_token}});
   EXPECT_EQ(r.status, 403) << r.body;
