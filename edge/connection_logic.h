@@ -16,7 +16,7 @@
 
 namespace chat::edge {
 
-// Close codes of protocol.md §4.
+// Close codes of docs/protocol.md §4.
 inline constexpr uint16_t kCloseNormal = 1000;
 inline constexpr uint16_t kCloseGoingAway = 1001;
 inline constexpr uint16_t kClosePolicy = 1008;

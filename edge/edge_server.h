@@ -38,7 +38,7 @@ struct EdgeOptions {
   std::string service_token;  // sent to connection- and message-service
   std::vector<std::string> allowed_origins = {"*"};
   int max_connections_per_user = 32;
-  // jwt mode when set (protocol.md §1); name mode otherwise.
+  // jwt mode when set (docs/protocol.md §1); name mode otherwise.
   std::optional<JwtConfig> jwt;
   // PEM files. Both set: the listener speaks TLS only (1.2 or later), so
   // clients use wss:// and https://. Both empty: plaintext. One alone is an

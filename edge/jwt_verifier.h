@@ -13,7 +13,7 @@
 #include "common/clock.h"
 #include "edge/jwks.h"
 
-// Verifies the JWTs of protocol.md §1 `jwt` mode. Signatures are checked by
+// Verifies the JWTs of docs/protocol.md §1 `jwt` mode. Signatures are checked by
 // libjwt (OpenSSL); this code only decides which algorithm and key a token may
 // use and checks the claims.
 namespace chat::edge {
