@@ -1,8 +1,9 @@
 // Durable conversations (protocol version 2) against the three real binaries
 // with a real store: offline delivery, pushes after hello, sync, history,
 // conversations, read marks and receipts, idempotent sends, bad input, and
-// crashes of every process. Each test gets its own cluster and its own empty
-// store; the same suite runs on every store engine.
+// crashes of every process, as docs/protocol.md §6 describes them (the §
+// numbers below are its sections). Each test gets its own cluster and its own
+// empty store; the same suite runs on every store engine.
 #include <signal.h>
 #include <stdlib.h>
 
@@ -569,6 +570,10 @@ TEST_P(DurableTest, HistoryPagesNewestFirst) {
   json::object unknown = Answer(*alice, {{"action", "history"}, {"with", "nobody-ever"}});
   EXPECT_TRUE(IsAction(unknown, "error")) << Dump(unknown);
   EXPECT_EQ(Str(unknown, "code"), "unknown_user") << Dump(unknown);
+
+  json::object unknown_read =
+      Answer(*alice, {{"action", "read"}, {"with", "nobody-ever"}, {"seq", 1}});
+  EXPECT_EQ(Str(unknown_read, "code"), "unknown_user") << Dump(unknown_read);
 
   json::object empty = Answer(*alice, {{"action", "history"}, {"with", "carol"}});
   EXPECT_TRUE(IsAction(empty, "history")) << Dump(empty);
