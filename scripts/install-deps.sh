@@ -10,6 +10,7 @@ packages=(
   libabsl-dev libgtest-dev libgmock-dev libspdlog-dev
   libjwt-dev libssl-dev libcurl4-openssl-dev
   libjemalloc-dev clang-14 libclang-rt-14-dev
+  libsqlite3-dev libpq-dev postgresql-15
   python3 python3-yaml curl
 )
 if [[ "${1:-}" == "--browser" ]]; then

@@ -1,0 +1,188 @@
+#include "store/sqlite_store.h"
+
+#include <sqlite3.h>
+
+#include <cctype>
+#include <filesystem>
+#include <unordered_map>
+
+#include "absl/strings/str_cat.h"
+#include "store/sql_message_store.h"
+#include "store/sql_user_store.h"
+
+namespace chat::store {
+namespace {
+
+// SQLite numbers its parameters ?1, ?2, ...; the shared SQL says $1, $2.
+std::string ToSqliteParams(const std::string& sql) {
+  std::string out = sql;
+  for (size_t i = 0; i + 1 < out.size(); ++i) {
+    if (out[i] == '$' && std::isdigit(static_cast<unsigned char>(out[i + 1]))) out[i] = '?';
+  }
+  return out;
+}
+
+class SqliteDb final : public SqlDb {
+ public:
+  SqliteDb(std::string path, StoreOptions options) : path_(std::move(path)), options_(options) {}
+  ~SqliteDb() override { Close(); }
+
+  absl::Status Open();
+  Dialect dialect() const override { return Dialect::kSqlite; }
+  absl::Status Transaction(Mode mode, const std::function<absl::Status()>& body) override;
+  absl::Status Execute(const std::string& sql) override;
+  absl::StatusOr<SqlRows> Run(const std::string& sql, const std::vector<SqlParam>& params) override;
+
+ private:
+  // UNAVAILABLE carrying SQLite's message; the file is reopened before the
+  // next transaction, whatever state the error left the connection in.
+  absl::Status Failed(const std::string& what);
+  void Close();
+
+  const std::string path_;
+  const StoreOptions options_;
+  sqlite3* db_ = nullptr;
+  bool broken_ = false;
+  std::unordered_map<std::string, sqlite3_stmt*> statements_;
+};
+
+absl::Status SqliteDb::Failed(const std::string& what) {
+  broken_ = true;
+  const char* message = db_ != nullptr ? sqlite3_errmsg(db_) : "out of memory";
+  const int code = db_ != nullptr ? sqlite3_extended_errcode(db_) : SQLITE_NOMEM;
+  return absl::UnavailableError(
+      absl::StrCat("sqlite ", path_, ": ", what, ": ", message, " (", code, ")"));
+}
+
+void SqliteDb::Close() {
+  for (auto& [sql, stmt] : statements_) sqlite3_finalize(stmt);
+  statements_.clear();
+  if (db_ != nullptr) sqlite3_close_v2(db_);
+  db_ = nullptr;
+}
+
+absl::Status SqliteDb::Open() {
+  Close();
+  broken_ = false;
+  const std::filesystem::path dir = std::filesystem::path(path_).parent_path();
+  if (!dir.empty()) {
+    std::error_code error;
+    std::filesystem::create_directories(dir, error);
+    if (error) {
+      return absl::UnavailableError(
+          absl::StrCat("sqlite: cannot create directory ", dir.string(), ": ", error.message()));
+    }
+  }
+  const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+  if (sqlite3_open_v2(path_.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
+    absl::Status status = Failed("open");
+    Close();
+    return status;
+  }
+  sqlite3_extended_result_codes(db_, 1);
+  sqlite3_busy_timeout(db_, options_.timeout_ms);
+  // WAL: readers never block the writer; NORMAL syncs at checkpoints only,
+  // which a process crash cannot undo (a power loss can).
+  absl::Status status = Execute(absl::StrCat(
+      "PRAGMA journal_mode=WAL; PRAGMA synchronous=", options_.fsync ? "FULL" : "NORMAL", ";"));
+  if (!status.ok()) Close();
+  return status;
+}
+
+absl::Status SqliteDb::Execute(const std::string& sql) {
+  char* error = nullptr;
+  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &error) != SQLITE_OK) {
+    sqlite3_free(error);
+    return Failed("exec");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteDb::Transaction(Mode mode, const std::function<absl::Status()>& body) {
+  if (db_ == nullptr || broken_) STORE_RETURN_IF_ERROR(Open());
+  // IMMEDIATE takes the write lock up front: a deferred transaction that
+  // upgrades later can fail with BUSY without waiting.
+  STORE_RETURN_IF_ERROR(Execute(mode == Mode::kWrite ? "BEGIN IMMEDIATE" : "BEGIN"));
+  absl::Status status = body();
+  if (status.ok()) status = Execute("COMMIT");
+  if (!status.ok() && !sqlite3_get_autocommit(db_)) {
+    if (!Execute("ROLLBACK").ok()) broken_ = true;
+  }
+  return status;
+}
+
+absl::StatusOr<SqlRows> SqliteDb::Run(const std::string& sql, const std::vector<SqlParam>& params) {
+  sqlite3_stmt*& stmt = statements_[sql];
+  if (stmt == nullptr) {
+    const std::string text = ToSqliteParams(sql);
+    if (sqlite3_prepare_v3(db_, text.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) !=
+        SQLITE_OK) {
+      statements_.erase(sql);
+      return Failed(absl::StrCat("prepare ", sql));
+    }
+  }
+  sqlite3_reset(stmt);
+  for (size_t i = 0; i < params.size(); ++i) {
+    const int index = static_cast<int>(i + 1);
+    const SqlParam& p = params[i];
+    int rc = SQLITE_OK;
+    if (std::holds_alternative<std::nullptr_t>(p)) {
+      rc = sqlite3_bind_null(stmt, index);
+    } else if (const int64_t* v = std::get_if<int64_t>(&p)) {
+      rc = sqlite3_bind_int64(stmt, index, *v);
+    } else if (const std::string* s = std::get_if<std::string>(&p)) {
+      rc = sqlite3_bind_text(stmt, index, s->data(), static_cast<int>(s->size()), SQLITE_STATIC);
+    } else {
+      const std::string& bytes = std::get<Blob>(p).bytes;
+      rc = sqlite3_bind_blob(stmt, index, bytes.data(), static_cast<int>(bytes.size()),
+                             SQLITE_STATIC);
+    }
+    if (rc != SQLITE_OK) return Failed("bind");
+  }
+  SqlRows rows;
+  const int columns = sqlite3_column_count(stmt);
+  int rc;
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    std::vector<std::optional<std::string>> row(columns);
+    for (int c = 0; c < columns; ++c) {
+      if (sqlite3_column_type(stmt, c) == SQLITE_NULL) continue;
+      const void* data = sqlite3_column_blob(stmt, c);
+      const int size = sqlite3_column_bytes(stmt, c);
+      row[c].emplace(static_cast<const char*>(data), static_cast<size_t>(size));
+    }
+    rows.AddRow(std::move(row));
+  }
+  if (rc != SQLITE_DONE) {
+    absl::Status status = Failed(absl::StrCat("step ", sql));
+    sqlite3_reset(stmt);
+    return status;
+  }
+  rows.set_affected(sqlite3_changes64(db_));
+  sqlite3_reset(stmt);  // releases the statement's read snapshot
+  return rows;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SqlDb>> OpenSqliteDb(const std::string& path,
+                                                    const StoreOptions& options) {
+  auto db = std::make_unique<SqliteDb>(path, options);
+  STORE_RETURN_IF_ERROR(db->Open());
+  return std::unique_ptr<SqlDb>(std::move(db));
+}
+
+absl::StatusOr<std::unique_ptr<MessageStore>> OpenSqliteMessageStore(const std::string& path,
+                                                                     const StoreOptions& options) {
+  absl::StatusOr<std::unique_ptr<SqlDb>> db = OpenSqliteDb(path, options);
+  if (!db.ok()) return db.status();
+  return SqlMessageStore::Create(std::move(*db));
+}
+
+absl::StatusOr<std::unique_ptr<UserStore>> OpenSqliteUserStore(const std::string& path,
+                                                               const StoreOptions& options) {
+  absl::StatusOr<std::unique_ptr<SqlDb>> db = OpenSqliteDb(path, options);
+  if (!db.ok()) return db.status();
+  return SqlUserStore::Create(std::move(*db));
+}
+
+}  // namespace chat::store
