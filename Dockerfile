@@ -4,7 +4,7 @@ RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-ins
       build-essential cmake ninja-build pkg-config \
       libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev \
       libboost1.81-dev libboost-json1.81-dev libabsl-dev libspdlog-dev \
-      libjwt-dev libssl-dev libcurl4-openssl-dev libjemalloc-dev \
+      libjwt-dev libssl-dev libcurl4-openssl-dev libjemalloc-dev prometheus-cpp-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -14,7 +14,8 @@ RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCHAT_TESTS=OFF \
 FROM debian:12
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libgrpc++1.51 libprotobuf32 libabsl20220623 libspdlog1.10 libboost-json1.81.0 \
-      libjwt0 libssl3 libcurl4 libjemalloc2 ca-certificates curl \
+      libjwt0 libssl3 libcurl4 libjemalloc2 libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 \
+      ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --no-create-home chat
 COPY --from=build /build/connection-service/connection-service /build/message-service/message-service \

@@ -12,10 +12,14 @@
 
 namespace chat {
 
+class GrpcMetrics;
+
 struct GrpcServerOptions {
   std::string listen = "127.0.0.1:0";
   int max_message_bytes = 4 << 20;
   int max_concurrent_streams = 1000;
+  // Set: every call is counted and timed (grpc_server_* metrics).
+  const GrpcMetrics* metrics = nullptr;
 };
 
 struct StartedServer {
@@ -28,8 +32,10 @@ struct StartedServer {
 absl::StatusOr<StartedServer> StartGrpcServer(const GrpcServerOptions& options,
                                               const std::vector<grpc::Service*>& services);
 
-// Same limits and keepalive settings for every client channel we open.
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target);
+// Same limits and keepalive settings for every client channel we open;
+// `metrics` set: every call on it is counted and timed (grpc_client_*).
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
+                                           const GrpcMetrics* metrics = nullptr);
 
 // Lets go of a channel on the calling thread once nothing else holds it. A
 // finished call's ClientContext keeps a reference that gRPC drops on its own

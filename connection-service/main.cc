@@ -5,8 +5,10 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_format.h"
 #include "common/env_flags.h"
-#include "common/logging.h"
+#include "common/grpc_metrics.h"
 #include "common/grpc_server.h"
+#include "common/logging.h"
+#include "common/metrics.h"
 #include "common/signals.h"
 #include "connection-service/connection_service.h"
 #include "connection-service/lease_reaper.h"
@@ -18,6 +20,8 @@ ABSL_FLAG(int64_t, lease_timeout_ms, 10000,
           "an edge that has not heartbeated for this long loses all its connections");
 ABSL_FLAG(int, max_message_bytes, 16 << 20, "largest gRPC message accepted or sent");
 ABSL_FLAG(int, max_concurrent_streams, 1000, "HTTP/2 streams per client connection");
+ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9101",
+          "Prometheus metrics at http://<this>/metrics (host:port; port 0 = any; empty = off)");
 ABSL_FLAG(std::string, service_token, "",
           "when set, every caller must send 'authorization: Bearer <token>' metadata");
 
@@ -35,22 +39,36 @@ int main(int argc, char** argv) {
   std::random_device rd;
   const std::string instance_id = absl::StrFormat("%08x%08x", rd(), rd());
 
+  chat::Metrics metrics;
+  chat::GrpcMetrics grpc_metrics(metrics);
+  chat::connection::RegistryMetrics registry_metrics(metrics.registry());
   chat::connection::Registry registry(std::make_unique<chat::connection::MemoryStore>(),
-                                      chat::SystemClock::Get(), lease_ms);
+                                      chat::SystemClock::Get(), lease_ms, &registry_metrics);
+  // Name owners live in memory until the durable user store takes them.
+  chat::connection::NameClaims claims(std::make_unique<chat::connection::MemoryNameOwners>(),
+                                      chat::SystemClock::Get());
   chat::connection::ConnectionServiceImpl service(
-      &registry, instance_id, chat::ServiceAuth(absl::GetFlag(FLAGS_service_token)));
+      &registry, instance_id, chat::ServiceAuth(absl::GetFlag(FLAGS_service_token)), &claims);
   chat::GrpcServerOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
+  options.metrics = &grpc_metrics;
   auto server = chat::StartGrpcServer(options, {&service});
   if (!server.ok()) {
     spdlog::critical("{}", server.status().ToString());
     return 1;
   }
-  chat::connection::LeaseReaper reaper(&registry, absl::Milliseconds(std::max<int64_t>(lease_ms / 4, 10)));
+  chat::connection::LeaseReaper reaper(&registry,
+                                       absl::Milliseconds(std::max<int64_t>(lease_ms / 4, 10)));
+  if (absl::Status s = chat::ServeMetricsIfAsked(metrics, absl::GetFlag(FLAGS_metrics_listen));
+      !s.ok()) {
+    spdlog::critical("{}", s.ToString());
+    return 1;
+  }
   const std::string host = options.listen.substr(0, options.listen.rfind(':'));
-  spdlog::info("connection-service {} on {}:{} (lease {} ms)", instance_id, host, server->port, lease_ms);
+  spdlog::info("connection-service {} on {}:{} (lease {} ms)", instance_id, host, server->port,
+               lease_ms);
   std::printf("listening on %s:%d\n", host.c_str(), server->port);
   std::fflush(stdout);
 

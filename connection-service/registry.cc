@@ -1,6 +1,7 @@
 #include "connection-service/registry.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -9,8 +10,24 @@
 namespace chat::connection {
 
 Registry::Registry(std::unique_ptr<RegistryStore> store, const Clock* clock,
-                   int64_t lease_timeout_ms)
-    : clock_(clock), lease_timeout_ms_(lease_timeout_ms), store_(std::move(store)) {}
+                   int64_t lease_timeout_ms, RegistryMetrics* metrics)
+    : clock_(clock),
+      lease_timeout_ms_(lease_timeout_ms),
+      metrics_(metrics),
+      store_(std::move(store)) {
+  if (metrics_ == nullptr) return;
+  // A store may start with state (a durable one); from here on the gauges
+  // follow every change.
+  absl::MutexLock lock(&mu_);
+  const std::vector<ConnectionInfo> connections = store_->AllConnections();
+  absl::flat_hash_set<std::string> online;
+  for (const auto& c : connections) online.insert(c.user);
+  metrics_->users.Set(static_cast<double>(store_->AllUsers().size()));
+  metrics_->online_users.Set(static_cast<double>(online.size()));
+  metrics_->connections.Set(static_cast<double>(connections.size()));
+  metrics_->edges.Set(
+      static_cast<double>(store_->EdgesSeenBefore(std::numeric_limits<int64_t>::max()).size()));
+}
 
 bool Registry::TouchLocked(const std::string& edge_id, const std::string& incarnation,
                            Changes* changes) {
@@ -18,10 +35,12 @@ bool Registry::TouchLocked(const std::string& edge_id, const std::string& incarn
     case RegistryStore::Touch::kKnown:
       return true;
     case RegistryStore::Touch::kNew:
+      if (metrics_ != nullptr) metrics_->edges.Increment();
       return false;
     case RegistryStore::Touch::kNewIncarnation:
       for (const auto& id : store_->ConnectionIdsOfEdge(edge_id)) {
         RemoveLocked(id, RemoveReason::kLeaseExpired, changes);
+        if (metrics_ != nullptr) metrics_->expired_connections.Increment();
       }
       return false;
   }
@@ -44,12 +63,18 @@ absl::Status Registry::Register(const std::string& edge_id, const std::string& i
   for (auto& c : connections) {
     c.edge_id = edge_id;
     if (store_->AddUser(c.user)) {
+      if (metrics_ != nullptr) metrics_->users.Increment();
       RouteEvent created{RouteEventKind::kUserCreated, {}, RemoveReason::kNone};
       created.connection.user = c.user;
       changes.routes.push_back(std::move(created));
     }
     if (!store_->AddConnection(c)) continue;  // re-registration of a known connection
-    if (store_->ConnectionCount(c.user) == 1) changes.presence.push_back({c.user, true, now});
+    const bool first = store_->ConnectionCount(c.user) == 1;
+    if (metrics_ != nullptr) {
+      metrics_->connections.Increment();
+      if (first) metrics_->online_users.Increment();
+    }
+    if (first) changes.presence.push_back({c.user, true, now});
     changes.routes.push_back({RouteEventKind::kAdded, std::move(c), RemoveReason::kNone});
   }
   PublishLocked(changes);
@@ -91,7 +116,12 @@ size_t Registry::ExpireLeases() {
       ++removed;
     }
     store_->RemoveEdge(edge);
+    if (metrics_ != nullptr) {
+      metrics_->edges.Decrement();
+      metrics_->lease_expiries.Increment();
+    }
   }
+  if (metrics_ != nullptr) metrics_->expired_connections.Increment(static_cast<double>(removed));
   PublishLocked(changes);
   return removed;
 }
@@ -106,7 +136,8 @@ absl::StatusOr<int> Registry::Disconnect(const std::string& user,
   if (!connection_id.empty()) {
     ids.push_back(connection_id);
   } else {
-    if (!store_->HasUser(user)) return absl::NotFoundError(absl::StrCat("no user named '", user, "'"));
+    if (!store_->HasUser(user))
+      return absl::NotFoundError(absl::StrCat("no user named '", user, "'"));
     for (const auto& c : store_->ConnectionsOfUser(user)) ids.push_back(c.connection_id);
   }
   Changes changes;
@@ -119,9 +150,12 @@ void Registry::RemoveLocked(const std::string& connection_id, RemoveReason reaso
                             Changes* changes) {
   auto removed = store_->RemoveConnection(connection_id);
   if (!removed) return;
-  if (store_->ConnectionCount(removed->user) == 0) {
-    changes->presence.push_back({removed->user, false, clock_->NowMs()});
+  const bool last = store_->ConnectionCount(removed->user) == 0;
+  if (metrics_ != nullptr) {
+    metrics_->connections.Decrement();
+    if (last) metrics_->online_users.Decrement();
   }
+  if (last) changes->presence.push_back({removed->user, false, clock_->NowMs()});
   changes->routes.push_back({RouteEventKind::kRemoved, std::move(*removed), reason});
 }
 
@@ -172,7 +206,8 @@ absl::StatusOr<ListUsersResult> Registry::ListUsers(const std::string& after, in
 
 absl::StatusOr<UserDetails> Registry::GetUser(const std::string& name) const {
   absl::MutexLock lock(&mu_);
-  if (!store_->HasUser(name)) return absl::NotFoundError(absl::StrCat("no user named '", name, "'"));
+  if (!store_->HasUser(name))
+    return absl::NotFoundError(absl::StrCat("no user named '", name, "'"));
   return UserDetails{name, store_->ConnectionsOfUser(name)};
 }
 
@@ -198,18 +233,16 @@ void Registry::RemoveRouteWatcher(RouteWatcher* watcher) {
                         route_watchers_.end());
 }
 
-void Registry::AddPresenceWatcher(PresenceWatcher* watcher,
-                                  const std::vector<std::string>& users) {
+void Registry::AddPresenceWatcher(PresenceWatcher* watcher, const std::vector<std::string>& users) {
   absl::MutexLock lock(&mu_);
   presence_watchers_.push_back({watcher, {users.begin(), users.end()}});
 }
 
 void Registry::RemovePresenceWatcher(PresenceWatcher* watcher) {
   absl::MutexLock lock(&mu_);
-  presence_watchers_.erase(
-      std::remove_if(presence_watchers_.begin(), presence_watchers_.end(),
-                     [&](const auto& s) { return s.watcher == watcher; }),
-      presence_watchers_.end());
+  presence_watchers_.erase(std::remove_if(presence_watchers_.begin(), presence_watchers_.end(),
+                                          [&](const auto& s) { return s.watcher == watcher; }),
+                           presence_watchers_.end());
 }
 
 }  // namespace chat::connection

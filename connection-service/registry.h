@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
+#include "connection-service/registry_metrics.h"
 #include "connection-service/registry_store.h"
 
 namespace chat::connection {
@@ -66,7 +67,9 @@ inline constexpr size_t kMaxListUsers = 1000;
 // them. Thread-safe.
 class Registry {
  public:
-  Registry(std::unique_ptr<RegistryStore> store, const Clock* clock, int64_t lease_timeout_ms);
+  // `metrics` (may be null) must outlive the registry.
+  Registry(std::unique_ptr<RegistryStore> store, const Clock* clock, int64_t lease_timeout_ms,
+           RegistryMetrics* metrics = nullptr);
 
   // `incarnation` identifies the edge process; a new one for a known edge id
   // drops the connections the previous process left (it restarted).
@@ -118,6 +121,7 @@ class Registry {
 
   const Clock* clock_;
   const int64_t lease_timeout_ms_;
+  RegistryMetrics* const metrics_;  // null: not counted
   mutable absl::Mutex mu_;
   std::unique_ptr<RegistryStore> store_ ABSL_GUARDED_BY(mu_);
   std::vector<RouteSubscription> route_watchers_ ABSL_GUARDED_BY(mu_);

@@ -11,6 +11,7 @@ packages=(
   libjwt-dev libssl-dev libcurl4-openssl-dev
   libjemalloc-dev clang-14 libclang-rt-14-dev
   libsqlite3-dev libpq-dev postgresql-15
+  prometheus-cpp-dev prometheus
   python3 python3-yaml curl
 )
 if [[ "${1:-}" == "--browser" ]]; then
