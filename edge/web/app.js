@@ -1,13 +1,37 @@
-// The chat page: sign-in, contacts with presence, one conversation pane per contact.
+// The chat page: sign-in, contacts with presence and unread counts, one conversation pane per
+// contact with its stored history and sent / delivered / read ticks.
 // Everything a user or another client wrote is put on the page with textContent, never as HTML.
 
-import { ChatClient, backoffDelay } from './client.js';
+import { ChatClient, ChatError, backoffDelay } from './client.js';
 import { el, avatarFor } from './dom.js';
 import { errorText, fillMessage, messageNodes } from './messages.js';
+import {
+  StreamTracker,
+  highestSeq,
+  insertMessage,
+  lowestSeq,
+  newKey,
+  resort,
+  sameMessage,
+} from './stream.js';
 
 const SESSION_KEY = 'chat.signin';
-const HISTORY_KEY = 'chat.history.'; // + user name; the tab's conversations survive a reload
-const HISTORY_PER_CONTACT = 200;
+// + user name, in sessionStorage: the open conversation and the unconfirmed messages of this tab.
+const TAB_KEY = 'chat.tab.';
+// + user name, in localStorage: {useq, epoch}, where the next `sync` starts.
+const STREAM_KEY = 'chat.stream.';
+const HISTORY_PAGE = 50;
+const CONVERSATIONS_PAGE = 200;
+const MAX_CONVERSATION_PAGES = 10;
+const SYNC_PAGE = 500;
+const MAX_SYNC_PAGES = 40;
+const GAP_WAIT_MS = 1000;
+// A send refused as temporary (unavailable, timeout...) is tried again after these, with the
+// same idempotency key, before the page shows it as failed.
+const SEND_RETRY_DELAYS_MS = [1000, 2000];
+// Servers keep idempotency keys for 24 hours; older unconfirmed messages are not resent alone.
+const KEY_TRUST_MS = 23 * 3600 * 1000;
+const LOAD_OLDER_WITHIN_PX = 60;
 // New users only show up in `users`, so it is asked again this often.
 const CONTACTS_REFRESH_MS = 10000;
 const MAX_WATCH = 1000;
@@ -63,8 +87,18 @@ const state = {
   refreshing: null, // the in-flight contact refresh, if any
   failedOpens: 0,
   lastPresence: null, // the last presence event, for the browser test
-  historyFor: null, // the user whose saved conversations were loaded into this page
+  tabFor: null, // the user whose tab state (open conversation, unsent messages) was restored
   saveTimer: null,
+  v2: false, // the server stores messages (hello says protocol 2)
+  helloEpoch: null,
+  stream: new StreamTracker(),
+  streamFor: null, // the user whose stream position was loaded from localStorage
+  streamSaveTimer: null,
+  byConversation: new Map(), // conversation id -> contact name
+  syncing: null,
+  syncAgain: false,
+  gapTimer: null,
+  conversationsTimer: null,
 };
 
 // What the message rendering needs from the page.
@@ -73,7 +107,27 @@ const messageView = {
     return state.me;
   },
   onRetry: (m) => retrySend(m),
+  tickOf: (m) => tickOf(m),
 };
+
+// Where a conversation's marks start (and start again after a reset).
+function conversationMarks() {
+  return {
+    conversation: null,
+    readSeq: 0, // how far this user has read, as the server knows it
+    readLocal: 0, // how far this page has shown it (ahead while a `read` is on its way)
+    readAsked: 0, // the highest `read` sent
+    peerReadSeq: 0,
+    deliveredSeq: 0, // how far this user's messages have reached the peer
+    unreadBase: 0, // `conversations`' unread count, as of its last message...
+    baseSeq: 0, // ...which had this seq
+    last: null, // that last message, for the preview before the history is loaded
+    historyLoaded: false,
+    loadingHistory: null,
+    loadingOlder: false,
+    more: true,
+  };
+}
 
 // ---------------------------------------------------------------------------------------------
 // Contacts.
@@ -81,7 +135,7 @@ const messageView = {
 function contact(name) {
   let c = state.contacts.get(name);
   if (!c) {
-    c = { name, online: false, unread: 0, messages: [], draft: '' };
+    c = { name, online: false, messages: [], draft: '', ...conversationMarks() };
     state.contacts.set(name, c);
   }
   return c;
@@ -121,7 +175,9 @@ function renderContacts() {
 }
 
 function contactRow(c) {
-  const last = c.messages[c.messages.length - 1];
+  let last = c.messages[c.messages.length - 1];
+  if (c.last && (!last || (last.seq !== undefined && last.seq < c.last.seq))) last = c.last;
+  const unread = unreadOf(c);
   let preview = '';
   if (last)
     preview =
@@ -129,7 +185,7 @@ function contactRow(c) {
         ? last.text
         : `${last.state === 'failed' ? 'Not sent' : 'You'}: ${last.text}`;
   const statusWord = c.online ? 'online' : 'offline';
-  const unreadWords = c.unread ? `, ${c.unread} unread` : '';
+  const unreadWords = unread ? `, ${unread} unread` : '';
 
   const avatar = avatarFor(c.name, 'avatar');
   avatar.append(el('span', { className: 'dot', 'aria-hidden': 'true' }));
@@ -152,12 +208,12 @@ function contactRow(c) {
       }),
     ),
   );
-  if (c.unread) {
+  if (unread) {
     button.append(
       el('span', {
         className: 'badge',
         'aria-hidden': 'true',
-        text: c.unread > 99 ? '99+' : String(c.unread),
+        text: unread > 99 ? '99+' : String(unread),
       }),
     );
   }
@@ -255,13 +311,479 @@ function onPresence(frame) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Conversations.
+// Conversations: what the server stores, kept per contact in seq order.
+
+function learnConversation(c, id) {
+  if (typeof id !== 'string' || id === '') return;
+  c.conversation = id;
+  state.byConversation.set(id, c.name);
+}
+
+function isMessageObject(o) {
+  return (
+    o !== null &&
+    typeof o === 'object' &&
+    typeof o.sent_by === 'string' &&
+    typeof o.send_to === 'string' &&
+    typeof o.message === 'string'
+  );
+}
+
+function peerOf(o) {
+  return o.sent_by === state.me ? o.send_to : o.sent_by;
+}
+
+function seqOf(value) {
+  return Number.isSafeInteger(value) && value >= 0 ? value : null;
+}
+
+// A message object from the server (live frame, `synced`, `history`, `conversations`).
+function fromServer(o) {
+  const mine = o.sent_by === state.me;
+  return {
+    localId: state.nextLocalId++,
+    id: typeof o.id === 'string' ? o.id : null,
+    conversation: o.conversation,
+    seq: seqOf(o.seq) ?? undefined,
+    useq: seqOf(o.useq) ?? undefined,
+    from: o.sent_by,
+    to: o.send_to,
+    text: o.message,
+    ts: Number.isFinite(o.ts) ? o.ts : Date.now(),
+    state: mine ? 'sent' : 'received',
+  };
+}
+
+// Adds a stored message to its conversation unless it is already there. Conversations with
+// yourself are not shown (you are not in your own contact list). Returns {c, m, where} or null.
+function addStored(o) {
+  if (!isMessageObject(o)) return null;
+  const peer = peerOf(o);
+  if (peer === state.me) return null;
+  const c = contact(peer);
+  learnConversation(c, o.conversation);
+  const m = fromServer(o);
+  const where = insertMessage(c.messages, m);
+  if (where === 'dup') return null;
+  return { c, m, where };
+}
+
+// Puts a message that was just added to `c` on the page, if `c` is the open conversation.
+function showAdded(c, m, where) {
+  if (c.name !== state.active) return;
+  if (where !== 'end') {
+    renderMessages(true);
+    return;
+  }
+  const at = c.messages.indexOf(m);
+  const stick = isNearBottom();
+  ui.messages.querySelector('.empty-conversation')?.remove();
+  ui.messages.append(...messageNodes(m, c.messages[at - 1] || null, messageView));
+  if (stick || m.from === state.me) ui.messages.scrollTop = ui.messages.scrollHeight;
+}
+
+// Unread: what `conversations` counted up to its last message, plus the peer's messages that
+// came after it, minus what this page has since read.
+function unreadOf(c) {
+  const read = Math.max(c.readSeq, c.readLocal);
+  let n = read < c.baseSeq ? c.unreadBase : 0;
+  const after = Math.max(read, c.baseSeq);
+  for (const m of c.messages) {
+    if (m.from === state.me) continue;
+    if (m.seq === undefined ? !m.seen : m.seq > after) n += 1;
+  }
+  return n;
+}
+
+function shownAndVisible(c) {
+  return (
+    c.name === state.active &&
+    document.visibilityState === 'visible' &&
+    document.body.classList.contains('show-conversation') &&
+    !ui.chatView.hidden
+  );
+}
+
+// The user is looking at `c`: tell the server how far they have read (it tells the peer).
+function markRead(c) {
+  for (const m of c.messages) m.seen = true;
+  const last = Math.max(highestSeq(c.messages) ?? 0, c.baseSeq);
+  if (last > c.readLocal) c.readLocal = last;
+  renderContacts();
+  if (!state.v2 || !state.client?.isOpen() || last <= c.readAsked || last <= c.readSeq) return;
+  c.readAsked = last;
+  const client = state.client;
+  client
+    .request({ action: 'read', with: c.name, seq: last })
+    .then((reply) => {
+      const seq = seqOf(reply.seq);
+      if (seq !== null && seq > c.readSeq) c.readSeq = seq;
+    })
+    .catch(() => {
+      // Asked again the next time the conversation is looked at.
+      c.readAsked = c.readSeq;
+    });
+}
+
+// Sent / delivered / read for one of the user's own stored messages.
+function tickOf(m) {
+  const c = state.contacts.get(m.to);
+  if (!c || m.seq === undefined) return m.delivered > 0 ? 'delivered' : 'sent';
+  if (m.seq <= c.peerReadSeq) return 'read';
+  if (m.seq <= c.deliveredSeq || m.delivered > 0) return 'delivered';
+  return 'sent';
+}
+
+function refreshTicks(c) {
+  if (c.name !== state.active) return;
+  for (const m of c.messages) {
+    if (m.from !== state.me || m.state !== 'sent' || !m.node?.isConnected) continue;
+    if (m.node.dataset.tick !== tickOf(m)) fillMessage(m, messageView);
+  }
+}
+
+function onReceipt(frame) {
+  const name = state.byConversation.get(frame.conversation);
+  if (name === undefined) {
+    // A conversation this page has not seen yet (started in another tab): ask for the list.
+    refreshConversationsSoon();
+    return;
+  }
+  const c = contact(name);
+  const read = seqOf(frame.read_seq);
+  const delivered = seqOf(frame.delivered_seq);
+  if (frame.user === state.me) {
+    // Read in another tab or device.
+    if (read !== null && read > c.readSeq) {
+      c.readSeq = read;
+      c.readAsked = Math.max(c.readAsked, read);
+    }
+  } else if (frame.user === c.name) {
+    if (read !== null && read > c.peerReadSeq) c.peerReadSeq = read;
+    if (delivered !== null && delivered > c.deliveredSeq) c.deliveredSeq = delivered;
+    refreshTicks(c);
+  }
+  renderContacts();
+}
+
+function applyConversation(item) {
+  if (typeof item?.with !== 'string' || item.with === state.me) return null;
+  const c = contact(item.with);
+  learnConversation(c, item.conversation);
+  c.readSeq = Math.max(c.readSeq, seqOf(item.read_seq) ?? 0);
+  c.readAsked = Math.max(c.readAsked, c.readSeq);
+  c.peerReadSeq = Math.max(c.peerReadSeq, seqOf(item.peer_read_seq) ?? 0);
+  c.deliveredSeq = Math.max(c.deliveredSeq, seqOf(item.delivered_seq) ?? 0);
+  if (isMessageObject(item.last)) {
+    c.last = fromServer(item.last);
+    c.baseSeq = c.last.seq ?? 0;
+  }
+  c.unreadBase = seqOf(item.unread) ?? 0;
+  refreshTicks(c);
+  return c;
+}
+
+// Every page of `conversations`; returns the highest useq among their last messages (the
+// newest message of the user's stream when the list was read).
+async function loadConversations(client) {
+  let after;
+  let newest = 0;
+  for (let page = 0; page < MAX_CONVERSATION_PAGES; page++) {
+    const request = { action: 'conversations', limit: CONVERSATIONS_PAGE };
+    if (after !== undefined) request.after = after;
+    const reply = await client.request(request);
+    if (client !== state.client) throw new ChatError('disconnected', 'signed out');
+    for (const item of Array.isArray(reply.items) ? reply.items : []) {
+      applyConversation(item);
+      newest = Math.max(newest, seqOf(item?.last?.useq) ?? 0);
+    }
+    if (typeof reply.next !== 'string' || reply.next === after) break;
+    after = reply.next;
+  }
+  renderContacts();
+  return newest;
+}
+
+function refreshConversationsSoon() {
+  if (!state.v2 || state.conversationsTimer) return;
+  state.conversationsTimer = setTimeout(() => {
+    state.conversationsTimer = null;
+    if (state.client?.isOpen()) loadConversations(state.client).catch(() => {});
+  }, 500);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The user's stream: catching up after every hello, and when a useq is missing.
+
+function loadStream() {
+  if (state.streamFor === state.me) return;
+  state.streamFor = state.me;
+  let saved = null;
+  try {
+    saved = JSON.parse(localStorage.getItem(STREAM_KEY + state.me));
+  } catch {
+    saved = null;
+  }
+  const useq = seqOf(saved?.useq);
+  const epoch = typeof saved?.epoch === 'string' ? saved.epoch : null;
+  state.stream =
+    useq !== null && epoch !== null ? new StreamTracker(useq, epoch) : new StreamTracker();
+}
+
+function saveStreamSoon() {
+  if (state.streamSaveTimer || state.streamFor !== state.me) return;
+  state.streamSaveTimer = setTimeout(() => {
+    state.streamSaveTimer = null;
+    saveStream();
+  }, 300);
+}
+
+function saveStream() {
+  const stream = state.stream;
+  if (!state.me || state.streamFor !== state.me || stream.held === null || !stream.epoch) return;
+  try {
+    localStorage.setItem(
+      STREAM_KEY + state.me,
+      JSON.stringify({ useq: stream.held, epoch: stream.epoch }),
+    );
+  } catch {
+    // Storage disabled: the next visit starts from the conversations list instead.
+  }
+}
+
+// A useq from a live frame or a `sent` reply; a gap waits a second for the missing frame
+// (frames may arrive out of order during a failover), then syncs.
+function seeUseq(useq) {
+  if (!state.v2) return;
+  if (state.stream.see(useq)) saveStreamSoon();
+  if (!state.stream.hasGap() || state.gapTimer) return;
+  state.gapTimer = setTimeout(() => {
+    state.gapTimer = null;
+    if (state.stream.hasGap()) syncSoon();
+  }, GAP_WAIT_MS);
+}
+
+// After a hello: marks and unread counts from `conversations`, then everything after the last
+// useq held. A page with nothing held starts from the list's newest message: the rest is
+// fetched per conversation with `history` when it is opened.
+async function catchUp(client) {
+  try {
+    const newest = await loadConversations(client);
+    if (state.stream.held === null) {
+      state.stream.holdThrough(newest);
+      state.stream.epoch = state.helloEpoch;
+      saveStream();
+    }
+    await syncSoon();
+    const active = state.active && state.contacts.get(state.active);
+    // Its history may have failed to load while the connection was down.
+    if (active && !active.historyLoaded) loadNewest(active);
+    else if (active && shownAndVisible(active)) markRead(active);
+  } catch {
+    // A dropped connection catches up again after its next hello.
+  }
+}
+
+// One sync at a time; a request for another while one runs makes it go round once more.
+function syncSoon() {
+  if (state.syncing) {
+    state.syncAgain = true;
+    return state.syncing;
+  }
+  const client = state.client;
+  state.syncing = (async () => {
+    let resets = 0;
+    do {
+      state.syncAgain = false;
+      if (await syncPages(client)) {
+        // reset: the store was replaced; what the page held is gone and was rebuilt.
+        resets += 1;
+        if (resets > 2) break;
+        state.syncAgain = true;
+      }
+    } while (state.syncAgain && client === state.client && client.isOpen());
+  })()
+    .catch(() => {
+      // Retried after the next hello or gap.
+    })
+    .finally(() => {
+      state.syncing = null;
+    });
+  return state.syncing;
+}
+
+// Pages `sync` from the held useq. Returns true when the server said reset.
+async function syncPages(client) {
+  const stream = state.stream;
+  for (let page = 0; page < MAX_SYNC_PAGES; page++) {
+    if (stream.held === null) return false;
+    const request = { action: 'sync', since: stream.held, limit: SYNC_PAGE };
+    if (stream.epoch) request.epoch = stream.epoch;
+    const reply = await client.request(request);
+    if (client !== state.client || stream !== state.stream) return false;
+    if (reply.reset === true) {
+      await rebuild(client, reply.epoch);
+      return true;
+    }
+    if (typeof reply.epoch === 'string') stream.epoch = reply.epoch;
+    const touched = new Map();
+    for (const o of Array.isArray(reply.messages) ? reply.messages : []) {
+      const added = addStored(o);
+      if (!added) continue;
+      const list = touched.get(added.c) || [];
+      list.push(added);
+      touched.set(added.c, list);
+    }
+    stream.holdThrough(seqOf(reply.useq) ?? stream.held);
+    saveStream();
+    for (const [c, added] of touched) {
+      if (added.length === 1) showAdded(c, added[0].m, added[0].where);
+      else if (c.name === state.active) renderMessages(true);
+      if (shownAndVisible(c)) markRead(c);
+      else if (added.some((a) => a.m.from !== state.me))
+        announce(`New messages from ${c.name}`);
+    }
+    if (touched.size) renderContacts();
+    if (reply.more !== true) return false;
+  }
+  // Too far behind to page through it all: start again from the conversations list.
+  await rebuild(client, stream.epoch);
+  return false;
+}
+
+// Drops every stored message the page holds and starts over from `conversations` (a reset, or
+// a stream too long to sync). Messages not yet stored stay.
+async function rebuild(client, epoch) {
+  for (const c of state.contacts.values()) {
+    c.messages = c.messages.filter((m) => m.seq === undefined && m.from === state.me);
+    Object.assign(c, conversationMarks());
+  }
+  state.byConversation.clear();
+  state.stream.reset();
+  const newest = await loadConversations(client);
+  state.stream.holdThrough(newest);
+  state.stream.epoch = typeof epoch === 'string' ? epoch : state.helloEpoch;
+  saveStream();
+  if (state.active) {
+    renderMessages();
+    loadNewest(contact(state.active));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// History of the open conversation: the newest page when it opens, older pages on scrolling up.
+
+function canLoadOlder(c) {
+  const low = lowestSeq(c.messages);
+  return state.v2 && c.historyLoaded && c.more && low !== null && low > 1;
+}
+
+function loadNewest(c) {
+  if (!state.v2 || !state.client?.isOpen()) return Promise.resolve();
+  if (c.loadingHistory) return c.loadingHistory;
+  const client = state.client;
+  c.loadingHistory = (async () => {
+    const reply = await client.request({ action: 'history', with: c.name, limit: HISTORY_PAGE });
+    if (state.contacts.get(c.name) !== c) return;
+    learnConversation(c, reply.conversation);
+    const page = (Array.isArray(reply.messages) ? reply.messages : []).filter(isMessageObject);
+    const pageLow = page.length ? seqOf(page[0].seq) : null;
+    const heldHigh = highestSeq(c.messages);
+    // What the page held does not join this page (it was away long): keep only this page.
+    if (pageLow !== null && heldHigh !== null && pageLow > heldHigh + 1)
+      c.messages = c.messages.filter((m) => m.seq === undefined);
+    const heldLow = lowestSeq(c.messages);
+    for (const o of page) {
+      const m = fromServer(o);
+      m.seen = true;
+      insertMessage(c.messages, m);
+    }
+    // `more` describes what lies before this page; older pages already held keep theirs.
+    if (heldLow === null || pageLow === null || heldLow >= pageLow) c.more = reply.more === true;
+    c.historyLoaded = true;
+  })()
+    .catch(() => {
+      // Loaded again when the conversation is next opened.
+    })
+    .finally(() => {
+      c.loadingHistory = null;
+      if (c.name === state.active) {
+        renderMessages(true);
+        if (shownAndVisible(c)) markRead(c);
+        fillViewport(c);
+      }
+      renderContacts();
+    });
+  if (c.name === state.active) renderMessages(true);
+  return c.loadingHistory;
+}
+
+async function loadOlder(c) {
+  if (c.loadingOlder || !canLoadOlder(c) || !state.client?.isOpen()) return;
+  c.loadingOlder = true;
+  renderHistoryEdge(c);
+  try {
+    const reply = await state.client.request({
+      action: 'history',
+      with: c.name,
+      before: lowestSeq(c.messages),
+      limit: HISTORY_PAGE,
+    });
+    if (state.contacts.get(c.name) !== c) return;
+    for (const o of Array.isArray(reply.messages) ? reply.messages : []) {
+      if (!isMessageObject(o)) continue;
+      const m = fromServer(o);
+      m.seen = true;
+      insertMessage(c.messages, m);
+    }
+    c.more = reply.more === true;
+  } catch {
+    // Scrolling up again retries.
+  } finally {
+    c.loadingOlder = false;
+  }
+  if (c.name === state.active) {
+    renderMessages(true);
+    fillViewport(c);
+  }
+}
+
+// A first page too short to scroll cannot be scrolled up: fetch older ones until it can.
+function fillViewport(c) {
+  if (c.name !== state.active || !canLoadOlder(c)) return;
+  if (ui.messages.scrollHeight <= ui.messages.clientHeight + LOAD_OLDER_WITHIN_PX) loadOlder(c);
+}
+
+ui.messages.addEventListener('scroll', () => {
+  if (!state.active || ui.messages.scrollTop > LOAD_OLDER_WITHIN_PX) return;
+  loadOlder(contact(state.active));
+});
+
+// The row above the first message: loading, or where the conversation starts.
+function historyEdge(c) {
+  if (!state.v2 || c.messages.length === 0) return null;
+  let text = null;
+  if (c.loadingOlder) text = 'Loading earlier messages…';
+  else if (c.historyLoaded && !canLoadOlder(c))
+    text = `This is where your conversation with ${c.name} starts.`;
+  if (!text) return null;
+  return el('li', { className: 'history-edge', role: 'status', text });
+}
+
+function renderHistoryEdge(c) {
+  if (c.name !== state.active) return;
+  ui.messages.querySelector('.history-edge')?.remove();
+  const edge = historyEdge(c);
+  if (edge) ui.messages.prepend(edge);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The open conversation.
 
 function openConversation(name) {
   const c = contact(name);
   if (state.active && state.active !== name) contact(state.active).draft = ui.input.value;
   state.active = name;
-  c.unread = 0;
   document.body.classList.add('show-conversation');
   ui.noPeer.hidden = true;
   ui.peerPane.hidden = false;
@@ -269,9 +791,11 @@ function openConversation(name) {
   autoGrow();
   renderPeerHead();
   renderMessages();
-  renderContacts();
-  saveHistorySoon();
+  markRead(c);
+  saveTabSoon();
   ui.input.focus();
+  if (state.v2 && !c.historyLoaded) loadNewest(c);
+  else fillViewport(c);
 }
 
 function closeConversation() {
@@ -302,98 +826,41 @@ function renderPeerHead() {
   ui.input.placeholder = `Message ${c.name}`;
 }
 
-function renderMessages() {
+// Draws the open conversation. `keep`: keep the view where it was (older messages added above
+// stay out of sight), unless it was at the bottom, where it stays.
+function renderMessages(keep = false) {
   const c = contact(state.active);
+  const fromBottom = ui.messages.scrollHeight - ui.messages.scrollTop;
+  const stick = !keep || isNearBottom();
   ui.messages.setAttribute('aria-busy', 'true');
   const nodes = [];
+  const edge = historyEdge(c);
+  if (edge) nodes.push(edge);
   let previous = null;
   for (const m of c.messages) {
     nodes.push(...messageNodes(m, previous, messageView));
     previous = m;
   }
-  if (nodes.length === 0) {
+  if (c.messages.length === 0) {
+    const loading = state.v2 && !c.historyLoaded && state.client?.isOpen();
     nodes.push(
       el('li', {
-        className: 'empty-conversation',
-        text: `No messages with ${c.name} yet. Say hello!`,
+        className: loading ? 'empty-conversation loading' : 'empty-conversation',
+        text: loading ? 'Loading messages…' : `No messages with ${c.name} yet. Say hello!`,
       }),
     );
   }
   ui.messages.replaceChildren(...nodes);
   ui.messages.removeAttribute('aria-busy');
-  ui.messages.scrollTop = ui.messages.scrollHeight;
-}
-
-function appendMessage(c, m) {
-  const previous = c.messages[c.messages.length - 1] || null;
-  c.messages.push(m);
-  saveHistorySoon();
-  if (c.name !== state.active) return;
-  const stick = isNearBottom();
-  ui.messages.querySelector('.empty-conversation')?.remove();
-  ui.messages.append(...messageNodes(m, previous, messageView));
-  if (stick || m.from === state.me) ui.messages.scrollTop = ui.messages.scrollHeight;
+  ui.messages.scrollTop = stick ? ui.messages.scrollHeight : ui.messages.scrollHeight - fromBottom;
 }
 
 function updateMessage(m) {
-  saveHistorySoon();
+  saveTabSoon();
   if (!m.node || !m.node.isConnected) return;
   const stick = isNearBottom();
   fillMessage(m, messageView);
   if (stick) ui.messages.scrollTop = ui.messages.scrollHeight;
-}
-
-// The protocol has no history yet, so the tab keeps its own: a reload must not wipe the chat.
-function saveHistorySoon() {
-  if (!state.me || state.historyFor !== state.me) return;
-  clearTimeout(state.saveTimer);
-  state.saveTimer = setTimeout(saveHistory, 250);
-}
-
-function saveHistory() {
-  const contacts = {};
-  for (const c of state.contacts.values()) {
-    if (c.messages.length === 0 && !c.unread) continue;
-    contacts[c.name] = {
-      unread: c.unread,
-      messages: c.messages.slice(-HISTORY_PER_CONTACT).map(({ node, inFlight, ...m }) => m),
-    };
-  }
-  try {
-    sessionStorage.setItem(
-      HISTORY_KEY + state.me,
-      JSON.stringify({ active: state.active, contacts }),
-    );
-  } catch {
-    // Storage full or disabled: the conversation still works, it just will not survive a reload.
-  }
-}
-
-function restoreHistory() {
-  if (state.historyFor === state.me) return;
-  state.historyFor = state.me;
-  let saved;
-  try {
-    saved = JSON.parse(sessionStorage.getItem(HISTORY_KEY + state.me));
-  } catch {
-    saved = null;
-  }
-  if (!saved || typeof saved.contacts !== 'object') return;
-  for (const [name, entry] of Object.entries(saved.contacts)) {
-    const c = contact(name);
-    c.unread = Number(entry.unread) || 0;
-    c.messages = (Array.isArray(entry.messages) ? entry.messages : []).map((m) => {
-      const restored = { ...m, localId: state.nextLocalId++ };
-      // It was on its way when the page went away: whether it arrived is unknown.
-      if (restored.state === 'sending') {
-        restored.state = 'failed';
-        restored.error = errorText('disconnected', restored.to);
-      }
-      return restored;
-    });
-  }
-  renderContacts();
-  if (typeof saved.active === 'string' && !state.active) openConversation(saved.active);
 }
 
 function isNearBottom() {
@@ -401,31 +868,81 @@ function isNearBottom() {
 }
 
 function onIncoming(frame) {
-  if (typeof frame.sent_by !== 'string' || typeof frame.message !== 'string') return;
-  // Our own sends to ourselves come back; they are already on the page from local state.
-  if (frame.sent_by === state.me) return;
-  const known = state.contacts.has(frame.sent_by);
-  const c = contact(frame.sent_by);
-  if (frame.id && c.messages.some((m) => m.id === frame.id)) return;
-  const m = {
-    localId: state.nextLocalId++,
-    id: frame.id,
-    from: frame.sent_by,
-    text: frame.message,
-    ts: Number.isFinite(frame.ts) ? frame.ts : Date.now(),
-    state: 'received',
-  };
-  const visible =
-    c.name === state.active &&
-    document.visibilityState === 'visible' &&
-    document.body.classList.contains('show-conversation');
-  if (!visible) {
-    c.unread += 1;
+  if (!isMessageObject(frame)) return;
+  seeUseq(frame.useq);
+  const peer = peerOf(frame);
+  if (peer === state.me) return; // a message to yourself: not shown
+  const known = state.contacts.has(peer);
+  const added = addStored(frame);
+  if (!added) return;
+  const { c, m, where } = added;
+  showAdded(c, m, where);
+  if (m.from !== state.me) {
+    if (shownAndVisible(c)) markRead(c);
+    else announce(`New message from ${c.name}: ${m.text}`);
   }
-  appendMessage(c, m);
-  if (!visible || c.name !== state.active) announce(`New message from ${c.name}: ${m.text}`);
   renderContacts();
   if (!known) refreshContacts();
+}
+
+// ---------------------------------------------------------------------------------------------
+// What this tab keeps across a reload: the open conversation, and the messages the server has
+// not confirmed yet (with their idempotency keys, so that sending them again is safe).
+
+function saveTabSoon() {
+  if (!state.me || state.tabFor !== state.me) return;
+  clearTimeout(state.saveTimer);
+  state.saveTimer = setTimeout(saveTab, 250);
+}
+
+function saveTab() {
+  const outbox = [];
+  for (const c of state.contacts.values()) {
+    for (const m of c.messages) {
+      if (m.from !== state.me || m.state === 'sent') continue;
+      outbox.push({ to: m.to, text: m.text, key: m.key, ts: m.ts, state: m.state, error: m.error });
+    }
+  }
+  try {
+    sessionStorage.setItem(TAB_KEY + state.me, JSON.stringify({ active: state.active, outbox }));
+  } catch {
+    // Storage full or disabled: the chat still works, a reload just forgets the unsent ones.
+  }
+}
+
+function restoreTab() {
+  if (state.tabFor === state.me) return;
+  state.tabFor = state.me;
+  let saved;
+  try {
+    saved = JSON.parse(sessionStorage.getItem(TAB_KEY + state.me));
+  } catch {
+    saved = null;
+  }
+  if (!saved || typeof saved !== 'object') return;
+  for (const entry of Array.isArray(saved.outbox) ? saved.outbox : []) {
+    if (typeof entry?.to !== 'string' || typeof entry.text !== 'string') continue;
+    const m = {
+      localId: state.nextLocalId++,
+      id: null,
+      from: state.me,
+      to: entry.to,
+      text: entry.text,
+      key: typeof entry.key === 'string' ? entry.key : newKey(),
+      ts: Number.isFinite(entry.ts) ? entry.ts : Date.now(),
+      state: entry.state === 'failed' ? 'failed' : 'sending',
+      error: typeof entry.error === 'string' ? entry.error : undefined,
+      retries: 0,
+    };
+    // The server forgets keys after a day: a resend then could store it twice.
+    if (m.state === 'sending' && Date.now() - m.ts > KEY_TRUST_MS) {
+      m.state = 'failed';
+      m.error = errorText('disconnected', m.to);
+    }
+    insertMessage(contact(m.to).messages, m);
+  }
+  renderContacts();
+  if (typeof saved.active === 'string' && !state.active) openConversation(saved.active);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -469,43 +986,93 @@ function sendFromComposer() {
     from: state.me,
     to: c.name,
     text,
+    key: newKey(), // the same for every attempt: the server stores it once
     ts: Date.now(),
     state: 'sending',
+    retries: 0,
   };
-  appendMessage(c, m);
+  showAdded(c, m, insertMessage(c.messages, m));
+  saveTabSoon();
   renderContacts();
   if (state.client.isOpen()) deliver(m);
-  // Otherwise it waits, as "Sending…", for the next hello: it never reached the server, so
-  // sending it then cannot make a duplicate.
+  // Otherwise it waits, as "Sending…", for the next hello.
+}
+
+// Whether `m` still belongs to this session (signing out or in as someone else drops it).
+function isCurrent(m) {
+  return state.contacts.get(m.to)?.messages.includes(m) === true;
 }
 
 async function deliver(m) {
+  if (m.inFlight || !isCurrent(m)) return;
+  clearTimeout(m.retryTimer);
+  m.retryTimer = null;
   m.state = 'sending';
   m.inFlight = true;
   updateMessage(m);
+  let failure = null;
   try {
     const reply = await state.client.request({
       action: 'send',
       send_to: m.to,
       message: m.text,
       sent_by: state.me,
+      idempotency_key: m.key,
     });
-    m.state = 'sent';
-    m.id = reply.id;
-    if (Number.isFinite(reply.ts)) m.ts = reply.ts;
-    m.delivered = reply.delivered;
+    onSent(m, reply);
   } catch (error) {
-    m.state = 'failed';
-    m.error = errorText(error.code, m.to, error.message);
-    announce(`Message to ${m.to} not sent. ${m.error}`);
+    failure = error;
   } finally {
     m.inFlight = false;
   }
+  if (!failure) return;
+  if (failure.code === 'disconnected') {
+    // Sent again, with the same key, after the next hello.
+    updateMessage(m);
+    return;
+  }
+  if (failure.temporary && m.retries < SEND_RETRY_DELAYS_MS.length) {
+    const delay = SEND_RETRY_DELAYS_MS[m.retries];
+    m.retries += 1;
+    m.retryTimer = setTimeout(() => {
+      m.retryTimer = null;
+      if (state.client?.isOpen() && m.state === 'sending') deliver(m);
+    }, delay);
+    return;
+  }
+  m.retries = 0;
+  m.state = 'failed';
+  m.error = errorText(failure.code, m.to, failure.message);
+  announce(`Message to ${m.to} not sent. ${m.error}`);
   updateMessage(m);
   renderContacts(); // the preview shows whether the last message went out
 }
 
+function onSent(m, reply) {
+  const c = contact(m.to);
+  m.state = 'sent';
+  m.retries = 0;
+  m.error = undefined;
+  m.id = typeof reply.id === 'string' ? reply.id : null;
+  if (Number.isFinite(reply.ts)) m.ts = reply.ts;
+  m.delivered = reply.delivered;
+  learnConversation(c, reply.conversation);
+  m.conversation = reply.conversation;
+  const seq = seqOf(reply.seq);
+  if (seq !== null) m.seq = seq;
+  seeUseq(reply.useq);
+  // A sync may have brought the stored copy before this reply: keep one.
+  const twin = c.messages.findIndex((x) => x !== m && sameMessage(x, m));
+  if (twin >= 0) c.messages.splice(twin, 1);
+  const moved = resort(c.messages, m);
+  if ((moved || twin >= 0) && c.name === state.active) renderMessages(true);
+  else updateMessage(m);
+  saveTabSoon();
+  renderContacts();
+}
+
 function retrySend(m) {
+  m.retries = 0;
   if (!state.client.isOpen()) {
     m.state = 'sending';
     updateMessage(m);
@@ -517,7 +1084,7 @@ function retrySend(m) {
 function flushUnsent() {
   for (const c of state.contacts.values()) {
     for (const m of c.messages) {
-      if (m.from === state.me && m.state === 'sending' && !m.inFlight) deliver(m);
+      if (m.from === state.me && m.state === 'sending' && !m.inFlight && !m.retryTimer) deliver(m);
     }
   }
 }
@@ -574,18 +1141,14 @@ function announce(text) {
 
 function updateTitle() {
   let unread = 0;
-  for (const c of state.contacts.values()) unread += c.unread;
+  for (const c of state.contacts.values()) unread += unreadOf(c);
   document.title = unread ? `(${unread}) Chat` : 'Chat';
 }
 
 document.addEventListener('visibilitychange', () => {
-  if (document.visibilityState !== 'visible' || !state.active) return;
-  if (!document.body.classList.contains('show-conversation')) return;
+  if (!state.active) return;
   const c = contact(state.active);
-  if (c.unread) {
-    c.unread = 0;
-    renderContacts();
-  }
+  if (shownAndVisible(c)) markRead(c);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -625,16 +1188,23 @@ function startSession(signin) {
     ui.meAvatar.replaceWith((ui.meAvatar = avatarFor(state.me, 'avatar avatar-small')));
     ui.meAvatar.setAttribute('aria-hidden', 'true');
     ui.me.hidden = false;
+    state.v2 = Number(hello.protocol) >= 2;
+    state.helloEpoch = typeof hello.epoch === 'string' ? hello.epoch : null;
+    if (state.v2) loadStream();
     showChat();
-    restoreHistory();
+    restoreTab();
     state.watched = ''; // a new connection starts with an empty watch set
     refreshContacts();
     flushUnsent();
+    if (state.v2) catchUp(client);
+    else if (state.active) renderMessages(true);
     clearInterval(state.refreshTimer);
     state.refreshTimer = setInterval(refreshContacts, CONTACTS_REFRESH_MS);
   });
   client.addEventListener('disconnected', (event) => {
     clearInterval(state.refreshTimer);
+    clearTimeout(state.gapTimer);
+    state.gapTimer = null;
     if (!event.detail.opened && !client.everOpened) {
       state.failedOpens += 1;
       // Never connected: either the server is down or it refused us at the handshake, which
@@ -654,6 +1224,7 @@ function startSession(signin) {
   client.addEventListener('frame', (event) => {
     const frame = event.detail;
     if (frame.action === 'send') onIncoming(frame);
+    else if (frame.action === 'receipt') onReceipt(frame);
     else if (frame.action === 'presence') onPresence(frame);
   });
   client.addEventListener('fatal', (event) => {
@@ -751,15 +1322,13 @@ ui.signinForm.addEventListener('submit', (event) => {
   }
   ui.signinError.textContent = '';
   sessionStorage.setItem(SESSION_KEY, JSON.stringify(signin));
-  // The contacts are cleared, so the tab's saved conversations must be loaded again after the
-  // next hello (signing in again after an expired token is the same user coming back).
-  if (state.me && state.historyFor === state.me) {
+  // The contacts are cleared, so the tab's unsent messages must be loaded again after the next
+  // hello (signing in again after an expired token is the same user coming back).
+  if (state.me && state.tabFor === state.me) {
     clearTimeout(state.saveTimer);
-    saveHistory();
+    saveTab();
   }
-  state.historyFor = null;
-  state.contacts.clear();
-  state.active = null;
+  forgetSession();
   startSession(signin);
 });
 
@@ -780,15 +1349,30 @@ ui.tokenInput.addEventListener('keydown', (event) => {
   }
 });
 
+// What the page holds for the signed-in user; the server has the conversations.
+function forgetSession() {
+  clearTimeout(state.saveTimer);
+  clearTimeout(state.streamSaveTimer);
+  state.streamSaveTimer = null;
+  saveStream();
+  state.tabFor = null;
+  state.streamFor = null;
+  state.stream = new StreamTracker();
+  state.byConversation.clear();
+  state.contacts.clear();
+  state.active = null;
+}
+
 ui.signOut.addEventListener('click', () => {
   sessionStorage.removeItem(SESSION_KEY);
-  if (state.me) sessionStorage.removeItem(HISTORY_KEY + state.me);
-  clearTimeout(state.saveTimer);
-  state.historyFor = null;
+  if (state.me) {
+    sessionStorage.removeItem(TAB_KEY + state.me);
+    localStorage.removeItem(STREAM_KEY + state.me);
+  }
   stopSession();
+  state.streamFor = null; // nothing is saved for a signed-out user
+  forgetSession();
   state.me = null;
-  state.active = null;
-  state.contacts.clear();
   ui.me.hidden = true;
   ui.peerPane.hidden = true;
   ui.noPeer.hidden = false;

@@ -1,4 +1,4 @@
-// A WebSocket client for chat protocol v1: request/reply matching by request_id, and automatic
+// A WebSocket client for the chat protocol: request/reply matching by request_id, and automatic
 // reconnect with exponential backoff and jitter. It knows nothing about the page.
 
 const BACKOFF_BASE_MS = 500;

@@ -12,9 +12,10 @@ export function errorText(code, peer, fallback) {
     case 'unknown_user':
       return `There is no user called “${peer}”.`;
     case 'recipient_offline':
-      return `${peer} is offline and messages are not stored yet, so this was not delivered.`;
+      // Servers that store messages never say this; an older one could.
+      return `${peer} is offline and this server does not keep messages for later.`;
     case 'unavailable':
-      return 'The chat service is temporarily unavailable. Nothing was delivered; try again.';
+      return 'The chat service is temporarily unavailable. Retry: it will not be sent twice.';
     case 'forbidden':
       return 'The server refused this message.';
     case 'bad_request':
@@ -24,9 +25,12 @@ export function errorText(code, peer, fallback) {
     case 'too_large':
       return 'This message is too long to send. Split it into smaller parts.';
     case 'timeout':
-      return 'The server did not confirm this message in time. It may not have been delivered.';
+      return 'The server did not confirm this message in time. Retry: it will not be sent twice.';
     case 'disconnected':
-      return 'The connection dropped before the server confirmed this message. It may not have been delivered.';
+      return (
+        'The connection dropped before the server confirmed this message. ' +
+        'Retry: it will not be sent twice.'
+      );
     default:
       return fallback ? `Not sent: ${fallback}` : 'Not sent.';
   }
@@ -52,6 +56,32 @@ export function messageNodes(m, previous, view) {
   return nodes;
 }
 
+const SVG = 'http://www.w3.org/2000/svg';
+
+// One check mark for sent, two for delivered and read (read in its own colour, see style.css).
+function ticksIcon(tick) {
+  const svg = document.createElementNS(SVG, 'svg');
+  svg.setAttribute('viewBox', '0 0 18 12');
+  svg.setAttribute('width', '16');
+  svg.setAttribute('height', '11');
+  svg.setAttribute('aria-hidden', 'true');
+  svg.setAttribute('class', 'ticks');
+  const marks =
+    tick === 'sending'
+      ? ['M6 2v4l2.5 1.5', 'M6 11a5 5 0 1 0 0-10 5 5 0 0 0 0 10z']
+      : tick === 'failed'
+        ? ['M6 2.5v4.5', 'M6 9.2v.3']
+        : tick === 'sent'
+          ? ['M1.5 6.5l3 3 6-7']
+          : ['M1.5 6.5l3 3 6-7', 'M7.5 9.5l.5.5 6-7.5'];
+  for (const d of marks) {
+    const path = document.createElementNS(SVG, 'path');
+    path.setAttribute('d', d);
+    svg.append(path);
+  }
+  return svg;
+}
+
 export function fillMessage(m, view, startsRun = m.node.classList.contains('run-start')) {
   const mine = m.from === view.me;
   const node = m.node;
@@ -69,12 +99,18 @@ export function fillMessage(m, view, startsRun = m.node.classList.contains('run-
     }),
   );
   if (mine) {
+    const tick = m.state === 'sent' ? view.tickOf(m) : m.state;
+    node.dataset.tick = tick;
     const label = {
       sending: 'Sending…',
-      sent: m.delivered > 0 ? 'Delivered' : 'Sent',
+      sent: 'Sent',
+      delivered: 'Delivered',
+      read: 'Read',
       failed: 'Not sent',
-    }[m.state];
-    meta.append(el('span', { className: `state state-${m.state}`, text: label }));
+    }[tick];
+    meta.append(
+      el('span', { className: `state state-${tick}`, title: label }, ticksIcon(tick), label),
+    );
   }
 
   const children = [

@@ -2,20 +2,24 @@
 //
 //   BUILD_DIR=build node tests/browser/chat.spec.mjs      (or tests/browser/run.sh)
 //
-// It starts connection-service, message-service and edge on free loopback ports, opens the page
-// as several users and checks what a person would: messages both ways with their sent state,
-// unread counts, online-first contacts, presence going grey, HTML arriving as text, and the
-// page reconnecting by itself after the edge restarts. A second edge in `jwt` mode (HS256 tokens
+// It starts connection-service, message-service and edge on free loopback ports (their stores in
+// a fresh temporary directory), opens the page as several users and checks what a person would:
+// messages both ways with their sent state, unread counts, online-first contacts, presence going
+// grey, HTML arriving as text, the page reconnecting by itself after the edge restarts, a
+// message to an offline user reaching them when they sign in again, ticks going from sent to
+// delivered to read, history and unread counts after a reload, and older messages paged in by
+// scrolling up. A second edge in `jwt` mode (HS256 tokens
 // minted here) checks the token sign-in, the user taken from the token, the page going back to
 // sign-in when the token expires, and what a refused token looks like. Screenshots go to
 // $BUILD_DIR/screenshots.
 // Exit code 0 only when every check passed; each failure says what was expected and what was
 // seen.
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -25,6 +29,9 @@ const repo = path.resolve(here, '..', '..');
 const buildDir = path.resolve(repo, process.env.BUILD_DIR || 'build');
 const webRoot = path.join(repo, 'edge', 'web');
 const screenshots = path.join(buildDir, 'screenshots');
+// The services run in here and keep their stores here: every run starts empty, and nothing is
+// written next to the sources.
+const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'chat-browser-'));
 
 const START_DEADLINE_MS = 20000;
 const STOP_DEADLINE_MS = 10000;
@@ -76,7 +83,7 @@ function startProcess(name, binary, args) {
       'no such file',
     );
   }
-  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: dataDir });
   children.add(child);
   const proc = { name, child, stderr: '', stdout: '', port: null };
   child.stderr.on('data', (d) => {
@@ -131,6 +138,7 @@ function stopProcess(proc, signal = 'SIGTERM') {
 
 function killAll() {
   for (const child of children) child.kill('SIGKILL');
+  fs.rmSync(dataDir, { recursive: true, force: true });
 }
 process.on('exit', killAll);
 for (const signal of ['SIGINT', 'SIGTERM']) {
@@ -140,12 +148,29 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
   });
 }
 
+// `--store=sqlite:<dataDir>/<file>` when the binary has a --store flag (its --help says so).
+function storeArgs(binary, file) {
+  const help = spawnSync(binary, ['--help'], { cwd: dataDir, encoding: 'utf8', timeout: 10000 });
+  const text = `${help.stdout || ''}${help.stderr || ''}`;
+  return /--store\b/.test(text) ? [`--store=sqlite:${path.join(dataDir, file)}`] : [];
+}
+
+async function startConnectionService() {
+  const binary = path.join(buildDir, 'connection-service', 'connection-service');
+  return startProcess('connection-service', binary, [
+    '--listen=127.0.0.1:0',
+    ...(fs.existsSync(binary) ? storeArgs(binary, 'users.db') : []),
+  ]);
+}
+
+// Restarted on the same port and the same store: what it stored before is still there.
 async function startMessageService(cs, port = 0) {
-  return startProcess(
-    'message-service',
-    path.join(buildDir, 'message-service', 'message-service'),
-    [`--listen=127.0.0.1:${port}`, `--connection_service=127.0.0.1:${cs.port}`],
-  );
+  const binary = path.join(buildDir, 'message-service', 'message-service');
+  return startProcess('message-service', binary, [
+    `--listen=127.0.0.1:${port}`,
+    `--connection_service=127.0.0.1:${cs.port}`,
+    ...(fs.existsSync(binary) ? storeArgs(binary, 'messages.db') : []),
+  ]);
 }
 
 // Polls the edge's /readyz (both backends reachable) until it answers 200.
@@ -356,6 +381,261 @@ async function waitReceived(page, from, text, what) {
       ),
     [from, text],
   );
+}
+
+// The tick of the last own message reading `text`: sending, sent, delivered, read or failed.
+async function ownTick(page, text) {
+  return page.evaluate((t) => {
+    const mine = [...document.querySelectorAll('#messages .message.mine')].filter(
+      (li) => li.querySelector('.text').textContent === t,
+    );
+    return mine.length ? mine[mine.length - 1].dataset.tick || null : null;
+  }, text);
+}
+
+async function waitOwnTick(page, text, tick, what) {
+  await waitUntil(
+    page,
+    what,
+    `own message ${JSON.stringify(text)} showing the tick "${tick}"`,
+    ([t, k]) => {
+      const mine = [...document.querySelectorAll('#messages .message.mine')].filter(
+        (li) => li.querySelector('.text').textContent === t,
+      );
+      return mine.length > 0 && mine[mine.length - 1].dataset.tick === k;
+    },
+    [text, tick],
+  );
+}
+
+// The texts of the open conversation's messages, top to bottom.
+async function shownTexts(page) {
+  return page.$$eval('#messages .message .text', (nodes) => nodes.map((n) => n.textContent));
+}
+
+// Sends `texts` from `from` to `to` through a plain WebSocket (a second client, not the page's
+// UI), one at a time, each with a request_id and an idempotency key, paced under the edge's rate
+// limit. Returns the hello's protocol and, per message, 'sent' or the error code.
+async function sendRaw(browser, from, to, texts) {
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    return await page.evaluate(
+      async ([url, peer, all, timeoutMs]) => {
+        const ws = new WebSocket(url);
+        const waiting = new Map();
+        let hello;
+        const deadline = new Promise((_, reject) =>
+          setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs),
+        );
+        await Promise.race([
+          deadline,
+          new Promise((resolve, reject) => {
+            ws.onmessage = (event) => {
+              const frame = JSON.parse(event.data);
+              if (frame.action === 'hello') {
+                hello = frame;
+                resolve();
+              } else if (frame.request_id !== undefined) {
+                waiting.get(frame.request_id)?.(frame);
+              }
+            };
+            ws.onerror = () => reject(new Error('WebSocket error'));
+          }),
+        ]);
+        const results = [];
+        for (let i = 0; i < all.length; i++) {
+          const reply = await Promise.race([
+            deadline,
+            new Promise((resolve) => {
+              waiting.set(i, resolve);
+              ws.send(
+                JSON.stringify({
+                  action: 'send',
+                  send_to: peer,
+                  message: all[i],
+                  request_id: i,
+                  idempotency_key: `raw-${i}`,
+                }),
+              );
+            }),
+          ]);
+          results.push(reply.action === 'sent' ? 'sent' : String(reply.code));
+          await new Promise((resolve) => setTimeout(resolve, 30));
+        }
+        ws.close();
+        return { protocol: hello.protocol, results };
+      },
+      [`${baseUrl.replace(/^http/, 'ws')}?name=${encodeURIComponent(from)}`, to, texts, 30000],
+    );
+  } finally {
+    await context.close();
+  }
+}
+
+// Stored conversations: a message sent while bob was away reaches him when he signs in again
+// on a new device, with the history before it; alice's ticks go delivered then read; a reload
+// brings back the history and the unread counts from the server; scrolling up pages older
+// messages.
+async function durableChecks(browser, alice, whileAway) {
+  const bob = await openAs(browser, 'bob');
+  try {
+    await waitUntil(
+      bob,
+      'the message sent while bob was away waits for him: unread badge "1" on alice',
+      'a badge "1" on alice',
+      () => document.querySelector('.contact[data-name="alice"] .badge')?.textContent === '1',
+    );
+    await waitOwnTick(
+      alice,
+      whileAway,
+      'delivered',
+      "alice's tick moves to delivered once bob's page has the message",
+    );
+    await openConversation(bob, 'alice');
+    await waitReceived(bob, 'alice', whileAway, 'bob sees the message sent while he was offline');
+    const first = 'Hi Bob! Are we still on for lunch tomorrow?';
+    await waitReceived(
+      bob,
+      'alice',
+      first,
+      "bob's new page shows the conversation's earlier messages, from the server",
+    );
+    const bobTexts = await shownTexts(bob);
+    check(
+      bobTexts.indexOf(first) >= 0 &&
+        bobTexts.indexOf(first) < bobTexts.indexOf(whileAway) &&
+        new Set(bobTexts).size === bobTexts.length,
+      "bob's history is in order, each message once",
+      `"${first}" before "${whileAway}", no text twice`,
+      JSON.stringify(bobTexts),
+    );
+    await waitOwnTick(
+      alice,
+      whileAway,
+      'read',
+      "alice's tick moves to read when bob opens the chat",
+    );
+    const ticks = await alice.$$eval('#messages .message.mine[data-state="sent"]', (rows) =>
+      rows.map((li) => li.dataset.tick),
+    );
+    check(
+      ticks.length > 0 && ticks.every((t) => t === 'read'),
+      "all of alice's messages to bob show read",
+      'every sent message with the tick "read"',
+      JSON.stringify(ticks),
+    );
+    await alice.screenshot({ path: path.join(screenshots, 'ticks-read.png') });
+    ok(`screenshot ${path.join(screenshots, 'ticks-read.png')}`);
+
+    // carol, new, writes 60 messages to alice from another client.
+    const texts = Array.from({ length: 60 }, (_, i) => `carol #${String(i + 1).padStart(2, '0')}`);
+    const sent = await sendRaw(browser, 'carol', 'alice', texts);
+    check(
+      sent.protocol === 2 && sent.results.every((r) => r === 'sent'),
+      'a second client (carol) sends 60 messages to alice, each acknowledged',
+      'hello with protocol 2, then 60 sent replies',
+      JSON.stringify(sent),
+    );
+    await waitUntil(
+      alice,
+      "alice gets carol's messages live: badge 60",
+      'a badge "60" on carol',
+      () => document.querySelector('.contact[data-name="carol"] .badge')?.textContent === '60',
+      undefined,
+      NEW_CONTACT_TIMEOUT_MS,
+    );
+
+    // A reload: the page holds nothing, the server has it all.
+    await alice.reload();
+    await waitUntil(
+      alice,
+      'after a reload alice is signed in again',
+      'connection state "open" with the chat view shown',
+      () =>
+        document.getElementById('conn').dataset.state === 'open' &&
+        !document.getElementById('chat-view').hidden,
+    );
+    await waitReceived(
+      alice,
+      'bob',
+      'Yes! 12:30 at the usual place?\nI will bring the slides.',
+      "after a reload the open conversation shows bob's earlier message",
+    );
+    await waitOwnMessage(alice, first, ['sent'], "and alice's own first message");
+    await waitOwnTick(
+      alice,
+      whileAway,
+      'read',
+      'after a reload the ticks come from the marks the server keeps: read',
+    );
+    await waitUntil(
+      alice,
+      'after a reload the conversations list shows carol with 60 unread and her last message',
+      'a badge "60" on carol and the preview "carol #60"',
+      () => {
+        const row = document.querySelector('.contact[data-name="carol"]');
+        return (
+          row?.querySelector('.badge')?.textContent === '60' &&
+          row.querySelector('.contact-preview')?.textContent === 'carol #60'
+        );
+      },
+    );
+    await alice.screenshot({ path: path.join(screenshots, 'history-after-reload.png') });
+    ok(`screenshot ${path.join(screenshots, 'history-after-reload.png')}`);
+
+    // The newest page first; scrolling up brings the older ones above, in order.
+    await openConversation(alice, 'carol');
+    await waitUntil(
+      alice,
+      "opening carol's conversation shows her newest 50 messages",
+      'carol #11 … carol #60 in the pane',
+      () => {
+        const shown = [...document.querySelectorAll('#messages .message .text')].map(
+          (n) => n.textContent,
+        );
+        return shown.length === 50 && shown[0] === 'carol #11' && shown[49] === 'carol #60';
+      },
+    );
+    await waitUntil(
+      alice,
+      'opening it clears the unread count',
+      'no badge on carol',
+      () => !document.querySelector('.contact[data-name="carol"] .badge'),
+    );
+    await alice.evaluate(() => {
+      document.getElementById('messages').scrollTop = 0;
+    });
+    await waitUntil(
+      alice,
+      'scrolling up loads the older messages above, and says where the conversation starts',
+      'carol #01 … carol #60 in order, with the start of the conversation shown',
+      () => {
+        const shown = [...document.querySelectorAll('#messages .message .text')].map(
+          (n) => n.textContent,
+        );
+        return (
+          shown.length === 60 &&
+          shown.every((t, i) => t === `carol #${String(i + 1).padStart(2, '0')}`) &&
+          /starts/.test(document.querySelector('#messages .history-edge')?.textContent || '')
+        );
+      },
+    );
+    const top = await alice.evaluate(() => document.getElementById('messages').scrollTop);
+    check(
+      top > 0,
+      'the view stays on what was read (older messages appear above it)',
+      'a scroll position below the top after the older page came in',
+      `scrollTop ${top}`,
+    );
+    await alice.evaluate(() => {
+      document.getElementById('messages').scrollTop = 0;
+    });
+    await alice.screenshot({ path: path.join(screenshots, 'history-top.png') });
+    ok(`screenshot ${path.join(screenshots, 'history-top.png')}`);
+  } finally {
+    await bob.context().close();
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -632,11 +912,7 @@ async function jwtChecks(browser, cs, ms) {
 }
 
 async function main() {
-  const cs = await startProcess(
-    'connection-service',
-    path.join(buildDir, 'connection-service', 'connection-service'),
-    ['--listen=127.0.0.1:0'],
-  );
+  const cs = await startConnectionService();
   let ms = await startMessageService(cs);
   let edge = await startEdge(cs, ms);
   const edgePort = edge.port;
@@ -867,30 +1143,19 @@ async function main() {
       () => document.getElementById('peer-status').textContent === 'Offline',
     );
 
-    // A send to an offline user fails where it happened, in words, with a retry.
-    await typeAndSend(alice, 'Are you still there?');
-    await waitOwnMessage(
-      alice,
-      'Are you still there?',
-      ['failed'],
-      'a message to offline bob fails',
-    );
-    const failure = await alice
-      .locator('#messages .message[data-state="failed"] .failure')
-      .last()
-      .textContent();
+    // A message to an offline user is stored: sent (one tick), not delivered yet.
+    const whileAway = 'Are you still there?';
+    await typeAndSend(alice, whileAway);
+    await waitOwnMessage(alice, whileAway, ['sent'], 'a message to offline bob is stored and sent');
     check(
-      /offline/i.test(failure) &&
-        (await alice
-          .locator('#messages .message[data-state="failed"] .retry-button')
-          .last()
-          .isVisible()),
-      'the failure is explained with a retry button',
-      'text mentioning "offline" and a visible Retry',
-      JSON.stringify(failure),
+      (await ownTick(alice, whileAway)) === 'sent',
+      'its tick says sent, not delivered, while bob is away',
+      'data-tick "sent"',
+      `data-tick ${JSON.stringify(await ownTick(alice, whileAway))}; ${await snapshot(alice)}`,
     );
-
     await alice.screenshot({ path: path.join(screenshots, 'conversation-offline.png') });
+
+    await durableChecks(browser, alice, whileAway);
     await alice.setViewportSize({ width: 390, height: 800 });
     await alice.screenshot({ path: path.join(screenshots, 'phone-conversation.png') });
     await alice.getByRole('button', { name: 'Back to contacts' }).click();
