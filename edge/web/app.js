@@ -117,6 +117,8 @@ function conversationMarks() {
     readSeq: 0, // how far this user has read, as the server knows it
     readLocal: 0, // how far this page has shown it (ahead while a `read` is on its way)
     readAsked: 0, // the highest `read` sent
+    readInFlight: false,
+    readAgain: false,
     peerReadSeq: 0,
     deliveredSeq: 0, // how far this user's messages have reached the peer
     unreadBase: 0, // `conversations`' unread count, as of its last message...
@@ -410,10 +412,22 @@ function markRead(c) {
   const last = Math.max(highestSeq(c.messages) ?? 0, c.baseSeq);
   if (last > c.readLocal) c.readLocal = last;
   renderContacts();
+  sendRead(c);
+}
+
+// One `read` per conversation on the wire at a time, for the latest seq shown: a burst of
+// incoming messages makes one or two requests, not one each (the edge closes connections that
+// keep hitting its rate limit).
+function sendRead(c) {
+  const last = c.readLocal;
   if (!state.v2 || !state.client?.isOpen() || last <= c.readAsked || last <= c.readSeq) return;
+  if (c.readInFlight) {
+    c.readAgain = true;
+    return;
+  }
   c.readAsked = last;
-  const client = state.client;
-  client
+  c.readInFlight = true;
+  state.client
     .request({ action: 'read', with: c.name, seq: last })
     .then((reply) => {
       const seq = seqOf(reply.seq);
@@ -422,6 +436,13 @@ function markRead(c) {
     .catch(() => {
       // Asked again the next time the conversation is looked at.
       c.readAsked = c.readSeq;
+    })
+    .finally(() => {
+      c.readInFlight = false;
+      if (c.readAgain) {
+        c.readAgain = false;
+        sendRead(c);
+      }
     });
 }
 
@@ -563,18 +584,31 @@ function seeUseq(useq) {
   }, GAP_WAIT_MS);
 }
 
-// After a hello: marks and unread counts from `conversations`, then everything after the last
-// useq held. A page with nothing held starts from the list's newest message: the rest is
-// fetched per conversation with `history` when it is opened.
+// After a hello. The first `sync` goes out before `conversations`: it makes this a version 2
+// connection, so no receipt that moves a mark after the list was read is missed. With a stream
+// position held, it catches up from there; without one (a new device, a reset), the page does
+// not replay the user's whole stream: it starts from the list's newest message, and each
+// conversation's history is fetched with `history` when it is opened.
 async function catchUp(client) {
   try {
-    const newest = await loadConversations(client);
-    if (state.stream.held === null) {
-      state.stream.holdThrough(newest);
-      state.stream.epoch = state.helloEpoch;
-      saveStream();
+    if (state.stream.held !== null) {
+      const synced = syncSoon();
+      await loadConversations(client);
+      await synced;
+    } else {
+      const probe = client.request({ action: 'sync', since: 0, limit: 1 });
+      probe.catch(() => {}); // awaited below, unless the list fails first
+      const newest = await loadConversations(client);
+      const reply = await probe;
+      if (client !== state.client) return;
+      if (state.stream.held === null) {
+        state.stream.holdThrough(newest);
+        state.stream.epoch =
+          state.helloEpoch ?? (typeof reply.epoch === 'string' ? reply.epoch : null);
+        saveStream();
+      }
+      await syncSoon();
     }
-    await syncSoon();
     const active = state.active && state.contacts.get(state.active);
     // Its history may have failed to load while the connection was down.
     if (active && !active.historyLoaded) loadNewest(active);

@@ -24,4 +24,6 @@ if [[ ! -d node_modules/playwright-core ]]; then
   PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
 fi
 
+# The UI's stream bookkeeping first (no browser), then the page against the real binaries.
+node --test stream.test.mjs
 exec node chat.spec.mjs
