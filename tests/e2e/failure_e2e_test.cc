@@ -77,7 +77,10 @@ TEST(FailureTest, HungMessageServiceFailsSendsAfterTheTimeoutAndRecovers) {
   ASSERT_EQ(Str(SendUntil(*alice, "bob", "sent"), "action"), "sent");
   ASSERT_TRUE(bob->ReadAction("send").ok());
 
-  cluster.message_service().Signal(SIGSTOP);
+  // Stopped for sure before the send: a bare kill(SIGSTOP) lets the service's
+  // other threads answer it first under CPU load (the test then waited for an
+  // error that could not come).
+  ASSERT_TRUE(cluster.message_service().Suspend().ok());
   const auto start = std::chrono::steady_clock::now();
   ASSERT_TRUE(
       alice
@@ -86,7 +89,7 @@ TEST(FailureTest, HungMessageServiceFailsSendsAfterTheTimeoutAndRecovers) {
           .ok());
   auto e = alice->ReadAction("error", 10s);
   const auto waited = std::chrono::steady_clock::now() - start;
-  cluster.message_service().Signal(SIGCONT);
+  cluster.message_service().Resume();
   ASSERT_TRUE(e.ok()) << e.status();
   EXPECT_EQ(Str(*e, "code"), "unavailable") << json::serialize(*e);
   EXPECT_EQ(Str(*e, "request_id"), "hung");

@@ -28,8 +28,7 @@ ChildProcess::~ChildProcess() {
 }
 
 absl::Status ChildProcess::Start(const std::vector<std::string>& argv,
-                                 const std::vector<std::string>& env,
-                                 const std::string& log_path) {
+                                 const std::vector<std::string>& env, const std::string& log_path) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) return absl::InternalError("pipe failed");
   std::vector<std::string> env_strings;
@@ -88,6 +87,26 @@ absl::StatusOr<int> ChildProcess::WaitListening(std::chrono::milliseconds timeou
 
 void ChildProcess::Signal(int sig) {
   if (pid_ > 0) kill(pid_, sig);
+}
+
+absl::Status ChildProcess::Suspend(std::chrono::milliseconds timeout) {
+  if (pid_ <= 0) return absl::FailedPreconditionError("not running");
+  if (kill(pid_, SIGSTOP) != 0) return absl::InternalError("kill(SIGSTOP) failed");
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    int status = 0;
+    // The parent hears of the stop only once every thread has stopped.
+    const pid_t r = waitpid(pid_, &status, WUNTRACED | WNOHANG);
+    if (r == pid_) {
+      if (WIFSTOPPED(status)) return absl::OkStatus();
+      pid_ = -1;
+      return absl::UnavailableError("process exited instead of stopping");
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return absl::DeadlineExceededError("process did not stop in time");
+    }
+    usleep(1000);
+  }
 }
 
 absl::StatusOr<int> ChildProcess::Wait(std::chrono::milliseconds timeout) {

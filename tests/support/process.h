@@ -1,6 +1,7 @@
 #ifndef CHAT_TESTS_SUPPORT_PROCESS_H_
 #define CHAT_TESTS_SUPPORT_PROCESS_H_
 
+#include <signal.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -22,12 +23,17 @@ class ChildProcess {
   ~ChildProcess();
 
   // Starts `argv` with `env` added to this process's environment.
-  absl::Status Start(const std::vector<std::string>& argv,
-                     const std::vector<std::string>& env = {},
+  absl::Status Start(const std::vector<std::string>& argv, const std::vector<std::string>& env = {},
                      const std::string& log_path = "");
   // Waits for the "listening on" line; returns the port.
   absl::StatusOr<int> WaitListening(std::chrono::milliseconds timeout);
   void Signal(int sig);
+  // SIGSTOP, then waits until the whole process has stopped. kill() returns
+  // before a multi-threaded process's group stop completes: until the thread
+  // picked to take the signal gets a CPU, the others keep running (under CPU
+  // load, long enough to answer a request sent "after" the stop).
+  absl::Status Suspend(std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  void Resume() { Signal(SIGCONT); }
   // Waits for exit; returns the raw wait status, or an error on timeout.
   absl::StatusOr<int> Wait(std::chrono::milliseconds timeout);
   bool running() const { return pid_ > 0; }
