@@ -134,8 +134,11 @@ class PresenceStream final : public PresenceWatcher {
 }  // namespace
 
 ConnectionServiceImpl::ConnectionServiceImpl(Registry* registry, std::string instance_id,
-                                             ServiceAuth auth)
-    : registry_(registry), instance_id_(std::move(instance_id)), auth_(std::move(auth)) {}
+                                             ServiceAuth auth, NameClaims* claims)
+    : registry_(registry),
+      instance_id_(std::move(instance_id)),
+      auth_(std::move(auth)),
+      claims_(claims) {}
 
 grpc::ServerUnaryReactor* ConnectionServiceImpl::Refused(grpc::CallbackServerContext* ctx) const {
   grpc::Status denied = auth_.Check(ctx);
@@ -212,6 +215,18 @@ grpc::ServerUnaryReactor* ConnectionServiceImpl::Disconnect(
   auto result = registry_->Disconnect(request->user(), request->connection_id());
   if (result.ok()) response->set_disconnected(*result);
   return Done(ctx, result.status());
+}
+
+grpc::ServerUnaryReactor* ConnectionServiceImpl::ClaimName(
+    grpc::CallbackServerContext* ctx, const chat::v1::ClaimNameRequest* request,
+    chat::v1::ClaimNameResponse* response) {
+  if (auto* refused = Refused(ctx)) return refused;
+  if (claims_ == nullptr) {
+    return Done(ctx, absl::UnimplementedError("this connection-service keeps no name claims"));
+  }
+  auto granted = claims_->Claim(request->name(), request->subject());
+  if (granted.ok()) response->set_granted(*granted);
+  return Done(ctx, granted.status());
 }
 
 grpc::ServerWriteReactor<chat::v1::PresenceEvent>* ConnectionServiceImpl::WatchPresence(

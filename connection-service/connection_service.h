@@ -5,6 +5,7 @@
 
 #include "chat/v1/chat.grpc.pb.h"
 #include "common/service_auth.h"
+#include "connection-service/name_claims.h"
 #include "connection-service/registry.h"
 
 namespace chat::connection {
@@ -12,7 +13,9 @@ namespace chat::connection {
 // gRPC adapter over Registry: translates messages and statuses, nothing more.
 class ConnectionServiceImpl final : public chat::v1::ConnectionService::CallbackService {
  public:
-  ConnectionServiceImpl(Registry* registry, std::string instance_id, ServiceAuth auth = {});
+  // `claims` may be null: ClaimName is then UNIMPLEMENTED.
+  ConnectionServiceImpl(Registry* registry, std::string instance_id, ServiceAuth auth = {},
+                        NameClaims* claims = nullptr);
 
   grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* ctx,
                                      const chat::v1::RegisterRequest* request,
@@ -32,6 +35,9 @@ class ConnectionServiceImpl final : public chat::v1::ConnectionService::Callback
   grpc::ServerUnaryReactor* Disconnect(grpc::CallbackServerContext* ctx,
                                        const chat::v1::DisconnectRequest* request,
                                        chat::v1::DisconnectResponse* response) override;
+  grpc::ServerUnaryReactor* ClaimName(grpc::CallbackServerContext* ctx,
+                                      const chat::v1::ClaimNameRequest* request,
+                                      chat::v1::ClaimNameResponse* response) override;
   grpc::ServerWriteReactor<chat::v1::PresenceEvent>* WatchPresence(
       grpc::CallbackServerContext* ctx, const chat::v1::WatchPresenceRequest* request) override;
   grpc::ServerWriteReactor<chat::v1::RouteUpdate>* WatchRoutes(
@@ -44,6 +50,7 @@ class ConnectionServiceImpl final : public chat::v1::ConnectionService::Callback
   Registry* registry_;
   const std::string instance_id_;
   const ServiceAuth auth_;
+  NameClaims* const claims_;
 };
 
 }  // namespace chat::connection

@@ -44,8 +44,11 @@ int main(int argc, char** argv) {
   chat::connection::RegistryMetrics registry_metrics(metrics.registry());
   chat::connection::Registry registry(std::make_unique<chat::connection::MemoryStore>(),
                                       chat::SystemClock::Get(), lease_ms, &registry_metrics);
+  // Name owners in memory (the durable user store takes them when it is wired).
+  chat::connection::NameClaims claims(std::make_unique<chat::connection::MemoryNameOwners>(),
+                                      chat::SystemClock::Get());
   chat::connection::ConnectionServiceImpl service(
-      &registry, instance_id, chat::ServiceAuth(absl::GetFlag(FLAGS_service_token)));
+      &registry, instance_id, chat::ServiceAuth(absl::GetFlag(FLAGS_service_token)), &claims);
   chat::GrpcServerOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);

@@ -68,6 +68,9 @@ class DirectoryBackend {
 struct Identity {
   std::string user;
   int64_t expires_at_s = 0;  // 0: never (name mode, or a token without exp)
+  // jwt mode: the token's `sub` (empty when it has none); the owner of
+  // `user` when names are claimed.
+  std::string subject;
 };
 
 // When a connection with a token expiring at `expires_at_s` must close, in

@@ -205,7 +205,8 @@ void ConnectionLogic::HandleRefresh(RefreshAction action, RequestId request_id) 
                       absl::StrCat("token refused: ", identity.status().message()), request_id);
             return;
           }
-          if (identity->user != user_) {
+          const bool same_subject = !subject_.empty() && identity->subject == subject_;
+          if (identity->user != user_ && !same_subject) {
             SendError(ErrorCode::kForbidden, "the new token names another user", request_id);
             return;
           }

@@ -72,6 +72,10 @@ class ConnectionLogic {
   void OnClosed();
 
   const std::string& user() const { return user_; }
+  // jwt mode: the token's `sub`. A refresh token of the same subject renews
+  // the connection even when its user claim is not the connection's name
+  // (a name resolved from the user's profile).
+  void set_subject(std::string subject) { subject_ = std::move(subject); }
   const std::string& connection_id() const { return connection_id_; }
 
  private:
@@ -85,6 +89,7 @@ class ConnectionLogic {
   void OnSendResult(const SendResult& result, const RequestId& request_id, bool counted);
 
   const std::string user_;
+  std::string subject_;
   const std::string connection_id_;
   const LogicConfig* config_;
   MessageBackend* messages_;

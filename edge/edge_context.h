@@ -10,7 +10,13 @@
 #include "edge/admission.h"
 #include "edge/backends.h"
 #include "edge/connection_logic.h"
+#include "edge/edge_metrics.h"
+#include "edge/jwt_identities.h"
 #include "edge/local_hub.h"
+
+namespace chat {
+class Metrics;
+}  // namespace chat
 
 namespace chat::edge {
 
@@ -34,6 +40,15 @@ struct EdgeContext {
   const OriginPolicy* origins = nullptr;
   UserConnectionLimit* per_user = nullptr;
   TokenVerifier* tokens = nullptr;  // set: jwt mode
+  // Never null once EdgeServer::Start() ran: sessions count without checking.
+  EdgeMetrics* metrics = nullptr;
+  const Metrics* all_metrics = nullptr;  // what GET /metrics serves
+  JwtIdentities* identities = nullptr;  // set with `tokens`: the handshake's identity
+  // jwt mode: a live connection whose token expires stays open (until
+  // max_connection_age) instead of closing with 1008.
+  bool keep_on_token_expiry = false;
+  // Connections older than this close with 1001 (going away); zero: no limit.
+  std::chrono::seconds max_connection_age{0};
   const Clock* clock = SystemClock::Get();
   std::atomic<uint64_t> next_connection{0};
   std::atomic<size_t> live_connections{0};  // registered and not yet closed

@@ -127,9 +127,13 @@ absl::Status EdgeServer::Start() {
     const int64_t skew = options_.jwt->clock_skew_s;
     auto verifier = JwtVerifier::Create(*options_.jwt, context_.clock);
     if (!verifier.ok()) return verifier.status();
-    tokens_ = std::make_unique<PooledJwtVerifier>(std::move(*verifier), skew);
+    tokens_ = std::make_unique<PooledJwtVerifier>(std::move(*verifier), skew,
+                                                  options_.jwt_verify_threads,
+                                                  options_.jwt_verify_queue);
     context_.tokens = tokens_.get();
+    context_.keep_on_token_expiry = options_.keep_on_token_expiry;
   }
+  context_.max_connection_age = options_.max_connection_age;
 
   context_.edge_id = options_.edge_id;
   if (context_.edge_id.empty()) {
@@ -139,12 +143,15 @@ absl::Status EdgeServer::Start() {
   }
   context_.logic = options_.logic;
   context_.logic.server_id = context_.edge_id;
+  context_.logic.metrics = &edge_metrics_;
   context_.max_outbound_bytes = options_.max_outbound_bytes;
   context_.max_connections = options_.max_connections;
   context_.handshake_timeout = options_.handshake_timeout;
   context_.close_grace = options_.close_grace;
   context_.max_header_bytes = options_.max_header_bytes;
   context_.hub = &hub_;
+  context_.metrics = &edge_metrics_;
+  context_.all_metrics = &metrics_;
   origins_ = std::make_unique<OriginPolicy>(options_.allowed_origins);
   per_user_ = std::make_unique<UserConnectionLimit>(options_.max_connections_per_user);
   context_.origins = origins_.get();
@@ -155,15 +162,28 @@ absl::Status EdgeServer::Start() {
   }
   DirectoryOptions directory_options;
   directory_options.auth = ServiceAuth(options_.service_token);
-  channels_.push_back(MakeChannel(options_.connection_service));
+  channels_.push_back(MakeChannel(options_.connection_service, &grpc_metrics_));
   directory_ = std::make_unique<DirectoryClient>(channels_.back(), context_.edge_id, &hub_,
                                                  directory_options);
+  if (tokens_ != nullptr) {
+    if (options_.profile.has_value()) {
+      const ProfileConfig& profile = *options_.profile;
+      profiles_ = std::make_unique<ProfileResolver>(MakeHttpProfileFetcher(profile), context_.clock,
+                                                    profile.threads, profile.max_queued,
+                                                    profile.max_cached);
+      claims_ = std::make_unique<GrpcNameClaims>(channels_.back(),
+                                                 ServiceAuth(options_.service_token));
+    }
+    identities_ = std::make_unique<JwtIdentities>(tokens_.get(), profiles_.get(), claims_.get());
+    context_.identities = identities_.get();
+  }
   LinkOptions link_options;
   link_options.auth = ServiceAuth(options_.service_token);
+  link_options.metrics = &edge_metrics_;
   link_options.answer_timeout = absl::FromChrono(options_.send_timeout);
   std::vector<std::shared_ptr<grpc::Channel>> message_channels;
   for (const auto& target : options_.message_services) {
-    message_channels.push_back(MakeChannel(target));
+    message_channels.push_back(MakeChannel(target, &grpc_metrics_));
     channels_.push_back(message_channels.back());
   }
   messages_ =
@@ -224,8 +244,14 @@ void EdgeServer::Shutdown(std::chrono::milliseconds drain) {
   // Sessions still closing (a peer that never finished its close) die with
   // ioc_; they must not call the backends reset below.
   context_.stopped = true;
+  // Their workers finish what is queued (answers posted to the stopped
+  // io_context are dropped with it) before anything they use goes away.
+  profiles_.reset();
+  tokens_.reset();
+  context_.tokens = nullptr;
   messages_.reset();
   directory_.reset();
+  claims_.reset();
   for (auto& channel : channels_) ReleaseChannel(std::move(channel), std::chrono::seconds(2));
   channels_.clear();
 }

@@ -13,8 +13,12 @@
 #include "boost/asio/ip/tcp.hpp"
 #include "boost/asio/ssl/context.hpp"
 #include "boost/asio/steady_timer.hpp"
+#include "common/grpc_metrics.h"
+#include "common/metrics.h"
 #include "edge/directory_client.h"
 #include "edge/edge_context.h"
+#include "edge/edge_metrics.h"
+#include "edge/jwt_identities.h"
 #include "edge/jwt_verifier.h"
 #include "edge/message_link.h"
 #include "edge/static_files.h"
@@ -40,6 +44,19 @@ struct EdgeOptions {
   int max_connections_per_user = 32;
   // jwt mode when set (docs/protocol.md §1); name mode otherwise.
   std::optional<JwtConfig> jwt;
+  // jwt mode: threads checking signatures, and how many handshakes may wait
+  // for them (beyond: HTTP 503 with Retry-After).
+  int jwt_verify_threads = 2;
+  size_t jwt_verify_queue = 256;
+  // jwt mode: where a ?name= other than the token's user is looked up (the
+  // user's profile at the identity provider); unset: such a ?name= is 403.
+  // Set, every name a connection speaks as is claimed for the token's `sub`.
+  std::optional<ProfileConfig> profile;
+  // jwt mode: a connection outlives its token (true) or closes with 1008 at
+  // the token's exp (false).
+  bool keep_on_token_expiry = false;
+  // Every connection closes with 1001 at this age; zero: never.
+  std::chrono::seconds max_connection_age{7200};
   // PEM files. Both set: the listener speaks TLS only (1.2 or later), so
   // clients use wss:// and https://. Both empty: plaintext. One alone is an
   // error at Start().
@@ -63,6 +80,8 @@ class EdgeServer {
   absl::Status Start();
   int port() const { return port_; }
   const std::string& edge_id() const { return context_.edge_id; }
+  // Everything GET /metrics serves.
+  const Metrics& metrics() const { return metrics_; }
 
   // Stops accepting, closes every connection with 1001, waits up to `drain`
   // for them to finish and for unregistrations to reach the registry.
@@ -75,11 +94,19 @@ class EdgeServer {
   // Everything sessions point to is declared before ioc_, so it outlives the
   // sessions that die with ioc_'s pending handlers (tls_: their SSL objects).
   std::unique_ptr<boost::asio::ssl::context> tls_;  // null: plaintext
+  // Also before ioc_: sessions dying with it still count their close, and
+  // the interceptors of a channel released late share the gRPC metrics.
+  Metrics metrics_;
+  GrpcMetrics grpc_metrics_{metrics_};
+  EdgeMetrics edge_metrics_{metrics_.registry()};
   EdgeContext context_;
   LocalHub hub_;
   std::unique_ptr<OriginPolicy> origins_;
   std::unique_ptr<UserConnectionLimit> per_user_;
   std::unique_ptr<TokenVerifier> tokens_;
+  std::unique_ptr<ProfileResolver> profiles_;
+  std::unique_ptr<NameClaims> claims_;
+  std::unique_ptr<JwtIdentities> identities_;
   std::unique_ptr<StaticFiles> static_files_;
   std::unique_ptr<DirectoryClient> directory_;
   std::unique_ptr<MessageLinks> messages_;

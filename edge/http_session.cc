@@ -7,6 +7,7 @@
 #include "boost/asio/dispatch.hpp"
 #include "boost/asio/post.hpp"
 #include "boost/beast/websocket/rfc6455.hpp"
+#include "common/metrics.h"
 #include "edge/name_decode.h"
 #include "edge/static_files.h"
 #include "edge/ws_session.h"
@@ -119,6 +120,9 @@ void HttpSession<Stream>::Respond(unsigned version, bool keep_alive, http::statu
                                   std::string content_type, std::string body,
                                   std::vector<std::pair<std::string, std::string>> headers,
                                   bool head) {
+  if (upgrade_ && static_cast<int>(status) >= 400) {
+    context_->metrics->HandshakeRefused(static_cast<int>(status));
+  }
   auto response = std::make_shared<http::response<http::string_body>>(status, version);
   response->set(http::field::server, "chat-edge");
   if (!content_type.empty()) response->set(http::field::content_type, content_type);
@@ -164,6 +168,14 @@ void HttpSession<Stream>::HandlePlain(const Request& request) {
                          ",\"connection_service\":", directory ? "true" : "false",
                          ",\"message_service\":", messages ? "true" : "false",
                          ",\"connections\":", context_->live_connections.load(), "}\n"));
+    return;
+  }
+  if (path == "/metrics") {
+    context_->metrics->SetBackendsReady(context_->directory->Ready(),
+                                        context_->messages->Ready());
+    Respond(version, keep_alive, http::status::ok, kMetricsContentType,
+            context_->all_metrics->Text(), {{"Cache-Control", "no-store"}},
+            request.method() == http::verb::head);
     return;
   }
   if (path == "/config.json") {
@@ -215,6 +227,7 @@ std::optional<std::string> FindToken(const http::request<http::empty_body>& requ
 
 template <class Stream>
 void HttpSession<Stream>::HandleUpgrade(Request request) {
+  upgrade_ = true;
   const unsigned version = request.version();
   if (context_->shutting_down) {
     Respond(version, false, http::status::service_unavailable, "text/plain",
@@ -235,7 +248,7 @@ void HttpSession<Stream>::HandleUpgrade(Request request) {
               absl::StrCat(user.status().message(), "\n"));
       return;
     }
-    Admit(std::make_shared<Request>(std::move(request)), Identity{*user, 0});
+    Admit(std::make_shared<Request>(std::move(request)), Identity{*user, 0, ""});
     return;
   }
   std::optional<std::string> token = FindToken(request);
@@ -246,27 +259,36 @@ void HttpSession<Stream>::HandleUpgrade(Request request) {
             {{"WWW-Authenticate", "Bearer"}});
     return;
   }
+  std::optional<std::string> requested_name;
+  if (FindQueryParam(target, "name").has_value()) {
+    absl::StatusOr<std::string> named = UserFromTarget(target);
+    requested_name = named.ok() ? *std::move(named) : "";
+  }
   auto req = std::make_shared<Request>(std::move(request));
-  context_->tokens->Verify(
-      std::move(*token), [self = this->shared_from_this(), req](absl::StatusOr<Identity> identity) {
+  context_->identities->Resolve(
+      std::move(*token), std::move(requested_name),
+      [self = this->shared_from_this(), req](absl::StatusOr<Identity> identity) {
         net::post(self->stream_.get_executor(), [self, req, identity = std::move(identity)] {
-          const unsigned version = req->version();
-          if (!identity.ok()) {
-            self->Respond(version, false, http::status::unauthorized, "text/plain",
-                          absl::StrCat("invalid token: ", identity.status().message(), "\n"),
-                          {{"WWW-Authenticate", "Bearer error=\"invalid_token\""}});
+          if (identity.ok()) {
+            self->Admit(req, *identity);
             return;
           }
-          const std::string_view target(req->target().data(), req->target().size());
-          if (FindQueryParam(target, "name").has_value()) {
-            absl::StatusOr<std::string> named = UserFromTarget(target);
-            if (!named.ok() || *named != identity->user) {
-              self->Respond(version, false, http::status::forbidden, "text/plain",
-                            "?name= does not match the token's user\n");
+          const unsigned version = req->version();
+          const std::string body = absl::StrCat(identity.status().message(), "\n");
+          switch (HttpStatusForRefusal(identity.status())) {
+            case 401:
+              self->Respond(version, false, http::status::unauthorized, "text/plain", body,
+                            {{"WWW-Authenticate", "Bearer error=\"invalid_token\""}});
               return;
-            }
+            case 403:
+              self->Respond(version, false, http::status::forbidden, "text/plain", body);
+              return;
+            default:
+              spdlog::debug("handshake refused (503): {}", identity.status().ToString());
+              self->Respond(version, false, http::status::service_unavailable, "text/plain",
+                            absl::StrCat("cannot authenticate now: ", body),
+                            {{"Retry-After", "2"}});
           }
-          self->Admit(req, *identity);
         });
       });
 }

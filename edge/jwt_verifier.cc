@@ -248,6 +248,9 @@ absl::Status JwtVerifier::CheckClaims(const json::object& payload, VerifiedToken
         absl::StrCat("token '", config_.user_claim, "' is not a valid user name: ", s.message()));
   }
   out->user = std::string(name);
+  if (const json::value* sub = payload.if_contains("sub"); sub != nullptr && sub->is_string()) {
+    out->subject = std::string(sub->get_string());
+  }
   return absl::OkStatus();
 }
 

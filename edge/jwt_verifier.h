@@ -45,6 +45,9 @@ struct JwtConfig {
 struct VerifiedToken {
   std::string user;
   int64_t expires_at_s = 0;  // 0: the token has no `exp`
+  // The `sub` claim when it is a string (the identity provider's stable id
+  // for the account), else empty.
+  std::string subject;
 };
 
 // A token split and decoded, its signature not yet checked: nothing in here

@@ -53,6 +53,25 @@ ABSL_FLAG(std::string, jwt_audience, "", "jwt: required aud, when set");
 ABSL_FLAG(std::string, jwt_client_id, "", "jwt: required client_id claim (Cognito access tokens)");
 ABSL_FLAG(std::string, jwt_user_claim, "sub", "jwt: claim naming the user (username for Cognito)");
 ABSL_FLAG(int, jwt_clock_skew_s, 30, "jwt: tolerance for exp/nbf, in seconds");
+ABSL_FLAG(int, jwt_verify_threads, 2, "jwt: threads checking token signatures");
+ABSL_FLAG(int, jwt_verify_queue, 256,
+          "jwt: handshakes that may wait for a signature check; beyond, HTTP 503 with Retry-After");
+ABSL_FLAG(std::string, jwt_profile, "none",
+          "jwt: where a ?name= other than the token's user is looked up: none (such a ?name= is "
+          "403), cognito (GetUser at --cognito_endpoint) or userinfo (--userinfo_url); names are "
+          "then claimed by the token's sub");
+ABSL_FLAG(std::string, cognito_endpoint, "",
+          "jwt_profile=cognito: the user pool's endpoint, https://cognito-idp.<region>.amazonaws.com/");
+ABSL_FLAG(std::string, userinfo_url, "", "jwt_profile=userinfo: the OIDC userinfo URL");
+ABSL_FLAG(std::string, jwt_profile_name_attribute, "name",
+          "jwt: the profile attribute (Cognito) or claim (userinfo) holding the user's name");
+ABSL_FLAG(int, jwt_profile_timeout_ms, 5000,
+          "jwt: a profile lookup slower than this fails the handshake with HTTP 503");
+ABSL_FLAG(std::string, on_token_expiry, "close",
+          "jwt: what a live connection does when its token expires: close (1008) or keep (until "
+          "--max_connection_age_s, like API Gateway)");
+ABSL_FLAG(int, max_connection_age_s, 7200,
+          "connections older than this are closed with 1001 (going away); 0 = no limit");
 ABSL_FLAG(int, drain_timeout_ms, 5000, "on SIGTERM, time allowed for connections to close");
 ABSL_FLAG(std::string, tls_cert, "",
           "PEM certificate chain (leaf first); with --tls_key the listener serves only TLS "
@@ -80,12 +99,15 @@ std::string DefaultWebRoot(const char* argv0) {
 
 }  // namespace
 
+ABSL_FLAG(chat::LogFormat, log_format, chat::LogFormat::kText,
+          "stderr log lines: text, or json (one object per line: ts, level, service, msg)");
+
 int main(int argc, char** argv) {
   chat::BlockTerminationSignals();
-  chat::InitProcess("edge");
   chat::ParseFlagsWithEnv(argc, argv,
                           "edge: WebSocket front door of the chat backend.\nUsage: edge "
                           "[--listen=127.0.0.1:8080] [flags]");
+  chat::InitProcess("edge", absl::GetFlag(FLAGS_log_format));
   chat::edge::EdgeOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
   options.edge_id = absl::GetFlag(FLAGS_edge_id);
@@ -139,10 +161,51 @@ int main(int argc, char** argv) {
       return 2;
     }
     options.jwt = std::move(jwt);
+    options.jwt_verify_threads = absl::GetFlag(FLAGS_jwt_verify_threads);
+    const int verify_queue = absl::GetFlag(FLAGS_jwt_verify_queue);
+    if (options.jwt_verify_threads < 1 || options.jwt_verify_threads > 64 || verify_queue < 1) {
+      std::fprintf(stderr, "need 1<=--jwt_verify_threads<=64 and --jwt_verify_queue>=1\n");
+      return 2;
+    }
+    options.jwt_verify_queue = static_cast<size_t>(verify_queue);
+    const std::string profile = absl::GetFlag(FLAGS_jwt_profile);
+    if (profile == "cognito" || profile == "userinfo") {
+      chat::edge::ProfileConfig config;
+      config.kind = profile == "cognito" ? chat::edge::ProfileConfig::Kind::kCognito
+                                         : chat::edge::ProfileConfig::Kind::kUserinfo;
+      config.url = absl::GetFlag(profile == "cognito" ? FLAGS_cognito_endpoint : FLAGS_userinfo_url);
+      config.name_attribute = absl::GetFlag(FLAGS_jwt_profile_name_attribute);
+      config.timeout = absl::Milliseconds(absl::GetFlag(FLAGS_jwt_profile_timeout_ms));
+      if (config.url.empty() || config.name_attribute.empty() ||
+          config.timeout < absl::Milliseconds(100)) {
+        std::fprintf(stderr,
+                     "--jwt_profile=%s needs %s, a non-empty --jwt_profile_name_attribute and "
+                     "--jwt_profile_timeout_ms>=100\n",
+                     profile.c_str(), profile == "cognito" ? "--cognito_endpoint" : "--userinfo_url");
+        return 2;
+      }
+      options.profile = std::move(config);
+    } else if (profile != "none") {
+      std::fprintf(stderr, "--jwt_profile must be none, cognito or userinfo, got '%s'\n",
+                   profile.c_str());
+      return 2;
+    }
+    const std::string on_expiry = absl::GetFlag(FLAGS_on_token_expiry);
+    if (on_expiry != "close" && on_expiry != "keep") {
+      std::fprintf(stderr, "--on_token_expiry must be close or keep, got '%s'\n",
+                   on_expiry.c_str());
+      return 2;
+    }
+    options.keep_on_token_expiry = on_expiry == "keep";
   } else if (auth != "name") {
     std::fprintf(stderr, "--auth must be name or jwt, got '%s'\n", auth.c_str());
     return 2;
   }
+  if (absl::GetFlag(FLAGS_max_connection_age_s) < 0) {
+    std::fprintf(stderr, "--max_connection_age_s must be >= 0 (0 = no limit)\n");
+    return 2;
+  }
+  options.max_connection_age = std::chrono::seconds(absl::GetFlag(FLAGS_max_connection_age_s));
   if (options.logic.max_message_bytes < 1024 || options.logic.messages_per_second < 1 ||
       options.logic.idle_timeout_s < 1 || options.max_outbound_bytes < 1024 ||
       options.max_connections_per_user < 1 || options.close_grace.count() < 1 ||

@@ -23,8 +23,15 @@ WsSession<Stream>::WsSession(Stream&& stream, EdgeContext* context, Identity ide
       logic_(std::move(identity.user), std::move(connection_id), &context->logic, context->messages,
              context->directory, context->hub, this, context->clock, context->tokens),
       answer_authorization_(answer_authorization) {
+  logic_.set_subject(std::move(identity.subject));
   if (identity.expires_at_s > 0 && context->tokens != nullptr) {
     expires_at_ms_ = ExpiryMs(identity.expires_at_s, context->tokens->clock_skew_s());
+  }
+  if (context->max_connection_age.count() > 0) {
+    age_limit_ms_ = context->clock->NowMs() +
+                    std::chrono::duration_cast<std::chrono::milliseconds>(
+                        context->max_connection_age)
+                        .count();
   }
 }
 
@@ -116,22 +123,36 @@ void WsSession<Stream>::SetReadPaused(bool paused) {
 
 template <class Stream>
 void WsSession<Stream>::SetExpiry(int64_t expires_at_ms) {
+  // --on_token_expiry=keep: like API Gateway, the token only had to be good
+  // at the handshake; the age limit still ends the connection.
+  if (context_->keep_on_token_expiry) expires_at_ms = 0;
   expires_at_ms_ = expires_at_ms;
   expiry_timer_.cancel();
-  if (expires_at_ms == 0 || ended_) return;
+  const int64_t deadline_ms = expires_at_ms == 0    ? age_limit_ms_
+                              : age_limit_ms_ == 0 ? expires_at_ms
+                                                   : std::min(expires_at_ms, age_limit_ms_);
+  if (deadline_ms == 0 || ended_) return;
   // Waits at most a day at a time (a far exp must not overflow the clock).
   constexpr int64_t kMaxWaitMs = 24 * 3600 * 1000;
-  const int64_t left_ms = expires_at_ms - context_->clock->NowMs();
+  const int64_t left_ms = deadline_ms - context_->clock->NowMs();
   expiry_timer_.expires_after(
       std::chrono::milliseconds(std::clamp<int64_t>(left_ms, 0, kMaxWaitMs)));
-  expiry_timer_.async_wait([self = this->shared_from_this(), expires_at_ms](beast::error_code ec) {
-    if (ec || self->expires_at_ms_ != expires_at_ms) return;  // refreshed meanwhile
-    if (self->context_->clock->NowMs() < expires_at_ms) {
-      self->SetExpiry(expires_at_ms);  // not yet: wait again
-      return;
-    }
-    self->Close(kClosePolicy, "token expired");
-  });
+  expiry_timer_.async_wait(
+      [self = this->shared_from_this(), expires_at_ms, deadline_ms](beast::error_code ec) {
+        if (ec || self->expires_at_ms_ != expires_at_ms) return;  // refreshed meanwhile
+        const int64_t now = self->context_->clock->NowMs();
+        if (now < deadline_ms) {
+          self->SetExpiry(expires_at_ms);  // not yet: wait again
+          return;
+        }
+        if (expires_at_ms != 0 && now >= expires_at_ms) {
+          self->Close(kClosePolicy, "token expired");
+        } else {
+          // Going away, not a policy violation: the client did nothing wrong
+          // and should reconnect (as after API Gateway's 2-hour limit).
+          self->Close(kCloseGoingAway, "connection age limit reached");
+        }
+      });
 }
 
 template <class Stream>

@@ -61,7 +61,8 @@ class WsSession final : public std::enable_shared_from_this<WsSession<Stream>>,
   ReadBuffer<Ws> buffer_{ws_};
   boost::asio::steady_timer close_timer_;
   boost::asio::steady_timer expiry_timer_;
-  int64_t expires_at_ms_ = 0;
+  int64_t expires_at_ms_ = 0;  // the token's, with skew; 0: none (or kept past it)
+  int64_t age_limit_ms_ = 0;   // --max_connection_age_s from the upgrade; 0: none
   EdgeContext* context_;
   ConnectionLogic logic_;
   const bool answer_authorization_;
