@@ -14,23 +14,33 @@
 #include "connection-service/lease_reaper.h"
 #include "connection-service/memory_store.h"
 #include "spdlog/spdlog.h"
+#include "store/open_store.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051", "gRPC listen address (host:port; port 0 = any)");
 ABSL_FLAG(int64_t, lease_timeout_ms, 10000,
           "an edge that has not heartbeated for this long loses all its connections");
 ABSL_FLAG(int, max_message_bytes, 16 << 20, "largest gRPC message accepted or sent");
 ABSL_FLAG(int, max_concurrent_streams, 1000, "HTTP/2 streams per client connection");
+ABSL_FLAG(std::string, store, "sqlite:data/users.db",
+          "durable table of users ever seen: sqlite:PATH (created if missing) or a "
+          "postgresql:// URL");
+ABSL_FLAG(bool, store_fsync, false,
+          "SQLite: fsync every commit (survives power loss; the default survives process "
+          "crashes)");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9101",
           "Prometheus metrics at http://<this>/metrics (host:port; port 0 = any; empty = off)");
 ABSL_FLAG(std::string, service_token, "",
           "when set, every caller must send 'authorization: Bearer <token>' metadata");
 
+ABSL_FLAG(chat::LogFormat, log_format, chat::LogFormat::kText,
+          "stderr log lines: text, or json (one object per line: ts, level, service, msg)");
+
 int main(int argc, char** argv) {
   chat::BlockTerminationSignals();
-  chat::InitProcess("connection-service");
   chat::ParseFlagsWithEnv(argc, argv,
                           "connection-service: who is online, on which edge.\nUsage: "
                           "connection-service [--listen=127.0.0.1:50051] [flags]");
+  chat::InitProcess("connection-service", absl::GetFlag(FLAGS_log_format));
   const int64_t lease_ms = absl::GetFlag(FLAGS_lease_timeout_ms);
   if (lease_ms <= 0) {
     std::fprintf(stderr, "--lease_timeout_ms must be positive\n");
@@ -42,11 +52,35 @@ int main(int argc, char** argv) {
   chat::Metrics metrics;
   chat::GrpcMetrics grpc_metrics(metrics);
   chat::connection::RegistryMetrics registry_metrics(metrics.registry());
-  chat::connection::Registry registry(std::make_unique<chat::connection::MemoryStore>(),
-                                      chat::SystemClock::Get(), lease_ms, &registry_metrics);
-  // Name owners in memory (the durable user store takes them when it is wired).
-  chat::connection::NameClaims claims(std::make_unique<chat::connection::MemoryNameOwners>(),
-                                      chat::SystemClock::Get());
+  chat::store::StoreOptions store_options;
+  store_options.fsync = absl::GetFlag(FLAGS_store_fsync);
+  auto users = chat::store::OpenUserStore(absl::GetFlag(FLAGS_store), store_options);
+  if (!users.ok()) {
+    spdlog::critical("--store={}: {}", absl::GetFlag(FLAGS_store), users.status().ToString());
+    return 1;
+  }
+  // Users ever seen come back from the store; live connections are rebuilt
+  // by the edges (they re-register when they see a new instance id).
+  auto memory = std::make_unique<chat::connection::MemoryStore>();
+  absl::StatusOr<std::vector<std::string>> known = (*users)->AllUsers();
+  if (!known.ok()) {
+    spdlog::critical("--store={}: {}", absl::GetFlag(FLAGS_store), known.status().ToString());
+    return 1;
+  }
+  for (const std::string& name : *known) memory->AddUser(name);
+  spdlog::info("{} users loaded from {}", known->size(), absl::GetFlag(FLAGS_store));
+  chat::connection::Registry registry(std::move(memory), chat::SystemClock::Get(), lease_ms,
+                                      &registry_metrics, users->get());
+  // Who owns each name (edges claim names resolved from users' profiles),
+  // kept with the users, over a connection of its own.
+  auto owners = chat::store::OpenUserStore(absl::GetFlag(FLAGS_store), store_options);
+  if (!owners.ok()) {
+    spdlog::critical("--store={}: {}", absl::GetFlag(FLAGS_store), owners.status().ToString());
+    return 1;
+  }
+  chat::connection::NameClaims claims(
+      std::make_unique<chat::connection::UserStoreNameOwners>(*std::move(owners)),
+      chat::SystemClock::Get());
   chat::connection::ConnectionServiceImpl service(
       &registry, instance_id, chat::ServiceAuth(absl::GetFlag(FLAGS_service_token)), &claims);
   chat::GrpcServerOptions options;

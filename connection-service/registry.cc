@@ -10,10 +10,12 @@
 namespace chat::connection {
 
 Registry::Registry(std::unique_ptr<RegistryStore> store, const Clock* clock,
-                   int64_t lease_timeout_ms, RegistryMetrics* metrics)
+                   int64_t lease_timeout_ms, RegistryMetrics* metrics,
+                   store::UserStore* durable_users)
     : clock_(clock),
       lease_timeout_ms_(lease_timeout_ms),
       metrics_(metrics),
+      durable_users_(durable_users),
       store_(std::move(store)) {
   if (metrics_ == nullptr) return;
   // A store may start with state (a durable one); from here on the gauges
@@ -57,6 +59,25 @@ absl::Status Registry::Register(const std::string& edge_id, const std::string& i
     }
   }
   const int64_t now = clock_->NowMs();
+  absl::MutexLock durable_lock(&durable_mu_);
+  if (durable_users_ != nullptr) {
+    // A user exists once committed: the edge says hello only after this
+    // answer, so anything that asks afterwards finds them.
+    std::vector<std::string> fresh;
+    {
+      absl::ReaderMutexLock lock(&mu_);
+      for (const auto& c : connections) {
+        if (!store_->HasUser(c.user)) fresh.push_back(c.user);
+      }
+    }
+    for (const auto& user : fresh) {
+      absl::StatusOr<bool> added = durable_users_->AddUser(user, now);
+      if (!added.ok()) {
+        return absl::UnavailableError(
+            absl::StrCat("user store unavailable: ", added.status().message()));
+      }
+    }
+  }
   absl::MutexLock lock(&mu_);
   Changes changes;
   TouchLocked(edge_id, incarnation, &changes);

@@ -12,6 +12,7 @@
 #include "common/clock.h"
 #include "connection-service/registry_metrics.h"
 #include "connection-service/registry_store.h"
+#include "store/user_store.h"
 
 namespace chat::connection {
 
@@ -68,8 +69,10 @@ inline constexpr size_t kMaxListUsers = 1000;
 class Registry {
  public:
   // `metrics` (may be null) must outlive the registry.
+  // `durable_users` (optional): users ever seen are committed there before
+  // a registration is answered; the store's users must already be in `store`.
   Registry(std::unique_ptr<RegistryStore> store, const Clock* clock, int64_t lease_timeout_ms,
-           RegistryMetrics* metrics = nullptr);
+           RegistryMetrics* metrics = nullptr, store::UserStore* durable_users = nullptr);
 
   // `incarnation` identifies the edge process; a new one for a known edge id
   // drops the connections the previous process left (it restarted).
@@ -122,6 +125,10 @@ class Registry {
   const Clock* clock_;
   const int64_t lease_timeout_ms_;
   RegistryMetrics* const metrics_;  // null: not counted
+  // Commits new users before they are registered; taken before mu_, never
+  // under it, so a slow disk never holds up lookups.
+  absl::Mutex durable_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  store::UserStore* const durable_users_ ABSL_PT_GUARDED_BY(durable_mu_);
   mutable absl::Mutex mu_;
   std::unique_ptr<RegistryStore> store_ ABSL_GUARDED_BY(mu_);
   std::vector<RouteSubscription> route_watchers_ ABSL_GUARDED_BY(mu_);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "edge/stored.h"
 
 // What the edge needs from the services behind it, as interfaces that tests
 // replace. Callbacks may run on any thread, and may run before the call
@@ -19,6 +20,8 @@ struct OutgoingSend {
   std::string send_to;
   std::string message;
   std::string from_connection_id;
+  std::string idempotency_key;  // empty: none
+  int64_t received_us = 0;      // when the edge read the frame (Unix µs)
 };
 
 struct SendResult {
@@ -28,13 +31,51 @@ struct SendResult {
   std::string id;
   int64_t ts_ms = 0;
   int delivered = 0;
+  std::string conversation;
+  int64_t seq = 0;
+  int64_t useq = 0;  // the sender's
+  bool duplicate = false;
 };
+
+// message-service's answer to an attach: the store's epoch and where the
+// user's stream stands.
+struct AttachInfo {
+  std::string epoch;
+  int64_t last_useq = 0;
+  int64_t reached_useq = 0;
+};
+
+template <typename T>
+using Done = std::function<void(absl::StatusOr<T>)>;
 
 class MessageBackend {
  public:
   virtual ~MessageBackend() = default;
   virtual void Send(OutgoingSend send, std::function<void(const SendResult&)> done) = 0;
   virtual bool Ready() const = 0;
+
+  // A connection is live here: every message committed for its user from now
+  // on is delivered to it. `after_useq`: -1 for a new connection, else the
+  // highest useq already written to it (re-attaching after a link reset).
+  virtual void Attach(const std::string& connection_id, const std::string& user,
+                      int64_t after_useq, Done<AttachInfo> done) = 0;
+  virtual void Detach(const std::string& connection_id) = 0;
+  // useq from..to of `user`'s stream were written to one of their sockets.
+  virtual void Reached(const std::string& user, int64_t from, int64_t to) = 0;
+
+  // Store reads (protocol version 2). Errors: INVALID_ARGUMENT, NOT_FOUND
+  // (unknown `with`), UNAVAILABLE.
+  virtual void Sync(const std::string& user, int64_t since, int limit, const std::string& epoch,
+                    Done<SyncReply> done) = 0;
+  // Messages to `user` past `after` not covered by a read mark (pushes).
+  virtual void Unread(const std::string& user, int64_t after, int limit,
+                      Done<SyncReply> done) = 0;
+  virtual void History(const std::string& user, const std::string& with, int64_t before,
+                       int limit, Done<HistoryReply> done) = 0;
+  virtual void Conversations(const std::string& user, int limit, const std::string& after,
+                             Done<ConversationsReply> done) = 0;
+  virtual void MarkRead(const std::string& user, const std::string& with, int64_t seq,
+                        Done<ReadReply> done) = 0;
 };
 
 struct UserPage {
@@ -97,6 +138,13 @@ class LocalConnection {
  public:
   virtual ~LocalConnection() = default;
   virtual void Deliver(std::shared_ptr<const std::string> frame) = 0;
+  // A frame carrying message `useq` of this connection's user's stream;
+  // `own_copy`: the user sent it from another connection.
+  virtual void DeliverStored(std::shared_ptr<const std::string> frame, int64_t useq,
+                             bool own_copy) = 0;
+  virtual void DeliverReceipt(std::shared_ptr<const std::string> frame) = 0;
+  // The path to message-service came back: attach again and catch up.
+  virtual void Reattach() = 0;
   virtual void Kick(uint16_t close_code, std::string reason) = 0;
 };
 

@@ -21,10 +21,213 @@ ConnectionLogic::ConnectionLogic(std::string user, std::string connection_id,
       bad_frames_(config->bad_frames_max, config->bad_frames_window_ms),
       rate_strikes_(config->rate_limit_strikes, config->rate_limit_window_ms) {}
 
-std::string ConnectionLogic::HelloFrame() const {
-  return EncodeHello(
-      user_, connection_id_, config_->server_id,
-      {config_->max_message_bytes, config_->messages_per_second, config_->idle_timeout_s});
+template <typename T, typename Fn>
+Done<T> ConnectionLogic::OnStrand(Fn fn) {
+  return [this, weak = sink_->WeakSelf(), fn = std::move(fn)](absl::StatusOr<T> answer) mutable {
+    auto sink = weak.lock();
+    if (sink == nullptr) return;
+    sink->Post([this, fn = std::move(fn), answer = std::move(answer)]() mutable {
+      if (closed_) return;
+      fn(std::move(answer));
+    });
+  };
+}
+
+void ConnectionLogic::Start() { Attach(-1); }
+
+void ConnectionLogic::Attach(int64_t after_useq) {
+  if (closed_ || attach_pending_) return;
+  attach_pending_ = true;
+  messages_->Attach(connection_id_, user_, after_useq,
+                    OnStrand<AttachInfo>([this, after_useq](absl::StatusOr<AttachInfo> info) {
+                      OnAttached(std::move(info), after_useq);
+                    }));
+}
+
+void ConnectionLogic::OnAttached(absl::StatusOr<AttachInfo> info, int64_t after_useq) {
+  attach_pending_ = false;
+  if (!hello_sent_) {
+    // Without message-service the connection still opens: sends fail as
+    // unavailable until the link is back, and then it attaches.
+    hello_sent_ = true;
+    Send(EncodeHello(
+        user_, connection_id_, config_->server_id,
+        {config_->max_message_bytes, config_->messages_per_second, config_->idle_timeout_s},
+        info.ok() ? info->epoch : ""));
+  }
+  if (!info.ok()) return;
+  attached_ = true;
+  if (after_useq < 0) {
+    // New: everything after the user's reached mark that reached no
+    // connection of theirs is pushed, oldest first.
+    seen_useq_ = std::max(seen_useq_, info->last_useq);
+    if (info->reached_useq < info->last_useq) BeginCatchUp(true, info->reached_useq);
+  } else if (info->last_useq > after_useq) {
+    // Back after a link outage: what was committed meanwhile.
+    BeginCatchUp(false, after_useq);
+  }
+}
+
+void ConnectionLogic::Reattach() {
+  if (closed_ || !hello_sent_) return;  // a new connection's own attach is under way
+  attached_ = false;
+  Attach(seen_useq_);
+}
+
+void ConnectionLogic::BeginCatchUp(bool unread_only, int64_t after) {
+  if (catching_up_) {
+    // Already paging: continue from the lower point.
+    catch_up_after_ = std::min(catch_up_after_, after);
+    return;
+  }
+  catching_up_ = true;
+  catch_up_unread_ = unread_only;
+  catch_up_after_ = after;
+  caught_up_to_ = after;
+  FetchPage();
+}
+
+void ConnectionLogic::FetchPage() {
+  if (page_in_flight_ || closed_) return;
+  want_page_ = false;
+  page_in_flight_ = true;
+  auto done = OnStrand<SyncReply>([this](absl::StatusOr<SyncReply> page) { OnPage(std::move(page)); });
+  if (catch_up_unread_) {
+    messages_->Unread(user_, catch_up_after_, config_->push_page_limit, std::move(done));
+  } else {
+    messages_->Sync(user_, catch_up_after_, config_->push_page_limit, "", std::move(done));
+  }
+}
+
+void ConnectionLogic::OnPage(absl::StatusOr<SyncReply> page) {
+  page_in_flight_ = false;
+  if (!page.ok()) {
+    // The path broke again: the next attach resumes from what was written.
+    EndCatchUp();
+    return;
+  }
+  for (const MessageObject& m : page->messages) {
+    caught_up_to_ = std::max(caught_up_to_, m.useq);
+    // Copies of the user's own messages from other connections are only for
+    // version 2 connections.
+    if (m.sent_by == user_ && m.send_to != user_ && !v2_) continue;
+    sink_->SendStored(std::make_shared<const std::string>(EncodeDelivery(m)), m.useq, m.useq);
+  }
+  catch_up_after_ = std::max(catch_up_after_, page->useq);
+  if (!page->more) {
+    EndCatchUp();
+    return;
+  }
+  // Paced by the socket: the next page once this one is written.
+  if (sink_->QueuedBytes() == 0) {
+    FetchPage();
+  } else {
+    want_page_ = true;
+  }
+}
+
+void ConnectionLogic::EndCatchUp() {
+  catching_up_ = false;
+  want_page_ = false;
+  std::vector<Held> held;
+  held.swap(held_);
+  held_bytes_ = 0;
+  for (Held& h : held) {
+    if (h.useq <= caught_up_to_) continue;  // a page carried it already
+    sink_->SendStored(std::move(h.frame), h.useq, h.useq);
+  }
+}
+
+void ConnectionLogic::OnQueueEmpty() {
+  if (want_page_) FetchPage();
+}
+
+void ConnectionLogic::OnWritten(int64_t from, int64_t to) {
+  seen_useq_ = std::max(seen_useq_, to);
+  messages_->Reached(user_, from, to);
+}
+
+void ConnectionLogic::OnStored(std::shared_ptr<const std::string> frame, int64_t useq,
+                               bool own_copy) {
+  if (closed_ || !hello_sent_) return;
+  if (own_copy && !v2_) return;
+  if (catching_up_) {
+    held_bytes_ += frame->size();
+    if (held_bytes_ > config_->max_held_bytes) {
+      closed_ = true;
+      sink_->Close(kCloseSlowConsumer, "slow consumer: too much arrived while catching up");
+      return;
+    }
+    held_.push_back({std::move(frame), useq});
+    return;
+  }
+  sink_->SendStored(std::move(frame), useq, useq);
+}
+
+void ConnectionLogic::OnReceipt(std::shared_ptr<const std::string> frame) {
+  if (closed_ || !v2_) return;
+  sink_->SendText(std::move(frame));
+}
+
+void ConnectionLogic::SendStoreError(const absl::Status& status, const RequestId& request_id) {
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument:
+      SendError(ErrorCode::kBadRequest, std::string(status.message()), request_id);
+      return;
+    case absl::StatusCode::kNotFound:
+      SendError(ErrorCode::kUnknownUser, std::string(status.message()), request_id);
+      return;
+    default:
+      SendError(ErrorCode::kUnavailable,
+                absl::StrCat("message store unavailable: ", status.message()), request_id);
+  }
+}
+
+void ConnectionLogic::HandleSync(const SyncAction& action, RequestId request_id) {
+  // Version 2 from here on, before the store is read: nothing committed
+  // meanwhile is missed.
+  v2_ = true;
+  messages_->Sync(user_, action.since, action.limit, action.epoch,
+                  OnStrand<SyncReply>([this, request_id = std::move(request_id)](
+                                          absl::StatusOr<SyncReply> reply) {
+                    if (!reply.ok()) return SendStoreError(reply.status(), request_id);
+                    std::string frame = EncodeSynced(&*reply, request_id);
+                    const int64_t from =
+                        reply->messages.empty() ? 0 : reply->messages.front().useq;
+                    const int64_t to = reply->messages.empty() ? 0 : reply->messages.back().useq;
+                    if (closed_) return;
+                    sink_->SendStored(std::make_shared<const std::string>(std::move(frame)), from,
+                                      to);
+                  }));
+}
+
+void ConnectionLogic::HandleHistory(const HistoryAction& action, RequestId request_id) {
+  messages_->History(user_, action.with, action.before, action.limit,
+                     OnStrand<HistoryReply>([this, request_id = std::move(request_id)](
+                                                absl::StatusOr<HistoryReply> reply) {
+                       if (!reply.ok()) return SendStoreError(reply.status(), request_id);
+                       Send(EncodeHistory(std::move(*reply), request_id));
+                     }));
+}
+
+void ConnectionLogic::HandleConversations(const ConversationsAction& action,
+                                          RequestId request_id) {
+  messages_->Conversations(user_, action.limit, action.after,
+                           OnStrand<ConversationsReply>([this, request_id = std::move(request_id)](
+                                                            absl::StatusOr<ConversationsReply> r) {
+                             if (!r.ok()) return SendStoreError(r.status(), request_id);
+                             Send(EncodeConversations(*r, request_id));
+                           }));
+}
+
+void ConnectionLogic::HandleRead(const ReadAction& action, RequestId request_id) {
+  messages_->MarkRead(
+      user_, action.with, action.seq,
+      OnStrand<ReadReply>([this, with = action.with, request_id = std::move(request_id)](
+                              absl::StatusOr<ReadReply> r) {
+        if (!r.ok()) return SendStoreError(r.status(), request_id);
+        if (request_id.has_value()) Send(EncodeReadMark(with, r->read_seq, request_id));
+      }));
 }
 
 void ConnectionLogic::Send(std::string frame) {
@@ -64,8 +267,12 @@ void ConnectionLogic::OnText(std::string_view text) {
   if (!rate_.TryTake(clock_->NowMs())) {
     if (rate_strikes_.AddAndCheck(clock_->NowMs())) {
       closed_ = true;
+      if (config_->metrics != nullptr) config_->metrics->RateLimitClose();
       sink_->Close(kClosePolicy, "rate limit exceeded repeatedly");
       return;
+    }
+    if (config_->metrics != nullptr && std::holds_alternative<SendAction>(request.action)) {
+      config_->metrics->Send(SendOutcome::kRateLimited);
     }
     SendError(ErrorCode::kRateLimited,
               absl::StrCat("more than ", config_->messages_per_second,
@@ -84,6 +291,14 @@ void ConnectionLogic::OnText(std::string_view text) {
           HandleWatch(std::move(action), std::move(request.request_id));
         } else if constexpr (std::is_same_v<T, RefreshAction>) {
           HandleRefresh(std::move(action), std::move(request.request_id));
+        } else if constexpr (std::is_same_v<T, SyncAction>) {
+          HandleSync(action, std::move(request.request_id));
+        } else if constexpr (std::is_same_v<T, HistoryAction>) {
+          HandleHistory(action, std::move(request.request_id));
+        } else if constexpr (std::is_same_v<T, ConversationsAction>) {
+          HandleConversations(action, std::move(request.request_id));
+        } else if constexpr (std::is_same_v<T, ReadAction>) {
+          HandleRead(action, std::move(request.request_id));
         } else {
           Send(EncodePong(clock_->NowMs(), request.request_id));
         }
@@ -93,11 +308,13 @@ void ConnectionLogic::OnText(std::string_view text) {
 
 void ConnectionLogic::HandleSend(SendAction action, RequestId request_id) {
   if (action.sent_by.has_value() && *action.sent_by != user_) {
+    if (config_->metrics != nullptr) config_->metrics->Send(SendOutcome::kForbidden);
     SendError(ErrorCode::kForbidden, absl::StrCat("sent_by must be your own name ('", user_, "')"),
               request_id);
     return;
   }
   if (action.message.size() > config_->max_message_bytes) {
+    if (config_->metrics != nullptr) config_->metrics->Send(SendOutcome::kBadRequest);
     SendError(ErrorCode::kBadRequest, "'message' is too long", request_id);
     return;
   }
@@ -113,9 +330,16 @@ void ConnectionLogic::HandleSend(SendAction action, RequestId request_id) {
       sink_->SetReadPaused(true);
     }
   }
-  OutgoingSend send{user_, std::move(action.send_to), std::move(action.message), connection_id_};
+  OutgoingSend send{user_,
+                    std::move(action.send_to),
+                    std::move(action.message),
+                    connection_id_,
+                    std::move(action.idempotency_key),
+                    clock_->NowMs() * 1000};
   messages_->Send(std::move(send), [this, weak = sink_->WeakSelf(),
                                     request_id = std::move(request_id)](const SendResult& result) {
+    // Counted on whichever thread answers: one atomic add.
+    if (config_->metrics != nullptr) config_->metrics->Send(OutcomeOf(result.status));
     auto sink = weak.lock();
     if (sink == nullptr) return;
     bool counted = false;
@@ -139,8 +363,11 @@ void ConnectionLogic::OnSendResult(const SendResult& result, const RequestId& re
   }
   switch (result.status) {
     case SendResult::Status::kOk:
-      if (request_id.has_value())
-        Send(EncodeSent(request_id, result.id, result.ts_ms, result.delivered));
+      if (request_id.has_value()) {
+        Send(EncodeSent(request_id, {result.id, result.ts_ms, result.delivered,
+                                     result.conversation, result.seq, result.useq,
+                                     result.duplicate}));
+      }
       return;
     case SendResult::Status::kUnknownUser:
       SendError(ErrorCode::kUnknownUser, result.error, request_id);
@@ -219,6 +446,7 @@ void ConnectionLogic::HandleRefresh(RefreshAction action, RequestId request_id) 
 void ConnectionLogic::OnClosed() {
   closed_ = true;
   hub_->SetWatch(connection_id_, {});
+  messages_->Detach(connection_id_);
 }
 
 }  // namespace chat::edge

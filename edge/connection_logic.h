@@ -10,6 +10,7 @@
 
 #include "common/clock.h"
 #include "edge/backends.h"
+#include "edge/edge_metrics.h"
 #include "edge/limits.h"
 #include "edge/local_hub.h"
 #include "edge/protocol.h"
@@ -38,6 +39,11 @@ struct LogicConfig {
   // the connection with 1008: it was told and kept going.
   int rate_limit_strikes = 50;
   int64_t rate_limit_window_ms = 10000;
+  EdgeMetrics* metrics = nullptr;  // set: sends and rate-limit closes are counted
+  // Live frames held behind pushes of missed messages; beyond it the
+  // connection is closed as a slow consumer (4008).
+  size_t max_held_bytes = 4 << 20;
+  int push_page_limit = 100;  // messages per page of missed messages
 };
 
 // The connection as the logic sees it. Implemented by the WebSocket session;
@@ -46,6 +52,11 @@ class ClientSink {
  public:
   virtual ~ClientSink() = default;
   virtual void SendText(std::shared_ptr<const std::string> frame) = 0;
+  // A frame carrying useq from..to of the user's stream: once it is written
+  // to the socket the sink calls ConnectionLogic::OnWritten(from, to).
+  virtual void SendStored(std::shared_ptr<const std::string> frame, int64_t from, int64_t to) = 0;
+  // Bytes queued for the socket and not yet written.
+  virtual size_t QueuedBytes() const = 0;
   virtual void Close(uint16_t code, std::string reason) = 0;
   // Runs `fn` on the strand later; the connection stays alive until then.
   virtual void Post(std::function<void()> fn) = 0;
@@ -57,19 +68,28 @@ class ClientSink {
   virtual void SetExpiry(int64_t expires_at_ms) = 0;
 };
 
-// Protocol v1 for one connection: validates frames, applies limits, turns
-// actions into backend calls and backend answers into frames. No sockets, no
-// gRPC: a test drives it with fakes.
+// The protocol for one connection: validates frames, applies limits, turns
+// actions into backend calls and backend answers into frames; attaches the
+// connection to message-service before its hello and pushes what the user
+// missed. No sockets, no gRPC: a test drives it with fakes.
 class ConnectionLogic {
  public:
   ConnectionLogic(std::string user, std::string connection_id, const LogicConfig* config,
                   MessageBackend* messages, DirectoryBackend* directory, LocalHub* hub,
                   ClientSink* sink, const Clock* clock, TokenVerifier* tokens = nullptr);
 
-  std::string HelloFrame() const;
+  // The upgrade is done: attach, then hello, then what the user missed.
+  void Start();
   void OnText(std::string_view text);
   void OnBinary();
   void OnClosed();
+  // From the connection (see LocalConnection).
+  void OnStored(std::shared_ptr<const std::string> frame, int64_t useq, bool own_copy);
+  void OnReceipt(std::shared_ptr<const std::string> frame);
+  void Reattach();
+  // The sink wrote frames carrying useq from..to; and its queue ran empty.
+  void OnWritten(int64_t from, int64_t to);
+  void OnQueueEmpty();
 
   const std::string& user() const { return user_; }
   // jwt mode: the token's `sub`. A refresh token of the same subject renews
@@ -86,6 +106,22 @@ class ConnectionLogic {
   void HandleUsers(const UsersAction& action, RequestId request_id);
   void HandleWatch(WatchAction action, RequestId request_id);
   void HandleRefresh(RefreshAction action, RequestId request_id);
+  void HandleSync(const SyncAction& action, RequestId request_id);
+  void HandleHistory(const HistoryAction& action, RequestId request_id);
+  void HandleConversations(const ConversationsAction& action, RequestId request_id);
+  void HandleRead(const ReadAction& action, RequestId request_id);
+  // Runs `fn` on the strand with the answer, if the connection still exists.
+  template <typename T, typename Fn>
+  Done<T> OnStrand(Fn fn);
+  void SendStoreError(const absl::Status& status, const RequestId& request_id);
+  void Attach(int64_t after_useq);
+  void OnAttached(absl::StatusOr<AttachInfo> info, int64_t after_useq);
+  // Catching up: pages of what the connection missed, written before any
+  // live frame; the next page is asked for when the socket's queue is empty.
+  void BeginCatchUp(bool unread_only, int64_t after);
+  void FetchPage();
+  void OnPage(absl::StatusOr<SyncReply> page);
+  void EndCatchUp();
   void OnSendResult(const SendResult& result, const RequestId& request_id, bool counted);
 
   const std::string user_;
@@ -108,6 +144,25 @@ class ConnectionLogic {
   std::atomic<int> inflight_sends_{0};
   std::atomic<bool> read_paused_{false};
   bool closed_ = false;
+
+  // Protocol version 2 (strand only).
+  bool hello_sent_ = false;
+  bool v2_ = false;            // its first sync was accepted
+  bool attach_pending_ = false;
+  bool attached_ = false;      // message-service knows this connection
+  int64_t seen_useq_ = -1;     // highest useq written (or the stream's end at attach); -1: none
+  bool catching_up_ = false;
+  bool catch_up_unread_ = true;  // pushes after hello (else: missed during a link outage)
+  int64_t catch_up_after_ = 0;
+  int64_t caught_up_to_ = 0;   // highest useq a page held
+  bool page_in_flight_ = false;
+  bool want_page_ = false;     // waiting for the queue to empty
+  struct Held {
+    std::shared_ptr<const std::string> frame;
+    int64_t useq;
+  };
+  std::vector<Held> held_;     // live frames waiting behind the catch-up
+  size_t held_bytes_ = 0;
 };
 
 }  // namespace chat::edge

@@ -56,6 +56,18 @@ int LocalHub::Deliver(const std::vector<std::string>& connection_ids,
   return static_cast<int>(targets.size());
 }
 
+void LocalHub::ForAll(const std::function<void(LocalConnection&)>& fn) {
+  std::vector<std::shared_ptr<LocalConnection>> targets;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    targets.reserve(connections_.size());
+    for (const auto& [id, weak] : connections_) {
+      if (auto c = weak.lock()) targets.push_back(std::move(c));
+    }
+  }
+  for (auto& c : targets) fn(*c);
+}
+
 void LocalHub::OnPresence(const std::string& user, bool online, int64_t ts_ms) {
   std::vector<std::shared_ptr<LocalConnection>> targets;
   {

@@ -1,6 +1,7 @@
 #ifndef CHAT_EDGE_LOCAL_HUB_H_
 #define CHAT_EDGE_LOCAL_HUB_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -25,6 +26,12 @@ class LocalHub {
   // One frame shared by every target connection. Returns how many were live.
   int Deliver(const std::vector<std::string>& connection_ids,
               const std::shared_ptr<const std::string>& frame);
+  // Calls `fn` (outside the lock) on each live connection among `ids`;
+  // returns how many there were.
+  template <typename Ids>
+  int ForEach(const Ids& ids, const std::function<void(LocalConnection&)>& fn);
+  // Calls `fn` on every live connection.
+  void ForAll(const std::function<void(LocalConnection&)>& fn);
   void OnPresence(const std::string& user, bool online, int64_t ts_ms);
   bool Kick(const std::string& connection_id, uint16_t close_code, const std::string& reason);
   void KickAll(uint16_t close_code, const std::string& reason);
@@ -43,6 +50,19 @@ class LocalHub {
       ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::vector<std::string>> watching_ ABSL_GUARDED_BY(mu_);
 };
+
+template <typename Ids>
+int LocalHub::ForEach(const Ids& ids, const std::function<void(LocalConnection&)>& fn) {
+  std::vector<std::shared_ptr<LocalConnection>> targets;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    for (const auto& id : ids) {
+      if (auto c = FindLocked(id)) targets.push_back(std::move(c));
+    }
+  }
+  for (auto& c : targets) fn(*c);
+  return static_cast<int>(targets.size());
+}
 
 }  // namespace chat::edge
 

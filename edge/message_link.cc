@@ -23,6 +23,27 @@ SendResult::Status FromProto(chat::v1::SendStatus status) {
   }
 }
 
+MessageObject FromProto(const chat::v1::StoredMessage& m) {
+  return {m.id(),      m.conversation(), m.seq(),     m.useq(),
+          m.sent_by(), m.send_to(),      m.message(), m.ts_ms()};
+}
+
+SyncReply FromProto(const chat::v1::SyncResponse& r) {
+  SyncReply out;
+  out.messages.reserve(r.messages_size());
+  for (const auto& m : r.messages()) out.messages.push_back(FromProto(m));
+  out.useq = r.useq();
+  out.more = r.more();
+  out.epoch = r.epoch();
+  out.reset = r.reset();
+  return out;
+}
+
+absl::Status StatusOf(const chat::v1::EdgeQueryResult& r) {
+  if (r.code() == 0) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(r.code()), r.error());
+}
+
 SendResult Unavailable(std::string why) {
   SendResult r;
   r.status = SendResult::Status::kUnavailable;
@@ -153,11 +174,78 @@ void MessageLink::Run() {
 }
 
 void MessageLink::OnStreamUp(Stream* stream) {
+  {
+    absl::MutexLock lock(&mu_);
+    stream_ = stream;
+    up_ = true;
+    if (options_.metrics != nullptr) options_.metrics->LinkUp(ever_up_);
+    ever_up_ = true;
+    spdlog::info("EdgeLink up");
+    WriteNextLocked();
+  }
+  // Every live connection attaches again and catches up on what it missed
+  // while the path was down (a new connection attaches by itself).
+  hub_->ForAll([](LocalConnection& c) { c.Reattach(); });
+}
+
+void MessageLink::Attach(const std::string& connection_id, const std::string& user,
+                         int64_t after_useq, Done<AttachInfo> done) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stream_ != nullptr) {
+      auto* a = pending_other_.add_attaches();
+      a->set_connection_id(connection_id);
+      a->set_user(user);
+      a->set_after_useq(after_useq);
+      has_other_ = true;
+      Done<AttachInfo> replaced;
+      if (done) {
+        auto& slot = attaches_[connection_id];
+        replaced = std::move(slot);
+        slot = std::move(done);
+      }
+      WriteNextLocked();
+      if (!replaced) return;
+      done = std::move(replaced);  // an older attach of the same connection: superseded
+    }
+  }
+  if (done) done(absl::UnavailableError("message service unavailable"));
+}
+
+void MessageLink::Detach(const std::string& connection_id) {
   absl::MutexLock lock(&mu_);
-  stream_ = stream;
-  up_ = true;
-  spdlog::info("EdgeLink up");
+  if (stream_ == nullptr) return;  // a new stream knows nothing of it anyway
+  pending_other_.add_detaches(connection_id);
+  has_other_ = true;
+  attaches_.erase(connection_id);
   WriteNextLocked();
+}
+
+void MessageLink::Reached(const std::string& user, int64_t from, int64_t to) {
+  absl::MutexLock lock(&mu_);
+  if (stream_ == nullptr) return;  // lost: after a crash messages may be pushed twice
+  auto* r = pending_other_.add_reached();
+  r->set_user(user);
+  r->set_from_useq(from);
+  r->set_to_useq(to);
+  has_other_ = true;
+  WriteNextLocked();
+}
+
+void MessageLink::Query(chat::v1::EdgeQuery query, Done<chat::v1::EdgeQueryResult> done) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stream_ != nullptr && queries_.size() < options_.max_inflight_sends) {
+      const uint64_t seq = next_seq_++;
+      query.set_seq(seq);
+      *pending_other_.add_queries() = std::move(query);
+      has_other_ = true;
+      queries_.emplace(seq, std::move(done));
+      WriteNextLocked();
+      return;
+    }
+  }
+  done(absl::UnavailableError(up_ ? "message service overloaded" : "message service unavailable"));
 }
 
 void MessageLink::OnWriteDone(Stream* stream) {
@@ -167,9 +255,13 @@ void MessageLink::OnWriteDone(Stream* stream) {
 }
 
 void MessageLink::WriteNextLocked() {
-  if (writing_ || stream_ == nullptr || pending_.empty()) return;
+  if (writing_ || stream_ == nullptr || (pending_.empty() && !has_other_)) return;
   chat::v1::EdgeUp& up = stream_->out();
   up.Clear();
+  if (has_other_) {
+    up.Swap(&pending_other_);
+    has_other_ = false;
+  }
   const int n = std::min<int>(pending_.size(), options_.max_sends_per_batch);
   up.mutable_sends()->Reserve(n);
   for (int i = 0; i < n; ++i) {
@@ -192,6 +284,8 @@ void MessageLink::Send(OutgoingSend send, std::function<void(const SendResult&)>
       r->set_send_to(std::move(send.send_to));
       r->set_message(std::move(send.message));
       r->set_from_connection_id(std::move(send.from_connection_id));
+      r->set_idempotency_key(std::move(send.idempotency_key));
+      r->set_edge_received_us(send.received_us);
       if (waiting_.empty()) last_answer_ = absl::Now();
       waiting_.emplace(seq, std::move(done));
       WriteNextLocked();
@@ -203,43 +297,113 @@ void MessageLink::Send(OutgoingSend send, std::function<void(const SendResult&)>
 }
 
 void MessageLink::OnDown(const chat::v1::EdgeDown& down) {
-  for (const auto& d : down.deliveries()) {
-    auto frame = std::make_shared<const std::string>(
-        EncodeDelivery(d.sent_by(), d.send_to(), d.message(), d.id(), d.ts_ms()));
-    hub_->Deliver({d.connection_ids().begin(), d.connection_ids().end()}, frame);
+  // Attach answers first: a connection's hello goes out before anything
+  // delivered to it in the same batch.
+  if (down.attached_size() > 0) {
+    std::vector<std::pair<Done<AttachInfo>, absl::StatusOr<AttachInfo>>> ready;
+    {
+      absl::MutexLock lock(&mu_);
+      for (const auto& a : down.attached()) {
+        auto it = attaches_.find(a.connection_id());
+        if (it == attaches_.end()) continue;
+        if (!a.error().empty()) {
+          ready.emplace_back(std::move(it->second), absl::UnavailableError(a.error()));
+        } else {
+          ready.emplace_back(std::move(it->second),
+                             AttachInfo{a.epoch(), a.last_useq(), a.reached_useq()});
+        }
+        attaches_.erase(it);
+      }
+    }
+    for (auto& [done, info] : ready) done(std::move(info));
   }
-  if (down.results_size() == 0) return;
-  std::vector<std::pair<std::function<void(const SendResult&)>, SendResult>> ready;
-  ready.reserve(down.results_size());
-  {
-    absl::MutexLock lock(&mu_);
-    last_answer_ = absl::Now();
-    for (const auto& r : down.results()) {
-      auto it = waiting_.find(r.seq());
-      if (it == waiting_.end()) continue;
-      SendResult result;
-      result.status = FromProto(r.status());
-      result.error = r.error();
-      result.id = r.id();
-      result.ts_ms = r.ts_ms();
-      result.delivered = r.delivered();
-      ready.emplace_back(std::move(it->second), std::move(result));
-      waiting_.erase(it);
+  for (const auto& d : down.deliveries()) {
+    MessageObject m{d.id(),      d.conversation(), d.seq(),     d.useq(),
+                    d.sent_by(), d.send_to(),      d.message(), d.ts_ms()};
+    auto frame = std::make_shared<const std::string>(EncodeDelivery(m));
+    const bool own_copy = d.user() == d.sent_by() && d.sent_by() != d.send_to();
+    const int64_t useq = d.useq();
+    hub_->ForEach(d.connection_ids(), [&](LocalConnection& c) {
+      c.DeliverStored(frame, useq, own_copy);
+    });
+  }
+  if (down.query_results_size() > 0) {
+    std::vector<std::pair<Done<chat::v1::EdgeQueryResult>, const chat::v1::EdgeQueryResult*>> ready;
+    {
+      absl::MutexLock lock(&mu_);
+      for (const auto& r : down.query_results()) {
+        auto it = queries_.find(r.seq());
+        if (it == queries_.end()) continue;
+        ready.emplace_back(std::move(it->second), &r);
+        queries_.erase(it);
+      }
+    }
+    for (auto& [done, r] : ready) {
+      absl::Status status = StatusOf(*r);
+      if (status.ok()) {
+        done(*r);
+      } else {
+        done(status);
+      }
     }
   }
-  for (auto& [done, result] : ready) done(result);
+  if (down.results_size() > 0) {
+    std::vector<std::pair<std::function<void(const SendResult&)>, SendResult>> ready;
+    ready.reserve(down.results_size());
+    {
+      absl::MutexLock lock(&mu_);
+      last_answer_ = absl::Now();
+      for (const auto& r : down.results()) {
+        auto it = waiting_.find(r.seq());
+        if (it == waiting_.end()) continue;
+        SendResult result;
+        result.status = FromProto(r.status());
+        result.error = r.error();
+        result.id = r.id();
+        result.ts_ms = r.ts_ms();
+        result.delivered = r.delivered();
+        result.conversation = r.conversation();
+        result.seq = r.conversation_seq();
+        result.useq = r.useq();
+        result.duplicate = r.duplicate();
+        ready.emplace_back(std::move(it->second), std::move(result));
+        waiting_.erase(it);
+      }
+    }
+    for (auto& [done, result] : ready) done(result);
+  }
+  for (const auto& r : down.receipts()) {
+    auto frame = std::make_shared<const std::string>(EncodeReceipt(
+        Receipt{r.conversation(), r.user(), r.read_seq(), r.delivered_seq(), r.ts_ms()}));
+    hub_->ForEach(r.connection_ids(), [&](LocalConnection& c) { c.DeliverReceipt(frame); });
+  }
 }
 
 void MessageLink::OnStreamDone(Stream* stream) {
   absl::flat_hash_map<uint64_t, std::function<void(const SendResult&)>> failed;
+  absl::flat_hash_map<uint64_t, Done<chat::v1::EdgeQueryResult>> failed_queries;
+  absl::flat_hash_map<std::string, Done<AttachInfo>> failed_attaches;
   {
     absl::MutexLock lock(&mu_);
-    if (stream_ == stream) stream_ = nullptr;
+    if (stream_ == stream) {  // it was up
+      stream_ = nullptr;
+      if (options_.metrics != nullptr) options_.metrics->LinkDown();
+    }
     up_ = false;
     writing_ = false;
     pending_.clear();
+    pending_other_.Clear();
+    has_other_ = false;
     failed.swap(waiting_);
+    failed_queries.swap(queries_);
+    failed_attaches.swap(attaches_);
     stream_done_ = true;
+  }
+  for (auto& [seq, done] : failed_queries) {
+    done(absl::UnavailableError("message service connection lost"));
+  }
+  for (auto& [id, done] : failed_attaches) {
+    done(absl::UnavailableError("message service connection lost"));
   }
   // The answer to these is unknown; tell the clients to retry.
   for (auto& [seq, done] : failed) {
@@ -254,24 +418,136 @@ MessageLinks::MessageLinks(const std::vector<std::shared_ptr<grpc::Channel>>& ch
   }
 }
 
-void MessageLinks::Send(OutgoingSend send, std::function<void(const SendResult&)> done) {
+MessageLink* MessageLinks::Pick(const std::string& key) const {
   const size_t n = links_.size();
-  const size_t first = std::hash<std::string>()(send.from_connection_id) % n;
+  const size_t first = std::hash<std::string>()(key) % n;
   for (size_t i = 0; i < n; ++i) {
     MessageLink* link = links_[(first + i) % n].get();
-    if (link->Up()) {
-      link->Send(std::move(send), std::move(done));
-      return;
-    }
+    if (link->Up()) return link;
   }
-  links_[first]->Send(std::move(send), std::move(done));  // fails as unavailable
+  return nullptr;
 }
 
-bool MessageLinks::Ready() const {
-  for (const auto& link : links_) {
-    if (link->Up()) return true;
+void MessageLinks::Send(OutgoingSend send, std::function<void(const SendResult&)> done) {
+  MessageLink* link = Pick(send.from_connection_id);
+  if (link == nullptr) link = links_[0].get();  // fails as unavailable
+  link->Send(std::move(send), std::move(done));
+}
+
+bool MessageLinks::Ready() const { return Pick("") != nullptr; }
+
+void MessageLinks::Attach(const std::string& connection_id, const std::string& user,
+                          int64_t after_useq, Done<AttachInfo> done) {
+  // Every replica routes to every connection; one answers.
+  MessageLink* home = Pick(connection_id);
+  if (home == nullptr) {
+    done(absl::UnavailableError("message service unavailable"));
+    return;
   }
-  return false;
+  for (const auto& link : links_) {
+    if (link.get() == home) {
+      link->Attach(connection_id, user, after_useq, std::move(done));
+    } else if (link->Up()) {
+      link->Attach(connection_id, user, after_useq, nullptr);
+    }
+  }
+}
+
+void MessageLinks::Detach(const std::string& connection_id) {
+  for (const auto& link : links_) link->Detach(connection_id);
+}
+
+void MessageLinks::Reached(const std::string& user, int64_t from, int64_t to) {
+  if (MessageLink* link = Pick(user)) link->Reached(user, from, to);
+}
+
+void MessageLinks::Query(const std::string& user, chat::v1::EdgeQuery query,
+                         Done<chat::v1::EdgeQueryResult> done) {
+  MessageLink* link = Pick(user);
+  if (link == nullptr) {
+    done(absl::UnavailableError("message service unavailable"));
+    return;
+  }
+  link->Query(std::move(query), std::move(done));
+}
+
+void MessageLinks::Sync(const std::string& user, int64_t since, int limit,
+                        const std::string& epoch, Done<SyncReply> done) {
+  chat::v1::EdgeQuery q;
+  auto* r = q.mutable_sync();
+  r->set_user(user);
+  r->set_since(since);
+  r->set_limit(limit);
+  r->set_epoch(epoch);
+  Query(user, std::move(q), [done = std::move(done)](absl::StatusOr<chat::v1::EdgeQueryResult> r) {
+    if (!r.ok()) return done(r.status());
+    done(FromProto(r->sync()));
+  });
+}
+
+void MessageLinks::Unread(const std::string& user, int64_t after, int limit,
+                          Done<SyncReply> done) {
+  chat::v1::EdgeQuery q;
+  auto* r = q.mutable_unread();
+  r->set_user(user);
+  r->set_after(after);
+  r->set_limit(limit);
+  Query(user, std::move(q), [done = std::move(done)](absl::StatusOr<chat::v1::EdgeQueryResult> r) {
+    if (!r.ok()) return done(r.status());
+    done(FromProto(r->sync()));
+  });
+}
+
+void MessageLinks::History(const std::string& user, const std::string& with, int64_t before,
+                           int limit, Done<HistoryReply> done) {
+  chat::v1::EdgeQuery q;
+  auto* r = q.mutable_history();
+  r->set_user(user);
+  r->set_with(with);
+  r->set_before(before);
+  r->set_limit(limit);
+  Query(user, std::move(q), [done = std::move(done)](absl::StatusOr<chat::v1::EdgeQueryResult> r) {
+    if (!r.ok()) return done(r.status());
+    const auto& h = r->history();
+    HistoryReply out;
+    out.with = h.with();
+    out.conversation = h.conversation();
+    for (const auto& m : h.messages()) out.messages.push_back(FromProto(m));
+    out.more = h.more();
+    done(std::move(out));
+  });
+}
+
+void MessageLinks::Conversations(const std::string& user, int limit, const std::string& after,
+                                 Done<ConversationsReply> done) {
+  chat::v1::EdgeQuery q;
+  auto* r = q.mutable_conversations();
+  r->set_user(user);
+  r->set_limit(limit);
+  r->set_after(after);
+  Query(user, std::move(q), [done = std::move(done)](absl::StatusOr<chat::v1::EdgeQueryResult> r) {
+    if (!r.ok()) return done(r.status());
+    ConversationsReply out;
+    for (const auto& c : r->conversations().items()) {
+      out.items.push_back({c.with(), c.conversation(), FromProto(c.last()), c.unread(),
+                           c.read_seq(), c.peer_read_seq(), c.delivered_seq()});
+    }
+    out.next = r->conversations().next();
+    done(std::move(out));
+  });
+}
+
+void MessageLinks::MarkRead(const std::string& user, const std::string& with, int64_t seq,
+                            Done<ReadReply> done) {
+  chat::v1::EdgeQuery q;
+  auto* r = q.mutable_read();
+  r->set_user(user);
+  r->set_with(with);
+  r->set_seq(seq);
+  Query(user, std::move(q), [done = std::move(done)](absl::StatusOr<chat::v1::EdgeQueryResult> r) {
+    if (!r.ok()) return done(r.status());
+    done(ReadReply{r->read().conversation(), r->read().read_seq()});
+  });
 }
 
 }  // namespace chat::edge

@@ -16,6 +16,7 @@
 #include "grpcpp/channel.h"
 #include "common/service_auth.h"
 #include "edge/backends.h"
+#include "edge/edge_metrics.h"
 #include "edge/local_hub.h"
 
 namespace chat::edge {
@@ -28,6 +29,7 @@ struct LinkOptions {
   // (the service is stuck, the network silently dropped the stream): it is
   // torn down, its sends fail as unavailable, and it reconnects.
   absl::Duration answer_timeout = absl::Seconds(10);
+  EdgeMetrics* metrics = nullptr;  // set: link up/down and reconnects are counted
 };
 
 // One EdgeLink stream to one message-service replica, kept open for as long
@@ -43,6 +45,13 @@ class MessageLink {
   ~MessageLink();
 
   void Send(OutgoingSend send, std::function<void(const SendResult&)> done);
+  // `done` may be empty (another link answers for the connection).
+  void Attach(const std::string& connection_id, const std::string& user, int64_t after_useq,
+              Done<AttachInfo> done);
+  void Detach(const std::string& connection_id);
+  void Reached(const std::string& user, int64_t from, int64_t to);
+  // One store read; the answer comes back on the link's thread.
+  void Query(chat::v1::EdgeQuery query, Done<chat::v1::EdgeQueryResult> done);
   bool Up() const { return up_.load(); }
 
  private:
@@ -65,8 +74,14 @@ class MessageLink {
   Stream* stream_ ABSL_GUARDED_BY(mu_) = nullptr;  // the live attempt, if up
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool stream_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool ever_up_ ABSL_GUARDED_BY(mu_) = false;  // a later up is a reconnect
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
   std::deque<chat::v1::EdgeSend> pending_ ABSL_GUARDED_BY(mu_);
+  // Attaches, detaches, reached marks and queries waiting for the next write.
+  chat::v1::EdgeUp pending_other_ ABSL_GUARDED_BY(mu_);
+  bool has_other_ ABSL_GUARDED_BY(mu_) = false;
+  absl::flat_hash_map<uint64_t, Done<chat::v1::EdgeQueryResult>> queries_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, Done<AttachInfo>> attaches_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   absl::flat_hash_map<uint64_t, std::function<void(const SendResult&)>> waiting_
       ABSL_GUARDED_BY(mu_);
@@ -84,8 +99,27 @@ class MessageLinks : public MessageBackend {
 
   void Send(OutgoingSend send, std::function<void(const SendResult&)> done) override;
   bool Ready() const override;
+  void Attach(const std::string& connection_id, const std::string& user, int64_t after_useq,
+              Done<AttachInfo> done) override;
+  void Detach(const std::string& connection_id) override;
+  void Reached(const std::string& user, int64_t from, int64_t to) override;
+  void Sync(const std::string& user, int64_t since, int limit, const std::string& epoch,
+            Done<SyncReply> done) override;
+  void Unread(const std::string& user, int64_t after, int limit, Done<SyncReply> done) override;
+  void History(const std::string& user, const std::string& with, int64_t before, int limit,
+               Done<HistoryReply> done) override;
+  void Conversations(const std::string& user, int limit, const std::string& after,
+                     Done<ConversationsReply> done) override;
+  void MarkRead(const std::string& user, const std::string& with, int64_t seq,
+                Done<ReadReply> done) override;
 
  private:
+  // The live link that carries everything keyed by `key` (a connection id
+  // or a user), so that their order holds; null when none is up.
+  MessageLink* Pick(const std::string& key) const;
+  void Query(const std::string& user, chat::v1::EdgeQuery query,
+             Done<chat::v1::EdgeQueryResult> done);
+
   std::vector<std::unique_ptr<MessageLink>> links_;
 };
 

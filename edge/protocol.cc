@@ -71,10 +71,115 @@ std::variant<Request, RequestError> ParseSend(const json::object& obj, RequestId
   if (!message) return Bad(error, std::move(id));
   auto sent_by = StringField(obj, "sent_by", false, &error);
   if (!error.empty()) return Bad(error, std::move(id));
+  auto key = StringField(obj, "idempotency_key", false, &error);
+  if (!error.empty()) return Bad(error, std::move(id));
+  if (key) {
+    if (key->empty() || key->size() > kMaxIdempotencyKeyBytes) {
+      return Bad(absl::StrCat("'idempotency_key' must be 1 to ", kMaxIdempotencyKeyBytes,
+                              " bytes"),
+                 std::move(id));
+    }
+    send.idempotency_key = std::move(*key);
+  }
   send.send_to = std::move(*to);
   send.message = std::move(*message);
   send.sent_by = std::move(sent_by);
   return Request{std::move(id), std::move(send)};
+}
+
+// An optional integer field that must be >= `min`; huge values saturate.
+// Returns false (with `error` set) for anything that is not such an integer.
+bool IntField(const json::object& obj, std::string_view key, int64_t min, int64_t* out,
+              std::string* error) {
+  const json::value* v = obj.if_contains(key);
+  if (v == nullptr || v->is_null()) return true;
+  int64_t n;
+  if (v->is_int64()) {
+    n = v->get_int64();
+  } else if (v->is_uint64()) {
+    n = INT64_MAX;
+  } else {
+    *error = absl::StrCat("'", std::string(key), "' must be an integer");
+    return false;
+  }
+  if (n < min) {
+    *error = min == 0 ? absl::StrCat("'", std::string(key), "' must not be negative")
+                      : absl::StrCat("'", std::string(key), "' must be at least ", min);
+    return false;
+  }
+  *out = n;
+  return true;
+}
+
+// `limit`: a positive integer, capped at `cap`.
+bool LimitField(const json::object& obj, int cap, int* out, std::string* error) {
+  int64_t n = *out;
+  if (!IntField(obj, "limit", 1, &n, error)) return false;
+  *out = static_cast<int>(std::min<int64_t>(n, cap));
+  return true;
+}
+
+// A required, valid user name in `key`.
+bool NameField(const json::object& obj, std::string_view key, std::string* out,
+               std::string* error) {
+  auto name = StringField(obj, key, true, error);
+  if (!name) return false;
+  if (absl::Status s = ValidateUserName(*name); !s.ok()) {
+    *error = absl::StrCat("'", std::string(key), "': ", s.message());
+    return false;
+  }
+  *out = std::move(*name);
+  return true;
+}
+
+std::variant<Request, RequestError> ParseSync(const json::object& obj, RequestId id) {
+  SyncAction sync;
+  std::string error;
+  if (!IntField(obj, "since", 0, &sync.since, &error) ||
+      !LimitField(obj, kMaxPageLimit, &sync.limit, &error)) {
+    return Bad(error, std::move(id));
+  }
+  auto epoch = StringField(obj, "epoch", false, &error);
+  if (!error.empty()) return Bad(error, std::move(id));
+  if (epoch) sync.epoch = std::move(*epoch);  // any other than the current one resets
+  return Request{std::move(id), std::move(sync)};
+}
+
+std::variant<Request, RequestError> ParseHistory(const json::object& obj, RequestId id) {
+  HistoryAction history;
+  std::string error;
+  if (!NameField(obj, "with", &history.with, &error) ||
+      !IntField(obj, "before", 0, &history.before, &error) ||
+      !LimitField(obj, kMaxPageLimit, &history.limit, &error)) {
+    return Bad(error, std::move(id));
+  }
+  return Request{std::move(id), std::move(history)};
+}
+
+std::variant<Request, RequestError> ParseConversations(const json::object& obj, RequestId id) {
+  ConversationsAction conversations;
+  std::string error;
+  if (!LimitField(obj, kMaxPageLimit, &conversations.limit, &error)) {
+    return Bad(error, std::move(id));
+  }
+  auto after = StringField(obj, "after", false, &error);
+  if (!error.empty()) return Bad(error, std::move(id));
+  if (after) {
+    if (after->size() > 256) return Bad("'after' is not a cursor this server gave", std::move(id));
+    conversations.after = std::move(*after);
+  }
+  return Request{std::move(id), std::move(conversations)};
+}
+
+std::variant<Request, RequestError> ParseRead(const json::object& obj, RequestId id) {
+  ReadAction read;
+  std::string error;
+  if (!NameField(obj, "with", &read.with, &error)) return Bad(error, std::move(id));
+  if (obj.if_contains("seq") == nullptr || obj.at("seq").is_null()) {
+    return Bad("'seq' is required", std::move(id));
+  }
+  if (!IntField(obj, "seq", 0, &read.seq, &error)) return Bad(error, std::move(id));
+  return Request{std::move(id), std::move(read)};
 }
 
 std::variant<Request, RequestError> ParseUsers(const json::object& obj, RequestId id) {
@@ -152,6 +257,10 @@ std::variant<Request, RequestError> ParseRequest(std::string_view text) {
   if (name == "users") return ParseUsers(obj, std::move(id));
   if (name == "watch") return ParseWatch(obj, std::move(id));
   if (name == "ping") return Request{std::move(id), PingAction{}};
+  if (name == "sync") return ParseSync(obj, std::move(id));
+  if (name == "history") return ParseHistory(obj, std::move(id));
+  if (name == "conversations") return ParseConversations(obj, std::move(id));
+  if (name == "read") return ParseRead(obj, std::move(id));
   if (name == "refresh") {
     const json::value* token = obj.if_contains("token");
     if (token == nullptr || !token->is_string() || token->get_string().empty()) {
@@ -177,10 +286,11 @@ json::string_view Sv(std::string_view s) { return json::string_view(s.data(), s.
 }  // namespace
 
 std::string EncodeHello(std::string_view user, std::string_view connection_id,
-                        std::string_view server, const Limits& limits) {
+                        std::string_view server, const Limits& limits, std::string_view epoch) {
   json::object obj;
   obj["action"] = "hello";
-  obj["protocol"] = 1;
+  obj["protocol"] = kProtocolVersion;
+  if (!epoch.empty()) obj["epoch"] = Sv(epoch);
   obj["user"] = Sv(user);
   obj["connection_id"] = Sv(connection_id);
   obj["server"] = Sv(server);
@@ -202,26 +312,133 @@ std::string EncodeError(ErrorCode code, std::string_view message, const RequestI
   return Serialize(obj);
 }
 
-std::string EncodeSent(const RequestId& request_id, std::string_view id, int64_t ts_ms,
-                       int delivered) {
+std::string EncodeSent(const RequestId& request_id, const SentInfo& sent) {
   json::object obj;
   obj["action"] = "sent";
   PutId(obj, request_id);
-  obj["id"] = Sv(id);
-  obj["ts"] = ts_ms;
-  obj["delivered"] = delivered;
+  obj["id"] = Sv(sent.id);
+  obj["ts"] = sent.ts_ms;
+  obj["delivered"] = sent.delivered;
+  if (!sent.conversation.empty()) {
+    obj["conversation"] = Sv(sent.conversation);
+    obj["seq"] = sent.seq;
+    obj["useq"] = sent.useq;
+  }
+  if (sent.duplicate) obj["duplicate"] = true;
   return Serialize(obj);
 }
 
-std::string EncodeDelivery(std::string_view sent_by, std::string_view send_to,
-                           std::string_view message, std::string_view id, int64_t ts_ms) {
+namespace {
+void PutMessage(json::object& obj, const MessageObject& m) {
+  obj["sent_by"] = Sv(m.sent_by);
+  obj["send_to"] = Sv(m.send_to);
+  obj["message"] = Sv(m.message);
+  obj["id"] = Sv(m.id);
+  obj["ts"] = m.ts_ms;
+  if (!m.conversation.empty()) {
+    obj["conversation"] = Sv(m.conversation);
+    obj["seq"] = m.seq;
+    obj["useq"] = m.useq;
+  }
+}
+json::array MessageArray(const std::vector<MessageObject>& messages, size_t begin, size_t end) {
+  json::array arr;
+  arr.reserve(end - begin);
+  for (size_t i = begin; i < end; ++i) {
+    json::object o;
+    PutMessage(o, messages[i]);
+    arr.push_back(std::move(o));
+  }
+  return arr;
+}
+}  // namespace
+
+std::string EncodeDelivery(const MessageObject& message) {
   json::object obj;
   obj["action"] = "send";
-  obj["sent_by"] = Sv(sent_by);
-  obj["send_to"] = Sv(send_to);
-  obj["message"] = Sv(message);
-  obj["id"] = Sv(id);
-  obj["ts"] = ts_ms;
+  PutMessage(obj, message);
+  return Serialize(obj);
+}
+
+std::string EncodeSynced(SyncReply* reply, const RequestId& request_id) {
+  // Escaping can make a page larger than the store measured: drop messages
+  // from the end until it fits (one always stays).
+  for (;;) {
+    json::object obj;
+    obj["action"] = "synced";
+    obj["messages"] = MessageArray(reply->messages, 0, reply->messages.size());
+    obj["useq"] = reply->useq;
+    obj["more"] = reply->more;
+    if (!reply->epoch.empty()) obj["epoch"] = Sv(reply->epoch);
+    if (reply->reset) obj["reset"] = true;
+    PutId(obj, request_id);
+    std::string out = Serialize(obj);
+    if (out.size() <= kMaxReplyBytes || reply->messages.size() <= 1) return out;
+    reply->messages.resize(reply->messages.size() * 3 / 4);
+    reply->useq = reply->messages.back().useq;
+    reply->more = true;
+  }
+}
+
+std::string EncodeHistory(HistoryReply reply, const RequestId& request_id) {
+  // Newest kept: trimming drops the oldest and says there are more.
+  size_t begin = 0;
+  const size_t end = reply.messages.size();
+  for (;;) {
+    json::object obj;
+    obj["action"] = "history";
+    obj["with"] = Sv(reply.with);
+    obj["conversation"] = Sv(reply.conversation);
+    obj["messages"] = MessageArray(reply.messages, begin, end);
+    obj["more"] = reply.more || begin > 0;
+    PutId(obj, request_id);
+    std::string out = Serialize(obj);
+    if (out.size() <= kMaxReplyBytes || end - begin <= 1) return out;
+    begin += std::max<size_t>(1, (end - begin) / 4);
+  }
+}
+
+std::string EncodeConversations(const ConversationsReply& reply, const RequestId& request_id) {
+  json::object obj;
+  obj["action"] = "conversations";
+  json::array items;
+  items.reserve(reply.items.size());
+  for (const auto& c : reply.items) {
+    json::object o;
+    o["with"] = Sv(c.with);
+    o["conversation"] = Sv(c.conversation);
+    json::object last;
+    PutMessage(last, c.last);
+    o["last"] = std::move(last);
+    o["unread"] = c.unread;
+    o["read_seq"] = c.read_seq;
+    o["peer_read_seq"] = c.peer_read_seq;
+    o["delivered_seq"] = c.delivered_seq;
+    items.push_back(std::move(o));
+  }
+  obj["items"] = std::move(items);
+  if (!reply.next.empty()) obj["next"] = Sv(reply.next);
+  PutId(obj, request_id);
+  return Serialize(obj);
+}
+
+std::string EncodeReadMark(std::string_view with, int64_t seq, const RequestId& request_id) {
+  json::object obj;
+  obj["action"] = "read";
+  obj["with"] = Sv(with);
+  obj["seq"] = seq;
+  PutId(obj, request_id);
+  return Serialize(obj);
+}
+
+std::string EncodeReceipt(const Receipt& receipt) {
+  json::object obj;
+  obj["action"] = "receipt";
+  obj["conversation"] = Sv(receipt.conversation);
+  obj["user"] = Sv(receipt.user);
+  if (receipt.read_seq > 0) obj["read_seq"] = receipt.read_seq;
+  if (receipt.delivered_seq > 0) obj["delivered_seq"] = receipt.delivered_seq;
+  obj["ts"] = receipt.ts_ms;
   return Serialize(obj);
 }
 

@@ -9,8 +9,9 @@
 #include <vector>
 
 #include "boost/json/value.hpp"
+#include "edge/stored.h"
 
-// The JSON side of protocol v1: parsing client frames into typed requests and
+// The JSON side of the protocol (version 2): parsing client frames into typed requests and
 // encoding every server frame. No sockets here.
 namespace chat::edge {
 
@@ -30,11 +31,19 @@ bool IsTemporary(ErrorCode code);
 inline constexpr size_t kMaxWatchUsers = 1000;
 inline constexpr int kMaxUsersLimit = 1000;
 inline constexpr size_t kMaxRequestIdBytes = 256;
+inline constexpr int kProtocolVersion = 2;
+inline constexpr size_t kMaxIdempotencyKeyBytes = 64;
+inline constexpr int kMaxPageLimit = 500;  // sync, history, conversations
+inline constexpr int kDefaultHistoryLimit = 50;
+inline constexpr int kDefaultConversationsLimit = 50;
+// Replies that carry stored messages stay under this once encoded.
+inline constexpr size_t kMaxReplyBytes = 1 << 20;
 
 struct SendAction {
   std::string send_to;
   std::string message;
   std::optional<std::string> sent_by;
+  std::string idempotency_key;  // empty: none
 };
 struct UsersAction {
   bool online_only = false;
@@ -50,7 +59,28 @@ struct RefreshAction {
   std::string token;
 };
 
-using Action = std::variant<SendAction, UsersAction, WatchAction, PingAction, RefreshAction>;
+// Version 2: stored messages.
+struct SyncAction {
+  int64_t since = 0;
+  int limit = kMaxPageLimit;
+  std::string epoch;  // empty: none given
+};
+struct HistoryAction {
+  std::string with;
+  int64_t before = 0;  // 0: from the newest
+  int limit = kDefaultHistoryLimit;
+};
+struct ConversationsAction {
+  int limit = kDefaultConversationsLimit;
+  std::string after;
+};
+struct ReadAction {
+  std::string with;
+  int64_t seq = 0;
+};
+
+using Action = std::variant<SendAction, UsersAction, WatchAction, PingAction, RefreshAction,
+                            SyncAction, HistoryAction, ConversationsAction, ReadAction>;
 
 // `request_id` is a JSON string or integer, echoed back as it came.
 using RequestId = std::optional<boost::json::value>;
@@ -79,13 +109,30 @@ struct Contact {
   bool status;
 };
 
+struct SentInfo {
+  std::string id;
+  int64_t ts_ms = 0;
+  int delivered = 0;
+  std::string conversation;
+  int64_t seq = 0;
+  int64_t useq = 0;  // the sender's
+  bool duplicate = false;
+};
+
+// `epoch` empty: not known yet (the message store was unreachable).
 std::string EncodeHello(std::string_view user, std::string_view connection_id,
-                        std::string_view server, const Limits& limits);
+                        std::string_view server, const Limits& limits, std::string_view epoch);
 std::string EncodeError(ErrorCode code, std::string_view message, const RequestId& request_id);
-std::string EncodeSent(const RequestId& request_id, std::string_view id, int64_t ts_ms,
-                       int delivered);
-std::string EncodeDelivery(std::string_view sent_by, std::string_view send_to,
-                           std::string_view message, std::string_view id, int64_t ts_ms);
+std::string EncodeSent(const RequestId& request_id, const SentInfo& sent);
+// The live frame: {"action":"send", ...message object}.
+std::string EncodeDelivery(const MessageObject& message);
+// These trim their message lists (and set more) to stay under kMaxReplyBytes;
+// EncodeSynced leaves `reply` as it was sent.
+std::string EncodeSynced(SyncReply* reply, const RequestId& request_id);
+std::string EncodeHistory(HistoryReply reply, const RequestId& request_id);
+std::string EncodeConversations(const ConversationsReply& reply, const RequestId& request_id);
+std::string EncodeReadMark(std::string_view with, int64_t seq, const RequestId& request_id);
+std::string EncodeReceipt(const Receipt& receipt);
 std::string EncodeUsers(const std::vector<Contact>& contacts, std::string_view next,
                         const RequestId& request_id);
 std::string EncodeWatching(const std::vector<std::string>& users, const RequestId& request_id);

@@ -1,9 +1,11 @@
 #include "edge/ws_session.h"
 
+#include "absl/strings/str_cat.h"
 #include "boost/asio/dispatch.hpp"
 #include "boost/asio/post.hpp"
 #include "boost/beast/ssl.hpp"
 #include "boost/beast/websocket/ssl.hpp"
+#include "common/log_format.h"
 #include "spdlog/spdlog.h"
 
 namespace chat::edge {
@@ -12,6 +14,24 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 namespace websocket = beast::websocket;
 namespace net = boost::asio;
+
+namespace {
+
+// A user name in a log line: quoted and escaped, so that names with spaces,
+// quotes or '=' cannot blur the key=value fields.
+std::string Quoted(std::string_view text) {
+  std::string out;
+  AppendJsonString(text, out);
+  return out;
+}
+
+std::string Address(const net::ip::tcp::endpoint& endpoint) {
+  const auto address = endpoint.address();
+  return address.is_v6() ? absl::StrCat("[", address.to_string(), "]:", endpoint.port())
+                         : absl::StrCat(address.to_string(), ":", endpoint.port());
+}
+
+}  // namespace
 
 template <class Stream>
 WsSession<Stream>::WsSession(Stream&& stream, EdgeContext* context, Identity identity,
@@ -28,10 +48,9 @@ WsSession<Stream>::WsSession(Stream&& stream, EdgeContext* context, Identity ide
     expires_at_ms_ = ExpiryMs(identity.expires_at_s, context->tokens->clock_skew_s());
   }
   if (context->max_connection_age.count() > 0) {
-    age_limit_ms_ = context->clock->NowMs() +
-                    std::chrono::duration_cast<std::chrono::milliseconds>(
-                        context->max_connection_age)
-                        .count();
+    age_limit_ms_ =
+        context->clock->NowMs() +
+        std::chrono::duration_cast<std::chrono::milliseconds>(context->max_connection_age).count();
   }
 }
 
@@ -69,9 +88,15 @@ void WsSession<Stream>::OnAccept(beast::error_code ec) {
     return;
   }
   accepted_ = true;
+  opened_at_ = std::chrono::steady_clock::now();
+  beast::error_code no_peer;  // an unknown address logs as 0.0.0.0:0
+  remote_ = RawSocket(beast::get_lowest_layer(ws_)).remote_endpoint(no_peer);
+  spdlog::info("ws open {} user={} remote={}", logic_.connection_id(), Quoted(logic_.user()),
+               Address(remote_));
+  context_->metrics->ConnectionOpened();
   context_->hub->Add(logic_.connection_id(), this->weak_from_this());
   SetExpiry(expires_at_ms_);
-  SendText(std::make_shared<const std::string>(logic_.HelloFrame()));
+  logic_.Start();  // attaches, then the hello
   if (context_->shutting_down) {
     Close(kCloseGoingAway, "server shutting down");
     return;
@@ -99,6 +124,8 @@ void WsSession<Stream>::OnRead(beast::error_code ec, size_t bytes) {
     End();
     return;
   }
+  ++frames_in_;
+  context_->metrics->FrameReceived();
   if (ws_.got_text()) {
     const auto data = buffer_.cdata();
     logic_.OnText(std::string_view(static_cast<const char*>(data.data()), data.size()));
@@ -128,7 +155,7 @@ void WsSession<Stream>::SetExpiry(int64_t expires_at_ms) {
   if (context_->keep_on_token_expiry) expires_at_ms = 0;
   expires_at_ms_ = expires_at_ms;
   expiry_timer_.cancel();
-  const int64_t deadline_ms = expires_at_ms == 0    ? age_limit_ms_
+  const int64_t deadline_ms = expires_at_ms == 0   ? age_limit_ms_
                               : age_limit_ms_ == 0 ? expires_at_ms
                                                    : std::min(expires_at_ms, age_limit_ms_);
   if (deadline_ms == 0 || ended_) return;
@@ -157,14 +184,25 @@ void WsSession<Stream>::SetExpiry(int64_t expires_at_ms) {
 
 template <class Stream>
 void WsSession<Stream>::SendText(std::shared_ptr<const std::string> frame) {
+  Enqueue({std::move(frame), 0, 0});
+}
+
+template <class Stream>
+void WsSession<Stream>::SendStored(std::shared_ptr<const std::string> frame, int64_t from,
+                                   int64_t to) {
+  Enqueue({std::move(frame), from, to});
+}
+
+template <class Stream>
+void WsSession<Stream>::Enqueue(Outgoing out) {
   if (closing_ || ended_) return;
-  if (queued_bytes_ + frame->size() > context_->max_outbound_bytes && !queue_.empty()) {
+  if (queued_bytes_ + out.frame->size() > context_->max_outbound_bytes && !queue_.empty()) {
     // The client is not reading fast enough; dropping it protects everyone else.
     Close(kCloseSlowConsumer, "slow consumer: outbound queue full");
     return;
   }
-  queued_bytes_ += frame->size();
-  queue_.push_back(std::move(frame));
+  queued_bytes_ += out.frame->size();
+  queue_.push_back(std::move(out));
   if (!writing_ && accepted_) DoWrite();
 }
 
@@ -172,7 +210,7 @@ template <class Stream>
 void WsSession<Stream>::DoWrite() {
   writing_ = true;
   ws_.text(true);
-  const std::string& frame = *queue_.front();
+  const std::string& frame = *queue_.front().frame;
   ws_.async_write(net::buffer(frame),
                   beast::bind_front_handler(&WsSession::OnWrite, this->shared_from_this()));
 }
@@ -180,8 +218,11 @@ void WsSession<Stream>::DoWrite() {
 template <class Stream>
 void WsSession<Stream>::OnWrite(beast::error_code ec, size_t) {
   writing_ = false;
+  int64_t from = 0, to = 0;
   if (!queue_.empty()) {
-    queued_bytes_ -= queue_.front()->size();
+    queued_bytes_ -= queue_.front().frame->size();
+    from = queue_.front().from;
+    to = queue_.front().to;
     queue_.pop_front();
   }
   if (ec) {
@@ -189,10 +230,16 @@ void WsSession<Stream>::OnWrite(beast::error_code ec, size_t) {
     End();
     return;
   }
+  ++frames_out_;
+  context_->metrics->FrameSent();
+  // Written to the socket: only now has the message reached the user.
+  if (to > 0) logic_.OnWritten(from, to);
   if (!queue_.empty()) {
     DoWrite();
   } else if (closing_ && !close_sent_) {
     DoClose();
+  } else {
+    logic_.OnQueueEmpty();
   }
 }
 
@@ -204,9 +251,10 @@ void WsSession<Stream>::Close(uint16_t code, std::string reason) {
   close_code_ = code;
   close_reason_ = std::move(reason);
   if (code == kCloseSlowConsumer) {
+    context_->metrics->SlowConsumerClose();
     // Nothing queued will reach a client that does not read.
     while (queue_.size() > (writing_ ? 1u : 0u)) {
-      queued_bytes_ -= queue_.back()->size();
+      queued_bytes_ -= queue_.back().frame->size();
       queue_.pop_back();
     }
   }
@@ -238,6 +286,17 @@ void WsSession<Stream>::DoClose() {
 template <class Stream>
 void WsSession<Stream>::End() {
   if (ended_) return;
+  if (accepted_) {
+    // The code this edge sent, else the peer's, else 1006: no close frame.
+    const uint16_t peer_code = static_cast<uint16_t>(ws_.reason().code);
+    const uint16_t code = closing_ ? close_code_ : peer_code != 0 ? peer_code : 1006;
+    context_->metrics->ConnectionClosed(code);
+    const auto lived = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - opened_at_);
+    spdlog::info("ws close {} user={} remote={} code={} duration_ms={} frames_in={} frames_out={}",
+                 logic_.connection_id(), Quoted(logic_.user()), Address(remote_), code,
+                 lived.count(), frames_in_, frames_out_);
+  }
   ended_ = true;
   closing_ = true;
   spdlog::debug("{}: closed", logic_.connection_id());
@@ -265,6 +324,30 @@ void WsSession<Stream>::Deliver(std::shared_ptr<const std::string> frame) {
             [self = this->shared_from_this(), frame = std::move(frame)]() mutable {
               self->SendText(std::move(frame));
             });
+}
+
+template <class Stream>
+void WsSession<Stream>::DeliverStored(std::shared_ptr<const std::string> frame, int64_t useq,
+                                      bool own_copy) {
+  net::post(ws_.get_executor(),
+            [self = this->shared_from_this(), frame = std::move(frame), useq, own_copy]() mutable {
+              if (!self->ended_) self->logic_.OnStored(std::move(frame), useq, own_copy);
+            });
+}
+
+template <class Stream>
+void WsSession<Stream>::DeliverReceipt(std::shared_ptr<const std::string> frame) {
+  net::post(ws_.get_executor(),
+            [self = this->shared_from_this(), frame = std::move(frame)]() mutable {
+              if (!self->ended_) self->logic_.OnReceipt(std::move(frame));
+            });
+}
+
+template <class Stream>
+void WsSession<Stream>::Reattach() {
+  net::post(ws_.get_executor(), [self = this->shared_from_this()] {
+    if (!self->ended_) self->logic_.Reattach();
+  });
 }
 
 template <class Stream>

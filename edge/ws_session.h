@@ -1,6 +1,7 @@
 #ifndef CHAT_EDGE_WS_SESSION_H_
 #define CHAT_EDGE_WS_SESSION_H_
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -36,6 +37,8 @@ class WsSession final : public std::enable_shared_from_this<WsSession<Stream>>,
 
   // ClientSink (on the strand).
   void SendText(std::shared_ptr<const std::string> frame) override;
+  void SendStored(std::shared_ptr<const std::string> frame, int64_t from, int64_t to) override;
+  size_t QueuedBytes() const override { return queued_bytes_; }
   void Close(uint16_t code, std::string reason) override;
   void Post(std::function<void()> fn) override;
   std::weak_ptr<ClientSink> WeakSelf() override { return this->shared_from_this(); }
@@ -44,6 +47,10 @@ class WsSession final : public std::enable_shared_from_this<WsSession<Stream>>,
 
   // LocalConnection (any thread).
   void Deliver(std::shared_ptr<const std::string> frame) override;
+  void DeliverStored(std::shared_ptr<const std::string> frame, int64_t useq,
+                     bool own_copy) override;
+  void DeliverReceipt(std::shared_ptr<const std::string> frame) override;
+  void Reattach() override;
   void Kick(uint16_t close_code, std::string reason) override;
 
  private:
@@ -66,7 +73,15 @@ class WsSession final : public std::enable_shared_from_this<WsSession<Stream>>,
   EdgeContext* context_;
   ConnectionLogic logic_;
   const bool answer_authorization_;
-  Fifo<std::shared_ptr<const std::string>> queue_;
+  // A queued frame; from..to: the useqs of the user's stream it carries
+  // (0: none), reported to the logic once written.
+  struct Outgoing {
+    std::shared_ptr<const std::string> frame;
+    int64_t from = 0;
+    int64_t to = 0;
+  };
+  void Enqueue(Outgoing out);
+  Fifo<Outgoing> queue_;
   size_t queued_bytes_ = 0;
   bool accepted_ = false;
   bool writing_ = false;
@@ -75,11 +90,16 @@ class WsSession final : public std::enable_shared_from_this<WsSession<Stream>>,
   // While reads are paused no operation holds the session; this does, until
   // reads resume or the connection ends.
   std::shared_ptr<WsSession<Stream>> keep_alive_while_paused_;
-  bool closing_ = false;      // Close() called: no more reads or frames
-  bool close_sent_ = false;   // async_close started
+  bool closing_ = false;     // Close() called: no more reads or frames
+  bool close_sent_ = false;  // async_close started
   bool ended_ = false;
   uint16_t close_code_ = kCloseNormal;
   std::string close_reason_;
+  // For the info lines at open and close (who, from where, how long, how much).
+  boost::asio::ip::tcp::endpoint remote_;
+  std::chrono::steady_clock::time_point opened_at_;
+  uint64_t frames_in_ = 0;
+  uint64_t frames_out_ = 0;
 };
 
 extern template class WsSession<PlainStream>;

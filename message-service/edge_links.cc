@@ -13,6 +13,19 @@ bool Outbox::AddDelivery(chat::v1::Delivery delivery) {
   return true;
 }
 
+bool Outbox::AddReceipt(chat::v1::Receipt receipt) {
+  absl::MutexLock lock(&mu_);
+  if (writer_ == nullptr) return false;
+  const size_t bytes = receipt.ByteSizeLong();
+  if (pending_bytes_ + bytes > max_pending_bytes_) return false;
+  pending_bytes_ += bytes;
+  *pending_.add_receipts() = std::move(receipt);
+  MaybeWriteLocked();
+  return true;
+}
+
+// Results, attach answers and query results are always queued: their number
+// is bounded by the edge's own requests in flight.
 void Outbox::AddResult(const chat::v1::EdgeSendResult& result) {
   absl::MutexLock lock(&mu_);
   if (writer_ == nullptr) return;
@@ -20,9 +33,24 @@ void Outbox::AddResult(const chat::v1::EdgeSendResult& result) {
   MaybeWriteLocked();
 }
 
-void Outbox::Greet() {
+void Outbox::AddAttached(chat::v1::Attached attached) {
+  absl::MutexLock lock(&mu_);
+  if (writer_ == nullptr) return;
+  *pending_.add_attached() = std::move(attached);
+  MaybeWriteLocked();
+}
+
+void Outbox::AddQueryResult(chat::v1::EdgeQueryResult result) {
+  absl::MutexLock lock(&mu_);
+  if (writer_ == nullptr) return;
+  *pending_.add_query_results() = std::move(result);
+  MaybeWriteLocked();
+}
+
+void Outbox::Greet(const std::string& epoch) {
   absl::MutexLock lock(&mu_);
   greet_ = true;
+  epoch_ = epoch;
   MaybeWriteLocked();
 }
 
@@ -41,35 +69,18 @@ void Outbox::Detach() {
 
 void Outbox::MaybeWriteLocked() {
   if (writing_ || writer_ == nullptr) return;
-  if (pending_.deliveries_size() == 0 && pending_.results_size() == 0 && !greet_) return;
-  greet_ = false;
+  if (pending_.deliveries_size() == 0 && pending_.results_size() == 0 &&
+      pending_.attached_size() == 0 && pending_.query_results_size() == 0 &&
+      pending_.receipts_size() == 0 && !greet_) {
+    return;
+  }
   in_flight_.Clear();
   in_flight_.Swap(&pending_);
+  if (greet_) in_flight_.set_epoch(epoch_);
+  greet_ = false;
   pending_bytes_ = 0;
   writing_ = true;
   writer_->StartDownWrite(&in_flight_);
-}
-
-void EdgeLinks::Attach(const std::string& edge_id, std::shared_ptr<Outbox> outbox) {
-  absl::MutexLock lock(&mu_);
-  links_[edge_id] = std::move(outbox);
-}
-
-void EdgeLinks::Detach(const std::string& edge_id, const Outbox* outbox) {
-  absl::MutexLock lock(&mu_);
-  auto it = links_.find(edge_id);
-  if (it != links_.end() && it->second.get() == outbox) links_.erase(it);
-}
-
-std::shared_ptr<Outbox> EdgeLinks::Find(const std::string& edge_id) const {
-  absl::ReaderMutexLock lock(&mu_);
-  auto it = links_.find(edge_id);
-  return it == links_.end() ? nullptr : it->second;
-}
-
-size_t EdgeLinks::size() const {
-  absl::ReaderMutexLock lock(&mu_);
-  return links_.size();
 }
 
 }  // namespace chat::message

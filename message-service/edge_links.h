@@ -4,7 +4,6 @@
 #include <memory>
 #include <string>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "chat/v1/chat.pb.h"
 
@@ -27,10 +26,14 @@ class Outbox {
   Outbox(DownWriter* writer, size_t max_pending_bytes)
       : writer_(writer), max_pending_bytes_(max_pending_bytes) {}
 
-  // Sends an empty EdgeDown: tells the edge the link is accepted and routing works.
-  void Greet();
+  // Sends the greeting: tells the edge the link is accepted, with the
+  // store's epoch.
+  void Greet(const std::string& epoch);
   bool AddDelivery(chat::v1::Delivery delivery);
+  bool AddReceipt(chat::v1::Receipt receipt);
   void AddResult(const chat::v1::EdgeSendResult& result);
+  void AddAttached(chat::v1::Attached attached);
+  void AddQueryResult(chat::v1::EdgeQueryResult result);
   // The writer finished the in-flight message.
   void OnWriteDone();
   // The link is gone: nothing more is accepted or written.
@@ -47,20 +50,7 @@ class Outbox {
   chat::v1::EdgeDown in_flight_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool greet_ ABSL_GUARDED_BY(mu_) = false;
-};
-
-// The live link of every connected edge.
-class EdgeLinks {
- public:
-  void Attach(const std::string& edge_id, std::shared_ptr<Outbox> outbox);
-  // Removes the entry only if it is still `outbox` (a reconnect may replace it).
-  void Detach(const std::string& edge_id, const Outbox* outbox);
-  std::shared_ptr<Outbox> Find(const std::string& edge_id) const;
-  size_t size() const;
-
- private:
-  mutable absl::Mutex mu_;
-  absl::flat_hash_map<std::string, std::shared_ptr<Outbox>> links_ ABSL_GUARDED_BY(mu_);
+  std::string epoch_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace chat::message

@@ -1,77 +1,139 @@
-// message-service: turns a send into deliveries on the edges' links.
+// message-service: stores chat messages and delivers them through the edges.
 #include <cstdio>
 #include <memory>
 #include <random>
 
 #include "absl/flags/flag.h"
 #include "common/env_flags.h"
-#include "common/logging.h"
+#include "common/grpc_metrics.h"
 #include "common/grpc_server.h"
+#include "common/logging.h"
+#include "common/metrics.h"
 #include "common/signals.h"
-#include "message-service/edge_links.h"
+#include "message-service/dispatcher.h"
 #include "message-service/message_service.h"
-#include "message-service/routes_feed.h"
-#include "message-service/router.h"
+#include "message-service/store_worker.h"
+#include "message-service/user_lookup.h"
 #include "spdlog/spdlog.h"
+#include "store/open_store.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50052", "gRPC listen address (host:port; port 0 = any)");
 ABSL_FLAG(std::string, connection_service, "127.0.0.1:50051", "connection-service address");
+ABSL_FLAG(std::string, store, "sqlite:data/messages.db",
+          "message store: sqlite:PATH (created if missing) or a postgresql:// URL");
+ABSL_FLAG(bool, store_fsync, false,
+          "SQLite: fsync every commit (survives power loss; the default survives process "
+          "crashes)");
+ABSL_FLAG(int, retention_days, 0, "delete stored messages older than this; 0 = keep forever");
+ABSL_FLAG(int, max_store_queue, 100000,
+          "operations waiting for the store; beyond it sends fail as unavailable");
 ABSL_FLAG(int, replica_id, -1,
           "0..65535, part of every message id; -1 = random (unique enough for a few replicas)");
 ABSL_FLAG(int, max_message_bytes, 131072, "largest chat message text accepted");
 ABSL_FLAG(int, max_link_pending_mib, 64,
           "per edge: deliveries queued beyond this are refused (the edge is not keeping up)");
 ABSL_FLAG(int, max_grpc_message_bytes, 16 << 20, "largest gRPC message accepted or sent");
+ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9102",
+          "Prometheus metrics at http://<this>/metrics (host:port; port 0 = any; empty = off)");
 ABSL_FLAG(std::string, service_token, "",
           "when set, every caller must send 'authorization: Bearer <token>' metadata; also "
           "presented to connection-service");
 
+ABSL_FLAG(chat::LogFormat, log_format, chat::LogFormat::kText,
+          "stderr log lines: text, or json (one object per line: ts, level, service, msg)");
+
 int main(int argc, char** argv) {
   chat::BlockTerminationSignals();
-  chat::InitProcess("message-service");
   chat::ParseFlagsWithEnv(argc, argv,
-                          "message-service: routes chat messages to the edges.\nUsage: "
-                          "message-service [--listen=127.0.0.1:50052] [flags]");
+                          "message-service: stores chat messages and routes them to the edges.\n"
+                          "Usage: message-service [--listen=127.0.0.1:50052] [flags]");
+  chat::InitProcess("message-service", absl::GetFlag(FLAGS_log_format));
   int replica = absl::GetFlag(FLAGS_replica_id);
   if (replica < -1 || replica > 65535) {
     std::fprintf(stderr, "--replica_id must be -1 or 0..65535\n");
     return 2;
   }
   if (replica < 0) replica = static_cast<int>(std::random_device{}() & 0xFFFF);
+  if (absl::GetFlag(FLAGS_retention_days) < 0 || absl::GetFlag(FLAGS_max_store_queue) < 1) {
+    std::fprintf(stderr, "--retention_days must be >= 0 and --max_store_queue >= 1\n");
+    return 2;
+  }
 
-  auto channel = chat::MakeChannel(absl::GetFlag(FLAGS_connection_service));
+  chat::store::StoreOptions store_options;
+  store_options.fsync = absl::GetFlag(FLAGS_store_fsync);
+  auto store = chat::store::OpenMessageStore(absl::GetFlag(FLAGS_store), store_options);
+  if (!store.ok()) {
+    spdlog::critical("--store={}: {}", absl::GetFlag(FLAGS_store), store.status().ToString());
+    return 1;
+  }
+  const std::string epoch = (*store)->Epoch();
+
+  const chat::ServiceAuth auth(absl::GetFlag(FLAGS_service_token));
+  chat::Metrics metrics;
+  chat::GrpcMetrics grpc_metrics(metrics);
+  auto channel = chat::MakeChannel(absl::GetFlag(FLAGS_connection_service), &grpc_metrics);
   auto stub = chat::v1::ConnectionService::NewStub(channel);
-  chat::message::RoutingTable table;
+  chat::message::GrpcUserLookup lookup(stub.get(), auth);
   chat::message::IdGenerator ids(static_cast<uint16_t>(replica));
-  chat::message::Router router(&table, &ids, chat::SystemClock::Get(),
-                               static_cast<size_t>(absl::GetFlag(FLAGS_max_message_bytes)));
-  chat::message::EdgeLinks links;
+  chat::message::Dispatcher dispatcher(chat::SystemClock::Get(), epoch);
+
+  chat::message::StoreWorker::Options worker_options;
+  worker_options.max_queue = static_cast<size_t>(absl::GetFlag(FLAGS_max_store_queue));
+  worker_options.retention_ms = int64_t{absl::GetFlag(FLAGS_retention_days)} * 24 * 3600 * 1000;
+  std::unique_ptr<chat::message::StoreWorker> worker;
+  // A recipient the store never saw: connection-service decides, then the
+  // send goes back in the queue (or fails).
+  auto on_unknown = [&lookup, &worker](chat::message::StoreWorker::SendJob job) {
+    const std::string to = job.message.send_to;
+    lookup.Exists(to, [&worker, job = std::move(job)](absl::Status status) mutable {
+      auto done = job.done;
+      if (!status.ok()) {
+        done(status);
+        return;
+      }
+      job.recipient_verified = true;
+      if (!worker->SubmitSend(std::move(job))) {
+        done(absl::UnavailableError("message service overloaded; retry later"));
+      }
+    });
+  };
+  worker =
+      std::make_unique<chat::message::StoreWorker>(std::move(*store), worker_options, on_unknown);
+  worker->SetAfterBatch([&dispatcher](chat::store::MessageStore* s) { dispatcher.FlushMarks(s); });
+
   chat::message::MessageServiceOptions service_options;
   service_options.max_link_pending_bytes =
       static_cast<size_t>(absl::GetFlag(FLAGS_max_link_pending_mib)) << 20;
-  service_options.auth = chat::ServiceAuth(absl::GetFlag(FLAGS_service_token));
-  chat::message::MessageServiceImpl service(&router, &links, service_options);
+  service_options.max_message_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_message_bytes));
+  service_options.auth = auth;
+  chat::message::MessageServiceImpl service(worker.get(), &dispatcher, &ids,
+                                            chat::SystemClock::Get(), service_options);
 
   chat::GrpcServerOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_grpc_message_bytes);
+  options.metrics = &grpc_metrics;
   auto server = chat::StartGrpcServer(options, {&service});
   if (!server.ok()) {
     spdlog::critical("{}", server.status().ToString());
     return 1;
   }
-  auto feed = std::make_unique<chat::message::RoutesFeed>(
-      stub.get(), &table, chat::ServiceAuth(absl::GetFlag(FLAGS_service_token)));
+  if (absl::Status s = chat::ServeMetricsIfAsked(metrics, absl::GetFlag(FLAGS_metrics_listen));
+      !s.ok()) {
+    spdlog::critical("{}", s.ToString());
+    return 1;
+  }
   const std::string host = options.listen.substr(0, options.listen.rfind(':'));
-  spdlog::info("message-service replica {} on {}:{}, connection-service at {}", replica, host,
-               server->port, absl::GetFlag(FLAGS_connection_service));
+  spdlog::info("message-service replica {} on {}:{}, store {} (epoch {}), connection-service at {}",
+               replica, host, server->port, absl::GetFlag(FLAGS_store), epoch,
+               absl::GetFlag(FLAGS_connection_service));
   std::printf("listening on %s:%d\n", host.c_str(), server->port);
   std::fflush(stdout);
 
   const int sig = chat::WaitForTerminationSignal();
   spdlog::info("signal {}: shutting down", sig);
   server->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
-  feed.reset();
+  worker.reset();  // finishes what was queued
   stub.reset();
   chat::ReleaseChannel(std::move(channel), std::chrono::seconds(2));
   return 0;

@@ -3,6 +3,9 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
+#include "common/names.h"
+#include "message-service/queries.h"
 #include "spdlog/spdlog.h"
 
 namespace chat::message {
@@ -11,37 +14,51 @@ namespace {
 using chat::v1::EdgeDown;
 using chat::v1::EdgeUp;
 
-chat::v1::SendStatus ToProto(SendOutcome outcome) {
-  switch (outcome) {
-    case SendOutcome::kOk:
-      return chat::v1::SEND_OK;
-    case SendOutcome::kUnknownUser:
-      return chat::v1::SEND_UNKNOWN_USER;
-    case SendOutcome::kRecipientOffline:
-      return chat::v1::SEND_RECIPIENT_OFFLINE;
-    case SendOutcome::kBadRequest:
-      return chat::v1::SEND_BAD_REQUEST;
-    case SendOutcome::kUnavailable:
-      return chat::v1::SEND_UNAVAILABLE;
+inline constexpr size_t kMaxIdempotencyKeyBytes = 64;
+
+absl::Status ValidateSend(const chat::v1::SendRequest& request, size_t max_message_bytes) {
+  if (absl::Status s = ValidateUserName(request.send_to()); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("send_to: ", s.message()));
   }
-  return chat::v1::SEND_UNAVAILABLE;
+  if (absl::Status s = ValidateUserName(request.sent_by()); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("sent_by: ", s.message()));
+  }
+  if (request.message().size() > max_message_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("message is longer than ", max_message_bytes, " bytes"));
+  }
+  if (!IsValidUtf8(request.message())) {
+    return absl::InvalidArgumentError("message is not valid UTF-8");
+  }
+  if (request.idempotency_key().size() > kMaxIdempotencyKeyBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("idempotency_key is longer than ", kMaxIdempotencyKeyBytes, " bytes"));
+  }
+  return absl::OkStatus();
 }
 
-// One edge's EdgeLink: reads batches of sends, writes batches of deliveries
-// and results through its Outbox. One read and one write in flight.
+chat::v1::EdgeSendResult FailedResult(const absl::Status& status) {
+  chat::v1::EdgeSendResult result;
+  result.set_status(SendStatusOf(status));
+  result.set_error(std::string(status.message()));
+  return result;
+}
+
+const absl::Status& QueueFull() {
+  static const absl::Status* status =
+      new absl::Status(absl::UnavailableError("message service overloaded; retry later"));
+  return *status;
+}
+
+// One edge's EdgeLink: reads batches of sends, attaches, reached marks and
+// queries; everything going down is queued in its Outbox. One read and one
+// write in flight.
 class EdgeLinkReactor final : public grpc::ServerBidiReactor<EdgeUp, EdgeDown>,
                               public DownWriter {
  public:
-  explicit EdgeLinkReactor(const MessageServiceImpl* service)
+  explicit EdgeLinkReactor(MessageServiceImpl* service)
       : service_(service),
         outbox_(std::make_shared<Outbox>(this, service->options().max_link_pending_bytes)) {
-    if (!service->router()->Ready()) {
-      // An edge whose link is up believes sends can be routed: refuse until
-      // the routing table is loaded; the edge retries with backoff.
-      FinishOnce(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                              "routing table not loaded yet (connection-service unreachable)"));
-      return;
-    }
     StartRead(&up_);
   }
 
@@ -59,8 +76,7 @@ class EdgeLinkReactor final : public grpc::ServerBidiReactor<EdgeUp, EdgeDown>,
         return;
       }
       edge_id_ = up_.edge_id();
-      service_->links()->Attach(edge_id_, outbox_);
-      outbox_->Greet();
+      outbox_->Greet(service_->worker()->epoch());
       spdlog::info("edge {} linked", edge_id_);
     }
     if (up_.sends_size() > service_->options().max_sends_per_batch) {
@@ -69,10 +85,39 @@ class EdgeLinkReactor final : public grpc::ServerBidiReactor<EdgeUp, EdgeDown>,
                                            " sends in one EdgeUp")));
       return;
     }
-    for (const auto& send : up_.sends()) {
-      chat::v1::EdgeSendResult result = service_->Process(send.request(), nullptr);
-      result.set_seq(send.seq());
-      outbox_->AddResult(result);
+    Dispatcher* dispatcher = service_->dispatcher();
+    StoreWorker* worker = service_->worker();
+    // Attaches first: a send in the same batch to a user attaching here must
+    // reach the new connection.
+    for (auto& attach : *up_.mutable_attaches()) {
+      auto task = [dispatcher, link = outbox_, edge = edge_id_,
+                   attach = std::move(attach)](store::MessageStore* store) {
+        dispatcher->Attach(link, edge, attach, store);
+      };
+      if (!worker->Submit(task)) {
+        chat::v1::Attached refused;
+        refused.set_connection_id(attach.connection_id());
+        refused.set_error(std::string(QueueFull().message()));
+        outbox_->AddAttached(std::move(refused));
+      }
+    }
+    for (auto& send : *up_.mutable_sends()) {
+      service_->SubmitSend(send.request(), nullptr,
+                           [link = outbox_, seq = send.seq()](chat::v1::EdgeSendResult result) {
+                             result.set_seq(seq);
+                             link->AddResult(result);
+                           });
+    }
+    for (const auto& reached : up_.reached()) {
+      worker->Submit([dispatcher, reached](store::MessageStore*) {
+        dispatcher->Reached(reached.user(), reached.from_useq(), reached.to_useq());
+      });
+    }
+    for (const auto& query : up_.queries()) service_->SubmitQuery(outbox_, query);
+    for (auto& id : *up_.mutable_detaches()) {
+      worker->Submit([dispatcher, link = outbox_.get(), id = std::move(id)](store::MessageStore*) {
+        dispatcher->Detach(link, id);
+      });
     }
     StartRead(&up_);
   }
@@ -88,102 +133,189 @@ class EdgeLinkReactor final : public grpc::ServerBidiReactor<EdgeUp, EdgeDown>,
   void OnCancel() override { FinishOnce(grpc::Status::CANCELLED); }
 
   void OnDone() override {
-    if (!edge_id_.empty()) {
-      service_->links()->Detach(edge_id_, outbox_.get());
-      spdlog::info("edge {} unlinked", edge_id_);
-    }
     outbox_->Detach();
+    if (!edge_id_.empty()) spdlog::info("edge {} unlinked", edge_id_);
+    // The routes this link attached die with it. Queued behind everything
+    // already submitted for it; the task keeps the outbox alive until then.
+    Dispatcher* dispatcher = service_->dispatcher();
+    service_->worker()->SubmitAlways([dispatcher, link = outbox_](store::MessageStore*) {
+      dispatcher->DetachLink(link.get());
+    });
     delete this;
   }
 
  private:
   void FinishOnce(grpc::Status status) {
-    // Stop new writes first so nothing starts after Finish.
-    outbox_->Detach();
+    outbox_->Detach();  // nothing starts after Finish
     if (finished_.exchange(true)) return;
     Finish(std::move(status));
   }
 
-  const MessageServiceImpl* service_;
+  MessageServiceImpl* service_;
   std::shared_ptr<Outbox> outbox_;
   std::string edge_id_;  // only touched by the read chain
   EdgeUp up_;
   std::atomic<bool> finished_{false};
 };
 
+template <typename Response>
+void FinishWith(grpc::ServerUnaryReactor* reactor, Response* response,
+                absl::StatusOr<Response> result) {
+  if (!result.ok()) {
+    reactor->Finish(ToGrpcStatus(result.status()));
+    return;
+  }
+  *response = std::move(*result);
+  reactor->Finish(grpc::Status::OK);
+}
+
 }  // namespace
 
-MessageServiceImpl::MessageServiceImpl(const Router* router, EdgeLinks* links,
-                                       MessageServiceOptions options)
-    : router_(router), links_(links), options_(options) {}
+chat::v1::SendStatus SendStatusOf(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kOk:
+      return chat::v1::SEND_OK;
+    case absl::StatusCode::kNotFound:
+      return chat::v1::SEND_UNKNOWN_USER;
+    case absl::StatusCode::kInvalidArgument:
+      return chat::v1::SEND_BAD_REQUEST;
+    case absl::StatusCode::kPermissionDenied:
+      return chat::v1::SEND_FORBIDDEN;
+    default:
+      return chat::v1::SEND_UNAVAILABLE;
+  }
+}
 
-chat::v1::EdgeSendResult MessageServiceImpl::Process(
+MessageServiceImpl::MessageServiceImpl(StoreWorker* worker, Dispatcher* dispatcher,
+                                       IdGenerator* ids, const Clock* clock,
+                                       MessageServiceOptions options)
+    : worker_(worker), dispatcher_(dispatcher), ids_(ids), clock_(clock), options_(options) {}
+
+void MessageServiceImpl::SubmitSend(
     const chat::v1::SendRequest& request,
-    google::protobuf::RepeatedPtrField<chat::v1::ConnectionDelivery>* connections) const {
-  RoutedMessage routed = router_->Route({request.sent_by(), request.send_to(), request.message()});
-  chat::v1::EdgeSendResult result;
-  result.set_status(ToProto(routed.outcome));
-  if (routed.outcome != SendOutcome::kOk) {
-    result.set_error(routed.error);
-    return result;
+    google::protobuf::RepeatedPtrField<chat::v1::ConnectionDelivery>* per_connection,
+    SendDone done) {
+  if (absl::Status valid = ValidateSend(request, options_.max_message_bytes); !valid.ok()) {
+    done(FailedResult(valid));
+    return;
   }
-  result.set_id(routed.id);
-  result.set_ts_ms(routed.ts_ms);
-  int delivered = 0;
-  for (auto& group : routed.edges) {
-    std::shared_ptr<Outbox> outbox = links_->Find(group.edge_id);
-    bool handed = false;
-    if (outbox != nullptr) {
-      chat::v1::Delivery delivery;
-      delivery.set_id(routed.id);
-      delivery.set_ts_ms(routed.ts_ms);
-      delivery.set_sent_by(request.sent_by());
-      delivery.set_send_to(request.send_to());
-      delivery.set_message(request.message());
-      for (const auto& id : group.connection_ids) delivery.add_connection_ids(id);
-      handed = outbox->AddDelivery(std::move(delivery));
+  StoreWorker::SendJob job;
+  job.message.ts_ms = clock_->NowMs();
+  job.message.id = ids_->Next(job.message.ts_ms);
+  job.message.sent_by = request.sent_by();
+  job.message.send_to = request.send_to();
+  job.message.text = request.message();
+  job.message.idempotency_key = request.idempotency_key();
+  job.done = [dispatcher = dispatcher_, from = request.from_connection_id(),
+              received_us = request.edge_received_us(), per_connection,
+              done](absl::StatusOr<store::Committed> committed) {
+    if (!committed.ok()) {
+      done(FailedResult(committed.status()));
+      return;
     }
-    if (handed) delivered += static_cast<int>(group.connection_ids.size());
-    if (connections != nullptr) {
-      for (auto& id : group.connection_ids) {
-        auto* c = connections->Add();
-        c->set_connection_id(std::move(id));
-        c->set_edge_id(group.edge_id);
-        c->set_delivered(handed);
+    chat::v1::EdgeSendResult result;
+    result.set_status(chat::v1::SEND_OK);
+    const store::Message& m = committed->for_sender;
+    result.set_id(m.id);
+    result.set_ts_ms(m.ts_ms);
+    result.set_conversation(m.conversation);
+    result.set_conversation_seq(m.seq);
+    result.set_useq(m.useq);
+    result.set_duplicate(committed->duplicate);
+    result.set_delivered(dispatcher->Deliver(*committed, from, received_us, per_connection));
+    done(std::move(result));
+  };
+  auto fail = job.done;
+  if (!worker_->SubmitSend(std::move(job))) fail(QueueFull());
+}
+
+void MessageServiceImpl::SubmitQuery(const std::shared_ptr<Outbox>& link,
+                                     const chat::v1::EdgeQuery& query) {
+  auto task = [this, link, query](store::MessageStore* store) {
+    chat::v1::EdgeQueryResult out;
+    out.set_seq(query.seq());
+    absl::Status status;
+    switch (query.query_case()) {
+      case chat::v1::EdgeQuery::kSync: {
+        auto r = RunSync(store, query.sync(), worker_->epoch());
+        if (r.ok()) *out.mutable_sync() = std::move(*r);
+        status = r.status();
+        break;
       }
+      case chat::v1::EdgeQuery::kUnread: {
+        auto r = RunUnread(store, query.unread());
+        if (r.ok()) *out.mutable_sync() = std::move(*r);
+        status = r.status();
+        break;
+      }
+      case chat::v1::EdgeQuery::kHistory: {
+        auto r = RunHistory(store, query.history());
+        if (r.ok()) *out.mutable_history() = std::move(*r);
+        status = r.status();
+        break;
+      }
+      case chat::v1::EdgeQuery::kConversations: {
+        auto r = RunConversations(store, query.conversations());
+        if (r.ok()) *out.mutable_conversations() = std::move(*r);
+        status = r.status();
+        break;
+      }
+      case chat::v1::EdgeQuery::kRead: {
+        std::vector<store::MarkChange> changes;
+        auto r = RunMarkRead(store, query.read(), &changes);
+        if (r.ok()) *out.mutable_read() = std::move(*r);
+        status = r.status();
+        dispatcher_->SendReceipts(changes);
+        break;
+      }
+      default:
+        status = absl::InvalidArgumentError("empty query");
     }
+    out.set_code(static_cast<int>(status.code()));
+    out.set_error(std::string(status.message()));
+    link->AddQueryResult(std::move(out));
+  };
+  if (!worker_->Submit(task)) {
+    chat::v1::EdgeQueryResult out;
+    out.set_seq(query.seq());
+    out.set_code(static_cast<int>(QueueFull().code()));
+    out.set_error(std::string(QueueFull().message()));
+    link->AddQueryResult(std::move(out));
   }
-  result.set_delivered(delivered);
-  return result;
 }
 
 grpc::ServerUnaryReactor* MessageServiceImpl::Send(grpc::CallbackServerContext* ctx,
                                                    const chat::v1::SendRequest* request,
                                                    chat::v1::SendResponse* response) {
+  auto* reactor = ctx->DefaultReactor();
   if (grpc::Status denied = options_.auth.Check(ctx); !denied.ok()) {
-    auto* reactor = ctx->DefaultReactor();
     reactor->Finish(denied);
     return reactor;
   }
-  chat::v1::EdgeSendResult result = Process(*request, response->mutable_connections());
-  auto* reactor = ctx->DefaultReactor();
-  switch (result.status()) {
-    case chat::v1::SEND_BAD_REQUEST:
-      reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, result.error()));
-      return reactor;
-    case chat::v1::SEND_UNAVAILABLE:
-      reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, result.error()));
-      return reactor;
-    default:
-      break;
-  }
-  // unknown_user / recipient_offline are answers, not failures: the caller
-  // decides whether to fall back to a push notification.
-  response->set_status(result.status());
-  response->set_id(result.id());
-  response->set_ts_ms(result.ts_ms());
-  response->set_delivered(result.delivered());
-  reactor->Finish(grpc::Status::OK);
+  SubmitSend(*request, response->mutable_connections(),
+             [reactor, response](chat::v1::EdgeSendResult result) {
+               switch (result.status()) {
+                 case chat::v1::SEND_BAD_REQUEST:
+                   reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, result.error()));
+                   return;
+                 case chat::v1::SEND_UNAVAILABLE:
+                   reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, result.error()));
+                   return;
+                 default:
+                   break;
+               }
+               // unknown_user is an answer, not a failure: the caller decides
+               // whether to fall back to a push notification.
+               response->set_status(result.status());
+               response->set_id(result.id());
+               response->set_ts_ms(result.ts_ms());
+               response->set_delivered(result.delivered());
+               response->set_conversation(result.conversation());
+               response->set_seq(result.conversation_seq());
+               response->set_useq(result.useq());
+               response->set_duplicate(result.duplicate());
+               reactor->Finish(grpc::Status::OK);
+             });
   return reactor;
 }
 
@@ -193,6 +325,49 @@ grpc::ServerBidiReactor<EdgeUp, EdgeDown>* MessageServiceImpl::EdgeLink(
     return new RefusedBidi<EdgeUp, EdgeDown>(denied);
   }
   return new EdgeLinkReactor(this);
+}
+
+#define CHAT_UNARY_READ(Method, Request, Response, Body)                                   \
+  grpc::ServerUnaryReactor* MessageServiceImpl::Method(                                    \
+      grpc::CallbackServerContext* ctx, const chat::v1::Request* request,                  \
+      chat::v1::Response* response) {                                                     \
+    auto* reactor = ctx->DefaultReactor();                                                 \
+    if (grpc::Status denied = options_.auth.Check(ctx); !denied.ok()) {                    \
+      reactor->Finish(denied);                                                             \
+      return reactor;                                                                      \
+    }                                                                                      \
+    if (!worker_->Submit([this, reactor, request, response](store::MessageStore* store) {  \
+          FinishWith<chat::v1::Response>(reactor, response, Body);                         \
+        })) {                                                                              \
+      reactor->Finish(ToGrpcStatus(QueueFull()));                                          \
+    }                                                                                      \
+    return reactor;                                                                        \
+  }
+
+CHAT_UNARY_READ(Sync, SyncRequest, SyncResponse, RunSync(store, *request, worker_->epoch()))
+CHAT_UNARY_READ(History, HistoryRequest, HistoryResponse, RunHistory(store, *request))
+CHAT_UNARY_READ(Conversations, ConversationsRequest, ConversationsResponse,
+                RunConversations(store, *request))
+
+#undef CHAT_UNARY_READ
+
+grpc::ServerUnaryReactor* MessageServiceImpl::MarkRead(grpc::CallbackServerContext* ctx,
+                                                       const chat::v1::MarkReadRequest* request,
+                                                       chat::v1::MarkReadResponse* response) {
+  auto* reactor = ctx->DefaultReactor();
+  if (grpc::Status denied = options_.auth.Check(ctx); !denied.ok()) {
+    reactor->Finish(denied);
+    return reactor;
+  }
+  if (!worker_->Submit([this, reactor, request, response](store::MessageStore* store) {
+        std::vector<store::MarkChange> changes;
+        FinishWith<chat::v1::MarkReadResponse>(reactor, response,
+                                               RunMarkRead(store, *request, &changes));
+        dispatcher_->SendReceipts(changes);
+      })) {
+    reactor->Finish(ToGrpcStatus(QueueFull()));
+  }
+  return reactor;
 }
 
 }  // namespace chat::message

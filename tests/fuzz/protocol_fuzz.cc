@@ -32,9 +32,9 @@ std::string Reply(const Request& request) {
       [&](const auto& action) -> std::string {
         using T = std::decay_t<decltype(action)>;
         if constexpr (std::is_same_v<T, SendAction>) {
-          CheckFrame(EncodeDelivery(action.sent_by.value_or("me"), action.send_to, action.message,
-                                    "01JD7X", 1764050000123));
-          return EncodeSent(request.request_id, "01JD7X", 1764050000123, 2);
+          CheckFrame(EncodeDelivery({"01JD7X", "c", 1, 1, action.sent_by.value_or("me"),
+                                     action.send_to, action.message, 1764050000123}));
+          return EncodeSent(request.request_id, {"01JD7X", 1764050000123, 2, "c", 1, 1, false});
         } else if constexpr (std::is_same_v<T, UsersAction>) {
           FUZZ_CHECK(action.limit >= 0 && action.limit <= kMaxUsersLimit);
           return EncodeUsers({{action.after, true}, {"bob", false}}, action.after,

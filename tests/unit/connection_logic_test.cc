@@ -70,6 +70,21 @@ class ConnectionLogicTest : public ::testing::Test {
     return Obj(frames[0]);
   }
 
+  // Starts the connection and answers its attach.
+  void Start(absl::StatusOr<AttachInfo> info) {
+    logic().Start();
+    ASSERT_EQ(messages_.attaches.size(), 1u) << "the connection must attach before its hello";
+    EXPECT_EQ(messages_.attaches[0].after_useq, -1);
+    EXPECT_THAT(sink_.frames, IsEmpty()) << "no hello before the attach is answered";
+    messages_.attaches[0].done(std::move(info));
+    sink_.RunPosted();
+  }
+
+  static MessageObject Msg(int64_t useq, std::string from = "bob", std::string to = "alice") {
+    return {"id" + std::to_string(useq), "c1", useq, useq, from, to, "m" + std::to_string(useq),
+            1764050000000 + useq};
+  }
+
   void Answer(size_t call, SendResult result) {
     ASSERT_LT(call, messages_.calls.size()) << "no send #" << call << " reached the backend";
     messages_.calls[call].done(result);
@@ -101,9 +116,11 @@ class ConnectionLogicTest : public ::testing::Test {
 };
 
 TEST_F(ConnectionLogicTest, HelloNamesTheUserConnectionServerAndLimits) {
-  json::object hello = Obj(logic().HelloFrame());
+  Start(AttachInfo{"ep0", 0, 0});
+  json::object hello = OnlyFrame();
   EXPECT_EQ(hello["action"], "hello");
-  EXPECT_EQ(hello["protocol"], 1);
+  EXPECT_EQ(hello["protocol"], 2);
+  EXPECT_EQ(hello["epoch"], "ep0");
   EXPECT_EQ(hello["user"], "alice");
   EXPECT_EQ(hello["connection_id"], "e1-7");
   EXPECT_EQ(hello["server"], "edge-1");
@@ -320,6 +337,173 @@ TEST_F(ConnectionLogicTest, AnswersArrivingAfterCloseSendNothing) {
   logic().OnClosed();
   Answer(0, Ok(1));
   EXPECT_THAT(sink_.frames, IsEmpty());
+}
+
+
+// ---- protocol version 2: attach, pushes, catch-up, version 2 frames ----
+
+TEST_F(ConnectionLogicTest, HelloGoesOutEvenWhenTheAttachFails) {
+  Start(absl::UnavailableError("down"));
+  json::object hello = OnlyFrame();
+  EXPECT_EQ(hello["action"], "hello");
+  EXPECT_FALSE(hello.contains("epoch")) << "no epoch known without message-service";
+  EXPECT_THAT(messages_.pages, IsEmpty());
+}
+
+TEST_F(ConnectionLogicTest, MissedMessagesArePushedAfterHelloPacedByTheSocket) {
+  Start(AttachInfo{"ep", 5, 2});  // the user's stream ends at 5; 1..2 reached
+  ASSERT_EQ(OnlyFrame()["action"], "hello");
+  ASSERT_EQ(messages_.pages.size(), 1u);
+  EXPECT_EQ(messages_.pages[0].kind, "unread");
+  EXPECT_EQ(messages_.pages[0].from, 2);
+
+  // A live frame arriving meanwhile waits behind the pushes.
+  logic().OnStored(std::make_shared<const std::string>("live6"), 6, false);
+  EXPECT_THAT(sink_.frames, IsEmpty());
+
+  sink_.queued_bytes = 100;  // the socket has not taken the first page yet
+  SyncReply page;
+  page.messages = {Msg(3), Msg(4)};
+  page.useq = 4;
+  page.more = true;
+  messages_.pages[0].done(page);
+  sink_.RunPosted();
+  ASSERT_EQ(sink_.frames.size(), 2u);
+  EXPECT_EQ(Obj(sink_.frames[0])["useq"], 3);
+  EXPECT_THAT(sink_.tags, ElementsAre(Pair(3, 3), Pair(4, 4)));
+  EXPECT_EQ(messages_.pages.size(), 1u) << "next page only once the queue drained";
+
+  sink_.queued_bytes = 0;
+  logic().OnQueueEmpty();
+  ASSERT_EQ(messages_.pages.size(), 2u);
+  EXPECT_EQ(messages_.pages[1].from, 4);
+  SyncReply last;
+  last.messages = {Msg(5), Msg(6)};  // 6 was committed after the attach
+  last.useq = 6;
+  messages_.pages[1].done(last);
+  sink_.RunPosted();
+  std::vector<std::string> useqs;
+  for (const auto& f : sink_.frames) {
+    json::object o = Obj(f);
+    useqs.push_back(o.contains("useq") ? json::serialize(o["useq"]) : f);
+  }
+  EXPECT_THAT(useqs, ElementsAre("3", "4", "5", "6"))
+      << "the held live frame 6 came with the page: not sent twice";
+
+  logic().OnStored(std::make_shared<const std::string>("live7"), 7, false);
+  EXPECT_EQ(sink_.frames.back(), "live7") << "after the catch-up live frames go straight out";
+}
+
+TEST_F(ConnectionLogicTest, WrittenFramesMoveTheReachedMark) {
+  Start(AttachInfo{"ep", 0, 0});
+  logic().OnWritten(1, 1);
+  logic().OnWritten(2, 4);
+  EXPECT_THAT(messages_.reached, ElementsAre(Pair(1, 1), Pair(2, 4)));
+}
+
+TEST_F(ConnectionLogicTest, OwnCopiesAndReceiptsOnlyReachVersion2Connections) {
+  Start(AttachInfo{"ep", 0, 0});
+  sink_.frames.clear();
+  logic().OnStored(std::make_shared<const std::string>("own"), 1, true);
+  logic().OnReceipt(std::make_shared<const std::string>("receipt"));
+  EXPECT_THAT(sink_.frames, IsEmpty()) << "a version 1 client would misread them";
+
+  Frame(R"({"action":"sync","since":0})");
+  ASSERT_EQ(messages_.pages.size(), 1u);
+  logic().OnStored(std::make_shared<const std::string>("own2"), 2, true);
+  logic().OnReceipt(std::make_shared<const std::string>("receipt2"));
+  EXPECT_THAT(sink_.frames, ElementsAre("own2", "receipt2"));
+}
+
+TEST_F(ConnectionLogicTest, SyncedReplyCarriesItsRangeForTheReachedMark) {
+  Start(AttachInfo{"ep", 3, 3});
+  sink_.frames.clear();
+  Frame(R"({"action":"sync","since":1,"limit":10,"epoch":"old","request_id":9})");
+  ASSERT_EQ(messages_.pages.size(), 1u);
+  EXPECT_EQ(messages_.pages[0].kind, "sync");
+  EXPECT_EQ(messages_.pages[0].from, 1);
+  EXPECT_EQ(messages_.pages[0].limit, 10);
+  EXPECT_EQ(messages_.pages[0].epoch, "old");
+  SyncReply reply;
+  reply.messages = {Msg(2), Msg(3)};
+  reply.useq = 3;
+  reply.epoch = "ep";
+  messages_.pages[0].done(reply);
+  sink_.RunPosted();
+  json::object synced = OnlyFrame();
+  EXPECT_EQ(synced["action"], "synced");
+  EXPECT_EQ(synced["request_id"], 9);
+  EXPECT_EQ(synced["useq"], 3);
+  EXPECT_EQ(synced["more"], false);
+  EXPECT_EQ(synced["messages"].as_array().size(), 2u);
+  EXPECT_THAT(sink_.tags, ElementsAre(Pair(2, 3)));
+}
+
+TEST_F(ConnectionLogicTest, StoreErrorsMapToProtocolErrors) {
+  Start(AttachInfo{"ep", 0, 0});
+  sink_.frames.clear();
+  Frame(R"({"action":"history","with":"nobody","request_id":1})");
+  ASSERT_EQ(messages_.histories.size(), 1u);
+  messages_.histories[0](absl::NotFoundError("no user named 'nobody'"));
+  sink_.RunPosted();
+  json::object e = OnlyFrame();
+  EXPECT_EQ(e["code"], "unknown_user");
+  EXPECT_EQ(e["request_id"], 1);
+
+  Frame(R"({"action":"conversations"})");
+  ASSERT_EQ(messages_.conversations.size(), 1u);
+  messages_.conversations[0](absl::UnavailableError("disk"));
+  sink_.RunPosted();
+  e = OnlyFrame();
+  EXPECT_EQ(e["code"], "unavailable");
+  EXPECT_EQ(e["temporary"], true);
+}
+
+TEST_F(ConnectionLogicTest, ReattachResumesFromTheLastWrittenUseq) {
+  Start(AttachInfo{"ep", 4, 4});
+  logic().OnWritten(5, 5);
+  logic().Reattach();
+  ASSERT_EQ(messages_.attaches.size(), 2u);
+  EXPECT_EQ(messages_.attaches[1].after_useq, 5);
+  sink_.frames.clear();
+  messages_.attaches[1].done(AttachInfo{"ep", 7, 5});
+  sink_.RunPosted();
+  EXPECT_THAT(sink_.frames, IsEmpty()) << "no second hello";
+  ASSERT_EQ(messages_.pages.size(), 1u);
+  EXPECT_EQ(messages_.pages[0].kind, "sync") << "everything after 5, not only unread";
+  EXPECT_EQ(messages_.pages[0].from, 5);
+  SyncReply page;
+  page.messages = {Msg(6, "alice", "bob"), Msg(7)};  // 6: sent by alice elsewhere
+  page.useq = 7;
+  messages_.pages[0].done(page);
+  sink_.RunPosted();
+  ASSERT_EQ(sink_.frames.size(), 1u) << "a version 1 connection gets no copy of its own message";
+  EXPECT_EQ(Obj(sink_.frames[0])["useq"], 7);
+}
+
+TEST_F(ConnectionLogicTest, ClosingDetachesFromMessageService) {
+  Start(AttachInfo{"ep", 0, 0});
+  logic().OnClosed();
+  EXPECT_THAT(messages_.detaches, ElementsAre("e1-7"));
+}
+
+TEST_F(ConnectionLogicTest, SendCarriesTheIdempotencyKeyAndSentTheNumbers) {
+  Frame(R"({"action":"send","send_to":"bob","message":"hi","idempotency_key":"k1","request_id":3})");
+  ASSERT_EQ(messages_.calls.size(), 1u);
+  EXPECT_EQ(messages_.calls[0].send.idempotency_key, "k1");
+  SendResult r = Ok(0);
+  r.conversation = "c1";
+  r.seq = 4;
+  r.useq = 9;
+  r.duplicate = true;
+  Answer(0, r);
+  json::object sent = OnlyFrame();
+  EXPECT_EQ(sent["action"], "sent");
+  EXPECT_EQ(sent["conversation"], "c1");
+  EXPECT_EQ(sent["seq"], 4);
+  EXPECT_EQ(sent["useq"], 9);
+  EXPECT_EQ(sent["duplicate"], true);
+  EXPECT_EQ(sent["delivered"], 0);
 }
 
 }  // namespace

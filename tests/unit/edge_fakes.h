@@ -22,9 +22,25 @@ class FakeLocalConnection : public LocalConnection {
   void Deliver(std::shared_ptr<const std::string> frame) override {
     frames.push_back(std::move(frame));
   }
+  void DeliverStored(std::shared_ptr<const std::string> frame, int64_t useq,
+                     bool own_copy) override {
+    stored.push_back({*frame, useq, own_copy});
+  }
+  void DeliverReceipt(std::shared_ptr<const std::string> frame) override {
+    receipts.push_back(*frame);
+  }
+  void Reattach() override { ++reattaches; }
   void Kick(uint16_t close_code, std::string reason) override {
     kicks.emplace_back(close_code, std::move(reason));
   }
+  struct Stored {
+    std::string frame;
+    int64_t useq;
+    bool own_copy;
+  };
+  std::vector<Stored> stored;
+  std::vector<std::string> receipts;
+  int reattaches = 0;
 
   std::vector<std::string> texts() const {
     std::vector<std::string> out;
@@ -41,6 +57,11 @@ class FakeLocalConnection : public LocalConnection {
 class FakeSink : public ClientSink {
  public:
   void SendText(std::shared_ptr<const std::string> frame) override { frames.push_back(*frame); }
+  void SendStored(std::shared_ptr<const std::string> frame, int64_t from, int64_t to) override {
+    frames.push_back(*frame);
+    tags.push_back({from, to});
+  }
+  size_t QueuedBytes() const override { return queued_bytes; }
   void Close(uint16_t code, std::string reason) override {
     closes.emplace_back(code, std::move(reason));
   }
@@ -61,6 +82,8 @@ class FakeSink : public ClientSink {
   }
 
   std::vector<std::string> frames;
+  std::vector<std::pair<int64_t, int64_t>> tags;  // of the frames sent with SendStored
+  size_t queued_bytes = 0;
   std::vector<std::pair<uint16_t, std::string>> closes;
   std::deque<std::function<void()>> posted;
   std::vector<bool> pauses;
@@ -81,8 +104,55 @@ class FakeMessageBackend : public MessageBackend {
     calls.push_back({std::move(send), std::move(done)});
   }
   bool Ready() const override { return true; }
+  void Attach(const std::string& connection_id, const std::string& user, int64_t after_useq,
+              Done<AttachInfo> done) override {
+    attaches.push_back({connection_id, user, after_useq, std::move(done)});
+  }
+  void Detach(const std::string& connection_id) override { detaches.push_back(connection_id); }
+  void Reached(const std::string& user, int64_t from, int64_t to) override {
+    reached.push_back({from, to});
+  }
+  void Sync(const std::string& user, int64_t since, int limit, const std::string& epoch,
+            Done<SyncReply> done) override {
+    pages.push_back({"sync", since, limit, epoch, std::move(done)});
+  }
+  void Unread(const std::string& user, int64_t after, int limit, Done<SyncReply> done) override {
+    pages.push_back({"unread", after, limit, "", std::move(done)});
+  }
+  void History(const std::string& user, const std::string& with, int64_t before, int limit,
+               Done<HistoryReply> done) override {
+    histories.push_back(std::move(done));
+  }
+  void Conversations(const std::string& user, int limit, const std::string& after,
+                     Done<ConversationsReply> done) override {
+    conversations.push_back(std::move(done));
+  }
+  void MarkRead(const std::string& user, const std::string& with, int64_t seq,
+                Done<ReadReply> done) override {
+    reads.push_back(std::move(done));
+  }
 
+  struct AttachCall {
+    std::string connection_id;
+    std::string user;
+    int64_t after_useq;
+    Done<AttachInfo> done;
+  };
+  struct PageCall {
+    std::string kind;  // "sync" or "unread"
+    int64_t from;
+    int limit;
+    std::string epoch;
+    Done<SyncReply> done;
+  };
   std::vector<Call> calls;
+  std::vector<AttachCall> attaches;
+  std::vector<std::string> detaches;
+  std::vector<std::pair<int64_t, int64_t>> reached;
+  std::vector<PageCall> pages;
+  std::vector<Done<HistoryReply>> histories;
+  std::vector<Done<ConversationsReply>> conversations;
+  std::vector<Done<ReadReply>> reads;
 };
 
 // A connection-service whose ListUsers answers the test gives by hand.

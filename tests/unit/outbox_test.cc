@@ -50,12 +50,13 @@ chat::v1::EdgeSendResult MakeResult(uint64_t seq) {
   return r;
 }
 
-TEST(OutboxTest, GreetWritesOneEmptyMessage) {
+TEST(OutboxTest, GreetWritesOneMessageWithTheEpochOnly) {
   RecordingWriter writer;
   Outbox outbox(&writer, 1 << 20);
-  outbox.Greet();
+  outbox.Greet("e1");
   ASSERT_EQ(writer.written.size(), 1u);
   EXPECT_EQ(writer.written[0].deliveries_size() + writer.written[0].results_size(), 0);
+  EXPECT_EQ(writer.written[0].epoch(), "e1");
   outbox.OnWriteDone();
   EXPECT_EQ(writer.written.size(), 1u) << "nothing queued: nothing more to write";
 }
@@ -88,7 +89,7 @@ TEST(OutboxTest, AGreetingQueuedBehindAWriteIsNotLost) {
   RecordingWriter writer;
   Outbox outbox(&writer, 1 << 20);
   outbox.AddResult(MakeResult(1));
-  outbox.Greet();
+  outbox.Greet("e1");
   outbox.OnWriteDone();
   EXPECT_EQ(writer.written.size(), 2u);
 }
@@ -129,24 +130,8 @@ TEST(OutboxTest, NothingIsAcceptedOrWrittenAfterDetach) {
   EXPECT_FALSE(outbox.AddDelivery(MakeDelivery("m3")));
   outbox.AddResult(MakeResult(1));
   outbox.OnWriteDone();
-  outbox.Greet();
+  outbox.Greet("e1");
   EXPECT_THAT(Written(writer), ElementsAre("d:m1, r:"));
-}
-
-TEST(EdgeLinksTest, FindAttachAndDetachOnlyTheSameOutbox) {
-  RecordingWriter writer;
-  EdgeLinks links;
-  auto first = std::make_shared<Outbox>(&writer, 1024);
-  auto second = std::make_shared<Outbox>(&writer, 1024);
-  EXPECT_EQ(links.Find("e1"), nullptr);
-  links.Attach("e1", first);
-  EXPECT_EQ(links.Find("e1"), first);
-  links.Attach("e1", second);  // the edge reconnected
-  links.Detach("e1", first.get());
-  EXPECT_EQ(links.Find("e1"), second) << "the old stream's end must not remove the new link";
-  links.Detach("e1", second.get());
-  EXPECT_EQ(links.Find("e1"), nullptr);
-  EXPECT_EQ(links.size(), 0u);
 }
 
 }  // namespace

@@ -82,7 +82,7 @@ TEST(ParseRequestTest, MissingOrNonStringActionIsBadRequestAndKeepsTheId) {
 
 TEST(ParseRequestTest, UnknownAndReservedActionsAreUnknownAction) {
   for (const char* action :
-       {"sendmessage", "sync", "history", "read", "received", "typing", "SEND", "$default"}) {
+       {"sendmessage", "received", "typing", "reaction", "SEND", "$default"}) {
     const std::string text = std::string(R"({"action":")") + action + R"(","request_id":3})";
     RequestError e = ParseError(text);
     EXPECT_EQ(ErrorCodeName(e.code), "unknown_action") << text;
@@ -255,9 +255,11 @@ TEST(EncodeTest, ErrorWithoutRequestIdHasNoRequestIdField) {
 }
 
 TEST(EncodeTest, HelloCarriesIdentityAndLimits) {
-  json::object frame = Frame(EncodeHello("alice", "e1-4f2a9c", "edge-1", {131072, 50, 600}));
+  json::object frame =
+      Frame(EncodeHello("alice", "e1-4f2a9c", "edge-1", {131072, 50, 600}, "7f3a"));
   EXPECT_EQ(frame["action"], "hello");
-  EXPECT_EQ(frame["protocol"], 1);
+  EXPECT_EQ(frame["protocol"], 2);
+  EXPECT_EQ(frame["epoch"], "7f3a");
   EXPECT_EQ(frame["user"], "alice");
   EXPECT_EQ(frame["connection_id"], "e1-4f2a9c");
   EXPECT_EQ(frame["server"], "edge-1");
@@ -270,8 +272,12 @@ TEST(EncodeTest, HelloCarriesIdentityAndLimits) {
 
 TEST(EncodeTest, DeliveryHasEveryFieldOldAndNewClientsRead) {
   const std::string message = "<b>\"quoted\"</b>\n\u00e9\u2603";
-  json::object frame = Frame(EncodeDelivery("alice", "bob", message, "01JD7X", 1764050000123));
+  json::object frame = Frame(
+      EncodeDelivery({"01JD7X", "conv", 3, 42, "alice", "bob", message, 1764050000123}));
   EXPECT_EQ(frame["action"], "send");
+  EXPECT_EQ(frame["conversation"], "conv");
+  EXPECT_EQ(frame["seq"], 3);
+  EXPECT_EQ(frame["useq"], 42);
   EXPECT_EQ(frame["sent_by"], "alice");
   EXPECT_EQ(frame["send_to"], "bob");
   EXPECT_EQ(frame["message"], json::string(message)) << "the message must round-trip verbatim";
@@ -280,8 +286,13 @@ TEST(EncodeTest, DeliveryHasEveryFieldOldAndNewClientsRead) {
 }
 
 TEST(EncodeTest, SentReply) {
-  json::object frame = Frame(EncodeSent(json::value("c-17"), "01JD7X", 1764050000123, 2));
+  json::object frame =
+      Frame(EncodeSent(json::value("c-17"), {"01JD7X", 1764050000123, 2, "conv", 3, 41, false}));
   EXPECT_EQ(frame["action"], "sent");
+  EXPECT_EQ(frame["conversation"], "conv");
+  EXPECT_EQ(frame["seq"], 3);
+  EXPECT_EQ(frame["useq"], 41);
+  EXPECT_FALSE(frame.contains("duplicate"));
   EXPECT_EQ(frame["request_id"], "c-17");
   EXPECT_EQ(frame["id"], "01JD7X");
   EXPECT_EQ(frame["ts"], 1764050000123);
@@ -319,6 +330,97 @@ TEST(EncodeTest, WatchingPresenceAndPong) {
   EXPECT_EQ(pong["ts"], 1764050000789);
   EXPECT_FALSE(pong.contains("request_id"));
   EXPECT_EQ(Frame(EncodePong(1, json::value(5)))["request_id"], 5);
+}
+
+
+// ---- version 2 actions ----
+
+template <typename T>
+T ParseAs(const std::string& text) {
+  auto parsed = ParseRequest(text);
+  if (!std::holds_alternative<Request>(parsed)) {
+    ADD_FAILURE() << "refused: " << text << ": " << std::get<RequestError>(parsed).message;
+    return {};
+  }
+  const Action& action = std::get<Request>(parsed).action;
+  if (!std::holds_alternative<T>(action)) {
+    ADD_FAILURE() << "wrong action for " << text;
+    return {};
+  }
+  return std::get<T>(action);
+}
+
+TEST(ParseV2Test, SyncDefaultsAndCaps) {
+  SyncAction sync = ParseAs<SyncAction>(R"({"action":"sync"})");
+  EXPECT_EQ(sync.since, 0);
+  EXPECT_EQ(sync.limit, 500);
+  sync = ParseAs<SyncAction>(R"({"action":"sync","since":41,"limit":9000,"epoch":"7f"})");
+  EXPECT_EQ(sync.since, 41);
+  EXPECT_EQ(sync.limit, 500) << "above the cap it is capped";
+  EXPECT_EQ(sync.epoch, "7f");
+}
+
+TEST(ParseV2Test, IllTypedOrOutOfRangeFieldsAreBadRequests) {
+  for (const char* text : {
+           R"({"action":"sync","since":-1})",
+           R"({"action":"sync","limit":0})",
+           R"({"action":"sync","limit":"x"})",
+           R"({"action":"sync","limit":1.5})",
+           R"({"action":"sync","epoch":7})",
+           R"({"action":"history"})",
+           R"({"action":"history","with":""})",
+           R"({"action":"history","with":"bob","before":-3})",
+           R"({"action":"conversations","limit":1.5})",
+           R"({"action":"conversations","after":3})",
+           R"({"action":"read","with":"bob"})",
+           R"({"action":"read","with":"bob","seq":-1})",
+           R"({"action":"read","seq":3})",
+           R"({"action":"send","send_to":"bob","message":"x","idempotency_key":""})",
+           R"({"action":"send","send_to":"bob","message":"x","idempotency_key":5})",
+       }) {
+    RequestError e = ParseError(text);
+    EXPECT_EQ(e.code, ErrorCode::kBadRequest) << text;
+  }
+  RequestError long_key = ParseError(R"({"action":"send","send_to":"bob","message":"x","idempotency_key":")" +
+                                     std::string(65, 'k') + R"("})");
+  EXPECT_EQ(long_key.code, ErrorCode::kBadRequest);
+}
+
+TEST(ParseV2Test, HistoryReadAndConversations) {
+  HistoryAction h = ParseAs<HistoryAction>(R"({"action":"history","with":"bob","before":120,"limit":50})");
+  EXPECT_EQ(h.with, "bob");
+  EXPECT_EQ(h.before, 120);
+  EXPECT_EQ(h.limit, 50);
+  EXPECT_EQ(ParseAs<HistoryAction>(R"({"action":"history","with":"bob"})").limit, 50);
+  ReadAction r = ParseAs<ReadAction>(R"({"action":"read","with":"bob","seq":120})");
+  EXPECT_EQ(r.seq, 120);
+  ConversationsAction c = ParseAs<ConversationsAction>(R"({"action":"conversations","after":"x"})");
+  EXPECT_EQ(c.limit, 50);
+  EXPECT_EQ(c.after, "x");
+}
+
+TEST(EncodeV2Test, SyncedStaysUnderOneMebibyte) {
+  SyncReply reply;
+  for (int i = 1; i <= 40; ++i) {
+    // Control characters take six bytes each once escaped.
+    reply.messages.push_back({"id", "c", i, i, "a", "b", std::string(20000, '\x01'), 1});
+  }
+  reply.useq = 40;
+  std::string frame = EncodeSynced(&reply, std::nullopt);
+  EXPECT_LE(frame.size(), kMaxReplyBytes);
+  json::object o = Frame(frame);
+  EXPECT_EQ(o["more"], true);
+  const auto& arr = o["messages"].as_array();
+  ASSERT_FALSE(arr.empty());
+  EXPECT_EQ(o["useq"], arr.back().as_object().at("useq")) << "useq is the last one included";
+  EXPECT_EQ(reply.messages.size(), arr.size());
+}
+
+TEST(EncodeV2Test, ReceiptHasOnlyTheMarkThatMoved) {
+  json::object o = Frame(EncodeReceipt({"c", "alice", 120, 0, 5}));
+  EXPECT_EQ(o["action"], "receipt");
+  EXPECT_EQ(o["read_seq"], 120);
+  EXPECT_FALSE(o.contains("delivered_seq"));
 }
 
 }  // namespace

@@ -1,0 +1,69 @@
+#ifndef CHAT_EDGE_STORED_H_
+#define CHAT_EDGE_STORED_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+// Stored messages and the replies built from them (protocol version 2), as
+// the edge's logic and its JSON codec see them: no transport types.
+namespace chat::edge {
+
+// A message object: `useq` is the receiving connection's user's.
+struct MessageObject {
+  std::string id;
+  std::string conversation;
+  int64_t seq = 0;
+  int64_t useq = 0;
+  std::string sent_by;
+  std::string send_to;
+  std::string message;
+  int64_t ts_ms = 0;
+};
+
+struct SyncReply {
+  std::vector<MessageObject> messages;
+  int64_t useq = 0;  // last included, or `since` when none
+  bool more = false;
+  std::string epoch;
+  bool reset = false;
+};
+
+struct HistoryReply {
+  std::string with;
+  std::string conversation;
+  std::vector<MessageObject> messages;  // seq ascending
+  bool more = false;
+};
+
+struct ConversationEntry {
+  std::string with;
+  std::string conversation;
+  MessageObject last;
+  int64_t unread = 0;
+  int64_t read_seq = 0;
+  int64_t peer_read_seq = 0;
+  int64_t delivered_seq = 0;
+};
+
+struct ConversationsReply {
+  std::vector<ConversationEntry> items;
+  std::string next;
+};
+
+struct ReadReply {
+  std::string conversation;
+  int64_t read_seq = 0;
+};
+
+struct Receipt {
+  std::string conversation;
+  std::string user;
+  int64_t read_seq = 0;       // 0: not a read receipt
+  int64_t delivered_seq = 0;  // 0: not a delivered receipt
+  int64_t ts_ms = 0;
+};
+
+}  // namespace chat::edge
+
+#endif  // CHAT_EDGE_STORED_H_

@@ -1,0 +1,245 @@
+#include "message-service/dispatcher.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace chat::message {
+
+void Dispatcher::Attach(const std::shared_ptr<Outbox>& link, const std::string& edge_id,
+                        const chat::v1::Attach& attach, store::MessageStore* store) {
+  chat::v1::Attached answer;
+  answer.set_connection_id(attach.connection_id());
+  answer.set_epoch(epoch_);
+  auto [it, added] = connections_.try_emplace(attach.connection_id(), attach.user());
+  if (!added && it->second != attach.user()) {
+    // The same id for another user can only be a confused edge: keep the first.
+    answer.set_error("connection id already attached for another user");
+    link->AddAttached(std::move(answer));
+    return;
+  }
+  UserState& state = users_[attach.user()];
+  if (added) state.conns.push_back({attach.connection_id(), link, edge_id});
+  absl::StatusOr<store::UserMarks> marks = absl::UnavailableError("");
+  if (absl::Status known = store->KnowUser(attach.user()); !known.ok()) {
+    marks = known;
+  } else {
+    marks = store->Marks(attach.user());
+  }
+  if (!marks.ok()) {
+    answer.set_error(absl::StrCat("message store unavailable: ", marks.status().message()));
+  } else {
+    if (!state.marks_loaded) {
+      state.marks_loaded = true;
+      state.mark = std::max(state.mark, marks->reached_useq);
+      state.persisted_mark = marks->reached_useq;
+    }
+    answer.set_last_useq(marks->last_useq);
+    answer.set_reached_useq(state.mark);
+  }
+  link->AddAttached(std::move(answer));
+}
+
+void Dispatcher::Detach(const Outbox* link, const std::string& connection_id) {
+  auto it = connections_.find(connection_id);
+  if (it == connections_.end()) return;
+  const std::string user = it->second;
+  auto u = users_.find(user);
+  if (u != users_.end()) {
+    auto& conns = u->second.conns;
+    conns.erase(std::remove_if(conns.begin(), conns.end(),
+                               [&](const Conn& c) {
+                                 return c.connection_id == connection_id && c.link.get() == link;
+                               }),
+                conns.end());
+  }
+  connections_.erase(it);
+  ForgetIfIdle(user);
+}
+
+void Dispatcher::DetachLink(const Outbox* link) {
+  std::vector<std::string> gone;
+  for (auto& [user, state] : users_) {
+    auto& conns = state.conns;
+    for (const Conn& c : conns) {
+      if (c.link.get() == link) {
+        connections_.erase(c.connection_id);
+        gone.push_back(user);
+      }
+    }
+    conns.erase(std::remove_if(conns.begin(), conns.end(),
+                               [&](const Conn& c) { return c.link.get() == link; }),
+                conns.end());
+  }
+  for (const std::string& user : gone) ForgetIfIdle(user);
+}
+
+void Dispatcher::ForgetIfIdle(const std::string& user) {
+  auto it = users_.find(user);
+  if (it == users_.end()) return;
+  const UserState& s = it->second;
+  if (s.conns.empty() && s.above.empty() && s.mark == s.persisted_mark && !dirty_.contains(user)) {
+    users_.erase(it);
+  }
+}
+
+Dispatcher::UserState* Dispatcher::LoadMarks(const std::string& user, store::MessageStore* store) {
+  UserState& state = users_[user];
+  if (state.marks_loaded) return &state;
+  absl::StatusOr<store::UserMarks> marks = store->Marks(user);
+  if (!marks.ok()) return nullptr;
+  state.marks_loaded = true;
+  state.mark = std::max(state.mark, marks->reached_useq);
+  state.persisted_mark = marks->reached_useq;
+  return &state;
+}
+
+int Dispatcher::Fan(const std::vector<Conn>& conns, const std::string& skip,
+                    const std::string& user, const store::Message& message, int64_t useq,
+                    int64_t edge_received_us,
+                    google::protobuf::RepeatedPtrField<chat::v1::ConnectionDelivery>* per_connection) {
+  int handed = 0;
+  std::vector<bool> done(conns.size(), false);
+  for (size_t i = 0; i < conns.size(); ++i) {
+    if (done[i] || conns[i].connection_id == skip) continue;
+    chat::v1::Delivery delivery;
+    delivery.set_id(message.id);
+    delivery.set_ts_ms(message.ts_ms);
+    delivery.set_sent_by(message.sent_by);
+    delivery.set_send_to(message.send_to);
+    delivery.set_message(message.text);
+    delivery.set_conversation(message.conversation);
+    delivery.set_seq(message.seq);
+    delivery.set_useq(useq);
+    delivery.set_user(user);
+    delivery.set_edge_received_us(edge_received_us);
+    // Every connection of this user on the same edge shares one payload.
+    for (size_t j = i; j < conns.size(); ++j) {
+      if (done[j] || conns[j].connection_id == skip || conns[j].link != conns[i].link) continue;
+      done[j] = true;
+      delivery.add_connection_ids(conns[j].connection_id);
+    }
+    const int n = delivery.connection_ids_size();
+    std::vector<std::string> ids;
+    if (per_connection != nullptr) ids.assign(delivery.connection_ids().begin(), delivery.connection_ids().end());
+    const bool ok = conns[i].link->AddDelivery(std::move(delivery));
+    if (ok) handed += n;
+    for (auto& id : ids) {
+      auto* c = per_connection->Add();
+      c->set_connection_id(std::move(id));
+      c->set_edge_id(conns[i].edge_id);
+      c->set_delivered(ok);
+    }
+  }
+  return handed;
+}
+
+int Dispatcher::Deliver(
+    const store::Committed& committed, const std::string& from_connection_id,
+    int64_t edge_received_us,
+    google::protobuf::RepeatedPtrField<chat::v1::ConnectionDelivery>* per_connection) {
+  const store::Message& m = committed.for_sender;
+  if (committed.duplicate) return 0;
+  // The sender's own copy reached the sender when it was committed.
+  Reached(m.sent_by, m.useq, m.useq);
+  if (m.sent_by == m.send_to) {
+    auto it = users_.find(m.send_to);
+    if (it == users_.end()) return 0;
+    return Fan(it->second.conns, "", m.send_to, m, m.useq, edge_received_us, per_connection);
+  }
+  int delivered = 0;
+  if (auto it = users_.find(m.send_to); it != users_.end()) {
+    delivered = Fan(it->second.conns, "", m.send_to, m, committed.recipient_useq,
+                    edge_received_us, per_connection);
+  }
+  if (auto it = users_.find(m.sent_by); it != users_.end()) {
+    // Copies for the sender's other connections (edges pass them to version 2
+    // connections only).
+    Fan(it->second.conns, from_connection_id, m.sent_by, m, m.useq, 0, nullptr);
+  }
+  return delivered;
+}
+
+void Dispatcher::Reached(const std::string& user, int64_t from, int64_t to) {
+  if (from <= 0 || to < from) return;
+  UserState& state = users_[user];
+  if (to <= state.mark) return;
+  auto& above = state.above;
+  // Merge [from, to] into the ranges beyond the mark.
+  auto it = above.lower_bound(from);
+  if (it != above.begin()) {
+    auto prev = std::prev(it);
+    if (prev->second + 1 >= from) {
+      from = prev->first;
+      to = std::max(to, prev->second);
+      it = above.erase(prev);
+    }
+  }
+  while (it != above.end() && it->first <= to + 1) {
+    to = std::max(to, it->second);
+    it = above.erase(it);
+  }
+  above.emplace(from, to);
+  dirty_.insert(user);
+}
+
+void Dispatcher::FlushMarks(store::MessageStore* store) {
+  if (dirty_.empty()) return;
+  std::vector<std::string> users(dirty_.begin(), dirty_.end());
+  dirty_.clear();
+  std::vector<store::MarkChange> changes;
+  for (const std::string& user : users) {
+    UserState* state = LoadMarks(user, store);
+    if (state == nullptr) {
+      dirty_.insert(user);  // the store is away: try again after the next batch
+      continue;
+    }
+    auto& above = state->above;
+    while (!above.empty() && above.begin()->first <= state->mark + 1) {
+      state->mark = std::max(state->mark, above.begin()->second);
+      above.erase(above.begin());
+    }
+    if (state->mark > state->persisted_mark) {
+      absl::StatusOr<std::vector<store::MarkChange>> moved =
+          store->AdvanceReached(user, state->mark);
+      if (!moved.ok()) {
+        dirty_.insert(user);
+        continue;
+      }
+      state->persisted_mark = state->mark;
+      for (auto& c : *moved) changes.push_back(std::move(c));
+    }
+    ForgetIfIdle(user);
+  }
+  SendReceipts(changes);
+}
+
+void Dispatcher::SendReceipts(const std::vector<store::MarkChange>& changes) {
+  const int64_t now = clock_->NowMs();
+  for (const store::MarkChange& change : changes) {
+    if (change.user == change.peer) continue;  // no receipts in a self-conversation
+    for (const std::string* who : {&change.user, &change.peer}) {
+      auto it = users_.find(*who);
+      if (it == users_.end()) continue;
+      const auto& conns = it->second.conns;
+      std::vector<bool> done(conns.size(), false);
+      for (size_t i = 0; i < conns.size(); ++i) {
+        if (done[i]) continue;
+        chat::v1::Receipt receipt;
+        receipt.set_conversation(change.conversation);
+        receipt.set_user(change.user);
+        if (change.read_seq > 0) receipt.set_read_seq(change.read_seq);
+        if (change.delivered_seq > 0) receipt.set_delivered_seq(change.delivered_seq);
+        receipt.set_ts_ms(now);
+        for (size_t j = i; j < conns.size(); ++j) {
+          if (done[j] || conns[j].link != conns[i].link) continue;
+          done[j] = true;
+          receipt.add_connection_ids(conns[j].connection_id);
+        }
+        conns[i].link->AddReceipt(std::move(receipt));
+      }
+    }
+  }
+}
+
+}  // namespace chat::message

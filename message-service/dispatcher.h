@@ -1,0 +1,84 @@
+#ifndef CHAT_MESSAGE_SERVICE_DISPATCHER_H_
+#define CHAT_MESSAGE_SERVICE_DISPATCHER_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "chat/v1/chat.pb.h"
+#include "common/clock.h"
+#include "message-service/edge_links.h"
+#include "store/message_store.h"
+
+namespace chat::message {
+
+// Where stored messages go once committed, and what has reached whom. Lives
+// on the store worker's thread only (no locks): connections attached by the
+// edges (the routing table: every connection an edge attached before its
+// hello), each user's reached prefix mark, and the receipts that follow
+// when marks move.
+class Dispatcher {
+ public:
+  Dispatcher(const Clock* clock, std::string epoch) : clock_(clock), epoch_(std::move(epoch)) {}
+
+  // A connection is live on `link`'s edge. Answers Attached on the link with
+  // the user's marks; every message committed from now on reaches it.
+  void Attach(const std::shared_ptr<Outbox>& link, const std::string& edge_id,
+              const chat::v1::Attach& attach, store::MessageStore* store);
+  void Detach(const Outbox* link, const std::string& connection_id);
+  // The link is gone: every connection it attached is detached.
+  void DetachLink(const Outbox* link);
+
+  // Hands a committed message to the recipient's connections (and copies to
+  // the sender's other connections). Returns the number of recipient
+  // connections it was handed to; fills `per_connection` when given.
+  int Deliver(const store::Committed& committed, const std::string& from_connection_id,
+              int64_t edge_received_us,
+              google::protobuf::RepeatedPtrField<chat::v1::ConnectionDelivery>* per_connection);
+
+  // useq from..to of `user`'s stream reached the user.
+  void Reached(const std::string& user, int64_t from, int64_t to);
+  // Persists the marks that moved since the last call and sends the
+  // receipts that follow. Called after each batch of work.
+  void FlushMarks(store::MessageStore* store);
+  // Receipts for marks that moved, to both users' connections.
+  void SendReceipts(const std::vector<store::MarkChange>& changes);
+
+  size_t connection_count() const { return connections_.size(); }
+  size_t user_count() const { return users_.size(); }
+
+ private:
+  struct Conn {
+    std::string connection_id;
+    std::shared_ptr<Outbox> link;
+    std::string edge_id;
+  };
+  struct UserState {
+    std::vector<Conn> conns;
+    bool marks_loaded = false;
+    int64_t mark = 0;            // every useq up to here reached the user
+    int64_t persisted_mark = 0;  // what the store holds
+    std::map<int64_t, int64_t> above;  // reached ranges beyond the mark: from -> to
+  };
+  UserState* LoadMarks(const std::string& user, store::MessageStore* store);
+  void ForgetIfIdle(const std::string& user);
+  // One Delivery per link for `conns` (except `skip`); returns how many
+  // connections it was handed to.
+  int Fan(const std::vector<Conn>& conns, const std::string& skip, const std::string& user,
+          const store::Message& message, int64_t useq, int64_t edge_received_us,
+          google::protobuf::RepeatedPtrField<chat::v1::ConnectionDelivery>* per_connection);
+
+  const Clock* clock_;
+  const std::string epoch_;
+  absl::flat_hash_map<std::string, UserState> users_;
+  absl::flat_hash_map<std::string, std::string> connections_;  // connection id -> user
+  absl::flat_hash_set<std::string> dirty_;  // users whose mark moved since the last flush
+};
+
+}  // namespace chat::message
+
+#endif  // CHAT_MESSAGE_SERVICE_DISPATCHER_H_

@@ -1,0 +1,132 @@
+#include "message-service/store_worker.h"
+
+#include "spdlog/spdlog.h"
+
+namespace chat::message {
+
+StoreWorker::StoreWorker(std::unique_ptr<store::MessageStore> store, Options options,
+                         UnknownRecipient on_unknown)
+    : store_(std::move(store)),
+      options_(options),
+      on_unknown_(std::move(on_unknown)),
+      epoch_(store_->Epoch()),
+      next_prune_(absl::Now()),
+      thread_([this] { Run(); }) {}
+
+StoreWorker::~StoreWorker() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  thread_.join();
+}
+
+void StoreWorker::SetAfterBatch(std::function<void(store::MessageStore*)> fn) {
+  absl::MutexLock lock(&mu_);
+  after_batch_ = std::move(fn);
+}
+
+bool StoreWorker::Submit(Task task) {
+  absl::MutexLock lock(&mu_);
+  if (stopping_ || queue_.size() >= options_.max_queue) return false;
+  queue_.emplace_back(std::move(task));
+  return true;
+}
+
+void StoreWorker::SubmitAlways(Task task) {
+  absl::MutexLock lock(&mu_);
+  if (stopping_) return;
+  queue_.emplace_back(std::move(task));
+}
+
+bool StoreWorker::SubmitSend(SendJob job) {
+  absl::MutexLock lock(&mu_);
+  if (stopping_ || queue_.size() >= options_.max_queue) return false;
+  queue_.emplace_back(std::move(job));
+  return true;
+}
+
+void StoreWorker::Run() {
+  std::vector<Item> items;
+  std::vector<SendJob> batch;
+  for (;;) {
+    std::function<void(store::MessageStore*)> after;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this] { return !queue_.empty() || stopping_; };
+      if (options_.retention_ms > 0 && !prune_more_) {
+        mu_.AwaitWithDeadline(absl::Condition(&ready), next_prune_);
+      } else if (options_.retention_ms > 0) {
+        // Pruning in progress: only look whether work arrived.
+      } else {
+        mu_.Await(absl::Condition(&ready));
+      }
+      if (queue_.empty() && stopping_) return;
+      items.swap(queue_);
+      after = after_batch_;
+    }
+    for (Item& item : items) {
+      if (auto* job = std::get_if<SendJob>(&item)) {
+        const std::string& to = job->message.send_to;
+        if (!job->recipient_verified && !known_.contains(to)) {
+          absl::StatusOr<bool> has = store_->HasUser(to);
+          if (has.ok() && *has) {
+            known_.insert(to);
+          } else if (has.ok()) {
+            on_unknown_(std::move(*job));
+            continue;
+          } else {
+            job->done(has.status());
+            continue;
+          }
+        }
+        batch.push_back(std::move(*job));
+        continue;
+      }
+      CommitBatch(&batch);  // what came before this task is committed first
+      std::get<Task>(item)(store_.get());
+    }
+    CommitBatch(&batch);
+    items.clear();
+    if (after) after(store_.get());
+    MaybePrune();
+  }
+}
+
+void StoreWorker::CommitBatch(std::vector<SendJob>* batch) {
+  if (batch->empty()) return;
+  std::vector<store::NewMessage> messages;
+  messages.reserve(batch->size());
+  for (SendJob& job : *batch) messages.push_back(std::move(job.message));
+  absl::StatusOr<std::vector<store::Committed>> committed = store_->Commit(messages);
+  if (!committed.ok()) {
+    spdlog::warn("store commit of {} messages failed: {}", messages.size(),
+                 committed.status().ToString());
+    for (SendJob& job : *batch) job.done(committed.status());
+  } else {
+    for (size_t i = 0; i < batch->size(); ++i) {
+      known_.insert((*committed)[i].for_sender.sent_by);
+      known_.insert((*committed)[i].for_sender.send_to);
+      (*batch)[i].done(std::move((*committed)[i]));
+    }
+  }
+  batch->clear();
+}
+
+void StoreWorker::MaybePrune() {
+  if (options_.retention_ms <= 0 || absl::Now() < next_prune_) return;
+  const int64_t cutoff = absl::ToUnixMillis(absl::Now()) - options_.retention_ms;
+  absl::StatusOr<int64_t> deleted = store_->PruneOlderThan(cutoff, options_.prune_chunk);
+  if (!deleted.ok()) {
+    spdlog::warn("retention: {}", deleted.status().ToString());
+    prune_more_ = false;
+    next_prune_ = absl::Now() + options_.prune_interval;
+    return;
+  }
+  if (*deleted > 0) spdlog::debug("retention: deleted {} messages", *deleted);
+  // A full chunk: more may be waiting; continue between the next batches.
+  prune_more_ = *deleted >= options_.prune_chunk;
+  if (!prune_more_) next_prune_ = absl::Now() + options_.prune_interval;
+}
+
+}  // namespace chat::message

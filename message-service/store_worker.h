@@ -1,0 +1,86 @@
+#ifndef CHAT_MESSAGE_SERVICE_STORE_WORKER_H_
+#define CHAT_MESSAGE_SERVICE_STORE_WORKER_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <thread>
+#include <variant>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "store/message_store.h"
+
+namespace chat::message {
+
+// The one thread that owns the message store. Everything that reads or
+// writes it, and the in-memory state derived from it (Dispatcher), runs here
+// in the order it was submitted, so an attach and the commits around it
+// never race. Sends are group-committed: each wake-up commits every send
+// already queued in one transaction; nothing waits to fill a batch.
+class StoreWorker {
+ public:
+  using Task = std::function<void(store::MessageStore*)>;
+  struct SendJob {
+    store::NewMessage message;
+    // The recipient was confirmed by connection-service: skip the check.
+    bool recipient_verified = false;
+    // On this thread, after the commit (or its failure).
+    std::function<void(absl::StatusOr<store::Committed>)> done;
+  };
+  // Called on this thread for a send whose recipient the store has never
+  // seen: the owner asks connection-service and resubmits (or fails it).
+  using UnknownRecipient = std::function<void(SendJob job)>;
+
+  struct Options {
+    size_t max_queue = 100000;  // beyond: Submit fails (the caller answers unavailable)
+    int64_t retention_ms = 0;   // 0: keep forever
+    absl::Duration prune_interval = absl::Minutes(1);
+    int prune_chunk = 1000;  // messages deleted per step between batches
+  };
+
+  StoreWorker(std::unique_ptr<store::MessageStore> store, Options options,
+              UnknownRecipient on_unknown);
+  ~StoreWorker();  // stops after the queued work
+
+  // False when the queue is full or the worker stopped.
+  bool Submit(Task task);
+  bool SubmitSend(SendJob job);
+  // Ignores the bound: for clean-up whose loss would leak state (a link's
+  // routes); at most one per link or connection.
+  void SubmitAlways(Task task);
+  // Runs on this thread after each wake-up's work (flushes mark moves).
+  void SetAfterBatch(std::function<void(store::MessageStore*)> fn);
+  // Remembers that the store knows `user` (skips the lookup). Worker thread only.
+  void NoteKnownUser(const std::string& user) { known_.insert(user); }
+
+  const std::string& epoch() const { return epoch_; }
+
+ private:
+  using Item = std::variant<SendJob, Task>;
+  void Run();
+  void CommitBatch(std::vector<SendJob>* batch);
+  void MaybePrune();
+
+  const std::unique_ptr<store::MessageStore> store_;
+  const Options options_;
+  const UnknownRecipient on_unknown_;
+  const std::string epoch_;
+  std::function<void(store::MessageStore*)> after_batch_;
+
+  absl::Mutex mu_;
+  std::vector<Item> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+
+  // Worker thread only.
+  absl::flat_hash_set<std::string> known_;
+  absl::Time next_prune_;
+  bool prune_more_ = false;
+  std::thread thread_;
+};
+
+}  // namespace chat::message
+
+#endif  // CHAT_MESSAGE_SERVICE_STORE_WORKER_H_

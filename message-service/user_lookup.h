@@ -1,0 +1,40 @@
+#ifndef CHAT_MESSAGE_SERVICE_USER_LOOKUP_H_
+#define CHAT_MESSAGE_SERVICE_USER_LOOKUP_H_
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "chat/v1/chat.grpc.pb.h"
+#include "common/service_auth.h"
+
+namespace chat::message {
+
+// Whether a user exists, asked of connection-service (the durable table of
+// users ever seen). Used only when the message store has never seen the
+// recipient: a user who just said hello exists there before their hello.
+class UserLookup {
+ public:
+  virtual ~UserLookup() = default;
+  // OK: exists; NOT_FOUND: never existed; anything else: could not tell.
+  virtual void Exists(const std::string& user, std::function<void(absl::Status)> done) = 0;
+};
+
+class GrpcUserLookup : public UserLookup {
+ public:
+  GrpcUserLookup(chat::v1::ConnectionService::Stub* stub, ServiceAuth auth,
+                 std::chrono::milliseconds deadline = std::chrono::milliseconds(3000))
+      : stub_(stub), auth_(std::move(auth)), deadline_(deadline) {}
+  void Exists(const std::string& user, std::function<void(absl::Status)> done) override;
+
+ private:
+  chat::v1::ConnectionService::Stub* stub_;
+  const ServiceAuth auth_;
+  const std::chrono::milliseconds deadline_;
+};
+
+}  // namespace chat::message
+
+#endif  // CHAT_MESSAGE_SERVICE_USER_LOOKUP_H_
