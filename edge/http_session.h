@@ -44,6 +44,7 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession<Stream
   boost::beast::flat_buffer buffer_;
   std::optional<boost::beast::http::request_parser<boost::beast::http::empty_body>> parser_;
   EdgeContext* context_;
+  bool upgrade_ = false;  // the request asks for a WebSocket: errors are refusals
 };
 
 extern template class HttpSession<PlainStream>;
