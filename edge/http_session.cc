@@ -181,7 +181,7 @@ void HttpSession<Stream>::HandlePlain(const Request& request) {
   if (path == "/config.json") {
     Respond(version, keep_alive, http::status::ok, "application/json",
             absl::StrCat("{\"auth\":\"", context_->tokens != nullptr ? "jwt" : "name",
-                         "\",\"protocol\":1,\"max_message_bytes\":",
+                         "\",\"protocol\":2,\"max_message_bytes\":",
                          context_->logic.max_message_bytes, "}\n"),
             {{"Cache-Control", "no-cache"}});
     return;

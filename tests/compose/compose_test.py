@@ -15,6 +15,8 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
+import tempfile
 import re
 import socket
 import subprocess
@@ -265,6 +267,7 @@ def main():
         return value
 
     procs, ports = [], {}
+    data_dir = tempfile.mkdtemp(prefix="chat-compose-")
     try:
         for name in ordered(services):
             svc = services[name]
@@ -277,6 +280,15 @@ def main():
             env["LISTEN"] = mapping[f"{name}:{listen_port}"]
             if "WEB_ROOT" in env:
                 env["WEB_ROOT"] = os.path.join(ROOT, "edge", "web")  # the image's copy
+            if "STORE" in env:
+                # The named volume, here a fresh directory.
+                mounts = [v.split(":") for v in svc.get("volumes", [])]
+                for volume, target in mounts:
+                    if env["STORE"].startswith("sqlite:" + target + "/"):
+                        env["STORE"] = env["STORE"].replace(target, os.path.join(data_dir, volume), 1)
+                        break
+                else:
+                    fail(f"{name}: STORE {env['STORE']} is not on a volume: data would die with the container")
             full_env = dict(os.environ)
             full_env.update(env)
             p = subprocess.Popen([binary] + command[1:], env=full_env, stdout=subprocess.PIPE,
@@ -316,6 +328,7 @@ def main():
                 fail("a service did not exit on SIGTERM")
             if code != 0:
                 fail(f"a service exited with {code} on SIGTERM")
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

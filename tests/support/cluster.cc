@@ -1,6 +1,7 @@
 #include "tests/support/cluster.h"
 
 #include <signal.h>
+#include <stdlib.h>
 
 #include <filesystem>
 #include <thread>
@@ -156,9 +157,28 @@ Cluster::Cluster(std::string name, ClusterOptions options)
   edges_.resize(options_.edges);
   edge_ports_.resize(options_.edges, 0);
   std::filesystem::create_directories(BinaryDir() + "/test-logs");
+  if (options_.message_store.empty() || options_.connection_store.empty()) {
+    // Each cluster its own data: tests run in parallel and must not see each
+    // other's users or messages.
+    std::string dir_template =
+        (std::filesystem::temp_directory_path() / "chat-cluster-XXXXXX").string();
+    if (mkdtemp(dir_template.data()) != nullptr) data_dir_ = dir_template;
+    if (options_.message_store.empty())
+      options_.message_store = "sqlite:" + data_dir_ + "/messages.db";
+    if (options_.connection_store.empty())
+      options_.connection_store = "sqlite:" + data_dir_ + "/users.db";
+  }
 }
 
-Cluster::~Cluster() = default;
+Cluster::~Cluster() {
+  edges_.clear();
+  message_.reset();
+  connection_.reset();
+  if (!data_dir_.empty()) {
+    std::error_code ignored;
+    std::filesystem::remove_all(data_dir_, ignored);
+  }
+}
 
 std::string Cluster::LogPath(const std::string& process) const {
   return absl::StrCat(BinaryDir(), "/test-logs/", name_, ".", process, ".log");

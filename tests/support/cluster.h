@@ -49,7 +49,8 @@ struct ClusterOptions {
   // trusting this PEM file.
   std::string edge_tls_ca;
   // --store of message-service and connection-service ("sqlite:PATH" or a
-  // postgresql:// URL); empty: the flag is not passed (the binary's default).
+  // postgresql:// URL); empty: SQLite files in a directory of this cluster's
+  // own, kept across restarts of its processes and removed with it.
   std::string message_store;
   std::string connection_store;
 };
@@ -85,6 +86,7 @@ class Cluster {
   std::vector<std::unique_ptr<ChildProcess>> edges_;
   int connection_port_ = 0, message_port_ = 0;
   std::vector<int> edge_ports_;
+  std::string data_dir_;  // the default stores' directory, if made here
 };
 
 }  // namespace chat::testing
