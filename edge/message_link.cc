@@ -149,8 +149,10 @@ void MessageLink::Run() {
     auto done_or_stop = [this] { return stream_done_ || stopping_; };
     const absl::Duration tick = std::min(absl::Seconds(1), options_.answer_timeout / 4);
     while (!mu_.AwaitWithTimeout(absl::Condition(&done_or_stop), tick)) {
-      if (!waiting_.empty() && absl::Now() - last_answer_ > options_.answer_timeout) {
-        spdlog::warn("EdgeLink: {} sends unanswered for {}; reconnecting", waiting_.size(),
+      if (AwaitingLocked() && absl::Now() - last_answer_ > options_.answer_timeout) {
+        spdlog::warn("EdgeLink: {} sends, {} attaches and {} queries unanswered for {}; "
+                     "reconnecting",
+                     waiting_.size(), attaches_.size(), queries_.size(),
                      absl::FormatDuration(absl::Now() - last_answer_));
         attempt->Cancel();
         mu_.Await(absl::Condition(&stream_done_));
@@ -200,6 +202,7 @@ void MessageLink::Attach(const std::string& connection_id, const std::string& us
       has_other_ = true;
       Done<AttachInfo> replaced;
       if (done) {
+        if (!AwaitingLocked()) last_answer_ = absl::Now();
         auto& slot = attaches_[connection_id];
         replaced = std::move(slot);
         slot = std::move(done);
@@ -238,6 +241,7 @@ void MessageLink::Query(chat::v1::EdgeQuery query, Done<chat::v1::EdgeQueryResul
     if (stream_ != nullptr && queries_.size() < options_.max_inflight_sends) {
       const uint64_t seq = next_seq_++;
       query.set_seq(seq);
+      if (!AwaitingLocked()) last_answer_ = absl::Now();
       *pending_other_.add_queries() = std::move(query);
       has_other_ = true;
       queries_.emplace(seq, std::move(done));
@@ -286,7 +290,7 @@ void MessageLink::Send(OutgoingSend send, std::function<void(const SendResult&)>
       r->set_from_connection_id(std::move(send.from_connection_id));
       r->set_idempotency_key(std::move(send.idempotency_key));
       r->set_edge_received_us(send.received_us);
-      if (waiting_.empty()) last_answer_ = absl::Now();
+      if (!AwaitingLocked()) last_answer_ = absl::Now();
       waiting_.emplace(seq, std::move(done));
       WriteNextLocked();
       return;
@@ -303,6 +307,7 @@ void MessageLink::OnDown(const chat::v1::EdgeDown& down) {
     std::vector<std::pair<Done<AttachInfo>, absl::StatusOr<AttachInfo>>> ready;
     {
       absl::MutexLock lock(&mu_);
+      last_answer_ = absl::Now();
       for (const auto& a : down.attached()) {
         auto it = attaches_.find(a.connection_id());
         if (it == attaches_.end()) continue;
@@ -323,14 +328,16 @@ void MessageLink::OnDown(const chat::v1::EdgeDown& down) {
     auto frame = std::make_shared<const std::string>(EncodeDelivery(m));
     const bool own_copy = d.user() == d.sent_by() && d.sent_by() != d.send_to();
     const int64_t useq = d.useq();
+    const int64_t received_us = d.edge_received_us();
     hub_->ForEach(d.connection_ids(), [&](LocalConnection& c) {
-      c.DeliverStored(frame, useq, own_copy);
+      c.DeliverStored(frame, useq, own_copy, received_us);
     });
   }
   if (down.query_results_size() > 0) {
     std::vector<std::pair<Done<chat::v1::EdgeQueryResult>, const chat::v1::EdgeQueryResult*>> ready;
     {
       absl::MutexLock lock(&mu_);
+      last_answer_ = absl::Now();
       for (const auto& r : down.query_results()) {
         auto it = queries_.find(r.seq());
         if (it == queries_.end()) continue;

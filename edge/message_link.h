@@ -63,6 +63,10 @@ class MessageLink {
   void OnDown(const chat::v1::EdgeDown& down);
   void OnStreamDone(Stream* stream);
   void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether anything sent up waits for its answer (the watchdog's business).
+  bool AwaitingLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !waiting_.empty() || !attaches_.empty() || !queries_.empty();
+  }
 
   std::unique_ptr<chat::v1::MessageService::Stub> stub_;
   const std::string edge_id_;
@@ -85,7 +89,7 @@ class MessageLink {
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   absl::flat_hash_map<uint64_t, std::function<void(const SendResult&)>> waiting_
       ABSL_GUARDED_BY(mu_);
-  // Last time the service answered, or waiting_ went from empty to not.
+  // Last time the service answered, or something began to wait for it.
   absl::Time last_answer_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };

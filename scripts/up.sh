@@ -108,9 +108,8 @@ start() {  # name, binary, args...
     sleep 0.1
   done
 }
-# TODO(issue 8): give connection-service --store=sqlite:$data/users.db once it
-# has the flag (until then users live in its memory only).
-start connection-service "$build/connection-service/connection-service"
+start connection-service "$build/connection-service/connection-service" \
+  --store="sqlite:$data/users.db"
 start message-service "$build/message-service/message-service" \
   --store="sqlite:$data/messages.db"
 start edge "$build/edge/edge" --web_root="$root/edge/web"

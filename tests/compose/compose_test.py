@@ -280,6 +280,9 @@ def main():
             env["LISTEN"] = mapping[f"{name}:{listen_port}"]
             if "WEB_ROOT" in env:
                 env["WEB_ROOT"] = os.path.join(ROOT, "edge", "web")  # the image's copy
+            if command[0] != "edge":
+                # Tests run side by side on this machine: no fixed metrics port.
+                env["METRICS_LISTEN"] = "127.0.0.1:0"
             if "STORE" in env:
                 # The named volume, here a fresh directory.
                 mounts = [v.split(":") for v in svc.get("volumes", [])]

@@ -189,6 +189,7 @@ absl::Status Cluster::StartConnectionService() {
   std::vector<std::string> argv = {BinaryDir() + "/connection-service/connection-service",
                                    absl::StrCat("--listen=127.0.0.1:", connection_port_)};
   if (!options_.connection_store.empty()) argv.push_back("--store=" + options_.connection_store);
+  argv.push_back("--metrics_listen=127.0.0.1:0");  // tests run side by side: no fixed port
   argv.insert(argv.end(), options_.connection_flags.begin(), options_.connection_flags.end());
   if (auto s = connection_->Start(argv, {}, LogPath("connection-service")); !s.ok()) return s;
   auto port = connection_->WaitListening(10s);
@@ -204,6 +205,7 @@ absl::Status Cluster::StartMessageService() {
       absl::StrCat("--listen=127.0.0.1:", message_port_),
       absl::StrCat("--connection_service=127.0.0.1:", connection_port_)};
   if (!options_.message_store.empty()) argv.push_back("--store=" + options_.message_store);
+  argv.push_back("--metrics_listen=127.0.0.1:0");
   argv.insert(argv.end(), options_.message_flags.begin(), options_.message_flags.end());
   if (auto s = message_->Start(argv, {}, LogPath("message-service")); !s.ok()) return s;
   auto port = message_->WaitListening(10s);
