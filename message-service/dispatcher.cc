@@ -19,7 +19,19 @@ void Dispatcher::Attach(const std::shared_ptr<Outbox>& link, const std::string& 
     return;
   }
   UserState& state = users_[attach.user()];
-  if (added) state.conns.push_back({attach.connection_id(), link, edge_id});
+  if (added) {
+    state.conns.push_back({attach.connection_id(), link, edge_id});
+  } else {
+    // Attached again, after the edge's link came back: its old link may not
+    // have been seen ending yet (a half-open stream). Deliveries follow the
+    // new link, and the old link's end no longer detaches the connection.
+    for (Conn& c : state.conns) {
+      if (c.connection_id == attach.connection_id()) {
+        c.link = link;
+        c.edge_id = edge_id;
+      }
+    }
+  }
   absl::StatusOr<store::UserMarks> marks = absl::UnavailableError("");
   if (absl::Status known = store->KnowUser(attach.user()); !known.ok()) {
     marks = known;
@@ -94,10 +106,10 @@ Dispatcher::UserState* Dispatcher::LoadMarks(const std::string& user, store::Mes
   return &state;
 }
 
-int Dispatcher::Fan(const std::vector<Conn>& conns, const std::string& skip,
-                    const std::string& user, const store::Message& message, int64_t useq,
-                    int64_t edge_received_us,
-                    google::protobuf::RepeatedPtrField<chat::v1::ConnectionDelivery>* per_connection) {
+int Dispatcher::Fan(
+    const std::vector<Conn>& conns, const std::string& skip, const std::string& user,
+    const store::Message& message, int64_t useq, int64_t edge_received_us,
+    google::protobuf::RepeatedPtrField<chat::v1::ConnectionDelivery>* per_connection) {
   int handed = 0;
   std::vector<bool> done(conns.size(), false);
   for (size_t i = 0; i < conns.size(); ++i) {
@@ -121,7 +133,8 @@ int Dispatcher::Fan(const std::vector<Conn>& conns, const std::string& skip,
     }
     const int n = delivery.connection_ids_size();
     std::vector<std::string> ids;
-    if (per_connection != nullptr) ids.assign(delivery.connection_ids().begin(), delivery.connection_ids().end());
+    if (per_connection != nullptr)
+      ids.assign(delivery.connection_ids().begin(), delivery.connection_ids().end());
     const bool ok = conns[i].link->AddDelivery(std::move(delivery));
     if (ok) handed += n;
     for (auto& id : ids) {
@@ -149,8 +162,8 @@ int Dispatcher::Deliver(
   }
   int delivered = 0;
   if (auto it = users_.find(m.send_to); it != users_.end()) {
-    delivered = Fan(it->second.conns, "", m.send_to, m, committed.recipient_useq,
-                    edge_received_us, per_connection);
+    delivered = Fan(it->second.conns, "", m.send_to, m, committed.recipient_useq, edge_received_us,
+                    per_connection);
   }
   if (auto it = users_.find(m.sent_by); it != users_.end()) {
     // Copies for the sender's other connections (edges pass them to version 2
