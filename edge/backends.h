@@ -139,9 +139,11 @@ class LocalConnection {
   virtual ~LocalConnection() = default;
   virtual void Deliver(std::shared_ptr<const std::string> frame) = 0;
   // A frame carrying message `useq` of this connection's user's stream;
-  // `own_copy`: the user sent it from another connection.
+  // `own_copy`: the user sent it from another connection. `edge_received_us`:
+  // when the sender's edge read it (Unix µs, 0: unknown), for the delivery
+  // latency measured when the frame is written.
   virtual void DeliverStored(std::shared_ptr<const std::string> frame, int64_t useq,
-                             bool own_copy) = 0;
+                             bool own_copy, int64_t edge_received_us) = 0;
   virtual void DeliverReceipt(std::shared_ptr<const std::string> frame) = 0;
   // The path to message-service came back: attach again and catch up.
   virtual void Reattach() = 0;

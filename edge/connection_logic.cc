@@ -111,7 +111,8 @@ void ConnectionLogic::OnPage(absl::StatusOr<SyncReply> page) {
     // Copies of the user's own messages from other connections are only for
     // version 2 connections.
     if (m.sent_by == user_ && m.send_to != user_ && !v2_) continue;
-    sink_->SendStored(std::make_shared<const std::string>(EncodeDelivery(m)), m.useq, m.useq);
+    sink_->SendStored(std::make_shared<const std::string>(EncodeDelivery(m)), m.useq, m.useq,
+                      /*edge_received_us=*/0);
   }
   catch_up_after_ = std::max(catch_up_after_, page->useq);
   if (!page->more) {
@@ -134,7 +135,7 @@ void ConnectionLogic::EndCatchUp() {
   held_bytes_ = 0;
   for (Held& h : held) {
     if (h.useq <= caught_up_to_) continue;  // a page carried it already
-    sink_->SendStored(std::move(h.frame), h.useq, h.useq);
+    sink_->SendStored(std::move(h.frame), h.useq, h.useq, h.edge_received_us);
   }
 }
 
@@ -148,7 +149,7 @@ void ConnectionLogic::OnWritten(int64_t from, int64_t to) {
 }
 
 void ConnectionLogic::OnStored(std::shared_ptr<const std::string> frame, int64_t useq,
-                               bool own_copy) {
+                               bool own_copy, int64_t edge_received_us) {
   if (closed_ || !hello_sent_) return;
   if (own_copy && !v2_) return;
   if (catching_up_) {
@@ -158,10 +159,10 @@ void ConnectionLogic::OnStored(std::shared_ptr<const std::string> frame, int64_t
       sink_->Close(kCloseSlowConsumer, "slow consumer: too much arrived while catching up");
       return;
     }
-    held_.push_back({std::move(frame), useq});
+    held_.push_back({std::move(frame), useq, edge_received_us});
     return;
   }
-  sink_->SendStored(std::move(frame), useq, useq);
+  sink_->SendStored(std::move(frame), useq, useq, edge_received_us);
 }
 
 void ConnectionLogic::OnReceipt(std::shared_ptr<const std::string> frame) {
@@ -197,7 +198,7 @@ void ConnectionLogic::HandleSync(const SyncAction& action, RequestId request_id)
                     const int64_t to = reply->messages.empty() ? 0 : reply->messages.back().useq;
                     if (closed_) return;
                     sink_->SendStored(std::make_shared<const std::string>(std::move(frame)), from,
-                                      to);
+                                      to, /*edge_received_us=*/0);
                   }));
 }
 
@@ -335,7 +336,7 @@ void ConnectionLogic::HandleSend(SendAction action, RequestId request_id) {
                     std::move(action.message),
                     connection_id_,
                     std::move(action.idempotency_key),
-                    clock_->NowMs() * 1000};
+                    WallMicros()};
   messages_->Send(std::move(send), [this, weak = sink_->WeakSelf(),
                                     request_id = std::move(request_id)](const SendResult& result) {
     // Counted on whichever thread answers: one atomic add.

@@ -54,7 +54,9 @@ class ClientSink {
   virtual void SendText(std::shared_ptr<const std::string> frame) = 0;
   // A frame carrying useq from..to of the user's stream: once it is written
   // to the socket the sink calls ConnectionLogic::OnWritten(from, to).
-  virtual void SendStored(std::shared_ptr<const std::string> frame, int64_t from, int64_t to) = 0;
+  // `edge_received_us` (0: none): a live delivery, timed until written.
+  virtual void SendStored(std::shared_ptr<const std::string> frame, int64_t from, int64_t to,
+                          int64_t edge_received_us) = 0;
   // Bytes queued for the socket and not yet written.
   virtual size_t QueuedBytes() const = 0;
   virtual void Close(uint16_t code, std::string reason) = 0;
@@ -84,7 +86,8 @@ class ConnectionLogic {
   void OnBinary();
   void OnClosed();
   // From the connection (see LocalConnection).
-  void OnStored(std::shared_ptr<const std::string> frame, int64_t useq, bool own_copy);
+  void OnStored(std::shared_ptr<const std::string> frame, int64_t useq, bool own_copy,
+                int64_t edge_received_us = 0);
   void OnReceipt(std::shared_ptr<const std::string> frame);
   void Reattach();
   // The sink wrote frames carrying useq from..to; and its queue ran empty.
@@ -160,6 +163,7 @@ class ConnectionLogic {
   struct Held {
     std::shared_ptr<const std::string> frame;
     int64_t useq;
+    int64_t edge_received_us;
   };
   std::vector<Held> held_;     // live frames waiting behind the catch-up
   size_t held_bytes_ = 0;

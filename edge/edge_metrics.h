@@ -14,6 +14,14 @@
 
 namespace chat::edge {
 
+// The wall clock in Unix microseconds: when an edge read a send, and when
+// the recipient's edge wrote it (the two may be different machines).
+inline int64_t WallMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 // What became of a `send` frame.
 enum class SendOutcome {
   kOk,
@@ -65,9 +73,7 @@ class EdgeMetrics {
   // is when the sender's edge read the send (Unix µs; 0 = unknown).
   void DeliveryWritten(int64_t edge_received_us) {
     if (edge_received_us <= 0) return;
-    const int64_t now_us = std::chrono::duration_cast<std::chrono::microseconds>(
-                               std::chrono::system_clock::now().time_since_epoch())
-                               .count();
+    const int64_t now_us = WallMicros();
     // Two machines' clocks may disagree by a little: never negative.
     delivery_latency_.Observe(now_us > edge_received_us ? (now_us - edge_received_us) / 1e6 : 0);
   }

@@ -189,8 +189,8 @@ void WsSession<Stream>::SendText(std::shared_ptr<const std::string> frame) {
 
 template <class Stream>
 void WsSession<Stream>::SendStored(std::shared_ptr<const std::string> frame, int64_t from,
-                                   int64_t to) {
-  Enqueue({std::move(frame), from, to});
+                                   int64_t to, int64_t edge_received_us) {
+  Enqueue({std::move(frame), from, to, edge_received_us});
 }
 
 template <class Stream>
@@ -218,11 +218,12 @@ void WsSession<Stream>::DoWrite() {
 template <class Stream>
 void WsSession<Stream>::OnWrite(beast::error_code ec, size_t) {
   writing_ = false;
-  int64_t from = 0, to = 0;
+  int64_t from = 0, to = 0, received_us = 0;
   if (!queue_.empty()) {
     queued_bytes_ -= queue_.front().frame->size();
     from = queue_.front().from;
     to = queue_.front().to;
+    received_us = queue_.front().edge_received_us;
     queue_.pop_front();
   }
   if (ec) {
@@ -232,6 +233,7 @@ void WsSession<Stream>::OnWrite(beast::error_code ec, size_t) {
   }
   ++frames_out_;
   context_->metrics->FrameSent();
+  if (received_us > 0) context_->metrics->DeliveryWritten(received_us);
   // Written to the socket: only now has the message reached the user.
   if (to > 0) logic_.OnWritten(from, to);
   if (!queue_.empty()) {
@@ -328,11 +330,13 @@ void WsSession<Stream>::Deliver(std::shared_ptr<const std::string> frame) {
 
 template <class Stream>
 void WsSession<Stream>::DeliverStored(std::shared_ptr<const std::string> frame, int64_t useq,
-                                      bool own_copy) {
-  net::post(ws_.get_executor(),
-            [self = this->shared_from_this(), frame = std::move(frame), useq, own_copy]() mutable {
-              if (!self->ended_) self->logic_.OnStored(std::move(frame), useq, own_copy);
-            });
+                                      bool own_copy, int64_t edge_received_us) {
+  net::post(ws_.get_executor(), [self = this->shared_from_this(), frame = std::move(frame), useq,
+                                 own_copy, edge_received_us]() mutable {
+    if (!self->ended_) {
+      self->logic_.OnStored(std::move(frame), useq, own_copy, edge_received_us);
+    }
+  });
 }
 
 template <class Stream>

@@ -37,7 +37,8 @@ class WsSession final : public std::enable_shared_from_this<WsSession<Stream>>,
 
   // ClientSink (on the strand).
   void SendText(std::shared_ptr<const std::string> frame) override;
-  void SendStored(std::shared_ptr<const std::string> frame, int64_t from, int64_t to) override;
+  void SendStored(std::shared_ptr<const std::string> frame, int64_t from, int64_t to,
+                  int64_t edge_received_us) override;
   size_t QueuedBytes() const override { return queued_bytes_; }
   void Close(uint16_t code, std::string reason) override;
   void Post(std::function<void()> fn) override;
@@ -47,8 +48,8 @@ class WsSession final : public std::enable_shared_from_this<WsSession<Stream>>,
 
   // LocalConnection (any thread).
   void Deliver(std::shared_ptr<const std::string> frame) override;
-  void DeliverStored(std::shared_ptr<const std::string> frame, int64_t useq,
-                     bool own_copy) override;
+  void DeliverStored(std::shared_ptr<const std::string> frame, int64_t useq, bool own_copy,
+                     int64_t edge_received_us) override;
   void DeliverReceipt(std::shared_ptr<const std::string> frame) override;
   void Reattach() override;
   void Kick(uint16_t close_code, std::string reason) override;
@@ -79,6 +80,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession<Stream>>,
     std::shared_ptr<const std::string> frame;
     int64_t from = 0;
     int64_t to = 0;
+    int64_t edge_received_us = 0;  // a live delivery: its latency is observed once written
   };
   void Enqueue(Outgoing out);
   Fifo<Outgoing> queue_;

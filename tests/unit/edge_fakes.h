@@ -22,8 +22,8 @@ class FakeLocalConnection : public LocalConnection {
   void Deliver(std::shared_ptr<const std::string> frame) override {
     frames.push_back(std::move(frame));
   }
-  void DeliverStored(std::shared_ptr<const std::string> frame, int64_t useq,
-                     bool own_copy) override {
+  void DeliverStored(std::shared_ptr<const std::string> frame, int64_t useq, bool own_copy,
+                     int64_t /*edge_received_us*/) override {
     stored.push_back({*frame, useq, own_copy});
   }
   void DeliverReceipt(std::shared_ptr<const std::string> frame) override {
@@ -57,7 +57,8 @@ class FakeLocalConnection : public LocalConnection {
 class FakeSink : public ClientSink {
  public:
   void SendText(std::shared_ptr<const std::string> frame) override { frames.push_back(*frame); }
-  void SendStored(std::shared_ptr<const std::string> frame, int64_t from, int64_t to) override {
+  void SendStored(std::shared_ptr<const std::string> frame, int64_t from, int64_t to,
+                  int64_t /*edge_received_us*/) override {
     frames.push_back(*frame);
     tags.push_back({from, to});
   }
