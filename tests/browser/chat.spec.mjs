@@ -86,8 +86,10 @@ function startProcess(name, binary, args) {
   const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: dataDir });
   children.add(child);
   const proc = { name, child, stderr: '', stdout: '', port: null };
+  const log = fs.createWriteStream(path.join(dataDir, `${name}.log`), { flags: 'a' });
   child.stderr.on('data', (d) => {
     proc.stderr = (proc.stderr + d).slice(-4000);
+    log.write(d);
   });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -136,9 +138,11 @@ function stopProcess(proc, signal = 'SIGTERM') {
   });
 }
 
+// CHAT_BROWSER_KEEP=1 keeps the services' stores and logs (<name>.log) for a look afterwards.
 function killAll() {
   for (const child of children) child.kill('SIGKILL');
-  fs.rmSync(dataDir, { recursive: true, force: true });
+  if (process.env.CHAT_BROWSER_KEEP) console.log(`# stores and logs kept in ${dataDir}`);
+  else fs.rmSync(dataDir, { recursive: true, force: true });
 }
 process.on('exit', killAll);
 for (const signal of ['SIGINT', 'SIGTERM']) {
@@ -148,18 +152,29 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
   });
 }
 
-// `--store=sqlite:<dataDir>/<file>` when the binary has a --store flag (its --help says so).
-function storeArgs(binary, file) {
-  const help = spawnSync(binary, ['--help'], { cwd: dataDir, encoding: 'utf8', timeout: 10000 });
-  const text = `${help.stdout || ''}${help.stderr || ''}`;
-  return /--store\b/.test(text) ? [`--store=sqlite:${path.join(dataDir, file)}`] : [];
+// Flags for a backend service, when its --help lists them: its store in the temporary
+// directory (`--store=sqlite:<dataDir>/<file>`), and no metrics listener (its default port is
+// fixed, and another test or a running stack may hold it).
+const helpTexts = new Map();
+function serviceArgs(binary, file) {
+  if (!fs.existsSync(binary)) return [];
+  if (!helpTexts.has(binary)) {
+    const help = spawnSync(binary, ['--help'], { cwd: dataDir, encoding: 'utf8', timeout: 10000 });
+    helpTexts.set(binary, `${help.stdout || ''}${help.stderr || ''}`);
+  }
+  const help = helpTexts.get(binary);
+  const args = [];
+  if (/--store\b/.test(help)) args.push(`--store=sqlite:${path.join(dataDir, file)}`);
+  if (/--metrics_listen\b/.test(help)) args.push('--metrics_listen=');
+  return args;
 }
 
 async function startConnectionService() {
   const binary = path.join(buildDir, 'connection-service', 'connection-service');
   return startProcess('connection-service', binary, [
     '--listen=127.0.0.1:0',
-    ...(fs.existsSync(binary) ? storeArgs(binary, 'users.db') : []),
+    '--metrics_listen=127.0.0.1:0',  // tests run side by side: no fixed port
+    ...serviceArgs(binary, 'users.db'),
   ]);
 }
 
@@ -169,7 +184,8 @@ async function startMessageService(cs, port = 0) {
   return startProcess('message-service', binary, [
     `--listen=127.0.0.1:${port}`,
     `--connection_service=127.0.0.1:${cs.port}`,
-    ...(fs.existsSync(binary) ? storeArgs(binary, 'messages.db') : []),
+    '--metrics_listen=127.0.0.1:0',
+    ...serviceArgs(binary, 'messages.db'),
   ]);
 }
 
@@ -416,12 +432,12 @@ async function shownTexts(page) {
 // Sends `texts` from `from` to `to` through a plain WebSocket (a second client, not the page's
 // UI), one at a time, each with a request_id and an idempotency key, paced under the edge's rate
 // limit. Returns the hello's protocol and, per message, 'sent' or the error code.
-async function sendRaw(browser, from, to, texts) {
+async function sendRaw(browser, from, to, texts, url = baseUrl) {
   const context = await browser.newContext();
   try {
     const page = await context.newPage();
     return await page.evaluate(
-      async ([url, peer, all, timeoutMs]) => {
+      async ([url, peer, all, keyPrefix, timeoutMs]) => {
         const ws = new WebSocket(url);
         const waiting = new Map();
         let hello;
@@ -455,7 +471,7 @@ async function sendRaw(browser, from, to, texts) {
                   send_to: peer,
                   message: all[i],
                   request_id: i,
-                  idempotency_key: `raw-${i}`,
+                  idempotency_key: `${keyPrefix}-${i}`,
                 }),
               );
             }),
@@ -466,18 +482,42 @@ async function sendRaw(browser, from, to, texts) {
         ws.close();
         return { protocol: hello.protocol, results };
       },
-      [`${baseUrl.replace(/^http/, 'ws')}?name=${encodeURIComponent(from)}`, to, texts, 30000],
+      [
+        `${url.replace(/^http/, 'ws')}?name=${encodeURIComponent(from)}`,
+        to,
+        texts,
+        crypto.randomBytes(8).toString('hex'), // keys are per user: new ones for every batch
+        30000,
+      ],
     );
   } finally {
     await context.close();
   }
 }
 
+// A second client that stays connected as `name`: a plain WebSocket in a page of its own, which
+// keeps every frame it receives.
+async function rawConnect(browser, url, name) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.chatUser = `${name} (second client)`;
+  await page.evaluate((wsUrl) => {
+    window.received = [];
+    window.socket = new WebSocket(wsUrl);
+    window.socket.onmessage = (event) => window.received.push(JSON.parse(event.data));
+  }, `${url.replace(/^http/, 'ws')}?name=${encodeURIComponent(name)}`);
+  await waitUntil(page, `${name} connects a second client`, 'its hello', () =>
+    window.received.some((f) => f.action === 'hello'),
+  );
+  return page;
+}
+
 // Stored conversations: a message sent while bob was away reaches him when he signs in again
 // on a new device, with the history before it; alice's ticks go delivered then read; a reload
 // brings back the history and the unread counts from the server; scrolling up pages older
-// messages.
-async function durableChecks(browser, alice, whileAway) {
+// messages; a message that reached alice's other device while her page was reconnecting comes
+// in with the sync after the reconnect. Returns the edge (restarted on the same port).
+async function durableChecks(browser, alice, whileAway, { cs, ms, edge }) {
   const bob = await openAs(browser, 'bob');
   try {
     await waitUntil(
@@ -633,9 +673,67 @@ async function durableChecks(browser, alice, whileAway) {
     });
     await alice.screenshot({ path: path.join(screenshots, 'history-top.png') });
     ok(`screenshot ${path.join(screenshots, 'history-top.png')}`);
+
+    // alice's page loses its edge; meanwhile carol writes, and the message reaches alice's other
+    // client on a second edge, so nothing is pushed to the page when it returns: only its sync
+    // after the reconnect brings it.
+    const other = await startEdge(cs, ms);
+    const otherUrl = `http://127.0.0.1:${other.port}/`;
+    const aliceElsewhere = await rawConnect(browser, otherUrl, 'alice');
+    try {
+      const port = edge.port;
+      await stopProcess(edge);
+      await waitUntil(
+        alice,
+        "alice's page sees its edge go away",
+        'connection state other than "open"',
+        () => document.getElementById('conn').dataset.state !== 'open',
+      );
+      const meanwhile = 'carol #61, written while your page was reconnecting';
+      const late = await sendRaw(browser, 'carol', 'alice', [meanwhile], otherUrl);
+      check(
+        late.results[0] === 'sent',
+        'carol sends one more message through the second edge',
+        'a sent reply',
+        JSON.stringify(late),
+      );
+      try {
+        await aliceElsewhere.waitForFunction(
+          (t) => window.received.some((f) => f.action === 'send' && f.message === t),
+          meanwhile,
+          { timeout: UI_TIMEOUT_MS, polling: 100 },
+        );
+      } catch {
+        fail(
+          "alice's other client receives it live",
+          `a send frame reading ${JSON.stringify(meanwhile)} within ${UI_TIMEOUT_MS} ms`,
+          `frames ${JSON.stringify(await aliceElsewhere.evaluate(() => window.received))}`,
+        );
+      }
+      ok("alice's other client receives it live");
+      edge = await startEdge(cs, ms, port);
+      ok(`the edge restarted on port ${port}`);
+      await waitReceived(
+        alice,
+        'carol',
+        meanwhile,
+        'after reconnecting, the page syncs and shows the message it missed',
+      );
+      const texts = await shownTexts(alice);
+      check(
+        texts.length === 61 && texts[60] === meanwhile,
+        'it comes last, once',
+        '61 messages ending with it',
+        `${texts.length} messages ending with ${JSON.stringify(texts[texts.length - 1])}`,
+      );
+    } finally {
+      await aliceElsewhere.context().close();
+      await stopProcess(other);
+    }
   } finally {
     await bob.context().close();
   }
+  return edge;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1155,7 +1253,7 @@ async function main() {
     );
     await alice.screenshot({ path: path.join(screenshots, 'conversation-offline.png') });
 
-    await durableChecks(browser, alice, whileAway);
+    edge = await durableChecks(browser, alice, whileAway, { cs, ms, edge });
     await alice.setViewportSize({ width: 390, height: 800 });
     await alice.screenshot({ path: path.join(screenshots, 'phone-conversation.png') });
     await alice.getByRole('button', { name: 'Back to contacts' }).click();
