@@ -22,6 +22,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "tests/e2e/e2e_util.h"
+#include "tests/support/postgres_server.h"
 
 namespace chat::testing {
 namespace {
@@ -313,6 +314,14 @@ Pred ReceiptFor(const std::string& user, const char* mark, int64_t value) {
   };
 }
 
+// One PostgreSQL server for the whole test process, started on first use
+// and stopped at exit; each test drops its tables first.
+absl::StatusOr<PostgresServer*> SharedPostgres() {
+  static absl::StatusOr<std::unique_ptr<PostgresServer>> server = PostgresServer::Start();
+  if (!server.ok()) return server.status();
+  return server->get();
+}
+
 class DurableTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
@@ -321,9 +330,17 @@ class DurableTest : public ::testing::TestWithParam<std::string> {
     data_dir_ = templ;
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
     name_ = absl::StrReplaceAll(absl::StrCat("durable-", info->name()), {{"/", "-"}});
-    ASSERT_EQ(GetParam(), "sqlite") << "unknown engine";
-    options_.message_store = absl::StrCat("sqlite:", data_dir_, "/messages.db");
-    options_.connection_store = absl::StrCat("sqlite:", data_dir_, "/users.db");
+    if (GetParam() == "postgresql") {
+      auto pg = SharedPostgres();
+      ASSERT_TRUE(pg.ok()) << "PostgreSQL did not start: " << pg.status();
+      absl::Status reset = (*pg)->Reset();
+      ASSERT_TRUE(reset.ok()) << reset;
+      options_.message_store = options_.connection_store = (*pg)->Url();
+    } else {
+      ASSERT_EQ(GetParam(), "sqlite") << "unknown engine";
+      options_.message_store = absl::StrCat("sqlite:", data_dir_, "/messages.db");
+      options_.connection_store = absl::StrCat("sqlite:", data_dir_, "/users.db");
+    }
     options_.edge_flags = {"--messages_per_second=1000", "--rate_burst=1000",
                            "--rate_limit_strikes=100000", "--bad_frames_max=1000",
                            "--send_timeout_ms=3000"};
@@ -1010,6 +1027,7 @@ struct FloodSender {
   std::vector<std::optional<Ack>> acks;
   std::vector<std::string> problems;
   int retries = 0;
+  int duplicates = 0;  // acknowledged as duplicate: an earlier attempt was stored
 
   void Run(const std::string& to, int n, std::atomic<int>& total_acked,
            Clock::time_point deadline) {
@@ -1076,6 +1094,7 @@ struct FloodSender {
           continue;
         }
         acks[j] = Ack{Str(*answer, "id"), Int(*answer, "seq"), Int(*answer, "useq")};
+        if (True(*answer, "duplicate")) ++duplicates;
         ++acked;
         ++total_acked;
       } else if (IsAction(*answer, "error") && True(*answer, "temporary")) {
@@ -1121,14 +1140,16 @@ TEST_P(DurableTest, KilledMessageServiceDuringAFloodLosesAndDuplicatesNothing) {
   ASSERT_TRUE(killed.ok()) << killed.status();
   ASSERT_TRUE(restarted.ok()) << restarted;
   EXPECT_LT(acked_at_kill, kTotal) << "the flood ended before the kill: nothing was tested";
-  int retries = 0;
+  int retries = 0, duplicates = 0;
   for (auto& s : senders) {
     EXPECT_TRUE(s.problems.empty()) << absl::StrJoin(s.problems, "\n");
     retries += s.retries;
+    duplicates += s.duplicates;
   }
   ASSERT_EQ(total_acked, kTotal);
   std::cerr << "acknowledged " << acked_at_kill << " before the kill, " << retries
-            << " retries after temporary errors\n";
+            << " retries after temporary errors, " << duplicates
+            << " answered as duplicates (stored, answer lost)\n";
 
   // Each sender's conversation and stream: every key once, gapless.
   std::set<std::string> all_ids;
@@ -1313,7 +1334,8 @@ TEST_P(DurableTest, RestartOfEverythingKeepsHistoryConversationsAndUsers) {
   EXPECT_EQ(Str(*pushed, "id"), Str(to_carol, "id")) << Dump(*pushed);
 }
 
-INSTANTIATE_TEST_SUITE_P(Engines, DurableTest, ::testing::Values(std::string("sqlite")),
+INSTANTIATE_TEST_SUITE_P(Engines, DurableTest,
+                         ::testing::Values(std::string("sqlite"), std::string("postgresql")),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            return info.param;
                          });
