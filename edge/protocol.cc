@@ -45,8 +45,8 @@ RequestError Bad(std::string message, RequestId id = std::nullopt) {
 }
 
 // A required string field; `what` names it in errors.
-std::optional<std::string> StringField(const json::object& obj, std::string_view key,
-                                       bool required, std::string* error) {
+std::optional<std::string> StringField(const json::object& obj, std::string_view key, bool required,
+                                       std::string* error) {
   const json::value* v = obj.if_contains(key);
   if (v == nullptr || v->is_null()) {
     if (required) *error = absl::StrCat("'", std::string(key), "' is required");
@@ -75,8 +75,7 @@ std::variant<Request, RequestError> ParseSend(const json::object& obj, RequestId
   if (!error.empty()) return Bad(error, std::move(id));
   if (key) {
     if (key->empty() || key->size() > kMaxIdempotencyKeyBytes) {
-      return Bad(absl::StrCat("'idempotency_key' must be 1 to ", kMaxIdempotencyKeyBytes,
-                              " bytes"),
+      return Bad(absl::StrCat("'idempotency_key' must be 1 to ", kMaxIdempotencyKeyBytes, " bytes"),
                  std::move(id));
     }
     send.idempotency_key = std::move(*key);
@@ -231,8 +230,8 @@ std::variant<Request, RequestError> ParseRequest(std::string_view text) {
   json::error_code ec;
   json::parse_options options;
   options.max_depth = 16;
-  json::value root = json::parse(json::string_view(text.data(), text.size()), ec,
-                                 json::storage_ptr(), options);
+  json::value root =
+      json::parse(json::string_view(text.data(), text.size()), ec, json::storage_ptr(), options);
   if (ec) return Bad(absl::StrCat("not valid JSON: ", ec.message()));
   if (!root.is_object()) return Bad("a frame must be a JSON object");
   json::object& obj = root.get_object();
@@ -399,27 +398,39 @@ std::string EncodeHistory(HistoryReply reply, const RequestId& request_id) {
 }
 
 std::string EncodeConversations(const ConversationsReply& reply, const RequestId& request_id) {
-  json::object obj;
-  obj["action"] = "conversations";
-  json::array items;
-  items.reserve(reply.items.size());
-  for (const auto& c : reply.items) {
-    json::object o;
-    o["with"] = Sv(c.with);
-    o["conversation"] = Sv(c.conversation);
-    json::object last;
-    PutMessage(last, c.last);
-    o["last"] = std::move(last);
-    o["unread"] = c.unread;
-    o["read_seq"] = c.read_seq;
-    o["peer_read_seq"] = c.peer_read_seq;
-    o["delivered_seq"] = c.delivered_seq;
-    items.push_back(std::move(o));
+  size_t n = reply.items.size();
+  for (;;) {
+    json::object obj;
+    obj["action"] = "conversations";
+    json::array items;
+    items.reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+      const ConversationEntry& c = reply.items[i];
+      json::object o;
+      o["with"] = Sv(c.with);
+      o["conversation"] = Sv(c.conversation);
+      json::object last;
+      PutMessage(last, c.last);
+      o["last"] = std::move(last);
+      o["unread"] = c.unread;
+      o["read_seq"] = c.read_seq;
+      o["peer_read_seq"] = c.peer_read_seq;
+      o["delivered_seq"] = c.delivered_seq;
+      items.push_back(std::move(o));
+    }
+    obj["items"] = std::move(items);
+    // Trimmed to fit: the next page starts after the last item shown (the
+    // cursor is that item's newest useq).
+    if (n < reply.items.size()) {
+      obj["next"] = absl::StrCat(reply.items[n - 1].last.useq);
+    } else if (!reply.next.empty()) {
+      obj["next"] = Sv(reply.next);
+    }
+    PutId(obj, request_id);
+    std::string out = Serialize(obj);
+    if (out.size() <= kMaxReplyBytes || n <= 1) return out;
+    n = n * 3 / 4;
   }
-  obj["items"] = std::move(items);
-  if (!reply.next.empty()) obj["next"] = Sv(reply.next);
-  PutId(obj, request_id);
-  return Serialize(obj);
 }
 
 std::string EncodeReadMark(std::string_view with, int64_t seq, const RequestId& request_id) {

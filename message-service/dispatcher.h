@@ -60,8 +60,8 @@ class Dispatcher {
   struct UserState {
     std::vector<Conn> conns;
     bool marks_loaded = false;
-    int64_t mark = 0;            // every useq up to here reached the user
-    int64_t persisted_mark = 0;  // what the store holds
+    int64_t mark = 0;                  // every useq up to here reached the user
+    int64_t persisted_mark = 0;        // what the store holds
     std::map<int64_t, int64_t> above;  // reached ranges beyond the mark: from -> to
   };
   UserState* LoadMarks(const std::string& user, store::MessageStore* store);

@@ -53,8 +53,7 @@ const absl::Status& QueueFull() {
 // One edge's EdgeLink: reads batches of sends, attaches, reached marks and
 // queries; everything going down is queued in its Outbox. One read and one
 // write in flight.
-class EdgeLinkReactor final : public grpc::ServerBidiReactor<EdgeUp, EdgeDown>,
-                              public DownWriter {
+class EdgeLinkReactor final : public grpc::ServerBidiReactor<EdgeUp, EdgeDown>, public DownWriter {
  public:
   explicit EdgeLinkReactor(MessageServiceImpl* service)
       : service_(service),
@@ -138,9 +137,8 @@ class EdgeLinkReactor final : public grpc::ServerBidiReactor<EdgeUp, EdgeDown>,
     // The routes this link attached die with it. Queued behind everything
     // already submitted for it; the task keeps the outbox alive until then.
     Dispatcher* dispatcher = service_->dispatcher();
-    service_->worker()->SubmitAlways([dispatcher, link = outbox_](store::MessageStore*) {
-      dispatcher->DetachLink(link.get());
-    });
+    service_->worker()->SubmitAlways(
+        [dispatcher, link = outbox_](store::MessageStore*) { dispatcher->DetachLink(link.get()); });
     delete this;
   }
 
@@ -292,30 +290,31 @@ grpc::ServerUnaryReactor* MessageServiceImpl::Send(grpc::CallbackServerContext* 
     reactor->Finish(denied);
     return reactor;
   }
-  SubmitSend(*request, response->mutable_connections(),
-             [reactor, response](chat::v1::EdgeSendResult result) {
-               switch (result.status()) {
-                 case chat::v1::SEND_BAD_REQUEST:
-                   reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, result.error()));
-                   return;
-                 case chat::v1::SEND_UNAVAILABLE:
-                   reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, result.error()));
-                   return;
-                 default:
-                   break;
-               }
-               // unknown_user is an answer, not a failure: the caller decides
-               // whether to fall back to a push notification.
-               response->set_status(result.status());
-               response->set_id(result.id());
-               response->set_ts_ms(result.ts_ms());
-               response->set_delivered(result.delivered());
-               response->set_conversation(result.conversation());
-               response->set_seq(result.conversation_seq());
-               response->set_useq(result.useq());
-               response->set_duplicate(result.duplicate());
-               reactor->Finish(grpc::Status::OK);
-             });
+  SubmitSend(
+      *request, response->mutable_connections(),
+      [reactor, response](chat::v1::EdgeSendResult result) {
+        switch (result.status()) {
+          case chat::v1::SEND_BAD_REQUEST:
+            reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, result.error()));
+            return;
+          case chat::v1::SEND_UNAVAILABLE:
+            reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, result.error()));
+            return;
+          default:
+            break;
+        }
+        // unknown_user is an answer, not a failure: the caller decides
+        // whether to fall back to a push notification.
+        response->set_status(result.status());
+        response->set_id(result.id());
+        response->set_ts_ms(result.ts_ms());
+        response->set_delivered(result.delivered());
+        response->set_conversation(result.conversation());
+        response->set_seq(result.conversation_seq());
+        response->set_useq(result.useq());
+        response->set_duplicate(result.duplicate());
+        reactor->Finish(grpc::Status::OK);
+      });
   return reactor;
 }
 
@@ -327,21 +326,21 @@ grpc::ServerBidiReactor<EdgeUp, EdgeDown>* MessageServiceImpl::EdgeLink(
   return new EdgeLinkReactor(this);
 }
 
-#define CHAT_UNARY_READ(Method, Request, Response, Body)                                   \
-  grpc::ServerUnaryReactor* MessageServiceImpl::Method(                                    \
-      grpc::CallbackServerContext* ctx, const chat::v1::Request* request,                  \
-      chat::v1::Response* response) {                                                     \
-    auto* reactor = ctx->DefaultReactor();                                                 \
-    if (grpc::Status denied = options_.auth.Check(ctx); !denied.ok()) {                    \
-      reactor->Finish(denied);                                                             \
-      return reactor;                                                                      \
-    }                                                                                      \
-    if (!worker_->Submit([this, reactor, request, response](store::MessageStore* store) {  \
-          FinishWith<chat::v1::Response>(reactor, response, Body);                         \
-        })) {                                                                              \
-      reactor->Finish(ToGrpcStatus(QueueFull()));                                          \
-    }                                                                                      \
-    return reactor;                                                                        \
+#define CHAT_UNARY_READ(Method, Request, Response, Body)                                  \
+  grpc::ServerUnaryReactor* MessageServiceImpl::Method(grpc::CallbackServerContext* ctx,  \
+                                                       const chat::v1::Request* request,  \
+                                                       chat::v1::Response* response) {    \
+    auto* reactor = ctx->DefaultReactor();                                                \
+    if (grpc::Status denied = options_.auth.Check(ctx); !denied.ok()) {                   \
+      reactor->Finish(denied);                                                            \
+      return reactor;                                                                     \
+    }                                                                                     \
+    if (!worker_->Submit([this, reactor, request, response](store::MessageStore* store) { \
+          FinishWith<chat::v1::Response>(reactor, response, Body);                        \
+        })) {                                                                             \
+      reactor->Finish(ToGrpcStatus(QueueFull()));                                         \
+    }                                                                                     \
+    return reactor;                                                                       \
   }
 
 CHAT_UNARY_READ(Sync, SyncRequest, SyncResponse, RunSync(store, *request, worker_->epoch()))

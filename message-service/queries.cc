@@ -73,9 +73,8 @@ absl::StatusOr<chat::v1::SyncResponse> RunUnread(store::MessageStore* store,
   if (absl::Status s = CheckUser(request.user(), "user"); !s.ok()) return s;
   absl::StatusOr<int> limit = Limit(request.limit(), 100);
   if (!limit.ok()) return limit.status();
-  absl::StatusOr<store::SyncPage> page =
-      store->Unread(request.user(), std::max<int64_t>(request.after(), 0), *limit,
-                    kMaxReplyTextBytes / 2);
+  absl::StatusOr<store::SyncPage> page = store->Unread(
+      request.user(), std::max<int64_t>(request.after(), 0), *limit, kMaxReplyTextBytes / 2);
   if (!page.ok()) return page.status();
   chat::v1::SyncResponse out;
   for (const auto& m : page->messages) ToProto(m, out.add_messages());

@@ -21,9 +21,8 @@ void GrpcUserLookup::Exists(const std::string& user, std::function<void(absl::St
                             } else if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
                               done(absl::NotFoundError(absl::StrCat("no user named '", user, "'")));
                             } else {
-                              done(absl::UnavailableError(
-                                  absl::StrCat("connection service unavailable: ",
-                                               status.error_message())));
+                              done(absl::UnavailableError(absl::StrCat(
+                                  "connection service unavailable: ", status.error_message())));
                             }
                           });
 }

@@ -83,7 +83,9 @@ struct HistoryPage {
 
 struct ConversationsPage {
   std::vector<ConversationSummary> items;  // by the user's useq of `last`, highest first
-  std::string next;                        // opaque cursor, empty when no further page
+  // Empty when no further page; else the cursor for `after`: the decimal
+  // useq of the last item's `last` (clients treat it as opaque).
+  std::string next;
 };
 
 // A mark that moved, for receipts.

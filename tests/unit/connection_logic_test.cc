@@ -339,7 +339,6 @@ TEST_F(ConnectionLogicTest, AnswersArrivingAfterCloseSendNothing) {
   EXPECT_THAT(sink_.frames, IsEmpty());
 }
 
-
 // ---- protocol version 2: attach, pushes, catch-up, version 2 frames ----
 
 TEST_F(ConnectionLogicTest, HelloGoesOutEvenWhenTheAttachFails) {
@@ -488,7 +487,8 @@ TEST_F(ConnectionLogicTest, ClosingDetachesFromMessageService) {
 }
 
 TEST_F(ConnectionLogicTest, SendCarriesTheIdempotencyKeyAndSentTheNumbers) {
-  Frame(R"({"action":"send","send_to":"bob","message":"hi","idempotency_key":"k1","request_id":3})");
+  Frame(
+      R"({"action":"send","send_to":"bob","message":"hi","idempotency_key":"k1","request_id":3})");
   ASSERT_EQ(messages_.calls.size(), 1u);
   EXPECT_EQ(messages_.calls[0].send.idempotency_key, "k1");
   SendResult r = Ok(0);

@@ -81,8 +81,7 @@ TEST(ParseRequestTest, MissingOrNonStringActionIsBadRequestAndKeepsTheId) {
 }
 
 TEST(ParseRequestTest, UnknownAndReservedActionsAreUnknownAction) {
-  for (const char* action :
-       {"sendmessage", "received", "typing", "reaction", "SEND", "$default"}) {
+  for (const char* action : {"sendmessage", "received", "typing", "reaction", "SEND", "$default"}) {
     const std::string text = std::string(R"({"action":")") + action + R"(","request_id":3})";
     RequestError e = ParseError(text);
     EXPECT_EQ(ErrorCodeName(e.code), "unknown_action") << text;
@@ -272,8 +271,8 @@ TEST(EncodeTest, HelloCarriesIdentityAndLimits) {
 
 TEST(EncodeTest, DeliveryHasEveryFieldOldAndNewClientsRead) {
   const std::string message = "<b>\"quoted\"</b>\n\u00e9\u2603";
-  json::object frame = Frame(
-      EncodeDelivery({"01JD7X", "conv", 3, 42, "alice", "bob", message, 1764050000123}));
+  json::object frame =
+      Frame(EncodeDelivery({"01JD7X", "conv", 3, 42, "alice", "bob", message, 1764050000123}));
   EXPECT_EQ(frame["action"], "send");
   EXPECT_EQ(frame["conversation"], "conv");
   EXPECT_EQ(frame["seq"], 3);
@@ -332,7 +331,6 @@ TEST(EncodeTest, WatchingPresenceAndPong) {
   EXPECT_EQ(Frame(EncodePong(1, json::value(5)))["request_id"], 5);
 }
 
-
 // ---- version 2 actions ----
 
 template <typename T>
@@ -381,13 +379,15 @@ TEST(ParseV2Test, IllTypedOrOutOfRangeFieldsAreBadRequests) {
     RequestError e = ParseError(text);
     EXPECT_EQ(e.code, ErrorCode::kBadRequest) << text;
   }
-  RequestError long_key = ParseError(R"({"action":"send","send_to":"bob","message":"x","idempotency_key":")" +
-                                     std::string(65, 'k') + R"("})");
+  RequestError long_key =
+      ParseError(R"({"action":"send","send_to":"bob","message":"x","idempotency_key":")" +
+                 std::string(65, 'k') + R"("})");
   EXPECT_EQ(long_key.code, ErrorCode::kBadRequest);
 }
 
 TEST(ParseV2Test, HistoryReadAndConversations) {
-  HistoryAction h = ParseAs<HistoryAction>(R"({"action":"history","with":"bob","before":120,"limit":50})");
+  HistoryAction h =
+      ParseAs<HistoryAction>(R"({"action":"history","with":"bob","before":120,"limit":50})");
   EXPECT_EQ(h.with, "bob");
   EXPECT_EQ(h.before, 120);
   EXPECT_EQ(h.limit, 50);
@@ -414,6 +414,26 @@ TEST(EncodeV2Test, SyncedStaysUnderOneMebibyte) {
   ASSERT_FALSE(arr.empty());
   EXPECT_EQ(o["useq"], arr.back().as_object().at("useq")) << "useq is the last one included";
   EXPECT_EQ(reply.messages.size(), arr.size());
+}
+
+TEST(EncodeV2Test, ConversationsStayUnderOneMebibyteAndPageOn) {
+  ConversationsReply reply;
+  for (int i = 0; i < 20; ++i) {
+    ConversationEntry e;
+    e.with = "peer" + std::to_string(i);
+    e.conversation = "c" + std::to_string(i);
+    e.last = {"id", e.conversation, 1, 100 - i, e.with, "me", std::string(30000, '\x02'), 1};
+    reply.items.push_back(e);
+  }
+  std::string frame = EncodeConversations(reply, std::nullopt);
+  EXPECT_LE(frame.size(), kMaxReplyBytes);
+  json::object o = Frame(frame);
+  const auto& items = o["items"].as_array();
+  ASSERT_FALSE(items.empty());
+  ASSERT_LT(items.size(), 20u);
+  EXPECT_EQ(o["next"], json::value(std::to_string(
+                           items.back().as_object().at("last").as_object().at("useq").as_int64())))
+      << "the next page starts after the last item shown";
 }
 
 TEST(EncodeV2Test, ReceiptHasOnlyTheMarkThatMoved) {
