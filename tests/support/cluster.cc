@@ -4,9 +4,11 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/ip/tcp.hpp"
@@ -143,6 +145,25 @@ absl::StatusOr<std::string> RawRequest(int port, const std::string& request,
   return out;
 }
 
+namespace {
+
+// The port of the last "metrics on host:port" line a service wrote to its
+// log (printed before "listening on", so present once that was seen); 0
+// when there is none (metrics turned off).
+int MetricsPortFromLog(const std::string& log_path) {
+  std::ifstream in(log_path);
+  std::string line;
+  int port = 0;
+  while (std::getline(in, line)) {
+    if (line.rfind("metrics on ", 0) != 0) continue;
+    int p = 0;
+    if (absl::SimpleAtoi(line.substr(line.rfind(':') + 1), &p)) port = p;
+  }
+  return port;
+}
+
+}  // namespace
+
 bool Eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
@@ -195,6 +216,7 @@ absl::Status Cluster::StartConnectionService() {
   auto port = connection_->WaitListening(10s);
   if (!port.ok()) return port.status();
   connection_port_ = *port;
+  connection_metrics_port_ = MetricsPortFromLog(LogPath("connection-service"));
   return absl::OkStatus();
 }
 
@@ -211,6 +233,7 @@ absl::Status Cluster::StartMessageService() {
   auto port = message_->WaitListening(10s);
   if (!port.ok()) return port.status();
   message_port_ = *port;
+  message_metrics_port_ = MetricsPortFromLog(LogPath("message-service"));
   return absl::OkStatus();
 }
 

@@ -76,6 +76,11 @@ class Cluster {
   ChildProcess& edge(int index) { return *edges_[index]; }
   int connection_port() const { return connection_port_; }
   int message_port() const { return message_port_; }
+  // Where the gRPC services serve /metrics (the cluster starts them with
+  // --metrics_listen=127.0.0.1:0); 0 when a test turned it off. The edge
+  // serves /metrics on edge_port().
+  int connection_metrics_port() const { return connection_metrics_port_; }
+  int message_metrics_port() const { return message_metrics_port_; }
   int edge_port(int index = 0) const { return edge_ports_[index]; }
   std::string LogPath(const std::string& process) const;
 
@@ -85,6 +90,7 @@ class Cluster {
   std::unique_ptr<ChildProcess> connection_, message_;
   std::vector<std::unique_ptr<ChildProcess>> edges_;
   int connection_port_ = 0, message_port_ = 0;
+  int connection_metrics_port_ = 0, message_metrics_port_ = 0;
   std::vector<int> edge_ports_;
   std::string data_dir_;  // the default stores' directory, if made here
 };
