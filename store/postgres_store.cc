@@ -18,6 +18,9 @@ constexpr Oid kByteaOid = 17;
 // A transaction that lost a deadlock or a unique-key race is run again
 // from the start (it then sees the winner's rows).
 constexpr int kMaxAttempts = 5;
+// Statements per pipeline round trip: few enough that their replies fit in
+// the socket buffers (libpq blocks on send; the server on its replies).
+constexpr size_t kPipelineChunk = 128;
 
 bool Retryable(const char* sqlstate) {
   return sqlstate != nullptr && (std::strcmp(sqlstate, "40001") == 0 ||  // serialization_failure
@@ -30,6 +33,15 @@ struct ResultDeleter {
 };
 using Result = std::unique_ptr<PGresult, ResultDeleter>;
 
+// libpq's parameter arrays for one statement.
+struct PackedParams {
+  explicit PackedParams(const std::vector<SqlParam>& params);
+  std::vector<std::string> numbers;
+  std::vector<const char*> values;
+  std::vector<int> lengths;
+  std::vector<int> formats;
+};
+
 class PostgresDb final : public SqlDb {
  public:
   PostgresDb(std::string url, StoreOptions options) : url_(std::move(url)), options_(options) {}
@@ -40,8 +52,15 @@ class PostgresDb final : public SqlDb {
   absl::Status Transaction(Mode mode, const std::function<absl::Status()>& body) override;
   absl::Status Execute(const std::string& sql) override;
   absl::StatusOr<SqlRows> Run(const std::string& sql, const std::vector<SqlParam>& params) override;
+  absl::StatusOr<std::vector<SqlRows>> RunAll(const std::vector<SqlStatement>& statements) override;
 
  private:
+  // The name of `sql` prepared on this connection (prepared on first use).
+  absl::StatusOr<std::string> Prepare(const std::string& sql, size_t params);
+  // statements[begin, end) in one pipeline round trip; appends their rows.
+  absl::Status Pipeline(const std::vector<SqlStatement>& statements,
+                        const std::vector<std::string>& names, size_t begin, size_t end,
+                        std::vector<SqlRows>& results);
   // ABORTED for conflicts worth a retry, else UNAVAILABLE; a broken
   // connection is dropped so the next transaction reconnects.
   absl::Status Failed(const std::string& what, const PGresult* result);
@@ -84,8 +103,11 @@ absl::Status PostgresDb::Connect() {
 
 absl::Status PostgresDb::Failed(const std::string& what, const PGresult* result) {
   const char* sqlstate = result != nullptr ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : nullptr;
-  std::string message = absl::StrCat("postgresql: ", what, ": ",
-                                     absl::StripTrailingAsciiWhitespace(PQerrorMessage(conn_)));
+  // In a pipeline the connection's message may belong to another result.
+  const char* reason = result != nullptr ? PQresultErrorMessage(result) : "";
+  if (reason[0] == '\0') reason = PQerrorMessage(conn_);
+  std::string message =
+      absl::StrCat("postgresql: ", what, ": ", absl::StripTrailingAsciiWhitespace(reason));
   if (PQstatus(conn_) != CONNECTION_OK) {
     Disconnect();
     return absl::UnavailableError(message);
@@ -131,22 +153,23 @@ absl::Status PostgresDb::Transaction(Mode mode, const std::function<absl::Status
   return status;
 }
 
-absl::StatusOr<SqlRows> PostgresDb::Run(const std::string& sql,
-                                        const std::vector<SqlParam>& params) {
-  if (conn_ == nullptr) return absl::UnavailableError("postgresql: connection lost");
+absl::StatusOr<std::string> PostgresDb::Prepare(const std::string& sql, size_t params) {
   auto it = prepared_.find(sql);
-  if (it == prepared_.end()) {
-    const std::string name = absl::StrCat("s", prepared_.size());
-    Result r(PQprepare(conn_, name.c_str(), sql.c_str(), static_cast<int>(params.size()), nullptr));
-    if (r == nullptr || PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
-      return Failed(absl::StrCat("prepare ", sql), r.get());
-    }
-    it = prepared_.emplace(sql, name).first;
+  if (it != prepared_.end()) return it->second;
+  const std::string name = absl::StrCat("s", prepared_.size());
+  Result r(PQprepare(conn_, name.c_str(), sql.c_str(), static_cast<int>(params), nullptr));
+  if (r == nullptr || PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
+    return Failed(absl::StrCat("prepare ", sql), r.get());
   }
-  std::vector<std::string> numbers(params.size());
-  std::vector<const char*> values(params.size());
-  std::vector<int> lengths(params.size());
-  std::vector<int> formats(params.size());
+  prepared_.emplace(sql, name);
+  return name;
+}
+
+PackedParams::PackedParams(const std::vector<SqlParam>& params)
+    : numbers(params.size()),
+      values(params.size()),
+      lengths(params.size()),
+      formats(params.size()) {
   for (size_t i = 0; i < params.size(); ++i) {
     const SqlParam& p = params[i];
     if (std::holds_alternative<std::nullptr_t>(p)) {
@@ -163,32 +186,111 @@ absl::StatusOr<SqlRows> PostgresDb::Run(const std::string& sql,
       formats[i] = 1;  // binary: bytea travels as raw bytes
     }
   }
-  Result r(PQexecPrepared(conn_, it->second.c_str(), static_cast<int>(params.size()), values.data(),
-                          lengths.data(), formats.data(), /*resultFormat=*/0));
-  const ExecStatusType state = r != nullptr ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
-  if (state != PGRES_TUPLES_OK && state != PGRES_COMMAND_OK) return Failed(sql, r.get());
+}
+
+absl::StatusOr<SqlRows> ToRows(const PGresult* r) {
   SqlRows rows;
-  const int columns = PQnfields(r.get());
-  for (int row = 0; row < PQntuples(r.get()); ++row) {
+  const int columns = PQnfields(r);
+  for (int row = 0; row < PQntuples(r); ++row) {
     std::vector<std::optional<std::string>> cells(columns);
     for (int c = 0; c < columns; ++c) {
-      if (PQgetisnull(r.get(), row, c)) continue;
-      const char* text = PQgetvalue(r.get(), row, c);
-      if (PQftype(r.get(), c) == kByteaOid) {
+      if (PQgetisnull(r, row, c)) continue;
+      const char* text = PQgetvalue(r, row, c);
+      if (PQftype(r, c) == kByteaOid) {
         size_t size = 0;
         unsigned char* bytes = PQunescapeBytea(reinterpret_cast<const unsigned char*>(text), &size);
         if (bytes == nullptr) return absl::UnavailableError("postgresql: out of memory");
         cells[c].emplace(reinterpret_cast<const char*>(bytes), size);
         PQfreemem(bytes);
       } else {
-        cells[c].emplace(text, PQgetlength(r.get(), row, c));
+        cells[c].emplace(text, PQgetlength(r, row, c));
       }
     }
     rows.AddRow(std::move(cells));
   }
-  const char* affected = PQcmdTuples(r.get());
+  const char* affected = PQcmdTuples(const_cast<PGresult*>(r));
   rows.set_affected(affected[0] != '\0' ? std::strtoll(affected, nullptr, 10) : 0);
   return rows;
+}
+
+bool Succeeded(const PGresult* r) {
+  const ExecStatusType state = r != nullptr ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+  return state == PGRES_TUPLES_OK || state == PGRES_COMMAND_OK;
+}
+
+absl::StatusOr<SqlRows> PostgresDb::Run(const std::string& sql,
+                                        const std::vector<SqlParam>& params) {
+  if (conn_ == nullptr) return absl::UnavailableError("postgresql: connection lost");
+  absl::StatusOr<std::string> name = Prepare(sql, params.size());
+  if (!name.ok()) return name.status();
+  PackedParams packed(params);
+  Result r(PQexecPrepared(conn_, name->c_str(), static_cast<int>(params.size()),
+                          packed.values.data(), packed.lengths.data(), packed.formats.data(),
+                          /*resultFormat=*/0));
+  if (!Succeeded(r.get())) return Failed(sql, r.get());
+  return ToRows(r.get());
+}
+
+absl::StatusOr<std::vector<SqlRows>> PostgresDb::RunAll(
+    const std::vector<SqlStatement>& statements) {
+  if (conn_ == nullptr) return absl::UnavailableError("postgresql: connection lost");
+  std::vector<std::string> names;
+  for (const SqlStatement& s : statements) {
+    absl::StatusOr<std::string> name = Prepare(s.sql, s.params.size());
+    if (!name.ok()) return name.status();
+    names.push_back(std::move(*name));
+  }
+  std::vector<SqlRows> results;
+  results.reserve(statements.size());
+  for (size_t begin = 0; begin < statements.size(); begin += kPipelineChunk) {
+    const size_t end = std::min(statements.size(), begin + kPipelineChunk);
+    STORE_RETURN_IF_ERROR(Pipeline(statements, names, begin, end, results));
+  }
+  return results;
+}
+
+absl::Status PostgresDb::Pipeline(const std::vector<SqlStatement>& statements,
+                                  const std::vector<std::string>& names, size_t begin, size_t end,
+                                  std::vector<SqlRows>& results) {
+  // Anything unexpected in the pipeline's protocol drops the connection:
+  // the server then rolls the transaction back by itself.
+  auto broken = [&](const std::string& what) {
+    std::string message = absl::StrCat("postgresql: pipeline ", what, ": ",
+                                       absl::StripTrailingAsciiWhitespace(PQerrorMessage(conn_)));
+    Disconnect();
+    return absl::UnavailableError(message);
+  };
+  if (!PQenterPipelineMode(conn_)) return broken("enter");
+  for (size_t i = begin; i < end; ++i) {
+    PackedParams packed(statements[i].params);
+    if (!PQsendQueryPrepared(conn_, names[i].c_str(), static_cast<int>(packed.values.size()),
+                             packed.values.data(), packed.lengths.data(), packed.formats.data(),
+                             /*resultFormat=*/0)) {
+      return broken("send");
+    }
+  }
+  if (!PQpipelineSync(conn_)) return broken("sync");
+  absl::Status first_error;
+  for (size_t i = begin; i < end; ++i) {
+    Result r(PQgetResult(conn_));
+    if (r == nullptr) return broken("result");
+    const ExecStatusType state = PQresultStatus(r.get());
+    if (state == PGRES_PIPELINE_ABORTED) {
+      // Skipped after an earlier failure.
+    } else if (!Succeeded(r.get())) {
+      if (first_error.ok()) first_error = Failed(statements[i].sql, r.get());
+      if (conn_ == nullptr) return first_error;
+    } else if (first_error.ok()) {
+      absl::StatusOr<SqlRows> rows = ToRows(r.get());
+      if (!rows.ok()) return broken("out of memory");
+      results.push_back(std::move(*rows));
+    }
+    if (Result(PQgetResult(conn_)) != nullptr) return broken("extra result");
+  }
+  Result sync(PQgetResult(conn_));
+  if (sync == nullptr || PQresultStatus(sync.get()) != PGRES_PIPELINE_SYNC) return broken("sync");
+  if (!PQexitPipelineMode(conn_)) return broken("exit");
+  return first_error;
 }
 
 }  // namespace

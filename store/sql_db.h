@@ -32,6 +32,11 @@ struct Blob {
 
 using SqlParam = std::variant<std::nullptr_t, int64_t, std::string, Blob>;
 
+struct SqlStatement {
+  std::string sql;
+  std::vector<SqlParam> params;
+};
+
 class SqlRows {
  public:
   size_t size() const { return rows_.size(); }
@@ -76,8 +81,25 @@ class SqlDb {
   virtual absl::StatusOr<SqlRows> Run(const std::string& sql,
                                       const std::vector<SqlParam>& params) = 0;
 
+  // Statements that need no result of each other, in order, stopping at
+  // the first failure. PostgreSQL pipelines them (a round trip per chunk,
+  // not per statement); SQLite runs them one by one.
+  virtual absl::StatusOr<std::vector<SqlRows>> RunAll(const std::vector<SqlStatement>& statements) {
+    std::vector<SqlRows> results;
+    results.reserve(statements.size());
+    for (const SqlStatement& s : statements) {
+      absl::StatusOr<SqlRows> rows = Run(s.sql, s.params);
+      if (!rows.ok()) return rows.status();
+      results.push_back(std::move(*rows));
+    }
+    return results;
+  }
+
   // The dialect's name for a column of Blob bytes.
   const char* BlobType() const { return dialect() == Dialect::kSqlite ? "BLOB" : "BYTEA"; }
+  // Appended to CREATE TABLE for small rows looked up by their primary
+  // key: SQLite then stores them in the key's b-tree instead of two.
+  const char* KeyedTable() const { return dialect() == Dialect::kSqlite ? " WITHOUT ROWID" : ""; }
   // Appended to a SELECT that locks the rows it reads until the commit.
   // SQLite's write transaction already excludes every other writer.
   const char* ForUpdate() const { return dialect() == Dialect::kSqlite ? "" : " FOR UPDATE"; }

@@ -18,16 +18,24 @@ using Mode = SqlDb::Mode;
 // live in one PostgreSQL database.
 std::string Schema(const SqlDb& db) {
   const std::string blob = db.BlobType();
+  const std::string keyed = db.KeyedTable();
   return absl::StrCat(
-      "CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+      "CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)", keyed,
+      ";"
       "CREATE TABLE IF NOT EXISTS streams (owner TEXT PRIMARY KEY,"
-      " last_useq BIGINT NOT NULL DEFAULT 0, reached_useq BIGINT NOT NULL DEFAULT 0);"
+      " last_useq BIGINT NOT NULL DEFAULT 0, reached_useq BIGINT NOT NULL DEFAULT 0)",
+      keyed,
+      ";"
       "CREATE TABLE IF NOT EXISTS conversations (id TEXT PRIMARY KEY,"
-      " last_seq BIGINT NOT NULL DEFAULT 0);"
+      " last_seq BIGINT NOT NULL DEFAULT 0)",
+      keyed,
+      ";"
       "CREATE TABLE IF NOT EXISTS members (owner TEXT NOT NULL, conversation TEXT NOT NULL,"
       " peer TEXT NOT NULL, last_useq BIGINT NOT NULL DEFAULT 0,"
       " read_seq BIGINT NOT NULL DEFAULT 0, delivered_seq BIGINT NOT NULL DEFAULT 0,"
-      " PRIMARY KEY (owner, conversation));"
+      " PRIMARY KEY (owner, conversation))",
+      keyed,
+      ";"
       "CREATE INDEX IF NOT EXISTS members_by_last ON members (owner, last_useq);"
       "CREATE TABLE IF NOT EXISTS messages (id TEXT PRIMARY KEY, conversation TEXT NOT NULL,"
       " seq BIGINT NOT NULL, sent_by TEXT NOT NULL, send_to TEXT NOT NULL,"
@@ -38,7 +46,8 @@ std::string Schema(const SqlDb& db) {
       " WHERE idem_key IS NOT NULL;"
       "CREATE INDEX IF NOT EXISTS messages_by_ts ON messages (ts_ms);"
       "CREATE TABLE IF NOT EXISTS stream_entries (owner TEXT NOT NULL, useq BIGINT NOT NULL,"
-      " message_id TEXT NOT NULL, PRIMARY KEY (owner, useq));");
+      " message_id TEXT NOT NULL, PRIMARY KEY (owner, useq))",
+      keyed, ";");
 }
 
 std::string RandomEpoch() {
@@ -55,22 +64,6 @@ std::string RandomEpoch() {
 absl::Status CheckUser(const std::string& user) {
   return user.empty() ? absl::InvalidArgumentError("empty user name") : absl::OkStatus();
 }
-
-// Counter of one user (streams) or conversation, created at 0 when missing
-// and locked until the commit (an upsert that always updates locks the row
-// in both engines).
-absl::StatusOr<int64_t> LockCounter(SqlDb& db, const char* sql, const std::string& key) {
-  absl::StatusOr<SqlRows> rows = db.Run(sql, {key});
-  if (!rows.ok()) return rows.status();
-  return rows->Int(0, 0);
-}
-
-constexpr char kLockStream[] =
-    "INSERT INTO streams (owner) VALUES ($1) ON CONFLICT (owner)"
-    " DO UPDATE SET last_useq = streams.last_useq RETURNING last_useq";
-constexpr char kLockConversation[] =
-    "INSERT INTO conversations (id) VALUES ($1) ON CONFLICT (id)"
-    " DO UPDATE SET last_seq = conversations.last_seq RETURNING last_seq";
 
 }  // namespace
 
@@ -96,114 +89,6 @@ absl::Status SqlMessageStore::Init() {
     epoch_ = rows->Text(0, 0);
     return absl::OkStatus();
   });
-}
-
-absl::StatusOr<std::vector<Committed>> SqlMessageStore::Commit(
-    const std::vector<NewMessage>& batch) {
-  for (const NewMessage& m : batch) {
-    if (m.id.empty() || m.sent_by.empty() || m.send_to.empty()) {
-      return absl::InvalidArgumentError("message without id, sender or recipient");
-    }
-  }
-  std::vector<Committed> out;
-  if (batch.empty()) return out;
-  STORE_RETURN_IF_ERROR(db_->Transaction(Mode::kWrite, [&] { return CommitIn(batch, out); }));
-  return out;
-}
-
-absl::Status SqlMessageStore::CommitIn(const std::vector<NewMessage>& batch,
-                                       std::vector<Committed>& out) {
-  out.clear();
-  // std::map: locked in sorted order (see the class comment).
-  std::map<std::string, int64_t> useqs;
-  std::map<std::string, int64_t> seqs;
-  for (const NewMessage& m : batch) {
-    useqs[m.sent_by] = 0;
-    useqs[m.send_to] = 0;
-    seqs[ConversationId(m.sent_by, m.send_to)] = 0;
-  }
-  for (auto& [owner, last] : useqs) {
-    absl::StatusOr<int64_t> v = LockCounter(*db_, kLockStream, owner);
-    if (!v.ok()) return v.status();
-    last = *v;
-  }
-  for (auto& [id, last] : seqs) {
-    absl::StatusOr<int64_t> v = LockCounter(*db_, kLockConversation, id);
-    if (!v.ok()) return v.status();
-    last = *v;
-  }
-  const std::map<std::string, int64_t> initial_useqs = useqs;
-  const std::map<std::string, int64_t> initial_seqs = seqs;
-  // (owner, conversation) -> (peer, owner's useq of the newest message).
-  std::map<std::pair<std::string, std::string>, std::pair<std::string, int64_t>> members;
-
-  for (const NewMessage& m : batch) {
-    if (!m.idempotency_key.empty()) {
-      // Race-free: every message of sent_by needs its streams row, which
-      // this transaction holds.
-      absl::StatusOr<SqlRows> first =
-          db_->Run(absl::StrCat("SELECT m.sender_useq, m.recipient_useq, ", sql::kMessageColumns,
-                                " FROM messages m WHERE m.sent_by = $1 AND m.idem_key = $2"),
-                   {m.sent_by, Blob{m.idempotency_key}});
-      if (!first.ok()) return first.status();
-      if (!first->empty()) {
-        Message stored = sql::ReadMessage(*first, 0, 2, first->Int(0, 0));
-        if (m.ts_ms - stored.ts_ms < sql::kIdempotencyWindowMs) {
-          out.push_back(Committed{std::move(stored), first->Int(0, 1), true});
-          continue;
-        }
-        // Expired: the key moves to the new message.
-        STORE_RETURN_IF_ERROR(
-            db_->Run("UPDATE messages SET idem_key = NULL WHERE id = $1", {stored.id}).status());
-      }
-    }
-    const bool self = m.sent_by == m.send_to;
-    Committed c;
-    c.for_sender.id = m.id;
-    c.for_sender.conversation = ConversationId(m.sent_by, m.send_to);
-    c.for_sender.seq = ++seqs[c.for_sender.conversation];
-    c.for_sender.useq = ++useqs[m.sent_by];
-    c.for_sender.sent_by = m.sent_by;
-    c.for_sender.send_to = m.send_to;
-    c.for_sender.text = m.text;
-    c.for_sender.ts_ms = m.ts_ms;
-    c.recipient_useq = self ? c.for_sender.useq : ++useqs[m.send_to];
-    SqlParam key = m.idempotency_key.empty() ? SqlParam(nullptr) : Blob{m.idempotency_key};
-    STORE_RETURN_IF_ERROR(
-        db_->Run("INSERT INTO messages (id, conversation, seq, sent_by, send_to, sender_useq,"
-                 " recipient_useq, body, ts_ms, idem_key)"
-                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                 {m.id, c.for_sender.conversation, c.for_sender.seq, m.sent_by, m.send_to,
-                  c.for_sender.useq, c.recipient_useq, Blob{m.text}, m.ts_ms, key})
-            .status());
-    const char* kEntry = "INSERT INTO stream_entries (owner, useq, message_id) VALUES ($1, $2, $3)";
-    STORE_RETURN_IF_ERROR(db_->Run(kEntry, {m.sent_by, c.for_sender.useq, m.id}).status());
-    if (!self) {
-      STORE_RETURN_IF_ERROR(db_->Run(kEntry, {m.send_to, c.recipient_useq, m.id}).status());
-    }
-    members[{m.sent_by, c.for_sender.conversation}] = {m.send_to, c.for_sender.useq};
-    members[{m.send_to, c.for_sender.conversation}] = {m.sent_by, c.recipient_useq};
-    out.push_back(std::move(c));
-  }
-
-  for (const auto& [owner, last] : useqs) {
-    if (last == initial_useqs.at(owner)) continue;
-    STORE_RETURN_IF_ERROR(
-        db_->Run("UPDATE streams SET last_useq = $2 WHERE owner = $1", {owner, last}).status());
-  }
-  for (const auto& [id, last] : seqs) {
-    if (last == initial_seqs.at(id)) continue;
-    STORE_RETURN_IF_ERROR(
-        db_->Run("UPDATE conversations SET last_seq = $2 WHERE id = $1", {id, last}).status());
-  }
-  for (const auto& [key, value] : members) {
-    STORE_RETURN_IF_ERROR(db_->Run("INSERT INTO members (owner, conversation, peer, last_useq)"
-                                   " VALUES ($1, $2, $3, $4) ON CONFLICT (owner, conversation)"
-                                   " DO UPDATE SET last_useq = excluded.last_useq",
-                                   {key.first, key.second, value.first, value.second})
-                              .status());
-  }
-  return absl::OkStatus();
 }
 
 absl::StatusOr<bool> SqlMessageStore::HasUser(const std::string& user) {

@@ -466,6 +466,20 @@ TYPED_TEST(MessageStoreTest, EngineFailureIsUnavailableThenRecovers) {
   EXPECT_THAT(this->SyncAll("carol"), IsEmpty());
 }
 
+TYPED_TEST(MessageStoreTest, FailedBatchStoresNothing) {
+  this->Send("alice", "bob", "first");
+  NewMessage twin = this->Msg("carol", "alice", "twin");
+  // The second message reuses the first's id: the engine refuses the batch.
+  absl::StatusOr<std::vector<Committed>> r =
+      this->store_->Commit({twin, this->Msg("alice", "bob", "in between", kT0, "k"), twin});
+  EXPECT_FALSE(r.ok());
+  EXPECT_FALSE(this->Send("alice", "bob", "next", kT0, "k").duplicate);
+  EXPECT_THAT(Texts(this->SyncAll("alice")), ElementsAre("first", "next"));
+  EXPECT_THAT(this->SyncAll("carol"), IsEmpty());
+  EXPECT_EQ(this->store_->Commit({NewMessage{"", "a", "b", "x", kT0, ""}}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(ConversationIdTest, SymmetricDistinctAndJsonClean) {
   EXPECT_EQ(ConversationId("alice", "bob"), ConversationId("bob", "alice"));
   EXPECT_NE(ConversationId("alice", "bob"), ConversationId("alice", "bobb"));
