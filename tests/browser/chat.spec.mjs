@@ -726,6 +726,22 @@ async function durableChecks(browser, alice, whileAway, { cs, ms, edge }) {
         '61 messages ending with it',
         `${texts.length} messages ending with ${JSON.stringify(texts[texts.length - 1])}`,
       );
+
+      // What alice writes on her other client shows on the page too, as her own message.
+      const fromElsewhere = 'Answering from my other device';
+      await aliceElsewhere.evaluate(
+        (t) =>
+          window.socket.send(
+            JSON.stringify({ action: 'send', send_to: 'carol', message: t, request_id: 'o1' }),
+          ),
+        fromElsewhere,
+      );
+      await waitOwnMessage(
+        alice,
+        fromElsewhere,
+        ['sent'],
+        "a message alice sent from her other client appears on her page as hers",
+      );
     } finally {
       await aliceElsewhere.context().close();
       await stopProcess(other);
