@@ -1,21 +1,39 @@
+// message-service in process, on a SQLite store in a temporary directory:
+// edges are EdgeLink streams driven by the test, other services call the
+// unary RPCs through a real stub. Which users exist beyond the store is
+// answered by a fake connection-service lookup.
 #include "message-service/message_service.h"
 
+#include <stdlib.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "chat/v1/chat.grpc.pb.h"
 #include "common/grpc_server.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "message-service/edge_links.h"
+#include "message-service/dispatcher.h"
 #include "message-service/id_generator.h"
-#include "message-service/router.h"
-#include "message-service/routes_feed.h"
-#include "message-service/routing_table.h"
+#include "message-service/store_worker.h"
+#include "message-service/user_lookup.h"
+#include "store/open_store.h"
 #include "tests/grpc/grpc_test_util.h"
 #include "tests/support/fake_clock.h"
+#include "tests/support/flaky_message_store.h"
 
 namespace chat::message {
 namespace {
@@ -28,317 +46,1295 @@ using ::testing::UnorderedElementsAre;
 namespace v1 = chat::v1;
 
 constexpr int64_t kNow = 1764050000123;
+constexpr absl::Duration kWait = absl::Seconds(20);
 
-// One edge's EdgeLink, driven with the sync API: everything the service sent
-// down the link is gathered in `deliveries` and `results`.
-class Link {
+std::string StatusName(v1::SendStatus s) { return v1::SendStatus_Name(s); }
+
+std::vector<std::string> Ids(const google::protobuf::RepeatedPtrField<std::string>& ids) {
+  return {ids.begin(), ids.end()};
+}
+
+// "bob:delivered=2@a1,a2" / "bob:read=2@b1".
+std::string Describe(const v1::Receipt& r) {
+  std::string s = r.user();
+  if (r.read_seq() > 0) absl::StrAppend(&s, ":read=", r.read_seq());
+  if (r.delivered_seq() > 0) absl::StrAppend(&s, ":delivered=", r.delivered_seq());
+  absl::StrAppend(&s, "@", absl::StrJoin(r.connection_ids(), ","));
+  return s;
+}
+
+// Everything that came down one EdgeLink so far.
+struct Seen {
+  std::vector<v1::EdgeDown> downs;
+  std::vector<v1::Delivery> deliveries;
+  std::vector<v1::EdgeSendResult> results;
+  std::vector<v1::Attached> attached;
+  std::vector<v1::EdgeQueryResult> query_results;
+  std::vector<v1::Receipt> receipts;
+
+  const v1::EdgeSendResult* Result(uint64_t seq) const {
+    for (const auto& r : results) {
+      if (r.seq() == seq) return &r;
+    }
+    return nullptr;
+  }
+  const v1::EdgeQueryResult* QueryResult(uint64_t seq) const {
+    for (const auto& r : query_results) {
+      if (r.seq() == seq) return &r;
+    }
+    return nullptr;
+  }
+  size_t AttachedCount(const std::string& connection_id) const {
+    size_t n = 0;
+    for (const auto& a : attached) n += a.connection_id() == connection_id;
+    return n;
+  }
+  std::vector<std::string> Messages() const {
+    std::vector<std::string> out;
+    for (const auto& d : deliveries) out.push_back(d.message());
+    return out;
+  }
+  std::vector<std::string> ReceiptList() const {
+    std::vector<std::string> out;
+    for (const auto& r : receipts) out.push_back(Describe(r));
+    return out;
+  }
+};
+
+// One edge's EdgeLink, as the edge drives it: writes go out one at a time in
+// order, everything read is gathered in a Seen the test waits on.
+class Link final : public grpc::ClientBidiReactor<v1::EdgeUp, v1::EdgeDown> {
  public:
-  explicit Link(v1::MessageService::Stub* stub) : ctx_(Ctx(std::chrono::seconds(20))) {
-    stream_ = stub->EdgeLink(ctx_.get());
+  explicit Link(v1::MessageService::Stub* stub) {
+    context_.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    stub->async()->EdgeLink(&context_, this);
+    StartRead(&in_);
+    StartCall();
+  }
+  ~Link() override {
+    context_.TryCancel();
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(&done_));
   }
 
-  bool WriteHello(const std::string& edge_id) {
-    v1::EdgeUp hello;
-    hello.set_edge_id(edge_id);
-    return stream_->Write(hello);
+  void Write(v1::EdgeUp up) {
+    {
+      absl::MutexLock lock(&mu_);
+      queue_.push_back(std::move(up));
+    }
+    WriteNext();
   }
+  // Ends our side of the stream (the edge closing its link cleanly).
+  void Close() {
+    {
+      absl::MutexLock lock(&mu_);
+      close_ = true;
+    }
+    WriteNext();
+  }
+  // The link breaks (the edge went away).
+  void Cancel() { context_.TryCancel(); }
 
-  // Sends the hello and reads the greeting (an empty EdgeDown).
+  // Sends the first EdgeUp with `edge_id` and waits for the greeting.
   ::testing::AssertionResult Hello(const std::string& edge_id) {
-    if (!WriteHello(edge_id)) return ::testing::AssertionFailure() << "hello not written";
-    v1::EdgeDown greeting;
-    if (!stream_->Read(&greeting)) {
-      return ::testing::AssertionFailure() << "no greeting; stream ended with " << Show(Finish());
-    }
-    if (greeting.deliveries_size() + greeting.results_size() != 0) {
-      return ::testing::AssertionFailure()
-             << "the greeting is not empty: " << greeting.DebugString();
-    }
-    return ::testing::AssertionSuccess();
+    v1::EdgeUp up;
+    up.set_edge_id(edge_id);
+    Write(std::move(up));
+    return WaitUntil([](const Seen& s) { return !s.downs.empty(); }, "the greeting");
+  }
+  v1::EdgeDown Greeting() {
+    absl::MutexLock lock(&mu_);
+    return seen_.downs.empty() ? v1::EdgeDown() : seen_.downs[0];
   }
 
-  bool Send(const std::vector<std::pair<uint64_t, v1::SendRequest>>& sends) {
+  // Attaches a connection and waits for its Attached.
+  v1::Attached Attach(const std::string& connection_id, const std::string& user) {
+    const size_t before = Get().AttachedCount(connection_id);
+    v1::EdgeUp up;
+    auto* a = up.add_attaches();
+    a->set_connection_id(connection_id);
+    a->set_user(user);
+    a->set_after_useq(-1);
+    Write(std::move(up));
+    v1::Attached answer;
+    EXPECT_TRUE(WaitUntil(
+        [&](const Seen& s) {
+          if (s.AttachedCount(connection_id) <= before) return false;
+          for (const auto& a : s.attached) {
+            if (a.connection_id() == connection_id) answer = a;
+          }
+          return true;
+        },
+        "Attached " + connection_id));
+    return answer;
+  }
+  void Detach(const std::string& connection_id) {
+    v1::EdgeUp up;
+    up.add_detaches(connection_id);
+    Write(std::move(up));
+  }
+  void Reached(const std::string& user, int64_t from, int64_t to) {
+    v1::EdgeUp up;
+    auto* r = up.add_reached();
+    r->set_user(user);
+    r->set_from_useq(from);
+    r->set_to_useq(to);
+    Write(std::move(up));
+  }
+  void Send(const std::vector<std::pair<uint64_t, v1::SendRequest>>& sends) {
     v1::EdgeUp up;
     for (const auto& [seq, request] : sends) {
       auto* s = up.add_sends();
       s->set_seq(seq);
       *s->mutable_request() = request;
     }
-    return stream_->Write(up);
+    Write(std::move(up));
+  }
+  // Sends one request and waits for its result.
+  v1::EdgeSendResult SendOne(uint64_t seq, const v1::SendRequest& request) {
+    Send({{seq, request}});
+    return Result(seq);
+  }
+  v1::EdgeSendResult Result(uint64_t seq) {
+    v1::EdgeSendResult result;
+    EXPECT_TRUE(WaitUntil(
+        [&](const Seen& s) {
+          const v1::EdgeSendResult* r = s.Result(seq);
+          if (r != nullptr) result = *r;
+          return r != nullptr;
+        },
+        absl::StrCat("the result of send ", seq)));
+    return result;
+  }
+  v1::EdgeQueryResult Query(v1::EdgeQuery query) {
+    const uint64_t seq = query.seq();
+    v1::EdgeUp up;
+    *up.add_queries() = std::move(query);
+    Write(std::move(up));
+    v1::EdgeQueryResult result;
+    EXPECT_TRUE(WaitUntil(
+        [&](const Seen& s) {
+          const v1::EdgeQueryResult* r = s.QueryResult(seq);
+          if (r != nullptr) result = *r;
+          return r != nullptr;
+        },
+        absl::StrCat("the result of query ", seq)));
+    return result;
   }
 
-  // Reads until at least `results` results and `deliveries` deliveries came.
-  ::testing::AssertionResult ReadUntil(size_t results, size_t deliveries) {
-    while (this->results.size() < results || this->deliveries.size() < deliveries) {
-      v1::EdgeDown down;
-      if (!stream_->Read(&down)) {
-        return ::testing::AssertionFailure()
-               << "stream ended after " << this->results.size() << " results and "
-               << this->deliveries.size() << " deliveries (wanted " << results << " and "
-               << deliveries << "): " << Show(Finish());
-      }
-      ++messages;
-      for (auto& r : *down.mutable_results()) this->results.push_back(std::move(r));
-      for (auto& d : *down.mutable_deliveries()) this->deliveries.push_back(std::move(d));
-    }
-    return ::testing::AssertionSuccess();
+  ::testing::AssertionResult WaitUntil(const std::function<bool(const Seen&)>& pred,
+                                       const std::string& what, absl::Duration timeout = kWait) {
+    absl::MutexLock lock(&mu_);
+    auto holds = [&] { return pred(seen_) || done_; };
+    mu_.AwaitWithTimeout(absl::Condition(&holds), timeout);
+    if (pred(seen_)) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure()
+           << "waited for " << what << "; "
+           << (done_ ? "the stream ended: " + Show(status_) : "nothing within the deadline")
+           << "; seen " << seen_.deliveries.size() << " deliveries, " << seen_.results.size()
+           << " results, " << seen_.receipts.size() << " receipts";
   }
-
-  // The result for `seq`, or a default one after recording a failure.
-  v1::EdgeSendResult Result(uint64_t seq) const {
-    for (const auto& r : results) {
-      if (r.seq() == seq) return r;
-    }
-    ADD_FAILURE() << "no result for seq " << seq;
-    return {};
+  Seen Get() {
+    absl::MutexLock lock(&mu_);
+    return seen_;
   }
-
-  grpc::Status Finish() {
-    if (!finished_) {
-      stream_->WritesDone();
-      status_ = stream_->Finish();
-      finished_ = true;
-    }
+  // The stream's end status, once it ended within the deadline.
+  std::optional<grpc::Status> WaitDone(absl::Duration timeout = kWait) {
+    absl::MutexLock lock(&mu_);
+    if (!mu_.AwaitWithTimeout(absl::Condition(&done_), timeout)) return std::nullopt;
     return status_;
   }
-  // Reads until the server ends the stream; returns its status.
-  grpc::Status ReadToEnd() {
-    v1::EdgeDown down;
-    while (stream_->Read(&down)) {
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // OnDone follows
+    {
+      absl::MutexLock lock(&mu_);
+      seen_.downs.push_back(in_);
+      for (auto& d : *in_.mutable_deliveries()) seen_.deliveries.push_back(std::move(d));
+      for (auto& r : *in_.mutable_results()) seen_.results.push_back(std::move(r));
+      for (auto& a : *in_.mutable_attached()) seen_.attached.push_back(std::move(a));
+      for (auto& q : *in_.mutable_query_results()) seen_.query_results.push_back(std::move(q));
+      for (auto& r : *in_.mutable_receipts()) seen_.receipts.push_back(std::move(r));
     }
-    return Finish();
+    StartRead(&in_);
+  }
+  void OnWriteDone(bool ok) override {
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if (!ok) {
+        queue_.clear();
+        return;
+      }
+    }
+    WriteNext();
+  }
+  void OnDone(const grpc::Status& status) override {
+    absl::MutexLock lock(&mu_);
+    status_ = status;
+    done_ = true;
   }
 
-  std::vector<v1::EdgeSendResult> results;
-  std::vector<v1::Delivery> deliveries;
-  int messages = 0;
-
  private:
-  std::unique_ptr<grpc::ClientContext> ctx_;
-  std::unique_ptr<grpc::ClientReaderWriter<v1::EdgeUp, v1::EdgeDown>> stream_;
-  grpc::Status status_;
-  bool finished_ = false;
+  void WriteNext() {
+    bool writes_done = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (writing_ || done_) return;
+      if (queue_.empty()) {
+        if (!close_ || closed_) return;
+        closed_ = writes_done = true;
+      } else {
+        out_ = std::move(queue_.front());
+        queue_.erase(queue_.begin());
+        writing_ = true;
+      }
+    }
+    if (writes_done) {
+      StartWritesDone();
+    } else {
+      StartWrite(&out_);
+    }
+  }
+
+  grpc::ClientContext context_;
+  v1::EdgeDown in_;
+  v1::EdgeUp out_;
+  absl::Mutex mu_;
+  std::vector<v1::EdgeUp> queue_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool close_ ABSL_GUARDED_BY(mu_) = false;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  Seen seen_ ABSL_GUARDED_BY(mu_);
+  grpc::Status status_ ABSL_GUARDED_BY(mu_);
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-v1::SendRequest Req(const std::string& from, const std::string& to, const std::string& message) {
+// connection-service's durable user table, as far as message-service asks it.
+class FakeUserLookup : public UserLookup {
+ public:
+  void Exists(const std::string& user, std::function<void(absl::Status)> done) override {
+    absl::Status status;
+    {
+      absl::MutexLock lock(&mu_);
+      asked_.push_back(user);
+      if (defer_) {
+        deferred_.emplace_back(user, std::move(done));
+        return;
+      }
+      if (unavailable_) {
+        status = absl::UnavailableError("test: connection service down");
+      } else if (!users_.contains(user)) {
+        status = absl::NotFoundError(absl::StrCat("no user named '", user, "'"));
+      }
+    }
+    done(status);
+  }
+  void Add(const std::string& user) {
+    absl::MutexLock lock(&mu_);
+    users_.insert(user);
+  }
+  // Deferred: answers wait until ReleaseInReverse (as gRPC answers may come
+  // back in any order).
+  void Defer() {
+    absl::MutexLock lock(&mu_);
+    defer_ = true;
+  }
+  ::testing::AssertionResult WaitForDeferred(size_t n) {
+    absl::MutexLock lock(&mu_);
+    auto enough = [&] { return deferred_.size() >= n; };
+    if (mu_.AwaitWithTimeout(absl::Condition(&enough), kWait)) {
+      return ::testing::AssertionSuccess();
+    }
+    return ::testing::AssertionFailure() << deferred_.size() << " lookups waiting, wanted " << n;
+  }
+  void ReleaseInReverse() {
+    std::vector<std::pair<std::string, std::function<void(absl::Status)>>> deferred;
+    {
+      absl::MutexLock lock(&mu_);
+      defer_ = false;
+      deferred.swap(deferred_);
+    }
+    for (auto it = deferred.rbegin(); it != deferred.rend(); ++it) {
+      absl::Status status;
+      {
+        absl::MutexLock lock(&mu_);
+        if (!users_.contains(it->first)) status = absl::NotFoundError("no such user");
+      }
+      it->second(status);
+    }
+  }
+  void SetUnavailable(bool unavailable) {
+    absl::MutexLock lock(&mu_);
+    unavailable_ = unavailable;
+  }
+  std::vector<std::string> asked() {
+    absl::MutexLock lock(&mu_);
+    return asked_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  absl::flat_hash_set<std::string> users_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> asked_ ABSL_GUARDED_BY(mu_);
+  bool unavailable_ ABSL_GUARDED_BY(mu_) = false;
+  bool defer_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::pair<std::string, std::function<void(absl::Status)>>> deferred_
+      ABSL_GUARDED_BY(mu_);
+};
+
+v1::SendRequest Req(const std::string& from, const std::string& to, const std::string& message,
+                    const std::string& from_connection = "", const std::string& key = "") {
   v1::SendRequest r;
   r.set_sent_by(from);
   r.set_send_to(to);
   r.set_message(message);
+  r.set_from_connection_id(from_connection);
+  r.set_idempotency_key(key);
   return r;
 }
 
-std::string StatusName(v1::SendStatus s) { return v1::SendStatus_Name(s); }
-
 class MessageServiceTest : public ::testing::Test {
  protected:
+  virtual MessageServiceOptions Options() { return MessageServiceOptions(); }
+
   void SetUp() override {
-    absl::Status started = server_.Start(&service_);
-    ASSERT_TRUE(started.ok()) << started;
-    channel_ = server_.channel();
-    stub_ = v1::MessageService::NewStub(channel_);
-  }
+    char dir[] = "/tmp/chat-message-service-test-XXXXXX";
+    ASSERT_NE(mkdtemp(dir), nullptr);
+    dir_ = dir;
+    // Users connection-service knows; the store learns them as they are used.
+    for (const char* user : {"alice", "bob", "carol", "dave", "system"}) lookup_.Add(user);
 
-  // The routes connection-service would stream: alice on e1 twice, carol on
-  // e2, bob known but offline.
-  void LoadRoutes() {
-    v1::RouteUpdate snapshot;
-    snapshot.set_reset(true);
-    for (const char* user : {"alice", "bob", "carol"}) snapshot.add_users(user);
-    auto add = [&](const char* id, const char* user, const char* edge) {
-      auto* c = snapshot.add_changes();
-      c->set_kind(v1::RouteChange::ADDED);
-      c->mutable_connection()->set_connection_id(id);
-      c->mutable_connection()->set_user(user);
-      c->mutable_connection()->set_edge_id(edge);
+    auto real = store::OpenMessageStore("sqlite:" + dir_ + "/data/messages.db", {});
+    ASSERT_TRUE(real.ok()) << real.status();
+    auto flaky = std::make_unique<chat::testing::FlakyMessageStore>(std::move(*real));
+    store_ = flaky.get();
+    epoch_ = store_->Epoch();
+    dispatcher_ = std::make_unique<Dispatcher>(&clock_, epoch_);
+    // What main.cc does with a recipient the store never saw: ask, then
+    // resubmit or fail.
+    auto on_unknown = [this](StoreWorker::SendJob job) {
+      const std::string to = job.message.send_to;
+      lookup_.Exists(to, [this, job = std::move(job)](absl::Status status) mutable {
+        auto done = job.done;
+        if (!status.ok()) {
+          done(status);
+          return;
+        }
+        job.recipient_verified = true;
+        if (!worker_->SubmitSend(std::move(job))) {
+          done(absl::UnavailableError("message service overloaded; retry later"));
+        }
+      });
     };
-    add("e1-1", "alice", "e1");
-    add("e1-2", "alice", "e1");
-    add("e2-1", "carol", "e2");
-    snapshot.set_snapshot_done(true);
-    ApplyRouteUpdate(snapshot, &table_);
+    worker_ = std::make_unique<StoreWorker>(std::move(flaky), StoreWorker::Options(), on_unknown);
+    worker_->SetAfterBatch([this](store::MessageStore* s) { dispatcher_->FlushMarks(s); });
+    service_ = std::make_unique<MessageServiceImpl>(worker_.get(), dispatcher_.get(), &ids_,
+                                                    &clock_, Options());
+    server_ = std::make_unique<chat::testing::InProcessServer>();
+    absl::Status started = server_->Start(service_.get());
+    ASSERT_TRUE(started.ok()) << started;
+    stub_ = v1::MessageService::NewStub(server_->channel());
   }
 
-  RoutingTable table_;
-  IdGenerator ids_{7};
+  void TearDown() override {
+    stub_.reset();
+    server_.reset();  // links end; their clean-up is queued on the worker
+    worker_.reset();  // runs what was queued (it uses the dispatcher)
+    service_.reset();
+    dispatcher_.reset();
+    std::error_code ignored;
+    if (!dir_.empty()) std::filesystem::remove_all(dir_, ignored);
+  }
+
+  // Runs `fn` on the store worker's thread (where the dispatcher lives) and
+  // waits for it.
+  void OnWorker(const std::function<void()>& fn) {
+    absl::Notification ran;
+    ASSERT_TRUE(worker_->Submit([&](store::MessageStore*) {
+      fn();
+      ran.Notify();
+    }));
+    ASSERT_TRUE(ran.WaitForNotificationWithTimeout(kWait));
+  }
+  size_t ConnectionCount() {
+    size_t n = 0;
+    OnWorker([&] { n = dispatcher_->connection_count(); });
+    return n;
+  }
+  // Link ends are processed asynchronously: waits until the routing state
+  // has `n` connections.
+  ::testing::AssertionResult WaitForConnections(size_t n) {
+    const absl::Time deadline = absl::Now() + kWait;
+    size_t now = ConnectionCount();
+    while (now != n && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(5));
+      now = ConnectionCount();
+    }
+    if (now == n) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << now << " connections attached, wanted " << n;
+  }
+
+  v1::SendResponse UnarySend(const v1::SendRequest& request, grpc::Status* status = nullptr) {
+    v1::SendResponse response;
+    grpc::Status s = stub_->Send(Ctx().get(), request, &response);
+    if (status != nullptr) {
+      *status = s;
+    } else {
+      EXPECT_TRUE(s.ok()) << Show(s);
+    }
+    return response;
+  }
+  v1::SyncResponse Sync(const std::string& user, int64_t since = 0,
+                        grpc::Status* status = nullptr) {
+    v1::SyncRequest request;
+    request.set_user(user);
+    request.set_since(since);
+    v1::SyncResponse response;
+    grpc::Status s = stub_->Sync(Ctx().get(), request, &response);
+    if (status != nullptr) {
+      *status = s;
+    } else {
+      EXPECT_TRUE(s.ok()) << Show(s);
+    }
+    return response;
+  }
+  // The conversation of `user` with `with` from the list, or a failure.
+  v1::ConversationItem Conversation(const std::string& user, const std::string& with) {
+    v1::ConversationsRequest request;
+    request.set_user(user);
+    v1::ConversationsResponse response;
+    grpc::Status s = stub_->Conversations(Ctx().get(), request, &response);
+    EXPECT_TRUE(s.ok()) << Show(s);
+    for (const auto& item : response.items()) {
+      if (item.with() == with) return item;
+    }
+    ADD_FAILURE() << user << " has no conversation with " << with;
+    return {};
+  }
+
+  std::string dir_;
+  std::string epoch_;
   chat::testing::FakeClock clock_{kNow};
-  Router router_{&table_, &ids_, &clock_, 128 * 1024};
-  EdgeLinks links_;
-  MessageServiceImpl service_{&router_, &links_, MessageServiceOptions()};
-  chat::testing::InProcessServer server_;
-  std::shared_ptr<grpc::Channel> channel_;
+  IdGenerator ids_{7};
+  FakeUserLookup lookup_;
+  chat::testing::FlakyMessageStore* store_ = nullptr;  // owned by the worker
+  std::unique_ptr<Dispatcher> dispatcher_;
+  std::unique_ptr<StoreWorker> worker_;
+  std::unique_ptr<MessageServiceImpl> service_;
+  std::unique_ptr<chat::testing::InProcessServer> server_;
   std::unique_ptr<v1::MessageService::Stub> stub_;
 };
 
-TEST_F(MessageServiceTest, EdgeLinkIsRefusedWhileTheRoutingTableIsNotLoaded) {
-  Link link(stub_.get());
-  link.WriteHello("e1");  // may or may not get through; the answer is what matters
-  grpc::Status status = link.ReadToEnd();
-  EXPECT_EQ(status.error_code(), grpc::UNAVAILABLE) << Show(status);
-  EXPECT_EQ(links_.size(), 0u);
-}
-
 TEST_F(MessageServiceTest, FirstEdgeUpWithoutEdgeIdIsInvalid) {
-  LoadRoutes();
   Link link(stub_.get());
-  ASSERT_TRUE(link.Send({{1, Req("alice", "alice", "hi")}}));
-  grpc::Status status = link.ReadToEnd();
-  EXPECT_EQ(status.error_code(), grpc::INVALID_ARGUMENT) << Show(status);
+  link.Send({{1, Req("alice", "alice", "hi")}});
+  std::optional<grpc::Status> status = link.WaitDone();
+  ASSERT_TRUE(status.has_value()) << "the service must end the stream";
+  EXPECT_EQ(status->error_code(), grpc::INVALID_ARGUMENT) << Show(*status);
 }
 
-TEST_F(MessageServiceTest, ABatchOfSendsGetsResultsAndGroupedDeliveries) {
-  LoadRoutes();
+TEST_F(MessageServiceTest, TheGreetingCarriesTheStoreEpoch) {
   Link e1(stub_.get());
   ASSERT_TRUE(e1.Hello("e1"));
-  ASSERT_TRUE(e1.Send({{11, Req("alice", "alice", "note to self")},
-                       {12, Req("alice", "nobody", "hi")},
-                       {13, Req("alice", "bob", "hi")},
-                       {14, Req("alice", " bad", "hi")}}));
-  ASSERT_TRUE(e1.ReadUntil(4, 1));
-
-  v1::EdgeSendResult ok = e1.Result(11);
-  EXPECT_EQ(StatusName(ok.status()), "SEND_OK") << ok.error();
-  EXPECT_EQ(ok.delivered(), 2) << "alice has two connections on e1";
-  EXPECT_EQ(ok.id().size(), 26u) << ok.id();
-  EXPECT_EQ(ok.ts_ms(), kNow);
-  EXPECT_EQ(StatusName(e1.Result(12).status()), "SEND_UNKNOWN_USER");
-  EXPECT_EQ(StatusName(e1.Result(13).status()), "SEND_RECIPIENT_OFFLINE");
-  EXPECT_EQ(StatusName(e1.Result(14).status()), "SEND_BAD_REQUEST");
-  EXPECT_NE(e1.Result(14).error(), "") << "a refused send says why";
-
-  ASSERT_EQ(e1.deliveries.size(), 1u) << "one payload per edge, not one per connection";
-  const v1::Delivery& d = e1.deliveries[0];
-  EXPECT_THAT(d.connection_ids(), UnorderedElementsAre("e1-1", "e1-2"));
-  EXPECT_EQ(d.message(), "note to self");
-  EXPECT_EQ(d.sent_by(), "alice");
-  EXPECT_EQ(d.send_to(), "alice");
-  EXPECT_EQ(d.id(), ok.id()) << "the delivery and the sender's result carry the same id";
-  EXPECT_EQ(d.ts_ms(), kNow);
-  EXPECT_TRUE(e1.Finish().ok()) << Show(e1.Finish());
+  v1::EdgeDown greeting = e1.Greeting();
+  EXPECT_FALSE(epoch_.empty());
+  EXPECT_EQ(greeting.epoch(), epoch_);
+  EXPECT_EQ(greeting.deliveries_size() + greeting.results_size() + greeting.attached_size(), 0)
+      << greeting.DebugString();
+  EXPECT_EQ(Sync("alice").epoch(), epoch_) << "sync answers with the same epoch";
 }
 
-TEST_F(MessageServiceTest, DeliveriesGoDownTheRecipientsEdgeLink) {
-  LoadRoutes();
+TEST_F(MessageServiceTest, AttachAnswersWithTheUsersMarks) {
   Link e1(stub_.get());
   Link e2(stub_.get());
   ASSERT_TRUE(e1.Hello("e1"));
   ASSERT_TRUE(e2.Hello("e2"));
-  ASSERT_TRUE(e1.Send({{1, Req("alice", "carol", "hello carol")}}));
-  ASSERT_TRUE(e1.ReadUntil(1, 0));
-  EXPECT_EQ(StatusName(e1.Result(1).status()), "SEND_OK");
-  EXPECT_EQ(e1.Result(1).delivered(), 1);
-  ASSERT_TRUE(e2.ReadUntil(0, 1));
-  EXPECT_THAT(e2.deliveries[0].connection_ids(), ElementsAre("e2-1"));
-  EXPECT_EQ(e2.deliveries[0].message(), "hello carol");
-  EXPECT_THAT(e2.results, IsEmpty()) << "results go only to the sender's edge";
-  EXPECT_THAT(e1.deliveries, IsEmpty()) << "alice's edge must not get carol's message";
-  EXPECT_TRUE(e1.Finish().ok());
-  EXPECT_TRUE(e2.Finish().ok());
+  v1::Attached fresh = e1.Attach("e1-1", "alice");
+  EXPECT_EQ(fresh.error(), "");
+  EXPECT_EQ(fresh.epoch(), epoch_);
+  EXPECT_EQ(fresh.last_useq(), 0);
+  EXPECT_EQ(fresh.reached_useq(), 0);
+
+  // bob is away: two messages wait for him.
+  EXPECT_EQ(e1.SendOne(1, Req("alice", "bob", "one", "e1-1")).delivered(), 0);
+  EXPECT_EQ(e1.SendOne(2, Req("alice", "bob", "two", "e1-1")).delivered(), 0);
+
+  v1::Attached back = e2.Attach("e2-1", "bob");
+  EXPECT_EQ(back.error(), "");
+  EXPECT_EQ(back.connection_id(), "e2-1");
+  EXPECT_EQ(back.last_useq(), 2);
+  EXPECT_EQ(back.reached_useq(), 0) << "nothing reached bob yet: the edge pushes from 0";
+
+  // The edge wrote both to bob's socket.
+  e2.Reached("bob", 1, 2);
+  ASSERT_TRUE(e1.WaitUntil([](const Seen& s) { return !s.receipts.empty(); }, "a receipt"));
+  v1::Attached later = e2.Attach("e2-2", "bob");
+  EXPECT_EQ(later.last_useq(), 2);
+  EXPECT_EQ(later.reached_useq(), 2) << "a later connection is not pushed them again";
+}
+
+TEST_F(MessageServiceTest, ASendToAnAttachedUserIsDeliveredWithItsNumbers) {
+  Link e1(stub_.get());
+  Link e2(stub_.get());
+  ASSERT_TRUE(e1.Hello("e1"));
+  ASSERT_TRUE(e2.Hello("e2"));
+  e1.Attach("a1", "alice");
+  e2.Attach("b1", "bob");
+  const std::string conversation = store::ConversationId("alice", "bob");
+
+  v1::EdgeSendResult first = e1.SendOne(1, Req("alice", "bob", "hello bob", "a1"));
+  EXPECT_EQ(StatusName(first.status()), "SEND_OK") << first.error();
+  EXPECT_EQ(first.delivered(), 1);
+  EXPECT_EQ(first.id().size(), 26u) << first.id();
+  EXPECT_EQ(first.ts_ms(), kNow);
+  EXPECT_EQ(first.conversation(), conversation);
+  EXPECT_EQ(first.conversation_seq(), 1);
+  EXPECT_EQ(first.useq(), 1) << "the sender's useq";
+  EXPECT_FALSE(first.duplicate());
+
+  ASSERT_TRUE(e2.WaitUntil([](const Seen& s) { return s.deliveries.size() == 1; }, "delivery"));
+  v1::Delivery d = e2.Get().deliveries[0];
+  EXPECT_EQ(d.id(), first.id()) << "the delivery and the sender's result carry the same id";
+  EXPECT_EQ(d.user(), "bob");
+  EXPECT_THAT(Ids(d.connection_ids()), ElementsAre("b1"));
+  EXPECT_EQ(d.sent_by(), "alice");
+  EXPECT_EQ(d.send_to(), "bob");
+  EXPECT_EQ(d.message(), "hello bob");
+  EXPECT_EQ(d.conversation(), conversation);
+  EXPECT_EQ(d.seq(), 1);
+  EXPECT_EQ(d.useq(), 1);
+  EXPECT_EQ(d.ts_ms(), kNow);
+
+  // bob answers, alice writes again: seq runs per conversation, useq per user.
+  v1::EdgeSendResult answer = e2.SendOne(1, Req("bob", "alice", "hi alice", "b1"));
+  EXPECT_EQ(answer.conversation_seq(), 2);
+  EXPECT_EQ(answer.useq(), 2) << "bob's stream: alice's message, then his own";
+  ASSERT_TRUE(e1.WaitUntil([](const Seen& s) { return s.deliveries.size() == 1; }, "delivery"));
+  EXPECT_EQ(e1.Get().deliveries[0].useq(), 2) << "alice's stream: her message, then bob's";
+  EXPECT_EQ(e1.Get().deliveries[0].seq(), 2);
+  EXPECT_EQ(e1.Get().deliveries[0].user(), "alice");
+
+  v1::EdgeSendResult third = e1.SendOne(2, Req("alice", "bob", "again", "a1"));
+  EXPECT_EQ(third.conversation_seq(), 3);
+  EXPECT_EQ(third.useq(), 3);
+  ASSERT_TRUE(e2.WaitUntil([](const Seen& s) { return s.deliveries.size() == 2; }, "delivery"));
+  EXPECT_EQ(e2.Get().deliveries[1].useq(), 3);
+  EXPECT_EQ(e2.Get().deliveries[1].seq(), 3);
+}
+
+TEST_F(MessageServiceTest, ABatchOfSendsGetsResultsAndOneDeliveryPerEdge) {
+  Link e1(stub_.get());
+  Link e2(stub_.get());
+  ASSERT_TRUE(e1.Hello("e1"));
+  ASSERT_TRUE(e2.Hello("e2"));
+  e1.Attach("e1-1", "alice");
+  e1.Attach("e1-2", "alice");
+  e2.Attach("e2-1", "bob");
+  e2.Attach("e2-2", "bob");
+  e1.Send({{11, Req("alice", "alice", "note to self", "e1-1")},
+           {12, Req("alice", "nobody", "hi", "e1-1")},
+           {13, Req("alice", "carol", "hi carol", "e1-1")},
+           {14, Req("alice", " bad", "hi", "e1-1")},
+           {15, Req("alice", "bob", "hi bob", "e1-1")}});
+
+  v1::EdgeSendResult self = e1.Result(11);
+  EXPECT_EQ(StatusName(self.status()), "SEND_OK") << self.error();
+  EXPECT_EQ(self.delivered(), 2) << "to yourself: both connections, the sending one included";
+  EXPECT_EQ(StatusName(e1.Result(12).status()), "SEND_UNKNOWN_USER");
+  v1::EdgeSendResult offline = e1.Result(13);
+  EXPECT_EQ(StatusName(offline.status()), "SEND_OK") << "carol exists: stored for later";
+  EXPECT_EQ(offline.delivered(), 0);
+  EXPECT_EQ(StatusName(e1.Result(14).status()), "SEND_BAD_REQUEST");
+  EXPECT_NE(e1.Result(14).error(), "") << "a refused send says why";
+  v1::EdgeSendResult to_bob = e1.Result(15);
+  EXPECT_EQ(StatusName(to_bob.status()), "SEND_OK");
+  EXPECT_EQ(to_bob.delivered(), 2);
+
+  ASSERT_TRUE(e2.WaitUntil([](const Seen& s) { return !s.deliveries.empty(); }, "bob's"));
+  Seen bob = e2.Get();
+  ASSERT_EQ(bob.deliveries.size(), 1u) << "one payload per edge, not one per connection";
+  EXPECT_THAT(Ids(bob.deliveries[0].connection_ids()), UnorderedElementsAre("e2-1", "e2-2"));
+  EXPECT_EQ(bob.deliveries[0].id(), to_bob.id());
+  EXPECT_THAT(bob.results, IsEmpty()) << "results go only to the sender's edge";
+
+  // alice's edge: the note to both connections, and copies of what she sent
+  // to others (stored ones too) to the connection that did not send them. A
+  // delivery goes down before its result: all are here with the results.
+  Seen alice = e1.Get();
+  std::vector<std::string> got;
+  for (const auto& d : alice.deliveries) {
+    std::vector<std::string> ids = Ids(d.connection_ids());
+    std::sort(ids.begin(), ids.end());
+    got.push_back(absl::StrCat(d.message(), "@", absl::StrJoin(ids, ",")));
+  }
+  EXPECT_THAT(got, UnorderedElementsAre("note to self@e1-1,e1-2", "hi bob@e1-2", "hi carol@e1-2"))
+      << "one payload per message and edge";
+}
+
+TEST_F(MessageServiceTest, DeliveriesGoDownTheRecipientsLinkOnly) {
+  Link e1(stub_.get());
+  Link e2(stub_.get());
+  ASSERT_TRUE(e1.Hello("e1"));
+  ASSERT_TRUE(e2.Hello("e2"));
+  e1.Attach("e1-1", "alice");
+  e2.Attach("e2-1", "carol");
+  EXPECT_EQ(e1.SendOne(1, Req("alice", "carol", "hello carol", "e1-1")).delivered(), 1);
+  ASSERT_TRUE(e2.WaitUntil([](const Seen& s) { return !s.deliveries.empty(); }, "carol's"));
+  EXPECT_THAT(Ids(e2.Get().deliveries[0].connection_ids()), ElementsAre("e2-1"));
+  EXPECT_THAT(e2.Get().Messages(), ElementsAre("hello carol"));
+  EXPECT_THAT(e2.Get().results, IsEmpty());
+
+  // Whatever went down e1 before carol's answer is there when it arrives.
+  EXPECT_EQ(e2.SendOne(1, Req("carol", "alice", "hello alice", "e2-1")).delivered(), 1);
+  ASSERT_TRUE(e1.WaitUntil([](const Seen& s) { return !s.deliveries.empty(); }, "alice's"));
+  EXPECT_THAT(e1.Get().Messages(), ElementsAre("hello alice"))
+      << "alice's edge must not get carol's message (nor a copy: the sender has no other "
+         "connection)";
 }
 
 TEST_F(MessageServiceTest, MessagesFromOneSenderArriveInOrder) {
-  LoadRoutes();
   Link e1(stub_.get());
   Link e2(stub_.get());
   ASSERT_TRUE(e1.Hello("e1"));
   ASSERT_TRUE(e2.Hello("e2"));
+  e1.Attach("e1-1", "alice");
+  e2.Attach("e2-1", "carol");
   constexpr int kMessages = 300;
   for (int i = 0; i < kMessages; i += 3) {  // batches of 3
-    ASSERT_TRUE(
-        e1.Send({{static_cast<uint64_t>(i), Req("alice", "carol", absl::StrCat("m", i))},
-                 {static_cast<uint64_t>(i + 1), Req("alice", "carol", absl::StrCat("m", i + 1))},
-                 {static_cast<uint64_t>(i + 2), Req("alice", "carol", absl::StrCat("m", i + 2))}}));
+    std::vector<std::pair<uint64_t, v1::SendRequest>> batch;
+    for (int j = i; j < i + 3; ++j) {
+      batch.emplace_back(j, Req("alice", "carol", absl::StrCat("m", j), "e1-1"));
+    }
+    e1.Send(batch);
   }
-  ASSERT_TRUE(e2.ReadUntil(0, kMessages));
-  ASSERT_TRUE(e1.ReadUntil(kMessages, 0));
+  ASSERT_TRUE(e2.WaitUntil([&](const Seen& s) { return s.deliveries.size() >= kMessages; },
+                           "every delivery"));
+  ASSERT_TRUE(
+      e1.WaitUntil([&](const Seen& s) { return s.results.size() >= kMessages; }, "every result"));
+  Seen carol = e2.Get();
+  Seen alice = e1.Get();
   for (int i = 0; i < kMessages; ++i) {
-    ASSERT_EQ(e2.deliveries[i].message(), absl::StrCat("m", i)) << "delivery " << i;
-    ASSERT_EQ(e1.results[i].seq(), static_cast<uint64_t>(i)) << "result " << i;
+    ASSERT_EQ(carol.deliveries[i].message(), absl::StrCat("m", i)) << "delivery " << i;
+    ASSERT_EQ(carol.deliveries[i].seq(), i + 1) << "delivery " << i;
+    ASSERT_EQ(carol.deliveries[i].useq(), i + 1) << "delivery " << i;
+    ASSERT_EQ(alice.results[i].seq(), static_cast<uint64_t>(i)) << "result " << i;
+    ASSERT_EQ(alice.results[i].useq(), i + 1) << "result " << i;
     if (i > 0) {
-      ASSERT_LT(e2.deliveries[i - 1].id(), e2.deliveries[i].id()) << "ids sort in send order";
+      ASSERT_LT(carol.deliveries[i - 1].id(), carol.deliveries[i].id()) << "ids sort in order";
     }
   }
 }
 
 TEST_F(MessageServiceTest, UnarySendReturnsPerConnectionResults) {
-  LoadRoutes();
   Link e1(stub_.get());
-  ASSERT_TRUE(e1.Hello("e1"));  // e2 has no link: carol's connection cannot be reached
+  ASSERT_TRUE(e1.Hello("e1"));
+  e1.Attach("e1-1", "alice");
+  e1.Attach("e1-2", "alice");
 
-  v1::SendResponse response;
-  grpc::Status status = stub_->Send(Ctx().get(), Req("system", "alice", "maintenance"), &response);
-  ASSERT_TRUE(status.ok()) << Show(status);
+  v1::SendResponse response = UnarySend(Req("system", "alice", "maintenance"));
   EXPECT_EQ(StatusName(response.status()), "SEND_OK");
   EXPECT_EQ(response.delivered(), 2);
   EXPECT_EQ(response.id().size(), 26u);
   EXPECT_EQ(response.ts_ms(), kNow);
+  EXPECT_EQ(response.conversation(), store::ConversationId("system", "alice"));
+  EXPECT_EQ(response.seq(), 1);
+  EXPECT_EQ(response.useq(), 1);
   std::vector<std::string> connections;
   for (const auto& c : response.connections()) {
     connections.push_back(
         absl::StrCat(c.connection_id(), "@", c.edge_id(), c.delivered() ? " ok" : " no"));
   }
   EXPECT_THAT(connections, UnorderedElementsAre("e1-1@e1 ok", "e1-2@e1 ok"));
-  ASSERT_TRUE(e1.ReadUntil(0, 1)) << "the unary send must be pushed down e1's link";
-  EXPECT_EQ(e1.deliveries[0].message(), "maintenance");
-
-  status = stub_->Send(Ctx().get(), Req("system", "carol", "hi"), &response);
-  ASSERT_TRUE(status.ok()) << Show(status);
-  EXPECT_EQ(StatusName(response.status()), "SEND_OK");
-  EXPECT_EQ(response.delivered(), 0) << "carol's edge has no link";
-  ASSERT_EQ(response.connections_size(), 1);
-  EXPECT_FALSE(response.connections(0).delivered())
-      << "the caller must learn that carol's connection was not reached";
-  EXPECT_TRUE(e1.Finish().ok());
+  ASSERT_TRUE(e1.WaitUntil([](const Seen& s) { return !s.deliveries.empty(); }, "the delivery"))
+      << "the unary send must be pushed down e1's link";
+  EXPECT_THAT(e1.Get().Messages(), ElementsAre("maintenance"));
+  EXPECT_THAT(Ids(e1.Get().deliveries[0].connection_ids()), UnorderedElementsAre("e1-1", "e1-2"));
 }
 
-TEST_F(MessageServiceTest, UnarySendAnswersUnknownAndOfflineAsResults) {
-  LoadRoutes();
-  v1::SendResponse response;
-  grpc::Status status = stub_->Send(Ctx().get(), Req("system", "nobody", "hi"), &response);
-  ASSERT_TRUE(status.ok()) << Show(status);
-  EXPECT_EQ(StatusName(response.status()), "SEND_UNKNOWN_USER");
-  status = stub_->Send(Ctx().get(), Req("system", "bob", "hi"), &response);
-  ASSERT_TRUE(status.ok()) << Show(status);
-  EXPECT_EQ(StatusName(response.status()), "SEND_RECIPIENT_OFFLINE");
+// A link whose edge is not keeping up refuses deliveries.
+class FullLinkTest : public MessageServiceTest {
+ protected:
+  MessageServiceOptions Options() override {
+    MessageServiceOptions options;
+    options.max_link_pending_bytes = 1;
+    return options;
+  }
+};
+
+TEST_F(FullLinkTest, UnarySendTellsWhichConnectionsWereNotReached) {
+  Link e1(stub_.get());
+  ASSERT_TRUE(e1.Hello("e1"));
+  e1.Attach("e1-1", "alice");
+  v1::SendResponse response = UnarySend(Req("system", "alice", "maintenance"));
+  EXPECT_EQ(StatusName(response.status()), "SEND_OK") << "stored all the same";
   EXPECT_EQ(response.delivered(), 0);
+  ASSERT_EQ(response.connections_size(), 1);
+  EXPECT_EQ(response.connections(0).connection_id(), "e1-1");
+  EXPECT_FALSE(response.connections(0).delivered())
+      << "the caller must learn that alice's connection was not reached";
+  EXPECT_EQ(Sync("alice").messages_size(), 1) << "alice finds it when she syncs";
+}
+
+TEST_F(MessageServiceTest, UnarySendAnswersUnknownUserAsAResult) {
+  v1::SendResponse response = UnarySend(Req("system", "nobody", "hi"));
+  EXPECT_EQ(StatusName(response.status()), "SEND_UNKNOWN_USER");
+  EXPECT_EQ(response.id(), "");
+  EXPECT_THAT(lookup_.asked(), ElementsAre("nobody"));
+
+  response = UnarySend(Req("system", "dave", "hi dave"));
+  EXPECT_EQ(StatusName(response.status()), "SEND_OK") << "dave exists, offline: stored";
+  EXPECT_EQ(response.delivered(), 0);
+  EXPECT_EQ(response.useq(), 1) << "the refused send took no number";
+  v1::SyncResponse dave = Sync("dave");
+  ASSERT_EQ(dave.messages_size(), 1);
+  EXPECT_EQ(dave.messages(0).message(), "hi dave");
+  EXPECT_EQ(dave.messages(0).id(), response.id());
 }
 
 TEST_F(MessageServiceTest, UnarySendFailuresUseCanonicalCodes) {
-  v1::SendResponse response;
-  grpc::Status status = stub_->Send(Ctx().get(), Req("system", "alice", "hi"), &response);
-  EXPECT_EQ(status.error_code(), grpc::UNAVAILABLE) << "table not loaded; got " << Show(status);
-  LoadRoutes();
-  status = stub_->Send(Ctx().get(), Req("system", "", "hi"), &response);
+  grpc::Status status;
+  UnarySend(Req("system", "", "hi"), &status);
+  EXPECT_EQ(status.error_code(), grpc::INVALID_ARGUMENT) << Show(status);
+  UnarySend(Req("", "alice", "hi"), &status);
   EXPECT_EQ(status.error_code(), grpc::INVALID_ARGUMENT) << Show(status);
   // (Invalid UTF-8 cannot get this far: protobuf refuses it in string fields.)
-  status =
-      stub_->Send(Ctx().get(), Req("system", "alice", std::string(128 * 1024 + 1, 'x')), &response);
-  EXPECT_EQ(status.error_code(), grpc::INVALID_ARGUMENT)
-      << "a message over the limit; got " << Show(status);
-}
+  UnarySend(Req("system", "alice", std::string(128 * 1024 + 1, 'x')), &status);
+  EXPECT_EQ(status.error_code(), grpc::INVALID_ARGUMENT) << "over the limit: " << Show(status);
+  UnarySend(Req("system", "alice", "hi", "", std::string(65, 'k')), &status);
+  EXPECT_EQ(status.error_code(), grpc::INVALID_ARGUMENT) << "key over 64 bytes: " << Show(status);
 
-TEST_F(MessageServiceTest, RouteChangesApplyWithoutReconnecting) {
-  LoadRoutes();
-  Link e1(stub_.get());
-  ASSERT_TRUE(e1.Hello("e1"));
-  v1::RouteUpdate change;
-  auto* c = change.add_changes();
-  c->set_kind(v1::RouteChange::ADDED);
-  c->mutable_connection()->set_connection_id("e1-9");
-  c->mutable_connection()->set_user("dave");
-  c->mutable_connection()->set_edge_id("e1");
-  ApplyRouteUpdate(change, &table_);
+  lookup_.SetUnavailable(true);
+  UnarySend(Req("system", "alice", "hi"), &status);
+  EXPECT_EQ(status.error_code(), grpc::UNAVAILABLE)
+      << "whether alice exists cannot be told: " << Show(status);
+  lookup_.SetUnavailable(false);
 
-  ASSERT_TRUE(e1.Send({{1, Req("alice", "dave", "welcome")}}));
-  ASSERT_TRUE(e1.ReadUntil(1, 1));
-  EXPECT_EQ(StatusName(e1.Result(1).status()), "SEND_OK") << e1.Result(1).error();
-  EXPECT_THAT(e1.deliveries[0].connection_ids(), ElementsAre("e1-9"));
-  EXPECT_TRUE(e1.Finish().ok());
+  store_->Break();
+  UnarySend(Req("system", "alice", "hi"), &status);
+  EXPECT_EQ(status.error_code(), grpc::UNAVAILABLE) << Show(status);
+  store_->Repair();
+  v1::SendResponse ok = UnarySend(Req("system", "alice", "hi"), &status);
+  EXPECT_TRUE(status.ok()) << Show(status);
+  EXPECT_EQ(StatusName(ok.status()), "SEND_OK");
+  EXPECT_EQ(ok.useq(), 1) << "nothing of the failed sends was stored";
 }
 
 TEST_F(MessageServiceTest, HealthServiceAnswersServing) {
   std::string error;
-  EXPECT_EQ(chat::testing::HealthCheck(channel_, "", &error), 1) << "1 = SERVING; " << error;
+  EXPECT_EQ(chat::testing::HealthCheck(server_->channel(), "", &error), 1)
+      << "1 = SERVING; " << error;
+}
+
+TEST_F(MessageServiceTest, ASendToAnOfflineUserIsStoredAndUnreadAndSyncReturnIt) {
+  Link e1(stub_.get());
+  ASSERT_TRUE(e1.Hello("e1"));
+  e1.Attach("a1", "alice");
+  v1::EdgeSendResult sent = e1.SendOne(1, Req("alice", "bob", "while you were away", "a1"));
+  EXPECT_EQ(StatusName(sent.status()), "SEND_OK") << sent.error();
+  EXPECT_EQ(sent.delivered(), 0);
+  EXPECT_NE(sent.id(), "");
+
+  // What bob's edge asks after his hello (reached mark 0).
+  v1::EdgeQuery unread;
+  unread.set_seq(7);
+  unread.mutable_unread()->set_user("bob");
+  v1::EdgeQueryResult pushed = e1.Query(unread);
+  EXPECT_EQ(pushed.code(), 0) << pushed.error();
+  ASSERT_EQ(pushed.sync().messages_size(), 1);
+  EXPECT_EQ(pushed.sync().messages(0).id(), sent.id());
+  EXPECT_EQ(pushed.sync().messages(0).useq(), 1) << "bob's useq";
+  EXPECT_EQ(pushed.sync().messages(0).message(), "while you were away");
+  EXPECT_FALSE(pushed.sync().more());
+  unread.set_seq(8);
+  unread.mutable_unread()->set_after(1);
+  EXPECT_EQ(e1.Query(unread).sync().messages_size(), 0) << "nothing after useq 1";
+
+  v1::EdgeQuery sync;
+  sync.set_seq(9);
+  sync.mutable_sync()->set_user("bob");
+  v1::EdgeQueryResult synced = e1.Query(sync);
+  EXPECT_EQ(synced.code(), 0) << synced.error();
+  ASSERT_EQ(synced.sync().messages_size(), 1);
+  EXPECT_EQ(synced.sync().epoch(), epoch_);
+  EXPECT_EQ(synced.sync().useq(), 1);
+
+  v1::SyncResponse unary = Sync("bob");
+  ASSERT_EQ(unary.messages_size(), 1);
+  EXPECT_EQ(unary.messages(0).id(), sent.id());
+  EXPECT_EQ(unary.messages(0).sent_by(), "alice");
+  EXPECT_EQ(unary.messages(0).conversation(), sent.conversation());
+}
+
+TEST_F(MessageServiceTest, AnIdempotencyKeyUsedTwiceIsADuplicateWithTheSameNumbers) {
+  Link e1(stub_.get());
+  Link e2(stub_.get());
+  ASSERT_TRUE(e1.Hello("e1"));
+  ASSERT_TRUE(e2.Hello("e2"));
+  e1.Attach("a1", "alice");
+  e2.Attach("b1", "bob");
+  v1::EdgeSendResult first = e1.SendOne(1, Req("alice", "bob", "first", "a1", "k1"));
+  EXPECT_EQ(StatusName(first.status()), "SEND_OK");
+  EXPECT_EQ(first.delivered(), 1);
+  EXPECT_FALSE(first.duplicate());
+
+  v1::EdgeSendResult again = e1.SendOne(2, Req("alice", "bob", "another text", "a1", "k1"));
+  EXPECT_EQ(StatusName(again.status()), "SEND_OK");
+  EXPECT_TRUE(again.duplicate());
+  EXPECT_EQ(again.delivered(), 0);
+  EXPECT_EQ(again.id(), first.id());
+  EXPECT_EQ(again.conversation(), first.conversation());
+  EXPECT_EQ(again.conversation_seq(), first.conversation_seq());
+  EXPECT_EQ(again.useq(), first.useq());
+  EXPECT_EQ(again.ts_ms(), first.ts_ms());
+
+  // The same key through another path (unary) is the same message too.
+  v1::SendResponse unary = UnarySend(Req("alice", "bob", "third try", "", "k1"));
+  EXPECT_TRUE(unary.duplicate());
+  EXPECT_EQ(unary.id(), first.id());
+
+  e1.SendOne(3, Req("alice", "bob", "marker", "a1"));
+  ASSERT_TRUE(e2.WaitUntil([](const Seen& s) { return s.deliveries.size() >= 2; }, "marker"));
+  EXPECT_THAT(e2.Get().Messages(), ElementsAre("first", "marker"))
+      << "a duplicate is not delivered again";
+  std::vector<std::string> stored;
+  const v1::SyncResponse synced_bob = Sync("bob");
+  for (const auto& m : synced_bob.messages()) stored.push_back(m.message());
+  EXPECT_THAT(stored, ElementsAre("first", "marker"));
+}
+
+TEST_F(MessageServiceTest, OwnCopiesGoToTheSendersOtherConnectionsOnly) {
+  Link e1(stub_.get());
+  Link e2(stub_.get());
+  Link e3(stub_.get());
+  ASSERT_TRUE(e1.Hello("e1"));
+  ASSERT_TRUE(e2.Hello("e2"));
+  ASSERT_TRUE(e3.Hello("e3"));
+  e1.Attach("a1", "alice");
+  e1.Attach("a2", "alice");
+  e3.Attach("a3", "alice");
+  e2.Attach("b1", "bob");
+
+  v1::EdgeSendResult sent = e1.SendOne(1, Req("alice", "bob", "from a1", "a1"));
+  EXPECT_EQ(sent.delivered(), 1) << "delivered counts the recipient's connections only";
+  ASSERT_TRUE(e3.WaitUntil([](const Seen& s) { return !s.deliveries.empty(); }, "a3's copy"));
+  v1::Delivery copy = e3.Get().deliveries[0];
+  EXPECT_THAT(Ids(copy.connection_ids()), ElementsAre("a3"));
+  EXPECT_EQ(copy.user(), "alice");
+  EXPECT_EQ(copy.useq(), sent.useq()) << "a copy carries the sender's own useq";
+  EXPECT_EQ(copy.id(), sent.id());
+
+  // bob's answer reaches all of alice's connections; whatever e1 got before
+  // it is there by then.
+  e2.SendOne(1, Req("bob", "alice", "to all of alice", "b1"));
+  ASSERT_TRUE(e1.WaitUntil([](const Seen& s) { return s.deliveries.size() >= 2; }, "e1's"));
+  Seen alice = e1.Get();
+  ASSERT_EQ(alice.deliveries.size(), 2u);
+  EXPECT_EQ(alice.deliveries[0].message(), "from a1");
+  EXPECT_THAT(Ids(alice.deliveries[0].connection_ids()), ElementsAre("a2"))
+      << "the sending connection gets the result, not a copy";
+  EXPECT_EQ(alice.deliveries[1].message(), "to all of alice");
+  EXPECT_THAT(Ids(alice.deliveries[1].connection_ids()), UnorderedElementsAre("a1", "a2"));
+}
+
+TEST_F(MessageServiceTest, ReachedMovesTheMarkAndSendsDeliveredReceiptsToBothUsers) {
+  Link e1(stub_.get());
+  Link e2(stub_.get());
+  ASSERT_TRUE(e1.Hello("e1"));
+  ASSERT_TRUE(e2.Hello("e2"));
+  e1.Attach("a1", "alice");
+  e2.Attach("b1", "bob");
+  e1.SendOne(1, Req("alice", "bob", "one", "a1"));
+  e1.SendOne(2, Req("alice", "bob", "two", "a1"));
+  ASSERT_TRUE(e2.WaitUntil([](const Seen& s) { return s.deliveries.size() == 2; }, "both"));
+  EXPECT_EQ(Conversation("alice", "bob").delivered_seq(), 0) << "sending moves no mark";
+
+  e2.Reached("bob", 1, 2);
+  auto one_receipt = [](const Seen& s) { return !s.receipts.empty(); };
+  ASSERT_TRUE(e1.WaitUntil(one_receipt, "alice's receipt"));
+  ASSERT_TRUE(e2.WaitUntil(one_receipt, "bob's receipt"));
+  EXPECT_THAT(e1.Get().ReceiptList(), ElementsAre("bob:delivered=2@a1"));
+  EXPECT_THAT(e2.Get().ReceiptList(), ElementsAre("bob:delivered=2@b1"));
+  EXPECT_EQ(e1.Get().receipts[0].conversation(), store::ConversationId("alice", "bob"));
+  EXPECT_EQ(e1.Get().receipts[0].ts_ms(), kNow);
+  EXPECT_EQ(Conversation("alice", "bob").delivered_seq(), 2);
+  EXPECT_EQ(e2.Attach("b2", "bob").reached_useq(), 2);
+
+  // Reported out of order (the later range first): one receipt once the
+  // hole is filled.
+  e1.SendOne(3, Req("alice", "bob", "three", "a1"));
+  e1.SendOne(4, Req("alice", "bob", "four", "a1"));
+  e2.Reached("bob", 4, 4);
+  e2.Reached("bob", 3, 3);
+  ASSERT_TRUE(e1.WaitUntil([](const Seen& s) { return s.receipts.size() >= 2; }, "receipt 4"));
+  EXPECT_THAT(e1.Get().ReceiptList(), ElementsAre("bob:delivered=2@a1", "bob:delivered=4@a1"));
+  EXPECT_EQ(Conversation("alice", "bob").delivered_seq(), 4);
+  EXPECT_EQ(e2.Attach("b3", "bob").reached_useq(), 4);
+}
+
+TEST_F(MessageServiceTest, MarkReadSendsReadReceiptsToBothUsers) {
+  Link e1(stub_.get());
+  Link e2(stub_.get());
+  ASSERT_TRUE(e1.Hello("e1"));
+  ASSERT_TRUE(e2.Hello("e2"));
+  e1.Attach("a1", "alice");
+  e2.Attach("b1", "bob");
+  for (uint64_t i = 1; i <= 3; ++i) e1.SendOne(i, Req("alice", "bob", "m", "a1"));
+
+  // bob's edge asks on his behalf; reading counts as reached.
+  v1::EdgeQuery read;
+  read.set_seq(5);
+  read.mutable_read()->set_user("bob");
+  read.mutable_read()->set_with("alice");
+  read.mutable_read()->set_seq(2);
+  v1::EdgeQueryResult answer = e2.Query(read);
+  EXPECT_EQ(answer.code(), 0) << answer.error();
+  EXPECT_EQ(answer.read().read_seq(), 2);
+  EXPECT_EQ(answer.read().conversation(), store::ConversationId("alice", "bob"));
+  auto two = [](const Seen& s) { return s.receipts.size() >= 2; };
+  ASSERT_TRUE(e1.WaitUntil(two, "alice's receipts"));
+  ASSERT_TRUE(e2.WaitUntil(two, "bob's receipts"));
+  EXPECT_THAT(e1.Get().ReceiptList(), UnorderedElementsAre("bob:read=2@a1", "bob:delivered=2@a1"));
+  EXPECT_THAT(e2.Get().ReceiptList(), UnorderedElementsAre("bob:read=2@b1", "bob:delivered=2@b1"))
+      << "the reader's own connections get it too";
+
+  // The public RPC: beyond the last seq is the last; lower changes nothing.
+  v1::MarkReadRequest request;
+  request.set_user("bob");
+  request.set_with("alice");
+  request.set_seq(100);
+  v1::MarkReadResponse response;
+  grpc::Status status = stub_->MarkRead(Ctx().get(), request, &response);
+  ASSERT_TRUE(status.ok()) << Show(status);
+  EXPECT_EQ(response.read_seq(), 3);
+  ASSERT_TRUE(e1.WaitUntil([](const Seen& s) { return s.receipts.size() >= 4; }, "read 3"));
+  EXPECT_THAT(e1.Get().ReceiptList(),
+              ::testing::IsSupersetOf({"bob:read=3@a1", "bob:delivered=3@a1"}));
+  request.set_seq(1);
+  status = stub_->MarkRead(Ctx().get(), request, &response);
+  ASSERT_TRUE(status.ok()) << Show(status);
+  EXPECT_EQ(response.read_seq(), 3) << "marks only move forward";
+
+  v1::ConversationItem mine = Conversation("bob", "alice");
+  EXPECT_EQ(mine.read_seq(), 3);
+  EXPECT_EQ(mine.unread(), 0);
+  EXPECT_EQ(Conversation("alice", "bob").peer_read_seq(), 3);
+  // A marker through the same path proves no receipt followed the lower mark.
+  e1.SendOne(9, Req("alice", "bob", "four", "a1"));
+  e2.Reached("bob", 1, 4);  // the edge wrote all four to bob's socket
+  ASSERT_TRUE(e1.WaitUntil([](const Seen& s) { return s.receipts.size() >= 5; }, "delivered 4"));
+  EXPECT_EQ(e1.Get().receipts.size(), 5u);
+  EXPECT_EQ(Describe(e1.Get().receipts.back()), "bob:delivered=4@a1");
+}
+
+// KNOWN GAP, disabled until fixed: a read mark counts as reached (protocol
+// 6.1) for the conversation's delivered mark, but it does not move the
+// user's reached prefix mark. Messages read without ever being written to a
+// socket (read after `history`, or marked read through the unary MarkRead)
+// are then a hole that only a later `sync` fills: pushes after hello skip
+// read messages, so a client that never syncs leaves it forever, and every
+// later message that reaches the user moves no delivered mark.
+TEST_F(MessageServiceTest, DISABLED_ReadMessagesCountAsReachedForLaterDeliveredMarks) {
+  for (int i = 1; i <= 3; ++i) UnarySend(Req("alice", "bob", absl::StrCat("m", i)));
+  v1::MarkReadRequest read;
+  read.set_user("bob");
+  read.set_with("alice");
+  read.set_seq(3);
+  v1::MarkReadResponse response;
+  ASSERT_TRUE(stub_->MarkRead(Ctx().get(), read, &response).ok());
+  ASSERT_EQ(Conversation("alice", "bob").delivered_seq(), 3) << "reading counts as reached";
+
+  Link e1(stub_.get());
+  Link e2(stub_.get());
+  ASSERT_TRUE(e1.Hello("e1"));
+  ASSERT_TRUE(e2.Hello("e2"));
+  e1.Attach("a1", "alice");
+  e2.Attach("b1", "bob");
+  e1.SendOne(1, Req("alice", "bob", "m4", "a1"));
+  e2.Reached("bob", 4, 4);  // written live to bob's socket
+  ASSERT_TRUE(e1.WaitUntil([](const Seen& s) { return !s.receipts.empty(); }, "delivered 4"));
+  EXPECT_THAT(e1.Get().ReceiptList(), ElementsAre("bob:delivered=4@a1"));
+  EXPECT_EQ(Conversation("alice", "bob").delivered_seq(), 4);
+}
+
+TEST_F(MessageServiceTest, ALinkThatEndsDetachesItsConnections) {
+  Link e1(stub_.get());
+  ASSERT_TRUE(e1.Hello("e1"));
+  e1.Attach("a1", "alice");
+  {
+    Link e2(stub_.get());
+    ASSERT_TRUE(e2.Hello("e2"));
+    e2.Attach("b1", "bob");
+    e2.Attach("b2", "bob");
+    EXPECT_EQ(e1.SendOne(1, Req("alice", "bob", "while linked", "a1")).delivered(), 2);
+    e2.Close();
+    std::optional<grpc::Status> status = e2.WaitDone();
+    ASSERT_TRUE(status.has_value());
+    EXPECT_TRUE(status->ok()) << "a clean close ends the stream OK: " << Show(*status);
+  }
+  ASSERT_TRUE(WaitForConnections(1));
+  v1::EdgeSendResult after = e1.SendOne(2, Req("alice", "bob", "after the link", "a1"));
+  EXPECT_EQ(StatusName(after.status()), "SEND_OK");
+  EXPECT_EQ(after.delivered(), 0) << "bob's connections went with their link";
+
+  {  // A link that breaks.
+    Link e3(stub_.get());
+    ASSERT_TRUE(e3.Hello("e3"));
+    e3.Attach("c1", "carol");
+    ASSERT_TRUE(WaitForConnections(2));
+    e3.Cancel();
+    ASSERT_TRUE(e3.WaitDone().has_value());
+  }
+  ASSERT_TRUE(WaitForConnections(1));
+  EXPECT_EQ(e1.SendOne(3, Req("alice", "carol", "gone", "a1")).delivered(), 0);
+
+  // A connection that closes is detached by name.
+  Link e4(stub_.get());
+  ASSERT_TRUE(e4.Hello("e4"));
+  e4.Attach("d1", "dave");
+  e4.Attach("d2", "dave");
+  e4.Detach("d1");
+  ASSERT_TRUE(WaitForConnections(2));  // a1 and d2
+  EXPECT_EQ(e1.SendOne(4, Req("alice", "dave", "hi", "a1")).delivered(), 1);
+  ASSERT_TRUE(e4.WaitUntil([](const Seen& s) { return !s.deliveries.empty(); }, "dave's"));
+  EXPECT_THAT(Ids(e4.Get().deliveries[0].connection_ids()), ElementsAre("d2"));
+}
+
+TEST_F(MessageServiceTest, AnUnknownRecipientIsAskedOfConnectionService) {
+  Link e1(stub_.get());
+  ASSERT_TRUE(e1.Hello("e1"));
+  e1.Attach("a1", "alice");
+
+  v1::EdgeSendResult refused = e1.SendOne(1, Req("alice", "ghost", "boo", "a1"));
+  EXPECT_EQ(StatusName(refused.status()), "SEND_UNKNOWN_USER") << refused.error();
+  EXPECT_NE(refused.error(), "");
+  EXPECT_THAT(lookup_.asked(), ElementsAre("ghost"));
+  EXPECT_EQ(Sync("alice").messages_size(), 0) << "nothing stored";
+
+  // dave exists (he registered) but the store never saw him.
+  v1::EdgeSendResult stored = e1.SendOne(2, Req("alice", "dave", "hi dave", "a1"));
+  EXPECT_EQ(StatusName(stored.status()), "SEND_OK") << stored.error();
+  EXPECT_EQ(stored.delivered(), 0);
+  EXPECT_EQ(stored.useq(), 1);
+  EXPECT_THAT(lookup_.asked(), ElementsAre("ghost", "dave"));
+  EXPECT_EQ(StatusName(e1.SendOne(3, Req("alice", "dave", "again", "a1")).status()), "SEND_OK");
+  EXPECT_THAT(lookup_.asked(), ElementsAre("ghost", "dave")) << "the store knows dave now";
+  EXPECT_EQ(Sync("dave").messages_size(), 2);
+
+  // The lookup cannot answer: temporary, nothing stored.
+  lookup_.SetUnavailable(true);
+  v1::EdgeSendResult unknown = e1.SendOne(4, Req("alice", "carol", "hi", "a1"));
+  EXPECT_EQ(StatusName(unknown.status()), "SEND_UNAVAILABLE");
+  lookup_.SetUnavailable(false);
+  EXPECT_EQ(e1.SendOne(5, Req("alice", "carol", "hi", "a1")).useq(), 3)
+      << "alice's stream: the two to dave, then this one";
+}
+
+// KNOWN BUG, disabled until fixed: sends to a recipient the store has not
+// seen yet each ask connection-service, and each is queued again when its
+// own answer comes back, so two sends from one sender to a new user are
+// committed in the order the answers arrive, not the order they were sent.
+// The same happens without any reordering of answers when a later send
+// reaches the worker after the first commit made the recipient known but
+// before the earlier sends came back from their lookups.
+TEST_F(MessageServiceTest, DISABLED_SendsToANewRecipientKeepTheSendersOrder) {
+  Link e1(stub_.get());
+  ASSERT_TRUE(e1.Hello("e1"));
+  e1.Attach("a1", "alice");
+  lookup_.Defer();
+  e1.Send({{1, Req("alice", "dave", "first", "a1")}});
+  ASSERT_TRUE(lookup_.WaitForDeferred(1));
+  e1.Send({{2, Req("alice", "dave", "second", "a1")}});
+  ASSERT_TRUE(lookup_.WaitForDeferred(2));
+  lookup_.ReleaseInReverse();
+  EXPECT_EQ(e1.Result(1).conversation_seq(), 1);
+  EXPECT_EQ(e1.Result(2).conversation_seq(), 2);
+  std::vector<std::string> stored;
+  const v1::SyncResponse synced_dave = Sync("dave");
+  for (const auto& m : synced_dave.messages()) stored.push_back(m.message());
+  EXPECT_THAT(stored, ElementsAre("first", "second"));
+}
+
+TEST_F(MessageServiceTest, AStoreFailureIsUnavailableAndTheServiceRecovers) {
+  Link e1(stub_.get());
+  Link e2(stub_.get());
+  ASSERT_TRUE(e1.Hello("e1"));
+  ASSERT_TRUE(e2.Hello("e2"));
+  e1.Attach("a1", "alice");
+  e2.Attach("b1", "bob");
+  EXPECT_EQ(e1.SendOne(1, Req("alice", "bob", "before", "a1")).useq(), 1);
+
+  store_->Break();
+  v1::EdgeSendResult failed = e1.SendOne(2, Req("alice", "bob", "lost", "a1"));
+  EXPECT_EQ(StatusName(failed.status()), "SEND_UNAVAILABLE") << "the commit failed";
+  EXPECT_NE(failed.error(), "");
+  v1::EdgeSendResult unchecked = e1.SendOne(3, Req("alice", "dave", "lost", "a1"));
+  EXPECT_EQ(StatusName(unchecked.status()), "SEND_UNAVAILABLE")
+      << "whether dave is known could not be read";
+  grpc::Status status;
+  UnarySend(Req("system", "bob", "lost"), &status);
+  EXPECT_EQ(status.error_code(), grpc::UNAVAILABLE) << Show(status);
+  Sync("bob", 0, &status);
+  EXPECT_EQ(status.error_code(), grpc::UNAVAILABLE) << Show(status);
+  v1::EdgeQuery sync;
+  sync.set_seq(1);
+  sync.mutable_sync()->set_user("bob");
+  EXPECT_EQ(e1.Query(sync).code(), static_cast<int>(grpc::UNAVAILABLE));
+  v1::Attached attach = e2.Attach("c1", "carol");
+  EXPECT_NE(attach.error(), "") << "the edge retries the attach";
+
+  store_->Repair();
+  v1::EdgeSendResult after = e1.SendOne(4, Req("alice", "bob", "after", "a1"));
+  EXPECT_EQ(StatusName(after.status()), "SEND_OK") << after.error();
+  EXPECT_EQ(after.useq(), 2) << "the failed sends kept nothing";
+  EXPECT_EQ(after.conversation_seq(), 2);
+  EXPECT_EQ(after.delivered(), 1);
+  ASSERT_TRUE(e2.WaitUntil([](const Seen& s) { return s.deliveries.size() >= 2; }, "after"));
+  EXPECT_THAT(e2.Get().Messages(), ElementsAre("before", "after"));
+  std::vector<std::string> stored;
+  const v1::SyncResponse synced_bob = Sync("bob");
+  for (const auto& m : synced_bob.messages()) stored.push_back(m.message());
+  EXPECT_THAT(stored, ElementsAre("before", "after"));
+}
+
+TEST_F(MessageServiceTest, PublicReadsAnswerFromTheStore) {
+  for (int i = 1; i <= 3; ++i) UnarySend(Req("alice", "bob", absl::StrCat("m", i)));
+  UnarySend(Req("system", "carol", "welcome"));  // carol exists, bob never wrote to her
+
+  v1::SyncResponse all = Sync("bob");
+  ASSERT_EQ(all.messages_size(), 3);
+  EXPECT_EQ(all.messages(2).useq(), 3);
+  EXPECT_EQ(all.useq(), 3);
+  EXPECT_FALSE(all.more());
+  EXPECT_FALSE(all.reset());
+  v1::SyncRequest page;
+  page.set_user("bob");
+  page.set_since(1);
+  page.set_limit(1);
+  v1::SyncResponse one;
+  ASSERT_TRUE(stub_->Sync(Ctx().get(), page, &one).ok());
+  ASSERT_EQ(one.messages_size(), 1);
+  EXPECT_EQ(one.messages(0).useq(), 2);
+  EXPECT_TRUE(one.more());
+  page.set_epoch("another epoch");
+  ASSERT_TRUE(stub_->Sync(Ctx().get(), page, &one).ok());
+  EXPECT_TRUE(one.reset()) << "a different epoch starts from 0";
+  EXPECT_EQ(one.messages(0).useq(), 1);
+  EXPECT_TRUE(Sync("bob", 99).reset()) << "since beyond the last useq";
+
+  v1::HistoryRequest history;
+  history.set_user("bob");
+  history.set_with("alice");
+  v1::HistoryResponse h;
+  ASSERT_TRUE(stub_->History(Ctx().get(), history, &h).ok());
+  EXPECT_EQ(h.with(), "alice");
+  EXPECT_EQ(h.conversation(), store::ConversationId("alice", "bob"));
+  ASSERT_EQ(h.messages_size(), 3);
+  EXPECT_EQ(h.messages(0).seq(), 1);
+  EXPECT_EQ(h.messages(2).message(), "m3");
+  EXPECT_FALSE(h.more());
+  history.set_before(3);
+  history.set_limit(1);
+  ASSERT_TRUE(stub_->History(Ctx().get(), history, &h).ok());
+  ASSERT_EQ(h.messages_size(), 1);
+  EXPECT_EQ(h.messages(0).seq(), 2);
+  EXPECT_TRUE(h.more());
+  history.set_with("carol");
+  history.clear_before();
+  ASSERT_TRUE(stub_->History(Ctx().get(), history, &h).ok());
+  EXPECT_EQ(h.messages_size(), 0) << "a user bob never wrote to: an empty list";
+
+  v1::ConversationItem item = Conversation("bob", "alice");
+  EXPECT_EQ(item.unread(), 3);
+  EXPECT_EQ(item.last().message(), "m3");
+  EXPECT_EQ(item.last().useq(), 3);
+
+  v1::MarkReadRequest read;
+  read.set_user("bob");
+  read.set_with("alice");
+  read.set_seq(2);
+  v1::MarkReadResponse r;
+  ASSERT_TRUE(stub_->MarkRead(Ctx().get(), read, &r).ok());
+  EXPECT_EQ(r.read_seq(), 2);
+  EXPECT_EQ(Conversation("bob", "alice").unread(), 1);
+}
+
+TEST_F(MessageServiceTest, PublicReadsRefuseBadInputAndUnknownPeers) {
+  UnarySend(Req("alice", "bob", "hi"));
+  auto code = [](const grpc::Status& s) { return s.error_code(); };
+  v1::SyncResponse sync_response;
+  v1::HistoryResponse history_response;
+  v1::ConversationsResponse conversations_response;
+  v1::MarkReadResponse read_response;
+
+  v1::SyncRequest sync;
+  EXPECT_EQ(code(stub_->Sync(Ctx().get(), sync, &sync_response)), grpc::INVALID_ARGUMENT)
+      << "no user";
+  sync.set_user("bob");
+  sync.set_since(-1);
+  EXPECT_EQ(code(stub_->Sync(Ctx().get(), sync, &sync_response)), grpc::INVALID_ARGUMENT);
+  sync.set_since(0);
+  sync.set_limit(-1);
+  EXPECT_EQ(code(stub_->Sync(Ctx().get(), sync, &sync_response)), grpc::INVALID_ARGUMENT);
+
+  v1::HistoryRequest history;
+  history.set_user("bob");
+  EXPECT_EQ(code(stub_->History(Ctx().get(), history, &history_response)), grpc::INVALID_ARGUMENT)
+      << "no with";
+  history.set_with("alice");
+  history.set_before(-1);
+  EXPECT_EQ(code(stub_->History(Ctx().get(), history, &history_response)), grpc::INVALID_ARGUMENT);
+  history.set_before(0);
+  history.set_limit(-5);
+  EXPECT_EQ(code(stub_->History(Ctx().get(), history, &history_response)), grpc::INVALID_ARGUMENT);
+  history.set_limit(0);
+  history.set_with("ghost");
+  EXPECT_EQ(code(stub_->History(Ctx().get(), history, &history_response)), grpc::NOT_FOUND);
+
+  v1::ConversationsRequest conversations;
+  EXPECT_EQ(code(stub_->Conversations(Ctx().get(), conversations, &conversations_response)),
+            grpc::INVALID_ARGUMENT);
+  conversations.set_user("bob");
+  conversations.set_limit(-1);
+  EXPECT_EQ(code(stub_->Conversations(Ctx().get(), conversations, &conversations_response)),
+            grpc::INVALID_ARGUMENT);
+
+  v1::MarkReadRequest read;
+  read.set_user("bob");
+  read.set_with("alice");
+  read.set_seq(-1);
+  EXPECT_EQ(code(stub_->MarkRead(Ctx().get(), read, &read_response)), grpc::INVALID_ARGUMENT);
+  read.set_seq(1);
+  read.set_with(" alice");
+  EXPECT_EQ(code(stub_->MarkRead(Ctx().get(), read, &read_response)), grpc::INVALID_ARGUMENT);
+  read.set_with("ghost");
+  EXPECT_EQ(code(stub_->MarkRead(Ctx().get(), read, &read_response)), grpc::NOT_FOUND);
+
+  // The same answers through an edge's link, as codes.
+  Link e1(stub_.get());
+  ASSERT_TRUE(e1.Hello("e1"));
+  v1::EdgeQuery query;
+  query.set_seq(1);
+  query.mutable_history()->set_user("bob");
+  query.mutable_history()->set_with("ghost");
+  EXPECT_EQ(e1.Query(query).code(), static_cast<int>(grpc::NOT_FOUND));
+  query.set_seq(2);
+  query.mutable_history()->set_with("alice");
+  query.mutable_history()->set_before(-1);
+  EXPECT_EQ(e1.Query(query).code(), static_cast<int>(grpc::INVALID_ARGUMENT));
+
+  store_->Break();
+  sync.set_limit(0);
+  EXPECT_EQ(code(stub_->Sync(Ctx().get(), sync, &sync_response)), grpc::UNAVAILABLE);
+  history.set_with("alice");
+  EXPECT_EQ(code(stub_->History(Ctx().get(), history, &history_response)), grpc::UNAVAILABLE);
+  conversations.set_limit(0);
+  EXPECT_EQ(code(stub_->Conversations(Ctx().get(), conversations, &conversations_response)),
+            grpc::UNAVAILABLE);
+  read.set_with("alice");
+  EXPECT_EQ(code(stub_->MarkRead(Ctx().get(), read, &read_response)), grpc::UNAVAILABLE);
+  store_->Repair();
+  EXPECT_EQ(code(stub_->Sync(Ctx().get(), sync, &sync_response)), grpc::OK);
 }
 
 }  // namespace
