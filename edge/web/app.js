@@ -365,9 +365,20 @@ function addStored(o) {
   const c = contact(peer);
   learnConversation(c, o.conversation);
   const m = fromServer(o);
+  if (renumbered(c, m)) return null;
   const where = insertMessage(c.messages, m);
   if (where === 'dup') return null;
   return { c, m, where };
+}
+
+// A stored message whose seq the page already holds under another id: the server's store was
+// replaced (a restore, a new database) while this connection stayed up, and nothing else tells
+// a connected page so. Its next `sync`, with the old epoch, answers reset and the page rebuilds.
+function renumbered(c, m) {
+  if (m.seq === undefined || !m.id) return false;
+  if (!c.messages.some((x) => x !== m && x.seq === m.seq && x.id && x.id !== m.id)) return false;
+  syncSoon();
+  return true;
 }
 
 // Puts a message that was just added to `c` on the page, if `c` is the open conversation.
@@ -1095,6 +1106,10 @@ function onSent(m, reply) {
   const seq = seqOf(reply.seq);
   if (seq !== null) m.seq = seq;
   seeUseq(reply.useq);
+  if (renumbered(c, m)) {
+    updateMessage(m);
+    return;
+  }
   // A sync may have brought the stored copy before this reply: keep one.
   const twin = c.messages.findIndex((x) => x !== m && sameMessage(x, m));
   if (twin >= 0) c.messages.splice(twin, 1);

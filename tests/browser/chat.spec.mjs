@@ -752,6 +752,59 @@ async function durableChecks(browser, alice, whileAway, { cs, ms, edge }) {
   return edge;
 }
 
+// message-service comes back on another database (as after a restore) while alice's page stays
+// connected: the first message from the new store makes the page sync with its old epoch, get
+// reset, and rebuild from what the new store holds. Returns the new message-service.
+async function storeReplacedChecks(browser, alice, cs, ms) {
+  const port = ms.port;
+  await stopProcess(ms);
+  const binary = path.join(buildDir, 'message-service', 'message-service');
+  const args = serviceArgs(binary, 'messages-restored.db');
+  const replaced = await startProcess('message-service', binary, [
+    `--listen=127.0.0.1:${port}`,
+    `--connection_service=127.0.0.1:${cs.port}`,
+    ...args,
+  ]);
+  await waitEdgeReady(edgePortOf(baseUrl), 'the edge is ready with message-service on a new store');
+  const text = 'Written after the restore';
+  const sent = await sendRaw(browser, 'bob', 'alice', [text]);
+  check(
+    sent.results[0] === 'sent',
+    'bob writes to alice through the new store',
+    'a sent reply',
+    JSON.stringify(sent),
+  );
+  await waitUntil(
+    alice,
+    "alice's page notices the new store and rebuilds: bob's conversation holds only the new message",
+    `bob's preview ${JSON.stringify(text)}, an unread badge "1", and no earlier message kept`,
+    (t) => {
+      const row = document.querySelector('.contact[data-name="bob"]');
+      const bob = window.chatDebug.state.contacts.get('bob');
+      return (
+        row?.querySelector('.contact-preview')?.textContent === t &&
+        row.querySelector('.badge')?.textContent === '1' &&
+        bob.messages.every((m) => m.text === t)
+      );
+    },
+    text,
+  );
+  await openConversation(alice, 'bob');
+  await waitReceived(alice, 'bob', text, 'the conversation shows the message from the new store');
+  const shown = await shownTexts(alice);
+  check(
+    shown.length === 1 && shown[0] === text,
+    'and nothing from the replaced store',
+    `only ${JSON.stringify(text)}`,
+    JSON.stringify(shown),
+  );
+  return replaced;
+}
+
+function edgePortOf(url) {
+  return Number(new URL(url).port);
+}
+
 // ---------------------------------------------------------------------------------------------
 // The scenario.
 
@@ -1282,6 +1335,8 @@ async function main() {
     );
     await alice.screenshot({ path: path.join(screenshots, 'phone-contacts.png') });
     ok(`phone-width screenshots in ${screenshots}`);
+
+    ms = await storeReplacedChecks(browser, alice, cs, ms);
 
     const jwtStarted = Date.now();
     await jwtChecks(browser, cs, ms);
