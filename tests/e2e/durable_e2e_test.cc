@@ -424,7 +424,9 @@ TEST_P(DurableTest, OfflineRecipientGetsMessagesPushedAfterHello) {
     auto frame = p->Next();
     ASSERT_TRUE(frame.ok()) << frame.status();
     EXPECT_EQ(Str(*frame, "id"), Str(live, "id"))
-        << "expected only the live message, got " << Dump(*frame);
+        << p->user() << "'s " << (p == bob.get() ? "first" : "second")
+        << " connection: expected only the live message, got " << Dump(*frame)
+        << " (a message pushed after hello that had already reached bob's first connection)";
   }
 }
 
