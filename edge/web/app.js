@@ -32,6 +32,7 @@ const SEND_RETRY_DELAYS_MS = [1000, 2000];
 // Servers keep idempotency keys for 24 hours; older unconfirmed messages are not resent alone.
 const KEY_TRUST_MS = 23 * 3600 * 1000;
 const LOAD_OLDER_WITHIN_PX = 60;
+const HISTORY_RETRIES = 5;
 // New users only show up in `users`, so it is asked again this often.
 const CONTACTS_REFRESH_MS = 10000;
 const MAX_WATCH = 1000;
@@ -99,6 +100,7 @@ const state = {
   syncAgain: false,
   gapTimer: null,
   conversationsTimer: null,
+  catchUpTimer: null,
 };
 
 // What the message rendering needs from the page.
@@ -125,6 +127,7 @@ function conversationMarks() {
     baseSeq: 0, // ...which had this seq
     last: null, // that last message, for the preview before the history is loaded
     historyLoaded: false,
+    historyFailures: 0,
     loadingHistory: null,
     loadingOlder: false,
     more: true,
@@ -600,12 +603,13 @@ function seeUseq(useq) {
 // position held, it catches up from there; without one (a new device, a reset), the page does
 // not replay the user's whole stream: it starts from the list's newest message, and each
 // conversation's history is fetched with `history` when it is opened.
-async function catchUp(client) {
+async function catchUp(client, attempt = 0) {
+  clearTimeout(state.catchUpTimer);
   try {
     if (state.stream.held !== null) {
       const synced = syncSoon();
       await loadConversations(client);
-      await synced;
+      if (!(await synced)) throw new ChatError('unavailable', 'sync failed', true);
     } else {
       const probe = client.request({ action: 'sync', since: 0, limit: 1 });
       probe.catch(() => {}); // awaited below, unless the list fails first
@@ -618,18 +622,22 @@ async function catchUp(client) {
           state.helloEpoch ?? (typeof reply.epoch === 'string' ? reply.epoch : null);
         saveStream();
       }
-      await syncSoon();
+      if (!(await syncSoon())) throw new ChatError('unavailable', 'sync failed', true);
     }
     const active = state.active && state.contacts.get(state.active);
     // Its history may have failed to load while the connection was down.
     if (active && !active.historyLoaded) loadNewest(active);
     else if (active && shownAndVisible(active)) markRead(active);
   } catch {
-    // A dropped connection catches up again after its next hello.
+    // The store may be down while the edge is up (hello then has no epoch): try again while
+    // this connection lasts. A dropped connection catches up after its next hello.
+    if (client !== state.client || !client.isOpen()) return;
+    state.catchUpTimer = setTimeout(() => catchUp(client, attempt + 1), backoffDelay(attempt + 1));
   }
 }
 
 // One sync at a time; a request for another while one runs makes it go round once more.
+// Resolves to whether it caught up.
 function syncSoon() {
   if (state.syncing) {
     state.syncAgain = true;
@@ -643,14 +651,13 @@ function syncSoon() {
       if (await syncPages(client)) {
         // reset: the store was replaced; what the page held is gone and was rebuilt.
         resets += 1;
-        if (resets > 2) break;
+        if (resets > 2) return false;
         state.syncAgain = true;
       }
     } while (state.syncAgain && client === state.client && client.isOpen());
+    return true;
   })()
-    .catch(() => {
-      // Retried after the next hello or gap.
-    })
+    .catch(() => false) // retried by catchUp, or after the next hello or gap
     .finally(() => {
       state.syncing = null;
     });
@@ -746,9 +753,17 @@ function loadNewest(c) {
     // `more` describes what lies before this page; older pages already held keep theirs.
     if (heldLow === null || pageLow === null || heldLow >= pageLow) c.more = reply.more === true;
     c.historyLoaded = true;
+    c.historyFailures = 0;
   })()
     .catch(() => {
-      // Loaded again when the conversation is next opened.
+      // Tried again while the conversation stays open (and when it is opened again).
+      c.historyFailures += 1;
+      if (c.historyFailures <= HISTORY_RETRIES) {
+        setTimeout(() => {
+          if (c.name === state.active && !c.historyLoaded && state.client === client)
+            loadNewest(c);
+        }, backoffDelay(c.historyFailures));
+      }
     })
     .finally(() => {
       c.loadingHistory = null;
@@ -839,8 +854,10 @@ function openConversation(name) {
   markRead(c);
   saveTabSoon();
   ui.input.focus();
-  if (state.v2 && !c.historyLoaded) loadNewest(c);
-  else fillViewport(c);
+  if (state.v2 && !c.historyLoaded) {
+    c.historyFailures = 0;
+    loadNewest(c);
+  } else fillViewport(c);
 }
 
 function closeConversation() {
@@ -888,11 +905,13 @@ function renderMessages(keep = false) {
   }
   if (c.messages.length === 0) {
     const loading = state.v2 && !c.historyLoaded && state.client?.isOpen();
+    let text = `No messages with ${c.name} yet. Say hello!`;
+    if (loading)
+      text = c.historyFailures
+        ? 'The messages could not be loaded yet. Trying again…'
+        : 'Loading messages…';
     nodes.push(
-      el('li', {
-        className: loading ? 'empty-conversation loading' : 'empty-conversation',
-        text: loading ? 'Loading messages…' : `No messages with ${c.name} yet. Say hello!`,
-      }),
+      el('li', { className: loading ? 'empty-conversation loading' : 'empty-conversation', text }),
     );
   }
   ui.messages.replaceChildren(...nodes);
@@ -1253,6 +1272,7 @@ function startSession(signin) {
   client.addEventListener('disconnected', (event) => {
     clearInterval(state.refreshTimer);
     clearTimeout(state.gapTimer);
+    clearTimeout(state.catchUpTimer);
     state.gapTimer = null;
     if (!event.detail.opened && !client.everOpened) {
       state.failedOpens += 1;
@@ -1307,6 +1327,7 @@ ui.connRetry.addEventListener('click', () => {
 
 function stopSession() {
   clearInterval(state.refreshTimer);
+  clearTimeout(state.catchUpTimer);
   clearInterval(state.countdownTimer);
   state.client?.stop();
   state.client = null;

@@ -758,6 +758,8 @@ async function durableChecks(browser, alice, whileAway, { cs, ms, edge }) {
 async function storeReplacedChecks(browser, alice, cs, ms) {
   const port = ms.port;
   await stopProcess(ms);
+  // dave signs in while there is no store to read: his page catches up once there is one.
+  const dave = await openAs(browser, 'dave');
   const binary = path.join(buildDir, 'message-service', 'message-service');
   const args = serviceArgs(binary, 'messages-restored.db');
   const replaced = await startProcess('message-service', binary, [
@@ -766,6 +768,15 @@ async function storeReplacedChecks(browser, alice, cs, ms) {
     ...args,
   ]);
   await waitEdgeReady(edgePortOf(baseUrl), 'the edge is ready with message-service on a new store');
+  await waitUntil(
+    dave,
+    'a page that signed in while the store was down catches up once it is back',
+    'a stream position and an epoch from its first successful sync',
+    () => window.chatDebug.state.stream.held !== null && !!window.chatDebug.state.stream.epoch,
+    undefined,
+    RECONNECT_TIMEOUT_MS,
+  );
+  await dave.context().close();
   const text = 'Written after the restore';
   const sent = await sendRaw(browser, 'bob', 'alice', [text]);
   check(
