@@ -1293,6 +1293,15 @@ async function main() {
     await alice.locator('#messages .message[data-state="failed"] .retry-button').last().click();
     await waitOwnMessage(alice, downText, ['sent'], 'Retry sends the failed message');
     await waitReceived(bob, 'alice', downText, 'bob receives the retried message');
+    const bobSees = await shownTexts(bob);
+    check(
+      bobSees.filter((t) => t === downText).length === 1,
+      'the retries (same idempotency key) stored it once',
+      `${JSON.stringify(downText)} once in bob's conversation`,
+      JSON.stringify(bobSees),
+    );
+    // bob has the conversation open and visible: what arrives is read at once.
+    await waitOwnTick(alice, downText, 'read', 'bob reads it as it arrives: alice sees read');
 
     // bob leaves: his dot turns grey for alice, through a presence event (the restored watch).
     await bob.context().close();
