@@ -1,5 +1,5 @@
-// How one conversation's messages look: bubbles, day dividers, per-message state, and the
-// words for what went wrong. Message text only ever goes in through textContent.
+// How one conversation's messages look: bubbles, day dividers, sending / sent / delivered / read
+// ticks, and the words for what went wrong. Message text only ever goes in through textContent.
 
 import { el, formatTime, formatDay, dayKey } from './dom.js';
 
