@@ -466,6 +466,18 @@ TYPED_TEST(MessageStoreTest, EngineFailureIsUnavailableThenRecovers) {
   EXPECT_THAT(this->SyncAll("carol"), IsEmpty());
 }
 
+TYPED_TEST(MessageStoreTest, EngineRestartBetweenCallsGoesUnnoticed) {
+  this->Send("alice", "bob", "before");
+  ASSERT_OK(this->engine_.Break());
+  ASSERT_OK(this->engine_.Repair());
+  // PostgreSQL: the old connection is dead; the call reconnects before
+  // sending anything, so it need not fail.
+  Committed after = this->Send("alice", "bob", "after");
+  EXPECT_EQ(after.for_sender.seq, 2);
+  ASSIGN_OK(bool known, this->store_->HasUser("bob"));
+  EXPECT_TRUE(known);
+}
+
 TYPED_TEST(MessageStoreTest, FailedBatchStoresNothing) {
   this->Send("alice", "bob", "first");
   NewMessage twin = this->Msg("carol", "alice", "twin");
