@@ -6,7 +6,7 @@ Ctrl-C (SIGINT to the script's whole process group, as a terminal sends it)
 stops everything cleanly: the script exits 0 and no process it started is
 left.
 
-up.sh's ports are fixed (8080, 50051, 50052): ctest gives this test a
+up.sh's ports are fixed (8080, 50051, 50052; metrics 9101, 9102): ctest gives this test a
 RESOURCE_LOCK so that no other test holding that lock runs meanwhile, and a
 run fails at once if something else holds one of them.
 
@@ -30,6 +30,8 @@ BUILD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT,
 RUNS = int(sys.argv[2]) if len(sys.argv) > 2 else 20
 PORTS = {"edge": 8080, "connection-service": 50051, "message-service": 50052}
 SERVICES = set(PORTS)
+# Every fixed port up.sh's services bind: the three above and the gRPC services' metrics.
+FIXED_PORTS = dict(PORTS, **{"connection-service metrics": 9101, "message-service metrics": 9102})
 URL = "http://127.0.0.1:8080/"
 START_DEADLINE_S = 60  # up.sh waits up to 30 s per service itself
 STAY_UP_S = 3  # the original bug stopped everything within a second of the URL line
@@ -158,7 +160,7 @@ def eventually(check, what, deadline_s=15):
 
 
 def one_run(run, data_dir):
-    for name, port in PORTS.items():
+    for name, port in FIXED_PORTS.items():
         if not port_free(port):
             raise Failure(f"port {port} ({name}) is in use by something else: "
                           "up.sh cannot start; stop it and run again")
@@ -205,7 +207,7 @@ def one_run(run, data_dir):
         left = group_members(proc.pid)  # the services and up.sh's helpers
         if left:
             raise Failure(f"processes left after up.sh exited: {sorted(set(left))}")
-        for name, port in PORTS.items():
+        for name, port in FIXED_PORTS.items():
             if not port_free(port):
                 raise Failure(f"port {port} ({name}) still in use after up.sh exited")
     except Failure:
