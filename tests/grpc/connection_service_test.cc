@@ -136,7 +136,8 @@ class ConnectionServiceTest : public ::testing::Test {
 
   chat::testing::FakeClock clock_{1764050000000};
   Registry registry_{std::make_unique<MemoryStore>(), &clock_, kLeaseMs};
-  ConnectionServiceImpl service_{&registry_, "cs-test"};
+  NameClaims claims_{std::make_unique<MemoryNameOwners>(), &clock_};
+  ConnectionServiceImpl service_{&registry_, "cs-test", {}, &claims_};
   chat::testing::InProcessServer server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::ConnectionService::Stub> stub_;
@@ -169,6 +170,27 @@ TEST_F(ConnectionServiceTest, RegisterThenGetUserShowsTheConnection) {
   status = stub_->GetUser(Ctx().get(), request, &alice);
   ASSERT_TRUE(status.ok()) << Show(status);
   EXPECT_FALSE(alice.online()) << "alice has no live connection any more";
+}
+
+TEST_F(ConnectionServiceTest, ClaimNameGrantsANameToItsFirstSubjectOnly) {
+  auto claim = [&](const std::string& name, const std::string& subject, bool* granted) {
+    v1::ClaimNameRequest request;
+    request.set_name(name);
+    request.set_subject(subject);
+    v1::ClaimNameResponse response;
+    grpc::Status status = stub_->ClaimName(Ctx().get(), request, &response);
+    *granted = response.granted();
+    return status;
+  };
+  bool granted = false;
+  ASSERT_TRUE(claim("Alice", "sub-a", &granted).ok());
+  EXPECT_TRUE(granted);
+  ASSERT_TRUE(claim("Alice", "sub-a", &granted).ok());
+  EXPECT_TRUE(granted) << "the owner may claim it again (every connection does)";
+  ASSERT_TRUE(claim("Alice", "sub-m", &granted).ok());
+  EXPECT_FALSE(granted) << "another subject presenting Alice";
+  EXPECT_EQ(claim(" Alice", "sub-m", &granted).error_code(), grpc::INVALID_ARGUMENT);
+  EXPECT_EQ(claim("Bob", "", &granted).error_code(), grpc::INVALID_ARGUMENT);
 }
 
 TEST_F(ConnectionServiceTest, ErrorsUseCanonicalCodes) {
