@@ -10,6 +10,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <regex>
+#include <set>
 
 #include "absl/strings/str_split.h"
 #include "boost/asio/ip/tcp.hpp"
@@ -283,6 +286,44 @@ TEST_F(MetricsTest, APrometheusServerScrapesAllThreeAndSeesSends) {
       << query("sum(chat_edge_sends_total{result=\"ok\"})");
   EXPECT_GT(query("sum(chat_edge_delivery_latency_seconds_count)"), 0);
   EXPECT_GT(query("sum(grpc_server_handled_total{job=\"connection-service\"})"), 0);
+
+  // Every query of the shipped Grafana dashboard is valid PromQL for this
+  // server, and every metric it names is exported by one of the three.
+  std::ifstream dashboard_file(SourceDir() + "/docs/grafana/chat-dashboard.json");
+  ASSERT_TRUE(dashboard_file.good());
+  const std::string dashboard_text((std::istreambuf_iterator<char>(dashboard_file)),
+                                   std::istreambuf_iterator<char>());
+  const boost::json::value dashboard_json = boost::json::parse(dashboard_text);
+  const auto& dashboard = dashboard_json.as_object();
+  std::set<std::string> exported;
+  {
+    auto names = HttpGet(port, "/api/v1/label/__name__/values", {}, 2s);
+    ASSERT_TRUE(names.ok() && names->status == 200);
+    const boost::json::value parsed = boost::json::parse(names->body);
+    for (const auto& n : parsed.at("data").as_array()) {
+      exported.insert(std::string(n.as_string()));
+    }
+  }
+  int queries = 0;
+  for (const auto& panel : dashboard.at("panels").as_array()) {
+    const auto* targets = panel.as_object().if_contains("targets");
+    if (targets == nullptr) continue;
+    for (const auto& target : targets->as_array()) {
+      const std::string expr(target.as_object().at("expr").as_string());
+      ++queries;
+      auto r = HttpGet(port, "/api/v1/query?query=" + UrlEncode(expr), {}, 2s);
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_EQ(r->status, 200) << expr << ": " << r->body;
+      // Metric names: the identifiers that end in _total, _seconds_bucket,
+      // or start with chat_ (label names and functions never do).
+      static const std::regex kMetric(R"((chat_[a-z_]+|grpc_(server|client)_[a-z_]+))");
+      for (std::sregex_iterator it(expr.begin(), expr.end(), kMetric), end; it != end; ++it) {
+        EXPECT_TRUE(exported.count(it->str()) > 0)
+            << it->str() << " (in the dashboard) is not exported by any service";
+      }
+    }
+  }
+  EXPECT_GE(queries, 20);
 
   server.Signal(SIGTERM);
   EXPECT_TRUE(server.Wait(10s).ok());
