@@ -19,7 +19,8 @@ namespace chat::testing {
 namespace {
 
 constexpr char kBin[] = "/usr/lib/postgresql/15/bin";
-constexpr char kTemplate[] = "/tmp/chat-test-pg15-template";
+// Per user: root's template belongs to "postgres", anyone else's to them.
+std::string TemplateDir() { return absl::StrCat("/tmp/chat-test-pg15-template-", geteuid()); }
 
 // Commands run as "postgres" when we are root (initdb refuses root).
 std::string AsServerUser(const std::string& command) {
@@ -45,14 +46,15 @@ absl::Status GiveToServerUser(const std::string& path) {
 
 // initdb once per machine; concurrent test processes wait on the lock.
 absl::Status EnsureTemplate() {
-  const std::string lock_path = absl::StrCat(kTemplate, ".lock");
+  const std::string dir = TemplateDir();
+  const std::string lock_path = absl::StrCat(dir, ".lock");
   const int lock = open(lock_path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0666);
   if (lock < 0 || flock(lock, LOCK_EX) != 0) {
     return absl::InternalError(absl::StrCat("cannot lock ", lock_path));
   }
   absl::Status status;
-  if (!std::filesystem::exists(absl::StrCat(kTemplate, "/PG_VERSION"))) {
-    const std::string building = absl::StrCat(kTemplate, ".building");
+  if (!std::filesystem::exists(absl::StrCat(dir, "/PG_VERSION"))) {
+    const std::string building = absl::StrCat(dir, ".building");
     std::filesystem::remove_all(building);
     std::filesystem::create_directory(building);
     chmod(building.c_str(), 0700);
@@ -61,7 +63,7 @@ absl::Status EnsureTemplate() {
       status = Shell(AsServerUser(absl::StrCat(kBin, "/initdb -N -A trust -U chat -E UTF8 -D ",
                                                building, " > ", building, ".log 2>&1")));
     }
-    if (status.ok()) std::filesystem::rename(building, kTemplate);
+    if (status.ok()) std::filesystem::rename(building, dir);
   }
   close(lock);
   return status;
@@ -94,7 +96,8 @@ absl::StatusOr<std::unique_ptr<PostgresServer>> PostgresServer::Start(Options op
   if (mkdtemp(dir) == nullptr) return absl::InternalError("mkdtemp failed");
   std::unique_ptr<PostgresServer> server(new PostgresServer(dir, options));
   if (absl::Status s = GiveToServerUser(dir); !s.ok()) return s;
-  if (absl::Status s = Shell(AsServerUser(absl::StrCat("cp -a ", kTemplate, " ", dir, "/data")));
+  if (absl::Status s =
+          Shell(AsServerUser(absl::StrCat("cp -a ", TemplateDir(), " ", dir, "/data")));
       !s.ok()) {
     return s;
   }

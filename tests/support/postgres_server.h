@@ -13,7 +13,7 @@ namespace chat::testing {
 // directory (data, socket, log) and a free port on 127.0.0.1, user "chat"
 // with trust authentication. Run as root (CI) it runs as the "postgres"
 // user. The cluster is copied from a template made once by initdb (under
-// a lock, in /tmp), which takes a second or two off every start.
+// a lock, in /tmp per user), which takes a second or two off every start.
 class PostgresServer {
  public:
   struct Options {
