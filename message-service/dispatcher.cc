@@ -196,22 +196,54 @@ void Dispatcher::Reached(const std::string& user, int64_t from, int64_t to) {
   dirty_.insert(user);
 }
 
+void Dispatcher::NoteRead(const std::string& user) {
+  dirty_.insert(user);
+  read_.insert(user);
+}
+
+void Dispatcher::Advance(UserState* state) {
+  auto& above = state->above;
+  while (!above.empty() && above.begin()->first <= state->mark + 1) {
+    state->mark = std::max(state->mark, above.begin()->second);
+    above.erase(above.begin());
+  }
+}
+
+void Dispatcher::FillReadHoles(const std::string& user, UserState* state,
+                               store::MessageStore* store) {
+  absl::StatusOr<store::SyncPage> first = store->Unread(user, state->mark, 1, 1 << 20);
+  if (!first.ok()) return;
+  int64_t upto;
+  if (first->messages.empty()) {
+    absl::StatusOr<store::UserMarks> marks = store->Marks(user);
+    if (!marks.ok()) return;
+    upto = marks->last_useq;
+  } else {
+    upto = first->messages.front().useq - 1;
+  }
+  if (upto > state->mark) {
+    Reached(user, state->mark + 1, upto);
+    Advance(state);
+  }
+}
+
 void Dispatcher::FlushMarks(store::MessageStore* store) {
   if (dirty_.empty()) return;
   std::vector<std::string> users(dirty_.begin(), dirty_.end());
   dirty_.clear();
+  absl::flat_hash_set<std::string> read;
+  read.swap(read_);
   std::vector<store::MarkChange> changes;
   for (const std::string& user : users) {
     UserState* state = LoadMarks(user, store);
     if (state == nullptr) {
       dirty_.insert(user);  // the store is away: try again after the next batch
+      if (read.contains(user)) read_.insert(user);
       continue;
     }
-    auto& above = state->above;
-    while (!above.empty() && above.begin()->first <= state->mark + 1) {
-      state->mark = std::max(state->mark, above.begin()->second);
-      above.erase(above.begin());
-    }
+    Advance(state);
+    // A hole remains: it may be messages the user read without receiving.
+    if (!state->above.empty() || read.contains(user)) FillReadHoles(user, state, store);
     if (state->mark > state->persisted_mark) {
       absl::StatusOr<std::vector<store::MarkChange>> moved =
           store->AdvanceReached(user, state->mark);

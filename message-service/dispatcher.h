@@ -45,6 +45,9 @@ class Dispatcher {
   // Persists the marks that moved since the last call and sends the
   // receipts that follow. Called after each batch of work.
   void FlushMarks(store::MessageStore* store);
+  // `user` read something: messages read count as reached, so their holes in
+  // the reached prefix are filled at the next flush.
+  void NoteRead(const std::string& user);
   // Receipts for marks that moved, to both users' connections.
   void SendReceipts(const std::vector<store::MarkChange>& changes);
 
@@ -65,6 +68,10 @@ class Dispatcher {
     std::map<int64_t, int64_t> above;  // reached ranges beyond the mark: from -> to
   };
   UserState* LoadMarks(const std::string& user, store::MessageStore* store);
+  // Moves the prefix over what is the user's own or read (what Unread does
+  // not return): only reaching can fill the rest.
+  void FillReadHoles(const std::string& user, UserState* state, store::MessageStore* store);
+  static void Advance(UserState* state);
   void ForgetIfIdle(const std::string& user);
   // One Delivery per link for `conns` (except `skip`); returns how many
   // connections it was handed to.
@@ -77,6 +84,7 @@ class Dispatcher {
   absl::flat_hash_map<std::string, UserState> users_;
   absl::flat_hash_map<std::string, std::string> connections_;  // connection id -> user
   absl::flat_hash_set<std::string> dirty_;  // users whose mark moved since the last flush
+  absl::flat_hash_set<std::string> read_;   // users who read since the last flush
 };
 
 }  // namespace chat::message

@@ -80,25 +80,8 @@ int main(int argc, char** argv) {
   chat::message::StoreWorker::Options worker_options;
   worker_options.max_queue = static_cast<size_t>(absl::GetFlag(FLAGS_max_store_queue));
   worker_options.retention_ms = int64_t{absl::GetFlag(FLAGS_retention_days)} * 24 * 3600 * 1000;
-  std::unique_ptr<chat::message::StoreWorker> worker;
-  // A recipient the store never saw: connection-service decides, then the
-  // send goes back in the queue (or fails).
-  auto on_unknown = [&lookup, &worker](chat::message::StoreWorker::SendJob job) {
-    const std::string to = job.message.send_to;
-    lookup.Exists(to, [&worker, job = std::move(job)](absl::Status status) mutable {
-      auto done = job.done;
-      if (!status.ok()) {
-        done(status);
-        return;
-      }
-      job.recipient_verified = true;
-      if (!worker->SubmitSend(std::move(job))) {
-        done(absl::UnavailableError("message service overloaded; retry later"));
-      }
-    });
-  };
-  worker =
-      std::make_unique<chat::message::StoreWorker>(std::move(*store), worker_options, on_unknown);
+  auto worker =
+      std::make_unique<chat::message::StoreWorker>(std::move(*store), worker_options, &lookup);
   worker->SetAfterBatch([&dispatcher](chat::store::MessageStore* s) { dispatcher.FlushMarks(s); });
 
   chat::message::MessageServiceOptions service_options;

@@ -108,7 +108,8 @@ class EdgeLinkReactor final : public grpc::ServerBidiReactor<EdgeUp, EdgeDown>, 
                            });
     }
     for (const auto& reached : up_.reached()) {
-      worker->Submit([dispatcher, reached](store::MessageStore*) {
+      // Never refused: a lost report would leave a hole until a sync.
+      worker->SubmitAlways([dispatcher, reached](store::MessageStore*) {
         dispatcher->Reached(reached.user(), reached.from_useq(), reached.to_useq());
       });
     }
@@ -263,6 +264,7 @@ void MessageServiceImpl::SubmitQuery(const std::shared_ptr<Outbox>& link,
         auto r = RunMarkRead(store, query.read(), &changes);
         if (r.ok()) *out.mutable_read() = std::move(*r);
         status = r.status();
+        if (!changes.empty()) dispatcher_->NoteRead(query.read().user());
         dispatcher_->SendReceipts(changes);
         break;
       }
@@ -360,9 +362,11 @@ grpc::ServerUnaryReactor* MessageServiceImpl::MarkRead(grpc::CallbackServerConte
   }
   if (!worker_->Submit([this, reactor, request, response](store::MessageStore* store) {
         std::vector<store::MarkChange> changes;
-        FinishWith<chat::v1::MarkReadResponse>(reactor, response,
-                                               RunMarkRead(store, *request, &changes));
+        auto result = RunMarkRead(store, *request, &changes);
+        if (!changes.empty()) dispatcher_->NoteRead(request->user());
         dispatcher_->SendReceipts(changes);
+        // Last: the request and response belong to gRPC once finished.
+        FinishWith<chat::v1::MarkReadResponse>(reactor, response, std::move(result));
       })) {
     reactor->Finish(ToGrpcStatus(QueueFull()));
   }

@@ -5,20 +5,38 @@
 namespace chat::message {
 
 StoreWorker::StoreWorker(std::unique_ptr<store::MessageStore> store, Options options,
-                         UnknownRecipient on_unknown)
+                         UserLookup* users)
     : store_(std::move(store)),
       options_(options),
-      on_unknown_(std::move(on_unknown)),
+      users_(users),
+      alive_(std::make_shared<Alive>(this)),
       epoch_(store_->Epoch()),
       next_prune_(absl::Now()),
       thread_([this] { Run(); }) {}
 
 StoreWorker::~StoreWorker() {
   {
+    absl::MutexLock lock(&alive_->mu);
+    alive_->worker = nullptr;
+  }
+  {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
   }
   thread_.join();
+  for (auto& [recipient, jobs] : awaiting_lookup_) {
+    for (SendJob& job : jobs) job.done(absl::UnavailableError("message service shutting down"));
+  }
+}
+
+void StoreWorker::Ask(const std::string& recipient) {
+  users_->Exists(recipient, [alive = alive_, recipient](absl::Status status) {
+    absl::MutexLock lock(&alive->mu);
+    if (alive->worker == nullptr) return;
+    absl::MutexLock queue_lock(&alive->worker->mu_);
+    // Never refused: the sends it releases were admitted already.
+    alive->worker->queue_.emplace_back(Resolved{recipient, std::move(status)});
+  });
 }
 
 void StoreWorker::SetAfterBatch(std::function<void(store::MessageStore*)> fn) {
@@ -68,12 +86,18 @@ void StoreWorker::Run() {
     for (Item& item : items) {
       if (auto* job = std::get_if<SendJob>(&item)) {
         const std::string& to = job->message.send_to;
+        if (auto waiting = awaiting_lookup_.find(to); waiting != awaiting_lookup_.end()) {
+          waiting->second.push_back(std::move(*job));
+          continue;
+        }
         if (!job->recipient_verified && !known_.contains(to)) {
           absl::StatusOr<bool> has = store_->HasUser(to);
           if (has.ok() && *has) {
             known_.insert(to);
           } else if (has.ok()) {
-            on_unknown_(std::move(*job));
+            const std::string recipient = to;
+            awaiting_lookup_[recipient].push_back(std::move(*job));
+            Ask(recipient);
             continue;
           } else {
             job->done(has.status());
@@ -81,6 +105,17 @@ void StoreWorker::Run() {
           }
         }
         batch.push_back(std::move(*job));
+        continue;
+      }
+      if (auto* resolved = std::get_if<Resolved>(&item)) {
+        auto node = awaiting_lookup_.extract(resolved->recipient);
+        if (node.empty()) continue;
+        if (resolved->status.ok()) {
+          known_.insert(resolved->recipient);
+          for (SendJob& job : node.mapped()) batch.push_back(std::move(job));
+        } else {
+          for (SendJob& job : node.mapped()) job.done(resolved->status);
+        }
         continue;
       }
       CommitBatch(&batch);  // what came before this task is committed first

@@ -8,9 +8,11 @@
 #include <variant>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "message-service/user_lookup.h"
 #include "store/message_store.h"
 
 namespace chat::message {
@@ -30,9 +32,6 @@ class StoreWorker {
     // On this thread, after the commit (or its failure).
     std::function<void(absl::StatusOr<store::Committed>)> done;
   };
-  // Called on this thread for a send whose recipient the store has never
-  // seen: the owner asks connection-service and resubmits (or fails it).
-  using UnknownRecipient = std::function<void(SendJob job)>;
 
   struct Options {
     size_t max_queue = 100000;  // beyond: Submit fails (the caller answers unavailable)
@@ -41,9 +40,10 @@ class StoreWorker {
     int prune_chunk = 1000;  // messages deleted per step between batches
   };
 
-  StoreWorker(std::unique_ptr<store::MessageStore> store, Options options,
-              UnknownRecipient on_unknown);
-  ~StoreWorker();  // stops after the queued work
+  // `users` answers for recipients the store has never seen (connection-
+  // service's durable table); it must outlive the worker.
+  StoreWorker(std::unique_ptr<store::MessageStore> store, Options options, UserLookup* users);
+  ~StoreWorker();  // stops after the queued work; sends still waiting for a lookup fail
 
   // False when the queue is full or the worker stopped.
   bool Submit(Task task);
@@ -59,14 +59,27 @@ class StoreWorker {
   const std::string& epoch() const { return epoch_; }
 
  private:
-  using Item = std::variant<SendJob, Task>;
+  // A lookup's answer for `recipient`.
+  struct Resolved {
+    std::string recipient;
+    absl::Status status;
+  };
+  using Item = std::variant<SendJob, Task, Resolved>;
+  // Lets lookup answers that come after the worker is gone find nothing.
+  struct Alive {
+    explicit Alive(StoreWorker* w) : worker(w) {}
+    absl::Mutex mu;
+    StoreWorker* worker ABSL_GUARDED_BY(mu);
+  };
   void Run();
+  void Ask(const std::string& recipient);
   void CommitBatch(std::vector<SendJob>* batch);
   void MaybePrune();
 
   const std::unique_ptr<store::MessageStore> store_;
   const Options options_;
-  const UnknownRecipient on_unknown_;
+  UserLookup* const users_;
+  const std::shared_ptr<Alive> alive_;
   const std::string epoch_;
   std::function<void(store::MessageStore*)> after_batch_;
 
@@ -76,6 +89,9 @@ class StoreWorker {
 
   // Worker thread only.
   absl::flat_hash_set<std::string> known_;
+  // Sends to a recipient being looked up, in arrival order: later sends to
+  // them wait here too, so one sender's messages are stored in order.
+  absl::flat_hash_map<std::string, std::vector<SendJob>> awaiting_lookup_;
   absl::Time next_prune_;
   bool prune_more_ = false;
   std::thread thread_;

@@ -411,23 +411,7 @@ class MessageServiceTest : public ::testing::Test {
     store_ = flaky.get();
     epoch_ = store_->Epoch();
     dispatcher_ = std::make_unique<Dispatcher>(&clock_, epoch_);
-    // What main.cc does with a recipient the store never saw: ask, then
-    // resubmit or fail.
-    auto on_unknown = [this](StoreWorker::SendJob job) {
-      const std::string to = job.message.send_to;
-      lookup_.Exists(to, [this, job = std::move(job)](absl::Status status) mutable {
-        auto done = job.done;
-        if (!status.ok()) {
-          done(status);
-          return;
-        }
-        job.recipient_verified = true;
-        if (!worker_->SubmitSend(std::move(job))) {
-          done(absl::UnavailableError("message service overloaded; retry later"));
-        }
-      });
-    };
-    worker_ = std::make_unique<StoreWorker>(std::move(flaky), StoreWorker::Options(), on_unknown);
+    worker_ = std::make_unique<StoreWorker>(std::move(flaky), StoreWorker::Options(), &lookup_);
     worker_->SetAfterBatch([this](store::MessageStore* s) { dispatcher_->FlushMarks(s); });
     service_ = std::make_unique<MessageServiceImpl>(worker_.get(), dispatcher_.get(), &ids_,
                                                     &clock_, Options());
@@ -1027,14 +1011,11 @@ TEST_F(MessageServiceTest, MarkReadSendsReadReceiptsToBothUsers) {
   EXPECT_EQ(Describe(e1.Get().receipts.back()), "bob:delivered=4@a1");
 }
 
-// KNOWN GAP, disabled until fixed: a read mark counts as reached (protocol
-// 6.1) for the conversation's delivered mark, but it does not move the
-// user's reached prefix mark. Messages read without ever being written to a
-// socket (read after `history`, or marked read through the unary MarkRead)
-// are then a hole that only a later `sync` fills: pushes after hello skip
-// read messages, so a client that never syncs leaves it forever, and every
-// later message that reaches the user moves no delivered mark.
-TEST_F(MessageServiceTest, DISABLED_ReadMessagesCountAsReachedForLaterDeliveredMarks) {
+// A read mark counts as reached (protocol 6.1): messages read without ever
+// being written to a socket (read after `history`, or through the unary
+// MarkRead) leave no hole in the user's reached prefix, so later messages
+// that reach the user move the delivered mark.
+TEST_F(MessageServiceTest, ReadMessagesCountAsReachedForLaterDeliveredMarks) {
   for (int i = 1; i <= 3; ++i) UnarySend(Req("alice", "bob", absl::StrCat("m", i)));
   v1::MarkReadRequest read;
   read.set_user("bob");
@@ -1130,14 +1111,11 @@ TEST_F(MessageServiceTest, AnUnknownRecipientIsAskedOfConnectionService) {
       << "alice's stream: the two to dave, then this one";
 }
 
-// KNOWN BUG, disabled until fixed: sends to a recipient the store has not
-// seen yet each ask connection-service, and each is queued again when its
-// own answer comes back, so two sends from one sender to a new user are
-// committed in the order the answers arrive, not the order they were sent.
-// The same happens without any reordering of answers when a later send
-// reaches the worker after the first commit made the recipient known but
-// before the earlier sends came back from their lookups.
-TEST_F(MessageServiceTest, DISABLED_SendsToANewRecipientKeepTheSendersOrder) {
+// Sends to a recipient the store has never seen wait for one lookup of
+// connection-service, and later sends to them wait behind it: one sender's
+// messages to a new user are stored in the order they were sent, whatever
+// order lookup answers come back in.
+TEST_F(MessageServiceTest, SendsToANewRecipientKeepTheSendersOrder) {
   Link e1(stub_.get());
   ASSERT_TRUE(e1.Hello("e1"));
   e1.Attach("a1", "alice");
@@ -1145,7 +1123,10 @@ TEST_F(MessageServiceTest, DISABLED_SendsToANewRecipientKeepTheSendersOrder) {
   e1.Send({{1, Req("alice", "dave", "first", "a1")}});
   ASSERT_TRUE(lookup_.WaitForDeferred(1));
   e1.Send({{2, Req("alice", "dave", "second", "a1")}});
-  ASSERT_TRUE(lookup_.WaitForDeferred(2));
+  // Answered in order on the same link: once it is, "second" reached the
+  // worker and waits behind the lookup.
+  EXPECT_EQ(StatusName(e1.SendOne(3, Req("alice", "alice", "marker", "a1")).status()), "SEND_OK");
+  EXPECT_THAT(lookup_.asked(), ElementsAre("dave")) << "one lookup per new recipient";
   lookup_.ReleaseInReverse();
   EXPECT_EQ(e1.Result(1).conversation_seq(), 1);
   EXPECT_EQ(e1.Result(2).conversation_seq(), 2);
