@@ -314,11 +314,16 @@ std::shared_ptr<const JwkSet> RefreshingKeySource::Keys() const {
 }
 
 std::shared_ptr<const JwkSet> RefreshingKeySource::RefreshForUnknownKid() {
-  absl::MutexLock fetch_lock(&fetch_mu_);
-  // Checked under fetch_mu_: callers that queued behind a fetch find it fresh
-  // and take its result instead of fetching again.
+  // A fetch already under way (a refetch, or the periodic refresh) is not
+  // waited for: a flood of made-up kids would otherwise park every
+  // verification thread behind a slow identity provider while honest tokens
+  // wait in the queue. Such a token is checked against the current set; one
+  // naming a key published moments ago may be refused once, and passes when
+  // the client retries.
+  if (!fetch_mu_.TryLock()) return Keys();
   const int64_t min_ms = absl::ToInt64Milliseconds(options_.min_refetch_interval);
   if (clock_->NowMs() - last_fetch_ms_ >= min_ms) FetchNow().IgnoreError();  // keeps last good
+  fetch_mu_.Unlock();
   return Keys();
 }
 

@@ -46,7 +46,8 @@ class KeySource {
   virtual std::shared_ptr<const JwkSet> Keys() const = 0;
   // Called when a token names a kid the current set lacks. A source that can
   // refetch may do so (rate-limited) and may block for up to its fetch
-  // timeout; returns the set to retry with. Thread-safe.
+  // timeout, but never waits for a fetch another thread is doing; returns the
+  // set to retry with. Thread-safe.
   virtual std::shared_ptr<const JwkSet> RefreshForUnknownKid() { return Keys(); }
 };
 

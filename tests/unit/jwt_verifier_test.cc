@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "edge/base64url.h"
 #include "edge/jwks.h"
 #include "gmock/gmock.h"
@@ -543,6 +544,34 @@ TEST(RefreshingKeySourceTest, RefetchesOnUnknownKidAtMostOncePerInterval) {
   verifier.Verify(Sign(JWT_ALG_RS256, Rsa2().private_pem, Claims(), "r4")).IgnoreError();
   EXPECT_EQ(keys->last_fetch_status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(verifier.Verify(r2_token).ok());
+}
+
+TEST(RefreshingKeySourceTest, UnknownKidsDoNotWaitForAFetchInProgress) {
+  FakeClock clock;
+  absl::Notification in_fetch, release;
+  std::atomic<int> calls{0};
+  RefreshOptions options;
+  options.refresh_interval = absl::ZeroDuration();
+  options.min_refetch_interval = absl::Seconds(60);
+  auto source = RefreshingKeySource::Create(
+      [&]() -> absl::StatusOr<std::string> {
+        if (++calls > 1) {  // the refetch hangs, like a slow IdP
+          in_fetch.Notify();
+          release.WaitForNotification();
+        }
+        return Jwks({Jwk(Rsa1(), "r1")});
+      },
+      options, &clock);
+  ASSERT_TRUE(source.ok()) << source.status();
+  RefreshingKeySource* keys = source->get();
+  clock.AdvanceS(61);
+  std::thread slow([&] { keys->RefreshForUnknownKid(); });
+  in_fetch.WaitForNotification();
+  // Meanwhile other made-up kids are answered from the current set at once.
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(keys->RefreshForUnknownKid()->size(), 1u);
+  EXPECT_EQ(calls.load(), 2);
+  release.Notify();
+  slow.join();
 }
 
 TEST(RefreshingKeySourceTest, FailsCreateWhenTheFirstFetchFails) {
