@@ -47,10 +47,9 @@ absl::Status ServeMetricsIfAsked(Metrics& metrics, const std::string& listen) {
   absl::StatusOr<int> port = metrics.Serve(listen);
   if (!port.ok()) return port.status();
   const std::string host = listen.substr(0, listen.rfind(':'));
+  // Tests and scripts that asked for port 0 read the port from this line
+  // (in text and JSON logs alike).
   spdlog::info("metrics on {}:{}/metrics", host, *port);
-  // Tests and scripts that asked for port 0 read the port from here.
-  std::fprintf(stderr, "metrics on %s:%d\n", host.c_str(), *port);
-  std::fflush(stderr);
   return absl::OkStatus();
 }
 

@@ -1,5 +1,7 @@
 #include "edge/connection_logic.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace chat::edge {
@@ -50,12 +52,22 @@ void ConnectionLogic::OnAttached(absl::StatusOr<AttachInfo> info, int64_t after_
     // Without message-service the connection still opens: sends fail as
     // unavailable until the link is back, and then it attaches.
     hello_sent_ = true;
+    if (info.ok()) epoch_ = info->epoch;
     Send(EncodeHello(
         user_, connection_id_, config_->server_id,
         {config_->max_message_bytes, config_->messages_per_second, config_->idle_timeout_s},
         info.ok() ? info->epoch : ""));
   }
   if (!info.ok()) return;
+  if (!epoch_.empty() && info->epoch != epoch_) {
+    // The store behind message-service was replaced: the numbers this client
+    // holds mean nothing there. It reconnects, gets the new epoch in hello
+    // and its next sync starts over.
+    closed_ = true;
+    sink_->Close(kCloseServiceRestart, "message store replaced; reconnect and sync");
+    return;
+  }
+  epoch_ = info->epoch;
   attached_ = true;
   if (after_useq < 0) {
     // New: everything after the user's reached mark that reached no
@@ -91,7 +103,8 @@ void ConnectionLogic::FetchPage() {
   if (page_in_flight_ || closed_) return;
   want_page_ = false;
   page_in_flight_ = true;
-  auto done = OnStrand<SyncReply>([this](absl::StatusOr<SyncReply> page) { OnPage(std::move(page)); });
+  auto done =
+      OnStrand<SyncReply>([this](absl::StatusOr<SyncReply> page) { OnPage(std::move(page)); });
   if (catch_up_unread_) {
     messages_->Unread(user_, catch_up_after_, config_->push_page_limit, std::move(done));
   } else {
@@ -110,7 +123,10 @@ void ConnectionLogic::OnPage(absl::StatusOr<SyncReply> page) {
     caught_up_to_ = std::max(caught_up_to_, m.useq);
     // Copies of the user's own messages from other connections are only for
     // version 2 connections.
-    if (m.sent_by == user_ && m.send_to != user_ && !v2_) continue;
+    if (m.sent_by == user_ && m.send_to != user_ &&
+        (!v2_ || std::find(sent_here_.begin(), sent_here_.end(), m.useq) != sent_here_.end())) {
+      continue;
+    }
     sink_->SendStored(std::make_shared<const std::string>(EncodeDelivery(m)), m.useq, m.useq,
                       /*edge_received_us=*/0);
   }
@@ -193,8 +209,7 @@ void ConnectionLogic::HandleSync(const SyncAction& action, RequestId request_id)
                                           absl::StatusOr<SyncReply> reply) {
                     if (!reply.ok()) return SendStoreError(reply.status(), request_id);
                     std::string frame = EncodeSynced(&*reply, request_id);
-                    const int64_t from =
-                        reply->messages.empty() ? 0 : reply->messages.front().useq;
+                    const int64_t from = reply->messages.empty() ? 0 : reply->messages.front().useq;
                     const int64_t to = reply->messages.empty() ? 0 : reply->messages.back().useq;
                     if (closed_) return;
                     sink_->SendStored(std::make_shared<const std::string>(std::move(frame)), from,
@@ -211,8 +226,7 @@ void ConnectionLogic::HandleHistory(const HistoryAction& action, RequestId reque
                      }));
 }
 
-void ConnectionLogic::HandleConversations(const ConversationsAction& action,
-                                          RequestId request_id) {
+void ConnectionLogic::HandleConversations(const ConversationsAction& action, RequestId request_id) {
   messages_->Conversations(user_, action.limit, action.after,
                            OnStrand<ConversationsReply>([this, request_id = std::move(request_id)](
                                                             absl::StatusOr<ConversationsReply> r) {
@@ -224,8 +238,8 @@ void ConnectionLogic::HandleConversations(const ConversationsAction& action,
 void ConnectionLogic::HandleRead(const ReadAction& action, RequestId request_id) {
   messages_->MarkRead(
       user_, action.with, action.seq,
-      OnStrand<ReadReply>([this, with = action.with, request_id = std::move(request_id)](
-                              absl::StatusOr<ReadReply> r) {
+      OnStrand<ReadReply>([this, with = action.with,
+                           request_id = std::move(request_id)](absl::StatusOr<ReadReply> r) {
         if (!r.ok()) return SendStoreError(r.status(), request_id);
         if (request_id.has_value()) Send(EncodeReadMark(with, r->read_seq, request_id));
       }));
@@ -331,16 +345,13 @@ void ConnectionLogic::HandleSend(SendAction action, RequestId request_id) {
       sink_->SetReadPaused(true);
     }
   }
-  OutgoingSend send{user_,
-                    std::move(action.send_to),
-                    std::move(action.message),
-                    connection_id_,
-                    std::move(action.idempotency_key),
-                    WallMicros()};
-  messages_->Send(std::move(send), [this, weak = sink_->WeakSelf(),
+  OutgoingSend send{user_,          std::move(action.send_to),         std::move(action.message),
+                    connection_id_, std::move(action.idempotency_key), WallMicros()};
+  // The metrics outlive every connection; `this` may be gone by the answer.
+  messages_->Send(std::move(send), [this, weak = sink_->WeakSelf(), metrics = config_->metrics,
                                     request_id = std::move(request_id)](const SendResult& result) {
     // Counted on whichever thread answers: one atomic add.
-    if (config_->metrics != nullptr) config_->metrics->Send(OutcomeOf(result.status));
+    if (metrics != nullptr) metrics->Send(OutcomeOf(result.status));
     auto sink = weak.lock();
     if (sink == nullptr) return;
     bool counted = false;
@@ -364,10 +375,14 @@ void ConnectionLogic::OnSendResult(const SendResult& result, const RequestId& re
   }
   switch (result.status) {
     case SendResult::Status::kOk:
+      if (result.useq > seen_useq_ && !result.duplicate) {
+        constexpr size_t kMaxSentHere = 256;
+        if (sent_here_.size() == kMaxSentHere) sent_here_.erase(sent_here_.begin());
+        sent_here_.push_back(result.useq);
+      }
       if (request_id.has_value()) {
-        Send(EncodeSent(request_id, {result.id, result.ts_ms, result.delivered,
-                                     result.conversation, result.seq, result.useq,
-                                     result.duplicate}));
+        Send(EncodeSent(request_id, {result.id, result.ts_ms, result.delivered, result.conversation,
+                                     result.seq, result.useq, result.duplicate}));
       }
       return;
     case SendResult::Status::kUnknownUser:

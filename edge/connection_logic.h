@@ -23,6 +23,7 @@ inline constexpr uint16_t kCloseGoingAway = 1001;
 inline constexpr uint16_t kClosePolicy = 1008;
 inline constexpr uint16_t kCloseTooBig = 1009;
 inline constexpr uint16_t kCloseInternal = 1011;
+inline constexpr uint16_t kCloseServiceRestart = 1012;
 inline constexpr uint16_t kCloseTryAgain = 1013;
 inline constexpr uint16_t kCloseSlowConsumer = 4008;
 
@@ -150,22 +151,26 @@ class ConnectionLogic {
 
   // Protocol version 2 (strand only).
   bool hello_sent_ = false;
-  bool v2_ = false;            // its first sync was accepted
+  std::string epoch_;  // the one the client was told
+  // useqs of messages this connection sent (answered with `sent`, never
+  // written as frames): a catch-up does not echo them back. Small, bounded.
+  std::vector<int64_t> sent_here_;
+  bool v2_ = false;  // its first sync was accepted
   bool attach_pending_ = false;
-  bool attached_ = false;      // message-service knows this connection
-  int64_t seen_useq_ = -1;     // highest useq written (or the stream's end at attach); -1: none
+  bool attached_ = false;   // message-service knows this connection
+  int64_t seen_useq_ = -1;  // highest useq written (or the stream's end at attach); -1: none
   bool catching_up_ = false;
   bool catch_up_unread_ = true;  // pushes after hello (else: missed during a link outage)
   int64_t catch_up_after_ = 0;
-  int64_t caught_up_to_ = 0;   // highest useq a page held
+  int64_t caught_up_to_ = 0;  // highest useq a page held
   bool page_in_flight_ = false;
-  bool want_page_ = false;     // waiting for the queue to empty
+  bool want_page_ = false;  // waiting for the queue to empty
   struct Held {
     std::shared_ptr<const std::string> frame;
     int64_t useq;
     int64_t edge_received_us;
   };
-  std::vector<Held> held_;     // live frames waiting behind the catch-up
+  std::vector<Held> held_;  // live frames waiting behind the catch-up
   size_t held_bytes_ = 0;
 };
 

@@ -147,17 +147,23 @@ absl::StatusOr<std::string> RawRequest(int port, const std::string& request,
 
 namespace {
 
-// The port of the last "metrics on host:port" line a service wrote to its
-// log (printed before "listening on", so present once that was seen); 0
-// when there is none (metrics turned off).
+// The port of the last "metrics on host:port/metrics" log line of a service
+// (logged before "listening on", so present once that was seen; text or JSON
+// logs); 0 when there is none (metrics turned off).
 int MetricsPortFromLog(const std::string& log_path) {
   std::ifstream in(log_path);
   std::string line;
   int port = 0;
   while (std::getline(in, line)) {
-    if (line.rfind("metrics on ", 0) != 0) continue;
+    const size_t at = line.find("metrics on ");
+    if (at == std::string::npos) continue;
+    const size_t end = line.find("/metrics", at);
+    const size_t colon = line.rfind(':', end);
     int p = 0;
-    if (absl::SimpleAtoi(line.substr(line.rfind(':') + 1), &p)) port = p;
+    if (end != std::string::npos && colon != std::string::npos && colon > at &&
+        absl::SimpleAtoi(line.substr(colon + 1, end - colon - 1), &p)) {
+      port = p;
+    }
   }
   return port;
 }

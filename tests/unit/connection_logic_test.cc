@@ -480,6 +480,41 @@ TEST_F(ConnectionLogicTest, ReattachResumesFromTheLastWrittenUseq) {
   EXPECT_EQ(Obj(sink_.frames[0])["useq"], 7);
 }
 
+TEST_F(ConnectionLogicTest, AReplacedStoreClosesTheConnectionWith1012) {
+  Start(AttachInfo{"old", 3, 3});
+  logic().Reattach();
+  ASSERT_EQ(messages_.attaches.size(), 2u);
+  messages_.attaches[1].done(AttachInfo{"new", 1, 0});
+  sink_.RunPosted();
+  ASSERT_EQ(sink_.closes.size(), 1u) << "its numbers mean nothing in the new store";
+  EXPECT_EQ(sink_.closes[0].first, 1012);
+  EXPECT_THAT(messages_.pages, IsEmpty()) << "nothing pushed from the new store";
+}
+
+TEST_F(ConnectionLogicTest, ACatchUpDoesNotEchoWhatThisConnectionSent) {
+  Start(AttachInfo{"ep", 2, 2});
+  Frame(R"({"action":"sync","since":2})");  // version 2: gets copies of its own messages
+  ASSERT_EQ(messages_.pages.size(), 1u);
+  messages_.pages[0].done(SyncReply{{}, 2, false, "ep", false});
+  sink_.RunPosted();
+  Frame(R"({"action":"send","send_to":"bob","message":"mine","request_id":1})");
+  SendResult sent = Ok(1);
+  sent.useq = 3;
+  Answer(0, sent);
+  sink_.frames.clear();
+  logic().Reattach();
+  messages_.attaches[1].done(AttachInfo{"ep", 4, 4});
+  sink_.RunPosted();
+  ASSERT_EQ(messages_.pages.size(), 2u);
+  SyncReply page;
+  page.messages = {Msg(3, "alice", "bob"), Msg(4, "alice", "carol")};  // 4: from another device
+  page.useq = 4;
+  messages_.pages[1].done(page);
+  sink_.RunPosted();
+  ASSERT_EQ(sink_.frames.size(), 1u) << ::testing::PrintToString(sink_.frames);
+  EXPECT_EQ(Obj(sink_.frames[0])["useq"], 4) << "its own message 3 came back as `sent` already";
+}
+
 TEST_F(ConnectionLogicTest, ClosingDetachesFromMessageService) {
   Start(AttachInfo{"ep", 0, 0});
   logic().OnClosed();
