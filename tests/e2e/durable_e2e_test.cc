@@ -1489,8 +1489,68 @@ TEST_P(DurableTest, RepliesStayUnderOneMebibyteAndPageOn) {
   EXPECT_EQ(withs.size(), static_cast<size_t>(kPeers + 1));
 }
 
+// The store's engine stopped under a running cluster: only PostgreSQL can be
+// stopped from outside, so this suite runs on it alone.
+class DurableOutageTest : public DurableTest {};
+
+// 16. §6.2/§6.7: with the store unreachable, sends and reads answer
+// `unavailable` (temporary) and nothing is half-stored; when it returns the
+// service recovers by itself, and a retry with the same key stores the
+// message once.
+TEST_P(DurableOutageTest, StoreOutageIsUnavailableThenRecoversByItself) {
+  ASSERT_NO_FATAL_FAILURE(StartCluster());
+  auto alice = Open(port(), "alice");
+  auto bob = Open(port(), "bob");
+  ASSERT_TRUE(alice && bob);
+  json::object before = SendOk(*alice, "bob", "before", "key-before");
+  ASSERT_TRUE(bob->Await(LiveSendWithId(Str(before, "id")), "the first message").ok());
+
+  auto pg = SharedPostgres();
+  ASSERT_TRUE(pg.ok()) << pg.status();
+  ASSERT_TRUE((*pg)->Stop().ok());
+  const json::object during = SendFrame("bob", "during", "key-during");
+  json::object refused = Answer(*alice, during, 15s);
+  EXPECT_EQ(Str(refused, "code"), "unavailable") << Dump(refused);
+  EXPECT_TRUE(True(refused, "temporary")) << Dump(refused);
+  for (json::object read :
+       std::vector<json::object>{{{"action", "sync"}},
+                                 {{"action", "history"}, {"with", "bob"}},
+                                 {{"action", "conversations"}},
+                                 {{"action", "read"}, {"with", "bob"}, {"seq", 1}}}) {
+    json::object answer = Answer(*alice, read, 15s);
+    EXPECT_EQ(Str(answer, "code"), "unavailable") << Dump(read) << " -> " << Dump(answer);
+    EXPECT_TRUE(True(answer, "temporary")) << Dump(answer);
+  }
+  // Other actions do not need the store.
+  EXPECT_TRUE(IsAction(Answer(*alice, {{"action", "ping"}}), "pong"));
+
+  absl::Status restarted = (*pg)->Restart();
+  ASSERT_TRUE(restarted.ok()) << restarted;
+  json::object sent;
+  EXPECT_TRUE(Eventually(
+      [&] {
+        sent = Answer(*alice, during, 15s);
+        return IsAction(sent, "sent");
+      },
+      20s))
+      << "never recovered: " << Dump(sent);
+  EXPECT_EQ(Int(sent, "seq"), 2) << "nothing half-stored: " << Dump(sent);
+  auto live = bob->Await(LiveSendWithId(Str(sent, "id")), "the message after the outage");
+  EXPECT_TRUE(live.ok()) << live.status();
+  const auto history = HistoryAll(*alice, "bob");
+  std::vector<std::string> texts;
+  for (const auto& m : history) texts.push_back(Str(m, "message"));
+  EXPECT_EQ(texts, (std::vector<std::string>{"before", "during"})) << Dump(history);
+}
+
 INSTANTIATE_TEST_SUITE_P(Engines, DurableTest,
                          ::testing::Values(std::string("sqlite"), std::string("postgresql")),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param;
+                         });
+
+INSTANTIATE_TEST_SUITE_P(Postgresql, DurableOutageTest,
+                         ::testing::Values(std::string("postgresql")),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            return info.param;
                          });
