@@ -43,7 +43,7 @@ struct EdgeContext {
   // Never null once EdgeServer::Start() ran: sessions count without checking.
   EdgeMetrics* metrics = nullptr;
   const Metrics* all_metrics = nullptr;  // what GET /metrics serves
-  JwtIdentities* identities = nullptr;  // set with `tokens`: the handshake's identity
+  JwtIdentities* identities = nullptr;   // set with `tokens`: the handshake's identity
   // jwt mode: a live connection whose token expires stays open (until
   // max_connection_age) instead of closing with 1008.
   bool keep_on_token_expiry = false;

@@ -127,9 +127,8 @@ absl::Status EdgeServer::Start() {
     const int64_t skew = options_.jwt->clock_skew_s;
     auto verifier = JwtVerifier::Create(*options_.jwt, context_.clock);
     if (!verifier.ok()) return verifier.status();
-    tokens_ = std::make_unique<PooledJwtVerifier>(std::move(*verifier), skew,
-                                                  options_.jwt_verify_threads,
-                                                  options_.jwt_verify_queue);
+    tokens_ = std::make_unique<PooledJwtVerifier>(
+        std::move(*verifier), skew, options_.jwt_verify_threads, options_.jwt_verify_queue);
     context_.tokens = tokens_.get();
     context_.keep_on_token_expiry = options_.keep_on_token_expiry;
   }
@@ -171,8 +170,8 @@ absl::Status EdgeServer::Start() {
       profiles_ = std::make_unique<ProfileResolver>(MakeHttpProfileFetcher(profile), context_.clock,
                                                     profile.threads, profile.max_queued,
                                                     profile.max_cached);
-      claims_ = std::make_unique<GrpcNameClaims>(channels_.back(),
-                                                 ServiceAuth(options_.service_token));
+      claims_ =
+          std::make_unique<GrpcNameClaims>(channels_.back(), ServiceAuth(options_.service_token));
     }
     identities_ = std::make_unique<JwtIdentities>(tokens_.get(), profiles_.get(), claims_.get());
     context_.identities = identities_.get();
