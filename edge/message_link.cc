@@ -118,8 +118,8 @@ class MessageLink::Stream final
   std::atomic<int> steps_{0};
 };
 
-MessageLink::MessageLink(std::shared_ptr<grpc::Channel> channel, std::string edge_id,
-                         LocalHub* hub, LinkOptions options)
+MessageLink::MessageLink(std::shared_ptr<grpc::Channel> channel, std::string edge_id, LocalHub* hub,
+                         LinkOptions options)
     : stub_(chat::v1::MessageService::NewStub(channel)),
       edge_id_(std::move(edge_id)),
       hub_(hub),
@@ -139,6 +139,7 @@ void MessageLink::Run() {
   absl::MutexLock lock(&mu_);
   while (!stopping_) {
     stream_done_ = false;
+    attempt_up_ = false;
     auto* stream = new Stream(this);
     Stream* attempt = stream;
     mu_.Unlock();
@@ -150,10 +151,11 @@ void MessageLink::Run() {
     const absl::Duration tick = std::min(absl::Seconds(1), options_.answer_timeout / 4);
     while (!mu_.AwaitWithTimeout(absl::Condition(&done_or_stop), tick)) {
       if (AwaitingLocked() && absl::Now() - last_answer_ > options_.answer_timeout) {
-        spdlog::warn("EdgeLink: {} sends, {} attaches and {} queries unanswered for {}; "
-                     "reconnecting",
-                     waiting_.size(), attaches_.size(), queries_.size(),
-                     absl::FormatDuration(absl::Now() - last_answer_));
+        spdlog::warn(
+            "EdgeLink: {} sends, {} attaches and {} queries unanswered for {}; "
+            "reconnecting",
+            waiting_.size(), attaches_.size(), queries_.size(),
+            absl::FormatDuration(absl::Now() - last_answer_));
         attempt->Cancel();
         mu_.Await(absl::Condition(&stream_done_));
         break;
@@ -166,9 +168,10 @@ void MessageLink::Run() {
       }
       break;
     }
-    const bool was_up = up_.load();
+    // OnStreamDone has cleared up_ already: whether this attempt ever came
+    // up decides between a quick reconnect and a longer backoff.
     up_ = false;
-    if (was_up) backoff.Reset();
+    if (attempt_up_) backoff.Reset();
     const auto delay = backoff.Next();
     auto stop = [this] { return stopping_; };
     mu_.AwaitWithTimeout(absl::Condition(&stop), absl::FromChrono(delay));
@@ -180,6 +183,7 @@ void MessageLink::OnStreamUp(Stream* stream) {
     absl::MutexLock lock(&mu_);
     stream_ = stream;
     up_ = true;
+    attempt_up_ = true;
     if (options_.metrics != nullptr) options_.metrics->LinkUp(ever_up_);
     ever_up_ = true;
     spdlog::info("EdgeLink up");
@@ -329,9 +333,8 @@ void MessageLink::OnDown(const chat::v1::EdgeDown& down) {
     const bool own_copy = d.user() == d.sent_by() && d.sent_by() != d.send_to();
     const int64_t useq = d.useq();
     const int64_t received_us = d.edge_received_us();
-    hub_->ForEach(d.connection_ids(), [&](LocalConnection& c) {
-      c.DeliverStored(frame, useq, own_copy, received_us);
-    });
+    hub_->ForEach(d.connection_ids(),
+                  [&](LocalConnection& c) { c.DeliverStored(frame, useq, own_copy, received_us); });
   }
   if (down.query_results_size() > 0) {
     std::vector<std::pair<Done<chat::v1::EdgeQueryResult>, const chat::v1::EdgeQueryResult*>> ready;
@@ -478,8 +481,8 @@ void MessageLinks::Query(const std::string& user, chat::v1::EdgeQuery query,
   link->Query(std::move(query), std::move(done));
 }
 
-void MessageLinks::Sync(const std::string& user, int64_t since, int limit,
-                        const std::string& epoch, Done<SyncReply> done) {
+void MessageLinks::Sync(const std::string& user, int64_t since, int limit, const std::string& epoch,
+                        Done<SyncReply> done) {
   chat::v1::EdgeQuery q;
   auto* r = q.mutable_sync();
   r->set_user(user);
@@ -492,8 +495,7 @@ void MessageLinks::Sync(const std::string& user, int64_t since, int limit,
   });
 }
 
-void MessageLinks::Unread(const std::string& user, int64_t after, int limit,
-                          Done<SyncReply> done) {
+void MessageLinks::Unread(const std::string& user, int64_t after, int limit, Done<SyncReply> done) {
   chat::v1::EdgeQuery q;
   auto* r = q.mutable_unread();
   r->set_user(user);

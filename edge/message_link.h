@@ -79,6 +79,7 @@ class MessageLink {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool stream_done_ ABSL_GUARDED_BY(mu_) = false;
   bool ever_up_ ABSL_GUARDED_BY(mu_) = false;  // a later up is a reconnect
+  bool attempt_up_ ABSL_GUARDED_BY(mu_) = false;  // the current attempt came up
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
   std::deque<chat::v1::EdgeSend> pending_ ABSL_GUARDED_BY(mu_);
   // Attaches, detaches, reached marks and queries waiting for the next write.
