@@ -246,6 +246,15 @@ TEST_F(CognitoProfileTest, TheOriginalAppsPoolBindsConnectionsToTheNameAttribute
   ASSERT_TRUE(plain.Connect(port, no_name).ok()) << plain.http_body();
   EXPECT_EQ(Str(plain.hello(), "user"), alice_uuid);
 
+  // A new token of the same account renews the connection, though its user
+  // claim is the UUID and the connection is "Alice"; Bob's token does not.
+  ASSERT_TRUE(
+      alice->SendJson({{"action", "refresh"}, {"token", pool.SignIn("alice@example.com")}}).ok());
+  auto refreshed = alice->ReadAction("refreshed");
+  EXPECT_TRUE(refreshed.ok()) << refreshed.status();
+  ExpectError(*alice, json::serialize(json::object{{"action", "refresh"}, {"token", bob_token}}),
+              "forbidden");
+
   // The app reconnects with the same token: the cached name is used. With
   // the provider gone, only a cached answer can admit it...
   idp_.Kill();
@@ -375,6 +384,34 @@ TEST(TokenExpiryTest, KeptConnectionsOutliveTheirTokenUntilTheAgeLimit) {
   // A new connection still needs a good token.
   HttpResult expired = Refusal(port, "keeper", token("keeper", exp_s));
   EXPECT_EQ(expired.status, 401) << expired.body;
+}
+
+// The age limit applies with --on_token_expiry=close too: a token good for
+// an hour does not keep a connection past --max_connection_age_s.
+TEST(TokenExpiryTest, TheAgeLimitAlsoEndsConnectionsWhoseTokenIsStillGood) {
+  constexpr char kSecret[] = "expiry-e2e-secret-0123456789abcdef-01234";
+  ClusterOptions options;
+  options.edge_flags = {"--auth=jwt", absl::StrCat("--jwt_secret=", kSecret),
+                        "--on_token_expiry=close", "--max_connection_age_s=2"};
+  Cluster cluster("expiry-age", options);
+  ASSERT_TRUE(cluster.Start().ok());
+  const int64_t opened_ms = NowMs();
+  WsClient client;
+  HandshakeOptions handshake;
+  handshake.target = "/";
+  handshake.subprotocols = {
+      "authorization",
+      Sign(JWT_ALG_HS256, kSecret,
+           json::serialize(json::object{{"sub", "long-lived"}, {"exp", NowMs() / 1000 + 3600}}))};
+  ASSERT_TRUE(client.Connect(cluster.edge_port(), handshake).ok());
+  absl::StatusOr<Frame> frame;
+  do {
+    frame = client.Read(15s);
+  } while (frame.ok() && !frame->closed);
+  ASSERT_TRUE(frame.ok()) << frame.status();
+  EXPECT_EQ(frame->close_code, 1001);
+  EXPECT_EQ(frame->close_reason, "connection age limit reached");
+  EXPECT_GE(NowMs() - opened_ms, 2000 - 200);
 }
 
 }  // namespace
