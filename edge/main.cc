@@ -60,8 +60,9 @@ ABSL_FLAG(std::string, jwt_profile, "none",
           "jwt: where a ?name= other than the token's user is looked up: none (such a ?name= is "
           "403), cognito (GetUser at --cognito_endpoint) or userinfo (--userinfo_url); names are "
           "then claimed by the token's sub");
-ABSL_FLAG(std::string, cognito_endpoint, "",
-          "jwt_profile=cognito: the user pool's endpoint, https://cognito-idp.<region>.amazonaws.com/");
+ABSL_FLAG(
+    std::string, cognito_endpoint, "",
+    "jwt_profile=cognito: the user pool's endpoint, https://cognito-idp.<region>.amazonaws.com/");
 ABSL_FLAG(std::string, userinfo_url, "", "jwt_profile=userinfo: the OIDC userinfo URL");
 ABSL_FLAG(std::string, jwt_profile_name_attribute, "name",
           "jwt: the profile attribute (Cognito) or claim (userinfo) holding the user's name");
@@ -173,7 +174,8 @@ int main(int argc, char** argv) {
       chat::edge::ProfileConfig config;
       config.kind = profile == "cognito" ? chat::edge::ProfileConfig::Kind::kCognito
                                          : chat::edge::ProfileConfig::Kind::kUserinfo;
-      config.url = absl::GetFlag(profile == "cognito" ? FLAGS_cognito_endpoint : FLAGS_userinfo_url);
+      config.url =
+          absl::GetFlag(profile == "cognito" ? FLAGS_cognito_endpoint : FLAGS_userinfo_url);
       config.name_attribute = absl::GetFlag(FLAGS_jwt_profile_name_attribute);
       config.timeout = absl::Milliseconds(absl::GetFlag(FLAGS_jwt_profile_timeout_ms));
       if (config.url.empty() || config.name_attribute.empty() ||
@@ -181,7 +183,8 @@ int main(int argc, char** argv) {
         std::fprintf(stderr,
                      "--jwt_profile=%s needs %s, a non-empty --jwt_profile_name_attribute and "
                      "--jwt_profile_timeout_ms>=100\n",
-                     profile.c_str(), profile == "cognito" ? "--cognito_endpoint" : "--userinfo_url");
+                     profile.c_str(),
+                     profile == "cognito" ? "--cognito_endpoint" : "--userinfo_url");
         return 2;
       }
       options.profile = std::move(config);
