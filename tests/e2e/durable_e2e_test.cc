@@ -93,6 +93,7 @@ class Peer {
       if (!frame.ok()) break;
       if (frame->closed) {
         closed_ = true;
+        close_code_ = frame->close_code;
         close_ = absl::StrCat("closed with ", frame->close_code, " (", frame->close_reason, ")");
         break;
       }
@@ -128,6 +129,8 @@ class Peer {
   }
   std::vector<json::object> Pending() const { return {pending_.begin(), pending_.end()}; }
   void Close() { ws_->Close(); }
+  // The server's close code once a wait saw the close, else 0.
+  int close_code() const { return close_code_; }
 
  private:
   std::string user_;
@@ -136,6 +139,7 @@ class Peer {
   int next_id_ = 0;
   bool closed_ = false;
   std::string close_;
+  int close_code_ = 0;
 };
 
 // A connection of `name` (hello read), or nullptr and a test failure.
@@ -170,6 +174,23 @@ std::unique_ptr<Peer> OpenEventually(int port, const std::string& name,
       timeout);
   EXPECT_TRUE(peer != nullptr) << "connecting as " << name << ": " << last;
   return peer;
+}
+
+// A connection whose hello carries an epoch: one made while message-service
+// is still linking may get a hello without it (documented), so retry.
+std::unique_ptr<Peer> OpenWithEpoch(int port, const std::string& name) {
+  std::unique_ptr<Peer> peer;
+  std::string last;
+  const bool ok = Eventually(
+      [&] {
+        peer = OpenEventually(port, name);
+        if (!peer) return false;
+        last = Dump(peer->hello());
+        return peer->hello().contains("epoch");
+      },
+      10s);
+  EXPECT_TRUE(ok) << name << ": no hello with an epoch; last: " << last;
+  return ok ? std::move(peer) : nullptr;
 }
 
 // The answer to `request`, or {} and a test failure.
@@ -1312,7 +1333,7 @@ TEST_P(DurableTest, RestartOfEverythingKeepsHistoryConversationsAndUsers) {
   absl::Status s = cluster_->Start();
   ASSERT_TRUE(s.ok()) << "restart: " << s;
 
-  auto alice = OpenEventually(port(), "alice");
+  auto alice = OpenWithEpoch(port(), "alice");
   ASSERT_TRUE(alice);
   EXPECT_EQ(Str(alice->hello(), "epoch"), epoch) << "same database, same epoch";
   const auto history_after = HistoryAll(*alice, "bob");
@@ -1541,6 +1562,59 @@ TEST_P(DurableOutageTest, StoreOutageIsUnavailableThenRecoversByItself) {
   std::vector<std::string> texts;
   for (const auto& m : history) texts.push_back(Str(m, "message"));
   EXPECT_EQ(texts, (std::vector<std::string>{"before", "during"})) << Dump(history);
+}
+
+// 17. §6.3: a new database (the store replaced under running edges) has a new
+// epoch: in the hello of new connections, and a sync with the old one resets.
+TEST_P(DurableTest, ANewDatabaseChangesTheEpochAndSyncResets) {
+  ASSERT_NO_FATAL_FAILURE(StartCluster());
+  auto alice = Open(port(), "alice");
+  auto bob = Open(port(), "bob");
+  ASSERT_TRUE(alice && bob);
+  const std::string old_epoch = Str(alice->hello(), "epoch");
+  for (int i = 0; i < 3; ++i) SendOk(*alice, "bob", absl::StrCat("old ", i));
+  json::object synced = Answer(*alice, {{"action", "sync"}, {"epoch", old_epoch}});
+  ASSERT_EQ(Int(synced, "useq"), 3) << Dump(synced);
+
+  for (ChildProcess* p : {&cluster_->message_service(), &cluster_->connection_service()}) {
+    auto killed = cluster_->Stop(*p, SIGKILL);
+    ASSERT_TRUE(killed.ok()) << killed.status();
+  }
+  if (GetParam() == "postgresql") {
+    auto pg = SharedPostgres();
+    ASSERT_TRUE(pg.ok()) << pg.status();
+    absl::Status reset = (*pg)->Reset();
+    ASSERT_TRUE(reset.ok()) << reset;
+  } else {
+    for (const auto& entry : std::filesystem::directory_iterator(data_dir_)) {
+      std::filesystem::remove(entry.path());
+    }
+  }
+  ASSERT_TRUE(cluster_->StartConnectionService().ok());
+  ASSERT_TRUE(cluster_->StartMessageService().ok());
+
+  auto alice2 = OpenWithEpoch(port(), "alice");
+  ASSERT_TRUE(alice2);
+  const std::string new_epoch = Str(alice2->hello(), "epoch");
+  EXPECT_NE(new_epoch, old_epoch) << "a new database kept the epoch";
+  // The client reconnected and syncs with the epoch it holds: reset.
+  json::object after = Answer(*alice2, {{"action", "sync"}, {"since", 3}, {"epoch", old_epoch}});
+  EXPECT_TRUE(IsAction(after, "synced")) << Dump(after);
+  EXPECT_TRUE(True(after, "reset")) << Dump(after);
+  EXPECT_EQ(Str(after, "epoch"), new_epoch) << Dump(after);
+  EXPECT_TRUE(Objects(after, "messages").empty()) << "the new database is empty: " << Dump(after);
+  EXPECT_EQ(Int(after, "useq"), 0) << Dump(after);
+  // The connection that stayed open either resets the same way or was
+  // closed with 1012, which docs/protocol.md §4 gives for a replaced store.
+  auto old = alice->Call({{"action", "sync"}, {"since", 3}, {"epoch", old_epoch}});
+  if (old.ok()) {
+    EXPECT_TRUE(True(*old, "reset")) << Dump(*old);
+  } else {
+    // The request may have failed on the closed socket: read up to the close.
+    while (alice->close_code() == 0 && alice->Next(2s).ok()) {
+    }
+    EXPECT_EQ(alice->close_code(), 1012) << old.status();
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, DurableTest,
