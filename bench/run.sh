@@ -2,17 +2,26 @@
 # One command for the benchmark: our three services and the two
 # peers (Node `ws`, Bun) under the same load, side by side.
 #
-#   bench/run.sh                 full run (3 repetitions; ~5 minutes here)
-#   bench/run.sh --quick         1 repetition, shorter windows (~1.5 minutes)
-#   options: --servers=ours,ws,bun  --reps=N  --workloads=dm_closed,dm_open,idle,storm
+#   bench/run.sh                 full run (3 repetitions; ~6 minutes here)
+#   bench/run.sh --quick         1 repetition, shorter windows (~2 minutes)
+#   options: --servers=ours,ws,bun  --reps=N  --workloads=dm_closed,dm_open,idle,storm,sync10k
 #            (idle100k, not in the default set: 100,000 connections over 6 edges, ours only)
+#            --store=sqlite|postgresql  our services' message and user store (default sqlite):
+#            a fresh SQLite file pair, or a fresh database on one PostgreSQL 15 server
+#            started for the whole bench, for every run
+#            --baseline=DIR/latest.json  adds "ours / baseline" to the report (e.g. an older build)
 #
 # Servers run pinned to one core (SERVER_CPUS, default 0), the load generator to
 # another (CLIENT_CPUS, default 1). Every run gets freshly started servers.
 # BENCH_OUT=DIR writes the results elsewhere (e.g. for a trial run).
+# BENCH_STORE_DIR=DIR puts the SQLite files there (default: the run's /tmp dir).
+# BUILD_DIR=DIR takes the services from another build (e.g. of an older commit in
+# a git worktree); the load generator always comes from this checkout's build
+# (LOADGEN_BUILD_DIR, default: BUILD_DIR if it builds this checkout, else build/).
+# Services built before the store existed run without --store; sync10k is then n/a.
 # While measuring it holds the build lock (/tmp/chat-build.lock), so nobody's
 # build shares the cores with a measurement; BENCH_LOCK=0 turns that off.
-# Writes bench/results/latest.md (medians, ratios, targets), latest.json (every
+# Writes bench/results/latest.md (medians, ratios, goals), latest.json (every
 # run's JSON line) and raw/ (each run's full output).
 set -euo pipefail
 
@@ -27,17 +36,25 @@ LOCK=/tmp/chat-build.lock
 QUICK=0
 REPS=3
 SERVERS=ours,ws,bun
-WORKLOADS=dm_closed,dm_open,idle,storm
+WORKLOADS=dm_closed,dm_open,idle,storm,sync10k
+STORE=sqlite
+BASELINE=
 for arg in "$@"; do
   case $arg in
     --quick) QUICK=1 ;;
     --reps=*) REPS=${arg#*=} ;;
     --servers=*) SERVERS=${arg#*=} ;;
     --workloads=*) WORKLOADS=${arg#*=} ;;
-    -h|--help) sed -n 2,13p "$0"; exit 0 ;;
+    --store=*) STORE=${arg#*=} ;;
+    --baseline=*) BASELINE=$(realpath "${arg#*=}") ;;
+    -h|--help) sed -n 2,28p "$0"; exit 0 ;;
     *) echo "unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
+case $STORE in
+  sqlite|postgresql) ;;
+  *) echo "--store must be sqlite or postgresql" >&2; exit 2 ;;
+esac
 if [[ $QUICK == 1 && $REPS == 3 ]]; then REPS=1; fi
 
 # Workload parameters: full, then quick.
@@ -52,23 +69,43 @@ else
   IDLE="--conns=19000 --procs=2 --concurrency=200 --settle=1 --hold=2"
   STORM="--conns=10000 --procs=1 --concurrency=200"
 fi
+# Store 10,000 messages for one user, then catch up a fresh connection in pages of 500.
+SYNC10K="--messages=10000 --page=500 --window=32"
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# The checkout a build directory was configured from ("" if none yet).
+source_of() { sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$1/CMakeCache.txt" 2>/dev/null; }
 
 # ---- build what is missing (never concurrently with anyone: flock) ----------
 if [[ ! -f $BUILD/build.ninja ]]; then
   log "configuring $BUILD"
   flock "$LOCK" cmake -S "$ROOT" -B "$BUILD" -G Ninja >/dev/null
-elif ! grep -q 'bench/loadgen' "$BUILD/build.ninja"; then
-  log "reconfiguring $BUILD (bench/ not known to it yet)"
-  flock "$LOCK" cmake -S "$ROOT" -B "$BUILD" >/dev/null
 fi
-LOADGEN=$BUILD/bench/loadgen
+SERVICES_SRC=$(source_of "$BUILD")
+if [[ -n ${LOADGEN_BUILD_DIR:-} ]]; then
+  LOADGEN_BUILD=$LOADGEN_BUILD_DIR
+elif [[ $SERVICES_SRC -ef $ROOT ]]; then
+  LOADGEN_BUILD=$BUILD
+else
+  LOADGEN_BUILD=$ROOT/build
+fi
+if [[ ! -f $LOADGEN_BUILD/build.ninja ]]; then
+  log "configuring $LOADGEN_BUILD"
+  flock "$LOCK" cmake -S "$ROOT" -B "$LOADGEN_BUILD" -G Ninja >/dev/null
+elif ! grep -q 'bench/loadgen' "$LOADGEN_BUILD/build.ninja"; then
+  log "reconfiguring $LOADGEN_BUILD (bench/ not known to it yet)"
+  flock "$LOCK" cmake -S "$ROOT" -B "$LOADGEN_BUILD" >/dev/null
+fi
+LOADGEN=$LOADGEN_BUILD/bench/loadgen
 EDGE=$BUILD/edge/edge
 CS=$BUILD/connection-service/connection-service
 MS=$BUILD/message-service/message-service
+# Always let ninja bring the loadgen up to date: it is small, and a stale one
+# would miss workloads (sync10k) or columns.
+log "building loadgen in $LOADGEN_BUILD"
+flock "$LOCK" cmake --build "$LOADGEN_BUILD" --target loadgen >/dev/null
 targets=()
-[[ -x $LOADGEN ]] || targets+=(loadgen)
 if [[ ,$SERVERS, == *,ours,* ]]; then
   [[ -x $EDGE ]] || targets+=(edge)
   [[ -x $CS ]] || targets+=(connection-service)
@@ -77,6 +114,35 @@ fi
 if ((${#targets[@]})); then
   log "building ${targets[*]}"
   flock "$LOCK" cmake --build "$BUILD" --target "${targets[@]}"
+fi
+# Named in the report only when the services come from another checkout.
+SERVICES_COMMIT=
+if [[ -n $SERVICES_SRC && ! $SERVICES_SRC -ef $ROOT ]]; then
+  SERVICES_COMMIT=$(git -C "$SERVICES_SRC" rev-parse --short HEAD 2>/dev/null || echo '?')
+fi
+
+# Services built before the store (and before --metrics_listen) reject those flags.
+has_flag() {
+  local help
+  help=$("$1" --helpfull 2>&1 || true)
+  grep -q -- "^ *--$2 " <<<"$help"
+}
+MS_FLAGS=() CS_FLAGS=()
+HAS_STORE=0
+if [[ ,$SERVERS, == *,ours,* ]]; then
+  if has_flag "$MS" store && has_flag "$CS" store; then HAS_STORE=1; fi
+  # Metrics off: their fixed default ports would collide between runs.
+  has_flag "$MS" metrics_listen && MS_FLAGS+=(--metrics_listen=)
+  has_flag "$CS" metrics_listen && CS_FLAGS+=(--metrics_listen=)
+fi
+if ((HAS_STORE)); then
+  case $STORE in
+    sqlite) STORE_DESC="SQLite (WAL, synchronous=NORMAL: the services' default), a fresh file per run" ;;
+    postgresql) STORE_DESC="PostgreSQL 15 on the servers' core (fsync on, synchronous_commit on: its defaults), a fresh database per run" ;;
+  esac
+else
+  STORE=none
+  STORE_DESC="none (services built before the store)"
 fi
 if [[ ,$SERVERS, == *,ws,* || ,$SERVERS, == *,bun,* ]]; then
   if [[ ! -d $PEERS/node_modules/ws || ! -x $PEERS/node_modules/.bin/bun ]]; then
@@ -88,10 +154,15 @@ fi
 ulimit -n "$(ulimit -Hn)"   # 19,000 connections need more than the usual 1024 files
 
 TMP=$(mktemp -d /tmp/chat-bench.XXXXXX)
+# SQLite files go here (BENCH_STORE_DIR, e.g. /dev/shm to take the disk out).
+STORE_DIR=$TMP
+if [[ -n ${BENCH_STORE_DIR:-} ]]; then STORE_DIR=$(mktemp -d "$BENCH_STORE_DIR/chat-bench.XXXXXX"); fi
 PIDS=()
+PG_DIR=
 cleanup() {
   stop_servers
-  rm -rf "$TMP"
+  stop_postgres
+  rm -rf "$TMP" "$STORE_DIR"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -114,13 +185,79 @@ wait_listening() {
   return 1
 }
 
+# ---- PostgreSQL: one server for the whole bench, a fresh database per run ----
+PG_BIN=/usr/lib/postgresql/15/bin
+PG_PORT=
+PG_PID=
+# As the postgres user when we are root (initdb and the server refuse root).
+AS_PG=()
+((EUID == 0)) && AS_PG=(runuser -u postgres --)
+start_postgres() {
+  [[ -x $PG_BIN/pg_ctl ]] || { echo "PostgreSQL 15 is not installed ($PG_BIN)" >&2; exit 1; }
+  PG_DIR=$(mktemp -d /tmp/chat-bench-pg.XXXXXX)
+  ((EUID == 0)) && chown postgres: "$PG_DIR"
+  "${AS_PG[@]}" "$PG_BIN/initdb" -N -A trust -U chat -E UTF8 -D "$PG_DIR/data" >"$PG_DIR/initdb.log" 2>&1 ||
+    { cat "$PG_DIR/initdb.log" >&2; exit 1; }
+  local try
+  for try in 1 2 3 4 5; do
+    PG_PORT=$((20000 + RANDOM % 40000))
+    # A port something already listens on would fail the start; try another.
+    if (exec 3<>"/dev/tcp/127.0.0.1/$PG_PORT") 2>/dev/null; then continue; fi
+    # The postmaster and every backend it forks inherit the servers' CPUs.
+    if pg_ctl_do start; then
+      PG_PID=$(head -1 "$PG_DIR/data/postmaster.pid")
+      log "PostgreSQL 15 on 127.0.0.1:$PG_PORT (pid $PG_PID, CPUs $SERVER_CPUS)"
+      return 0
+    fi
+  done
+  echo "PostgreSQL did not start; its log:" >&2
+  cat "$PG_DIR/server.log" >&2 || true
+  exit 1
+}
+pg_ctl_do() {
+  taskset -c "$SERVER_CPUS" 9>&- "${AS_PG[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
+    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_DIR" "$@" >/dev/null
+}
+stop_postgres() {
+  [[ -n $PG_DIR ]] || return 0
+  [[ -n $PG_PID ]] && pg_ctl_do stop -m fast || true
+  rm -rf "$PG_DIR"
+  PG_DIR= PG_PID=
+}
+
+# A fresh store for one run of our services: sets MS_STORE and CS_STORE flags.
+RUN_NO=0
+new_store() {
+  RUN_NO=$((RUN_NO + 1))
+  MS_STORE=() CS_STORE=()
+  case $STORE in
+    sqlite)
+      mkdir -p "$STORE_DIR/run$RUN_NO"
+      MS_STORE=(--store="sqlite:$STORE_DIR/run$RUN_NO/messages.db")
+      CS_STORE=(--store="sqlite:$STORE_DIR/run$RUN_NO/users.db") ;;
+    postgresql)
+      9>&- "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U chat "run$RUN_NO"
+      MS_STORE=(--store="postgresql://chat@127.0.0.1:$PG_PORT/run$RUN_NO")
+      CS_STORE=("${MS_STORE[@]}") ;;
+  esac
+}
+# Drops the run's store once its servers are gone (a 1.5M-message run is ~0.5 GB).
+drop_store() {
+  case $STORE in
+    sqlite) rm -rf "$STORE_DIR/run$RUN_NO" ;;
+    postgresql) 9>&- "$PG_BIN/dropdb" -h 127.0.0.1 -p "$PG_PORT" -U chat --force "run$RUN_NO" || true ;;
+  esac
+}
+
 # start_X sets URL, SERVER_PIDS and HELLO for the loadgen.
 start_ours() {
-  taskset -c "$SERVER_CPUS" 9>&- "$CS" --listen=127.0.0.1:0 >"$TMP/cs.out" 2>"$TMP/cs.out.err" &
+  new_store
+  taskset -c "$SERVER_CPUS" 9>&- "$CS" --listen=127.0.0.1:0 "${CS_FLAGS[@]}" "${CS_STORE[@]}" \
+    >"$TMP/cs.out" 2>"$TMP/cs.out.err" &
   local cs_pid=$!; PIDS+=("$cs_pid")
   local cs_port; cs_port=$(wait_listening "$TMP/cs.out" "$cs_pid")
   taskset -c "$SERVER_CPUS" 9>&- "$MS" --listen=127.0.0.1:0 --connection_service=127.0.0.1:"$cs_port" \
-    >"$TMP/ms.out" 2>"$TMP/ms.out.err" &
+    "${MS_FLAGS[@]}" "${MS_STORE[@]}" >"$TMP/ms.out" 2>"$TMP/ms.out.err" &
   local ms_pid=$!; PIDS+=("$ms_pid")
   local ms_port; ms_port=$(wait_listening "$TMP/ms.out" "$ms_pid")
   # Several edges share one connection-service and message-service (idle100k).
@@ -137,6 +274,9 @@ start_ours() {
   URL=$(IFS=,; echo "${urls[*]}")
   SERVER_PIDS=$(IFS=,; echo "${pids[*]}"),connection-service=$cs_pid,message-service=$ms_pid
   if ((${EDGES:-1} == 1)); then SERVER_PIDS=${SERVER_PIDS/edge0=/edge=}; fi
+  # The database server's work is the services' work: its CPU, context
+  # switches and memory count in "all server processes".
+  [[ $STORE == postgresql ]] && SERVER_PIDS+=",postgres=tree:$PG_PID"
   HELLO=1
 }
 start_ws() {
@@ -162,14 +302,17 @@ stop_servers() {
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
+  if ((${#PIDS[@]})) && [[ $STARTED == ours ]]; then drop_store; fi
   PIDS=()
 }
+STARTED=
 
 if [[ ${BENCH_LOCK:-1} == 1 ]]; then
   exec 9>"$LOCK"
   log "waiting for the build lock (builds and measurements do not overlap)"
   flock 9
 fi
+if [[ $STORE == postgresql && ,$SERVERS, == *,ours,* ]]; then start_postgres; fi
 
 mkdir -p "$OUT/raw"
 rm -f "$OUT"/raw/*.txt
@@ -190,10 +333,15 @@ for rep in $(seq "$REPS"); do
         idle100k)  # 100,000 live connections across several edges (ours only)
           [[ $server == ours ]] || continue
           args="idle --conns=100000 --procs=6 --concurrency=300 --settle=2 --hold=5" ;;
+        sync10k)  # catch-up from the store: ours only (the peers store nothing)
+          [[ $server == ours ]] || continue
+          if ((!HAS_STORE)); then log "sync10k: these services have no store, skipped"; continue; fi
+          args="sync $SYNC10K" ;;
         *) echo "unknown workload $workload" >&2; exit 2 ;;
       esac
       EDGES=1
       [[ $workload == idle100k ]] && EDGES=6
+      STARTED=$server
       "start_$server"
       raw=$OUT/raw/$server-$workload-$rep.txt
       log "rep $rep/$REPS  $workload  $server"
@@ -205,7 +353,9 @@ for rep in $(seq "$REPS"); do
       grep -v '^{' "$raw" | sed 's/^/    /' >&2 || true
       line=$(grep '^{"workload"' "$raw" | tail -1 || true)
       if [[ -n $line ]]; then
-        printf '%s\n' "${line%\}},\"case\":\"$workload\",\"rep\":$rep}" >>"$JSONL"
+        store=none
+        [[ $server == ours ]] && store=$STORE
+        printf '%s\n' "${line%\}},\"case\":\"$workload\",\"rep\":$rep,\"store\":\"$store\"}" >>"$JSONL"
       fi
       for pid in "${PIDS[@]}"; do
         kill -0 "$pid" 2>/dev/null || log "WARNING: a $server process ($pid) died during $workload"
@@ -217,5 +367,6 @@ done
 log "runs took $((SECONDS - START)) s"
 
 node "$ROOT/bench/report.mjs" --runs="$JSONL" --md="$OUT/latest.md" --json="$OUT/latest.json" \
-  --quick="$QUICK" --reps="$REPS" --run-id="$RUN_ID"
+  --quick="$QUICK" --reps="$REPS" --run-id="$RUN_ID" --store="$STORE" --store-desc="$STORE_DESC" \
+  ${SERVICES_COMMIT:+--services-commit="$SERVICES_COMMIT"} ${BASELINE:+--baseline="$BASELINE"}
 cat "$OUT/latest.md"

@@ -9,6 +9,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -40,15 +41,22 @@ void Tell(std::vector<Child>& children, const std::string& line) {
   }
 }
 
-// CPU of every server process and, last, of all client processes together.
+// CPU and voluntary context switches of every server process and, last, CPU
+// of all client processes together.
 struct CpuSample {
   std::vector<int64_t> server_us;
+  std::vector<int64_t> server_vcsw;
   int64_t client_us = 0;
+  int64_t at_ns = 0;
 };
 
 CpuSample SampleCpu(const Options& opts, const std::vector<Child>& children) {
   CpuSample s;
-  for (const ServerProcess& p : opts.servers) s.server_us.push_back(ProcessCpuMicros(p.pid));
+  s.at_ns = NowNs();
+  for (const ServerProcess& p : opts.servers) {
+    s.server_us.push_back(ServerCpuMicros(p));
+    s.server_vcsw.push_back(ServerVoluntarySwitches(p));
+  }
   for (const Child& c : children) s.client_us += std::max<int64_t>(0, ProcessCpuMicros(c.pid));
   return s;
 }
@@ -116,30 +124,43 @@ void PrintEvents(const Results& r) {
   std::printf("\n");
 }
 
-// Per-process CPU over a window, plus the total.
-std::string CpuJson(const Options& opts, const CpuSample& a, const CpuSample& b, double seconds,
-                    double per_unit_divisor, const char* per_unit_name, Json* top) {
-  Json per;
-  int64_t total = 0;
+// Per-process CPU and voluntary context switches over a window, plus the
+// totals, as fields of `top` named with `prefix` ("" or e.g. "fill_").
+void CpuJson(const Options& opts, const CpuSample& a, const CpuSample& b, double seconds,
+             double per_unit_divisor, const std::string& per_unit_name, Json* top,
+             const std::string& prefix = "") {
+  Json per, per_vcsw;
+  int64_t total = 0, total_vcsw = 0;
   for (size_t i = 0; i < opts.servers.size(); ++i) {
     int64_t d = (a.server_us[i] >= 0 && b.server_us[i] >= 0) ? b.server_us[i] - a.server_us[i] : -1;
+    int64_t v =
+        (a.server_vcsw[i] >= 0 && b.server_vcsw[i] >= 0) ? b.server_vcsw[i] - a.server_vcsw[i] : -1;
     if (d >= 0) total += d;
+    if (v >= 0) total_vcsw += v;
     per.Num(opts.servers[i].label, static_cast<double>(d));
-    std::printf("  cpu %-18s %9.3f s  %6.1f %% of a core\n", opts.servers[i].label.c_str(),
-                static_cast<double>(d) / 1e6, static_cast<double>(d) / 1e4 / seconds);
+    per_vcsw.Num(opts.servers[i].label, static_cast<double>(v));
+    std::printf("  cpu %-18s %9.3f s  %6.1f %% of a core  %9" PRId64 " voluntary switches\n",
+                opts.servers[i].label.c_str(), static_cast<double>(d) / 1e6,
+                static_cast<double>(d) / 1e4 / seconds, v);
   }
   double client = static_cast<double>(b.client_us - a.client_us);
   std::printf("  cpu %-18s %9.3f s  %6.1f %% of a core\n", "(load generator)", client / 1e6,
               client / 1e4 / seconds);
-  top->Num("server_cpu_us", static_cast<double>(total))
-      .Num("server_cpu_pct", static_cast<double>(total) / 1e4 / seconds)
-      .Num("client_cpu_pct", client / 1e4 / seconds);
+  top->Num(prefix + "server_cpu_us", static_cast<double>(total))
+      .Num(prefix + "server_cpu_pct", static_cast<double>(total) / 1e4 / seconds)
+      .Num(prefix + "client_cpu_pct", client / 1e4 / seconds)
+      .Num(prefix + "server_vcsw", static_cast<double>(total_vcsw));
   if (per_unit_divisor > 0 && !opts.servers.empty()) {
-    double per = static_cast<double>(total) / per_unit_divisor;
-    std::printf("  server CPU per %s: %.3f us (all server processes)\n", per_unit_name, per);
-    top->Num(std::string("cpu_us_per_") + per_unit_name, per);
+    double cpu_per = static_cast<double>(total) / per_unit_divisor;
+    double vcsw_per = static_cast<double>(total_vcsw) / per_unit_divisor;
+    std::printf(
+        "  server CPU per %s: %.3f us, voluntary context switches per %s: %.2f"
+        " (all server processes)\n",
+        per_unit_name.c_str(), cpu_per, per_unit_name.c_str(), vcsw_per);
+    top->Num(prefix + "cpu_us_per_" + per_unit_name, cpu_per)
+        .Num(prefix + "vcsw_per_" + per_unit_name, vcsw_per);
   }
-  return per.str();
+  top->Raw(prefix + "cpu_us_by_process", per.str()).Raw(prefix + "vcsw_by_process", per_vcsw.str());
 }
 
 }  // namespace
@@ -160,7 +181,7 @@ int RunCoordinator(Options opts) {
                        std::to_string(time(nullptr) % 100000) + "_";
   }
   std::vector<int64_t> rss_before;
-  for (const ServerProcess& p : opts.servers) rss_before.push_back(ProcessRssKib(p.pid));
+  for (const ServerProcess& p : opts.servers) rss_before.push_back(ServerRssKib(p));
 
   std::fflush(stdout);
   std::vector<Child> children;
@@ -200,9 +221,9 @@ int RunCoordinator(Options opts) {
   }
 
   Results total;
+  bool verified = true;  // sync: the catch-up was complete and exact
   Json j;
   j.Str("workload", opts.workload).Str("server", opts.label).Num("procs", opts.procs);
-  std::string cpu_json;
   int64_t t0 = NowNs() + 20000000;
   auto read_results = [&]() {
     for (Child& c : children) {
@@ -236,8 +257,7 @@ int RunCoordinator(Options opts) {
                 total.sent, total.received, lost, total.out_of_order, total.gaps);
     std::printf("  delivered/s           %.0f\n", rate);
     PrintLatency("latency", total.latency);
-    cpu_json = CpuJson(opts, a, b, opts.duration_s, static_cast<double>(total.received_in_window),
-                       "msg", &j);
+    CpuJson(opts, a, b, opts.duration_s, static_cast<double>(total.received_in_window), "msg", &j);
     PrintEvents(total);
     j.Str("mode", opts.mode)
         .Num("pairs", opts.pairs)
@@ -258,7 +278,7 @@ int RunCoordinator(Options opts) {
     Tell(children, "GO " + std::to_string(t0) + "\n");
     SleepUntil(settled);
     std::vector<int64_t> rss_after;
-    for (const ServerProcess& p : opts.servers) rss_after.push_back(ProcessRssKib(p.pid));
+    for (const ServerProcess& p : opts.servers) rss_after.push_back(ServerRssKib(p));
     CpuSample a = SampleCpu(opts, children);
     SleepUntil(settled + static_cast<int64_t>(opts.hold_s * 1e9));
     CpuSample b = SampleCpu(opts, children);
@@ -283,7 +303,7 @@ int RunCoordinator(Options opts) {
                                          .str());
     }
     std::printf("  rss all servers        %8.0f bytes/connection\n", total_per_conn);
-    cpu_json = CpuJson(opts, a, b, opts.hold_s, 0, "", &j);
+    CpuJson(opts, a, b, opts.hold_s, 0, "", &j);
     std::printf("  disconnects during hold %" PRId64 ", pings answered %" PRId64 "\n",
                 total.disconnects, total.pings);
     PrintEvents(total);
@@ -310,8 +330,8 @@ int RunCoordinator(Options opts) {
     std::printf("  open %" PRId64 "  failed %" PRId64 "  in %.3f s  =  %.0f connects/s\n",
                 total.conns_ok, total.conns_failed, elapsed, rate);
     PrintLatency("connect->open", total.latency);
-    cpu_json = CpuJson(opts, a, b, elapsed > 0 ? elapsed : 1, static_cast<double>(total.conns_ok),
-                       "connect", &j);
+    CpuJson(opts, a, b, elapsed > 0 ? elapsed : 1, static_cast<double>(total.conns_ok), "connect",
+            &j);
     PrintEvents(total);
     j.Num("conns", opts.conns)
         .Num("concurrency", opts.concurrency)
@@ -321,8 +341,84 @@ int RunCoordinator(Options opts) {
         .Num("elapsed_s", elapsed)
         .Num("connects_per_s", rate)
         .Raw("latency_us", LatencyJson(total.latency));
+  } else if (opts.workload == "sync") {
+    // The client announces its phases (filled, connected, synced) and waits for
+    // NEXT after each, so each CPU window holds exactly one phase.
+    Tell(children, "GO " + std::to_string(t0) + "\n");
+    SleepUntil(t0);
+    std::vector<CpuSample> marks{SampleCpu(opts, children)};
+    char line[256];
+    while (marks.size() < 4 && std::fgets(line, sizeof line, children[0].results) &&
+           std::strncmp(line, "PHASE ", 6) == 0) {
+      marks.push_back(SampleCpu(opts, children));
+      Tell(children, "NEXT\n");
+    }
+    if (marks.size() < 4) {
+      std::fprintf(stderr, "loadgen: the sync client stopped before the end of its phases\n");
+      Tell(children, "QUIT\n");
+      for (Child& c : children) waitpid(c.pid, nullptr, 0);
+      return 1;
+    }
+    read_results();
+    Tell(children, "QUIT\n");
+    auto value = [&](const char* key) {
+      auto it = total.values.find(key);
+      return it == total.values.end() ? int64_t{0} : it->second;
+    };
+    auto seconds = [](const CpuSample& a, const CpuSample& b) {
+      return std::max(1e-9, static_cast<double>(b.at_ns - a.at_ns) / 1e9);
+    };
+    const int64_t acked = value("fill_acked"), synced = value("synced_messages");
+    const double fill_s = static_cast<double>(value("fill_ns")) / 1e9;
+    const double sync_ms = static_cast<double>(value("sync_ns")) / 1e6;
+    verified = value("sync_complete") == 1 && synced == opts.messages &&
+               value("missing_useqs") == 0 && value("duplicates") == 0 &&
+               value("out_of_order") == 0 && value("text_mismatch") == 0 &&
+               value("out_of_range") == 0;
+    std::printf("sync on %s: %d messages stored for one user, then synced in pages of %d\n",
+                opts.label.c_str(), opts.messages, opts.page);
+    std::printf("  connections           %" PRId64
+                " opened (sender, recipient, fresh recipient), %" PRId64 " failed\n",
+                total.conns_ok, total.conns_failed);
+    std::printf("  store: %" PRId64
+                " of %d acknowledged in %.3f s = %.0f msgs/s (window %d, "
+                "request_id); %" PRId64 " live frames reached the online recipient\n",
+                acked, opts.messages, fill_s, fill_s > 0 ? static_cast<double>(acked) / fill_s : 0,
+                opts.window, value("fill_live_received"));
+    CpuJson(opts, marks[0], marks[1], seconds(marks[0], marks[1]), static_cast<double>(acked),
+            "msg", &j, "fill_");
+    std::printf("  sync: %" PRId64 " messages in %" PRId64 " pages in %.1f ms; missing %" PRId64
+                ", duplicates %" PRId64 ", out of order %" PRId64 ", wrong text %" PRId64
+                ", out of range %" PRId64 ": %s\n",
+                synced, value("pages"), sync_ms, value("missing_useqs"), value("duplicates"),
+                value("out_of_order"), value("text_mismatch"), value("out_of_range"),
+                verified ? "gapless, each once, in order" : "FAILED");
+    PrintLatency("page round trip", total.latency);
+    CpuJson(opts, marks[2], marks[3], seconds(marks[2], marks[3]), static_cast<double>(synced),
+            "msg", &j);
+    PrintEvents(total);
+    j.Num("messages", opts.messages)
+        .Num("page", opts.page)
+        .Num("window", opts.window)
+        .Num("message_bytes", opts.message_bytes)
+        .Num("conns_ok", static_cast<double>(total.conns_ok))
+        .Num("conns_failed", static_cast<double>(total.conns_failed))
+        .Num("fill_s", fill_s)
+        .Num("fill_acked", static_cast<double>(acked))
+        .Num("fill_per_s", fill_s > 0 ? static_cast<double>(acked) / fill_s : 0)
+        .Num("fill_live_received", static_cast<double>(value("fill_live_received")))
+        .Num("sync_ms", sync_ms)
+        .Num("pages", static_cast<double>(value("pages")))
+        .Num("synced_messages", static_cast<double>(synced))
+        .Num("missing_useqs", static_cast<double>(value("missing_useqs")))
+        .Num("duplicates", static_cast<double>(value("duplicates")))
+        .Num("out_of_order", static_cast<double>(value("out_of_order")))
+        .Num("text_mismatch", static_cast<double>(value("text_mismatch")))
+        .Num("out_of_range", static_cast<double>(value("out_of_range")))
+        .Num("verified", verified ? 1 : 0)
+        .Raw("latency_us", LatencyJson(total.latency));
   }
-  j.Raw("cpu_us_by_process", cpu_json).Raw("events", EventsJson(total));
+  j.Raw("events", EventsJson(total));
 
   int status_all = 0;
   for (Child& c : children) {
@@ -333,7 +429,7 @@ int RunCoordinator(Options opts) {
     std::fclose(c.results);
   }
   std::printf("%s\n", j.str().c_str());
-  return status_all;
+  return verified ? status_all : 1;
 }
 
 }  // namespace bench

@@ -13,13 +13,16 @@
 namespace {
 
 constexpr char kUsage[] = R"(usage: loadgen WORKLOAD --url=ws://127.0.0.1:PORT/[,ws://...] [flags]
-workloads: dm | idle | storm | fanout
-common:  --label=NAME  --server-pids=edge=PID,cs=PID,...  --procs=N  --source-addrs=16
+workloads: dm | idle | storm | sync | fanout
+common:  --label=NAME  --server-pids=edge=PID,cs=PID,...,db=tree:PID (PID and its children)
+         --procs=N  --source-addrs=16
          --wait-hello=1|0 (0 for servers that send no hello)  --connect-timeout=60  --prefix=NAME
 dm:      --mode=closed|open  --pairs=100  --window=16  --rate=5000 (open, total msgs/s)
          --bytes=64  --warmup=1  --duration=5  --drain=2
 idle:    --conns=1000  --concurrency=200  --settle=1  --hold=5
 storm:   --conns=1000  --concurrency=200
+sync:    --messages=10000  --page=500  --window=16 (sends in flight while storing)  --bytes=64
+         --phase-timeout=120 (servers with a store only; one client process)
 )";
 
 // "ws://127.0.0.1:8080/path,ws://127.0.0.1:8081/" (IPv4 literals only).
@@ -108,6 +111,12 @@ int main(int argc, char** argv) {
       o.settle_s = d;
     else if (key == "hold")
       o.hold_s = d;
+    else if (key == "messages")
+      o.messages = n;
+    else if (key == "page")
+      o.page = n;
+    else if (key == "phase-timeout")
+      o.phase_timeout_s = d;
     else
       ok = false;
     if (!ok) {
@@ -120,7 +129,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (o.procs < 1 || (o.mode != "closed" && o.mode != "open") || o.pairs < 1 || o.window < 1 ||
-      o.rate <= 0 || o.conns < 1 || o.concurrency < 1) {
+      o.rate <= 0 || o.conns < 1 || o.concurrency < 1 || o.messages < 1 || o.page < 1 ||
+      (o.workload == "sync" && o.procs != 1)) {
     std::fprintf(stderr, "bad flag values\n%s", kUsage);
     return 2;
   }

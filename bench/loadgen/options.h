@@ -10,7 +10,7 @@
 namespace bench {
 
 struct Options {
-  std::string workload;  // dm | idle | storm | fanout
+  std::string workload;  // dm | idle | storm | sync | fanout
   struct Target {
     std::string host;
     int port = 0;
@@ -27,7 +27,7 @@ struct Options {
   // dm
   std::string mode = "closed";  // closed | open
   int pairs = 100;
-  int window = 16;         // closed loop: messages in flight per sender
+  int window = 16;         // closed loop: messages in flight per sender (sync: while filling)
   double rate = 5000;      // open loop: offered messages/s, all senders together
   int message_bytes = 64;  // length of the "message" string
   double warmup_s = 1;
@@ -39,6 +39,12 @@ struct Options {
   int concurrency = 200;  // handshakes in flight, all processes together
   double settle_s = 1;    // idle: wait after the last connect before measuring
   double hold_s = 5;      // idle: window in which idle CPU is measured
+
+  // sync: one sender stores `messages` for one recipient (closed loop, with
+  // request_id), then a fresh connection of the recipient syncs them in pages.
+  int messages = 10000;
+  int page = 500;                // the sync request's limit
+  double phase_timeout_s = 120;  // each of: filling, connecting, syncing
 
   std::vector<ServerProcess> servers;
 };

@@ -1,5 +1,7 @@
 #include "results.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -41,6 +43,7 @@ std::string Results::Serialize() const {
     if (counts[i]) out << "h " << i << ' ' << counts[i] << '\n';
   }
   for (const auto& [name, count] : events) out << "e " << count << ' ' << name << '\n';
+  for (const auto& [name, value] : values) out << "v " << value << ' ' << name << '\n';
   out << "END\n";
   return out.str();
 }
@@ -65,10 +68,10 @@ bool Results::Read(FILE* in) {
       long long max = std::strtoll(end, &end, 10);
       long long sum = std::strtoll(end, nullptr, 10);
       latency.MergeExtremes(min, max, static_cast<double>(sum));
-    } else if (key == "e") {
+    } else if (key == "e" || key == "v") {
       char* end;
       long long count = std::strtoll(rest, &end, 10);
-      events[std::string(end + 1)] += count;
+      (key == "e" ? events : values)[std::string(end + 1)] += count;
     } else {
       for (const Field& f : kFields) {
         if (key == f.name) this->*f.member = std::strtoll(rest, nullptr, 10);
@@ -92,6 +95,16 @@ void Results::Merge(const Results& o) {
   for (size_t i = 0; i < counts.size(); ++i) latency.Add(i, counts[i]);
   if (o.latency.count()) latency.MergeExtremes(o.latency.min(), o.latency.max(), o.latency.sum());
   for (const auto& [name, count] : o.events) events[name] += count;
+  for (const auto& [name, value] : o.values) values[name] += value;
+}
+
+void WriteAll(int fd, const std::string& text) {
+  size_t off = 0;
+  while (off < text.size()) {
+    ssize_t n = write(fd, text.data() + off, text.size() - off);
+    if (n <= 0) return;
+    off += static_cast<size_t>(n);
+  }
 }
 
 }  // namespace bench

@@ -25,11 +25,15 @@ struct Results {
   int64_t t_last = 0;                     // storm: last connection open
   Histogram latency;                      // ns: dm send->receive, storm connect()->hello
   std::map<std::string, int64_t> events;  // "error:rate_limited", "close:4008", ...
+  std::map<std::string, int64_t> values;  // workload figures (sync: "sync_ns", "duplicates", ...)
 
   std::string Serialize() const;
   // Reads lines up to "END"; false on EOF before it.
   bool Read(FILE* in);
   void Merge(const Results& other);
 };
+
+// Writes all of `text` to a pipe (the child -> parent channel).
+void WriteAll(int fd, const std::string& text);
 
 }  // namespace bench

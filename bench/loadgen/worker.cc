@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "results.h"
+#include "sync_worker.h"
 #include "ws_engine.h"
 
 namespace bench {
@@ -19,15 +20,6 @@ namespace {
 constexpr int64_t kSecond = 1000000000;
 
 int64_t Seconds(double s) { return static_cast<int64_t>(s * 1e9); }
-
-void WriteAll(int fd, const std::string& text) {
-  size_t off = 0;
-  while (off < text.size()) {
-    ssize_t n = write(fd, text.data() + off, text.size() - off);
-    if (n <= 0) return;
-    off += static_cast<size_t>(n);
-  }
-}
 
 class Worker : public Engine::Handler {
  public:
@@ -164,15 +156,17 @@ class Worker : public Engine::Handler {
       if (now >= deadline) break;
       engine_.Poll(std::min(deadline, now + kSecond));
     }
-    // Whatever has not opened by the deadline counts as failed.
+    // Whatever has not opened by the deadline counts as failed, once.
     for (auto& [conn, source] : to_start_) {
-      if (conn->state != ConnState::kOpen && conn->state != ConnState::kClosed) {
+      if (conn->state == ConnState::kIdle) {
+        ++results_.conns_failed;
+        ++results_.events["not_started"];
+      } else if (conn->state != ConnState::kOpen && conn->state != ConnState::kClosed) {
         engine_.Close(*conn);
         ++results_.conns_failed;
         ++results_.events["connect_timeout"];
       }
     }
-    for (size_t i = next_start_; i < to_start_.size(); ++i) ++results_.conns_failed;
     next_start_ = to_start_.size();
     inflight_ = 0;
   }
@@ -301,6 +295,7 @@ class Worker : public Engine::Handler {
 int RunWorker(const Options& opts, int index, int ctl_in, int results_out) {
   // Open-loop sends are due at exact times; the default 50 us timer slack would blur them.
   prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+  if (opts.workload == "sync") return RunSyncWorker(opts, ctl_in, results_out);
   Worker worker(opts, index, ctl_in, results_out);
   return worker.Run();
 }
