@@ -93,6 +93,7 @@ void ConnectionLogic::BeginCatchUp(bool unread_only, int64_t after) {
     return;
   }
   catching_up_ = true;
+  last_page_ = false;
   catch_up_unread_ = unread_only;
   catch_up_after_ = after;
   caught_up_to_ = after;
@@ -101,7 +102,6 @@ void ConnectionLogic::BeginCatchUp(bool unread_only, int64_t after) {
 
 void ConnectionLogic::FetchPage() {
   if (page_in_flight_ || closed_) return;
-  want_page_ = false;
   page_in_flight_ = true;
   auto done =
       OnStrand<SyncReply>([this](absl::StatusOr<SyncReply> page) { OnPage(std::move(page)); });
@@ -116,6 +116,7 @@ void ConnectionLogic::OnPage(absl::StatusOr<SyncReply> page) {
   page_in_flight_ = false;
   if (!page.ok()) {
     // The path broke again: the next attach resumes from what was written.
+    while (!pushing_.empty()) pushing_.pop_front();
     EndCatchUp();
     return;
   }
@@ -127,25 +128,35 @@ void ConnectionLogic::OnPage(absl::StatusOr<SyncReply> page) {
         (!v2_ || std::find(sent_here_.begin(), sent_here_.end(), m.useq) != sent_here_.end())) {
       continue;
     }
-    sink_->SendStored(std::make_shared<const std::string>(EncodeDelivery(m)), m.useq, m.useq,
-                      /*edge_received_us=*/0);
+    pushing_.push_back({std::make_shared<const std::string>(EncodeDelivery(m)), m.useq, 0});
   }
   catch_up_after_ = std::max(catch_up_after_, page->useq);
-  if (!page->more) {
-    EndCatchUp();
-    return;
+  last_page_ = !page->more;
+  PumpCatchUp();
+}
+
+void ConnectionLogic::PumpCatchUp() {
+  // A small window in the socket's queue at a time, whatever the queue's
+  // size: pushing never makes a slow consumer.
+  constexpr size_t kWindowBytes = 16 << 10;
+  while (!pushing_.empty()) {
+    const size_t queued = sink_->QueuedBytes();
+    if (queued > 0 && queued + pushing_.front().frame->size() > kWindowBytes) return;
+    Held next = std::move(pushing_.front());
+    pushing_.pop_front();
+    sink_->SendStored(std::move(next.frame), next.useq, next.useq, next.edge_received_us);
+    if (closed_) return;
   }
-  // Paced by the socket: the next page once this one is written.
-  if (sink_->QueuedBytes() == 0) {
-    FetchPage();
-  } else {
-    want_page_ = true;
+  if (page_in_flight_) return;
+  if (last_page_) {
+    EndCatchUp();
+  } else if (sink_->QueuedBytes() == 0) {
+    FetchPage();  // else when the queue ran empty
   }
 }
 
 void ConnectionLogic::EndCatchUp() {
   catching_up_ = false;
-  want_page_ = false;
   std::vector<Held> held;
   held.swap(held_);
   held_bytes_ = 0;
@@ -156,7 +167,7 @@ void ConnectionLogic::EndCatchUp() {
 }
 
 void ConnectionLogic::OnQueueEmpty() {
-  if (want_page_) FetchPage();
+  if (catching_up_) PumpCatchUp();
 }
 
 void ConnectionLogic::OnWritten(int64_t from, int64_t to) {

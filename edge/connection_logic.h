@@ -11,6 +11,7 @@
 #include "common/clock.h"
 #include "edge/backends.h"
 #include "edge/edge_metrics.h"
+#include "edge/fifo.h"
 #include "edge/limits.h"
 #include "edge/local_hub.h"
 #include "edge/protocol.h"
@@ -125,6 +126,7 @@ class ConnectionLogic {
   void BeginCatchUp(bool unread_only, int64_t after);
   void FetchPage();
   void OnPage(absl::StatusOr<SyncReply> page);
+  void PumpCatchUp();
   void EndCatchUp();
   void OnSendResult(const SendResult& result, const RequestId& request_id, bool counted);
 
@@ -164,13 +166,14 @@ class ConnectionLogic {
   int64_t catch_up_after_ = 0;
   int64_t caught_up_to_ = 0;  // highest useq a page held
   bool page_in_flight_ = false;
-  bool want_page_ = false;  // waiting for the queue to empty
+  bool last_page_ = false;  // the page being written is the last
   struct Held {
     std::shared_ptr<const std::string> frame;
     int64_t useq;
     int64_t edge_received_us;
   };
   std::vector<Held> held_;  // live frames waiting behind the catch-up
+  Fifo<Held> pushing_;      // the current page, fed to the socket a window at a time
   size_t held_bytes_ = 0;
 };
 

@@ -46,6 +46,7 @@ void Dispatcher::Attach(const std::shared_ptr<Outbox>& link, const std::string& 
       state.mark = std::max(state.mark, marks->reached_useq);
       state.persisted_mark = marks->reached_useq;
     }
+    Advance(&state);  // reached reports merged so far count
     answer.set_last_useq(marks->last_useq);
     answer.set_reached_useq(state.mark);
   }

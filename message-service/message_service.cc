@@ -86,16 +86,25 @@ class EdgeLinkReactor final : public grpc::ServerBidiReactor<EdgeUp, EdgeDown>, 
     }
     Dispatcher* dispatcher = service_->dispatcher();
     StoreWorker* worker = service_->worker();
+    // Reached reports first: they describe frames written before anything
+    // else in this batch was asked, and an attach answers with the mark.
+    for (const auto& reached : up_.reached()) {
+      // Never refused: a lost report would leave a hole until a sync.
+      worker->SubmitAlways([dispatcher, reached](store::MessageStore*) {
+        dispatcher->Reached(reached.user(), reached.from_useq(), reached.to_useq());
+      });
+    }
     // Attaches first: a send in the same batch to a user attaching here must
     // reach the new connection.
     for (auto& attach : *up_.mutable_attaches()) {
+      const std::string connection_id = attach.connection_id();
       auto task = [dispatcher, link = outbox_, edge = edge_id_,
                    attach = std::move(attach)](store::MessageStore* store) {
         dispatcher->Attach(link, edge, attach, store);
       };
       if (!worker->Submit(task)) {
         chat::v1::Attached refused;
-        refused.set_connection_id(attach.connection_id());
+        refused.set_connection_id(connection_id);
         refused.set_error(std::string(QueueFull().message()));
         outbox_->AddAttached(std::move(refused));
       }
@@ -106,12 +115,6 @@ class EdgeLinkReactor final : public grpc::ServerBidiReactor<EdgeUp, EdgeDown>, 
                              result.set_seq(seq);
                              link->AddResult(result);
                            });
-    }
-    for (const auto& reached : up_.reached()) {
-      // Never refused: a lost report would leave a hole until a sync.
-      worker->SubmitAlways([dispatcher, reached](store::MessageStore*) {
-        dispatcher->Reached(reached.user(), reached.from_useq(), reached.to_useq());
-      });
     }
     for (const auto& query : up_.queries()) service_->SubmitQuery(outbox_, query);
     for (auto& id : *up_.mutable_detaches()) {
