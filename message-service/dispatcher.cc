@@ -234,7 +234,8 @@ void Dispatcher::FlushMarks(store::MessageStore* store) {
   dirty_.clear();
   absl::flat_hash_set<std::string> read;
   read.swap(read_);
-  std::vector<store::MarkChange> changes;
+  // Every mark that moved goes to the store in one transaction.
+  std::vector<std::pair<std::string, int64_t>> moved;
   for (const std::string& user : users) {
     UserState* state = LoadMarks(user, store);
     if (state == nullptr) {
@@ -245,18 +246,19 @@ void Dispatcher::FlushMarks(store::MessageStore* store) {
     Advance(state);
     // A hole remains: it may be messages the user read without receiving.
     if (!state->above.empty() || read.contains(user)) FillReadHoles(user, state, store);
-    if (state->mark > state->persisted_mark) {
-      absl::StatusOr<std::vector<store::MarkChange>> moved =
-          store->AdvanceReached(user, state->mark);
-      if (!moved.ok()) {
-        dirty_.insert(user);
-        continue;
-      }
-      state->persisted_mark = state->mark;
-      for (auto& c : *moved) changes.push_back(std::move(c));
-    }
-    ForgetIfIdle(user);
+    if (state->mark > state->persisted_mark) moved.emplace_back(user, state->mark);
   }
+  std::vector<store::MarkChange> changes;
+  if (!moved.empty()) {
+    absl::StatusOr<std::vector<store::MarkChange>> stored = store->AdvanceReachedMany(moved);
+    if (!stored.ok()) {
+      for (const auto& [user, mark] : moved) dirty_.insert(user);
+    } else {
+      changes = std::move(*stored);
+      for (const auto& [user, mark] : moved) users_[user].persisted_mark = mark;
+    }
+  }
+  for (const std::string& user : users) ForgetIfIdle(user);
   SendReceipts(changes);
 }
 

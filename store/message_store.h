@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -51,8 +52,8 @@ struct NewMessage {
 };
 
 struct Committed {
-  Message for_sender;           // useq = the sender's
-  int64_t recipient_useq = 0;   // == for_sender.useq for a message to yourself
+  Message for_sender;          // useq = the sender's
+  int64_t recipient_useq = 0;  // == for_sender.useq for a message to yourself
   // The key was already used: nothing was stored, `for_sender` and
   // `recipient_useq` describe the first message.
   bool duplicate = false;
@@ -62,11 +63,11 @@ struct Committed {
 struct ConversationSummary {
   std::string with;
   std::string conversation;
-  Message last;                // useq = the requesting user's
-  int64_t unread = 0;          // peer's messages with seq > read_seq
-  int64_t read_seq = 0;        // how far this user has read
-  int64_t peer_read_seq = 0;   // how far the peer has read
-  int64_t delivered_seq = 0;   // the peer's delivered mark: this user's messages reached the peer
+  Message last;               // useq = the requesting user's
+  int64_t unread = 0;         // peer's messages with seq > read_seq
+  int64_t read_seq = 0;       // how far this user has read
+  int64_t peer_read_seq = 0;  // how far the peer has read
+  int64_t delivered_seq = 0;  // the peer's delivered mark: this user's messages reached the peer
 };
 
 struct SyncPage {
@@ -91,8 +92,8 @@ struct ConversationsPage {
 // A mark that moved, for receipts.
 struct MarkChange {
   std::string conversation;
-  std::string user;  // whose mark
-  std::string peer;  // the other user of the conversation
+  std::string user;           // whose mark
+  std::string peer;           // the other user of the conversation
   int64_t read_seq = 0;       // set for read marks
   int64_t delivered_seq = 0;  // set for delivered marks
 };
@@ -156,6 +157,10 @@ class MessageStore {
   // delivered marks that moved.
   virtual absl::StatusOr<std::vector<MarkChange>> AdvanceReached(const std::string& user,
                                                                  int64_t useq) = 0;
+  // AdvanceReached for several users in one transaction (what a batch of
+  // deliveries moved); the changes of all of them.
+  virtual absl::StatusOr<std::vector<MarkChange>> AdvanceReachedMany(
+      const std::vector<std::pair<std::string, int64_t>>& marks) = 0;
 
   // Deletes messages older than `ts_ms`, at most `limit` of them per call;
   // returns how many were deleted. Counters and marks are kept.

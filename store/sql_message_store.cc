@@ -182,48 +182,63 @@ absl::StatusOr<MessageStore::ReadResult> SqlMessageStore::MarkRead(const std::st
   return result;
 }
 
+absl::Status SqlMessageStore::AdvanceOne(const std::string& user, int64_t useq,
+                                         std::vector<MarkChange>* changes) {
+  absl::StatusOr<SqlRows> marks =
+      db_->Run(absl::StrCat("SELECT last_useq, reached_useq FROM streams WHERE owner = $1",
+                            db_->ForUpdate()),
+               {user});
+  if (!marks.ok()) return marks.status();
+  if (marks->empty()) return absl::OkStatus();
+  const int64_t old = marks->Int(0, 1);
+  const int64_t target = std::min(useq, marks->Int(0, 0));
+  if (target <= old) return absl::OkStatus();
+  STORE_RETURN_IF_ERROR(
+      db_->Run("UPDATE streams SET reached_useq = $2 WHERE owner = $1", {user, target}).status());
+  // Within a conversation seq and the recipient's useq grow together, so
+  // the newest peer message in the newly reached range has every earlier
+  // one of that peer reached too.
+  absl::StatusOr<SqlRows> tops = db_->Run(
+      "SELECT m.conversation, m.sent_by, MAX(m.seq) FROM stream_entries s"
+      " JOIN messages m ON m.id = s.message_id"
+      " WHERE s.owner = $1 AND s.useq > $2 AND s.useq <= $3"
+      " AND m.send_to = $1 AND m.sent_by <> $1 GROUP BY m.conversation, m.sent_by",
+      {user, old, target});
+  if (!tops.ok()) return tops.status();
+  std::vector<MarkChange> candidates;
+  for (size_t r = 0; r < tops->size(); ++r) {
+    candidates.push_back(MarkChange{tops->Text(r, 0), user, tops->Text(r, 1), 0, tops->Int(r, 2)});
+  }
+  std::sort(candidates.begin(), candidates.end(), [](const MarkChange& a, const MarkChange& b) {
+    return a.conversation < b.conversation;
+  });
+  for (MarkChange& c : candidates) {
+    absl::StatusOr<SqlRows> moved = db_->Run(
+        "UPDATE members SET delivered_seq = $3"
+        " WHERE owner = $1 AND conversation = $2 AND delivered_seq < $3",
+        {user, c.conversation, c.delivered_seq});
+    if (!moved.ok()) return moved.status();
+    if (moved->affected() > 0) changes->push_back(std::move(c));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::vector<MarkChange>> SqlMessageStore::AdvanceReached(const std::string& user,
                                                                         int64_t useq) {
-  STORE_RETURN_IF_ERROR(CheckUser(user));
+  return AdvanceReachedMany({{user, useq}});
+}
+
+absl::StatusOr<std::vector<MarkChange>> SqlMessageStore::AdvanceReachedMany(
+    const std::vector<std::pair<std::string, int64_t>>& marks) {
+  for (const auto& [user, useq] : marks) STORE_RETURN_IF_ERROR(CheckUser(user));
+  // Users' rows are locked in name order, as everywhere else.
+  std::vector<std::pair<std::string, int64_t>> sorted = marks;
+  std::sort(sorted.begin(), sorted.end());
   std::vector<MarkChange> changes;
   STORE_RETURN_IF_ERROR(db_->Transaction(Mode::kWrite, [&]() -> absl::Status {
     changes.clear();
-    absl::StatusOr<SqlRows> marks =
-        db_->Run(absl::StrCat("SELECT last_useq, reached_useq FROM streams WHERE owner = $1",
-                              db_->ForUpdate()),
-                 {user});
-    if (!marks.ok()) return marks.status();
-    if (marks->empty()) return absl::OkStatus();
-    const int64_t old = marks->Int(0, 1);
-    const int64_t target = std::min(useq, marks->Int(0, 0));
-    if (target <= old) return absl::OkStatus();
-    STORE_RETURN_IF_ERROR(
-        db_->Run("UPDATE streams SET reached_useq = $2 WHERE owner = $1", {user, target}).status());
-    // Within a conversation seq and the recipient's useq grow together, so
-    // the newest peer message in the newly reached range has every earlier
-    // one of that peer reached too.
-    absl::StatusOr<SqlRows> tops = db_->Run(
-        "SELECT m.conversation, m.sent_by, MAX(m.seq) FROM stream_entries s"
-        " JOIN messages m ON m.id = s.message_id"
-        " WHERE s.owner = $1 AND s.useq > $2 AND s.useq <= $3"
-        " AND m.send_to = $1 AND m.sent_by <> $1 GROUP BY m.conversation, m.sent_by",
-        {user, old, target});
-    if (!tops.ok()) return tops.status();
-    std::vector<MarkChange> candidates;
-    for (size_t r = 0; r < tops->size(); ++r) {
-      candidates.push_back(
-          MarkChange{tops->Text(r, 0), user, tops->Text(r, 1), 0, tops->Int(r, 2)});
-    }
-    std::sort(candidates.begin(), candidates.end(), [](const MarkChange& a, const MarkChange& b) {
-      return a.conversation < b.conversation;
-    });
-    for (MarkChange& c : candidates) {
-      absl::StatusOr<SqlRows> moved = db_->Run(
-          "UPDATE members SET delivered_seq = $3"
-          " WHERE owner = $1 AND conversation = $2 AND delivered_seq < $3",
-          {user, c.conversation, c.delivered_seq});
-      if (!moved.ok()) return moved.status();
-      if (moved->affected() > 0) changes.push_back(std::move(c));
+    for (const auto& [user, useq] : sorted) {
+      STORE_RETURN_IF_ERROR(AdvanceOne(user, useq, &changes));
     }
     return absl::OkStatus();
   }));

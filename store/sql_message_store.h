@@ -46,9 +46,13 @@ class SqlMessageStore final : public MessageStore {
                                       int64_t seq) override;
   absl::StatusOr<std::vector<MarkChange>> AdvanceReached(const std::string& user,
                                                          int64_t useq) override;
+  absl::StatusOr<std::vector<MarkChange>> AdvanceReachedMany(
+      const std::vector<std::pair<std::string, int64_t>>& marks) override;
   absl::StatusOr<int64_t> PruneOlderThan(int64_t ts_ms, int limit) override;
 
  private:
+  // AdvanceReached's work inside an open write transaction.
+  absl::Status AdvanceOne(const std::string& user, int64_t useq, std::vector<MarkChange>* changes);
   explicit SqlMessageStore(std::unique_ptr<SqlDb> db) : db_(std::move(db)) {}
   absl::Status Init();
   // The body of Commit's transaction.

@@ -83,8 +83,13 @@ absl::Status SqliteDb::Open() {
   sqlite3_busy_timeout(db_, options_.timeout_ms);
   // WAL: readers never block the writer; NORMAL syncs at checkpoints only,
   // which a process crash cannot undo (a power loss can).
+  // A 64 MiB page cache and reads through mmap: the hot path's pages stay
+  // in memory instead of costing a pread each; checkpoints (and their
+  // syncs) every 16 MiB of log rather than every 4 MiB.
   absl::Status status = Execute(absl::StrCat(
-      "PRAGMA journal_mode=WAL; PRAGMA synchronous=", options_.fsync ? "FULL" : "NORMAL", ";"));
+      "PRAGMA journal_mode=WAL; PRAGMA synchronous=", options_.fsync ? "FULL" : "NORMAL",
+      "; PRAGMA cache_size=-65536; PRAGMA mmap_size=268435456; PRAGMA wal_autocheckpoint=4096;"
+      " PRAGMA temp_store=MEMORY;"));
   if (!status.ok()) Close();
   return status;
 }

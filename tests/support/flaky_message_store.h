@@ -76,6 +76,11 @@ class FlakyMessageStore : public store::MessageStore {
     if (absl::Status s = Check(); !s.ok()) return s;
     return real_->AdvanceReached(user, useq);
   }
+  absl::StatusOr<std::vector<store::MarkChange>> AdvanceReachedMany(
+      const std::vector<std::pair<std::string, int64_t>>& marks) override {
+    if (absl::Status s = Check(); !s.ok()) return s;
+    return real_->AdvanceReachedMany(marks);
+  }
   absl::StatusOr<int64_t> PruneOlderThan(int64_t ts_ms, int limit) override {
     if (absl::Status s = Check(); !s.ok()) return s;
     return real_->PruneOlderThan(ts_ms, limit);
