@@ -244,8 +244,10 @@ void Dispatcher::FlushMarks(store::MessageStore* store) {
       continue;
     }
     Advance(state);
-    // A hole remains: it may be messages the user read without receiving.
-    if (!state->above.empty() || read.contains(user)) FillReadHoles(user, state, store);
+    // The user read something: a hole may be messages read without being
+    // received. (Not on every hole: most are deliveries whose write is
+    // still being reported, and the look-up costs a query.)
+    if (read.contains(user)) FillReadHoles(user, state, store);
     if (state->mark > state->persisted_mark) moved.emplace_back(user, state->mark);
   }
   std::vector<store::MarkChange> changes;

@@ -109,13 +109,20 @@ class EdgeLinkReactor final : public grpc::ServerBidiReactor<EdgeUp, EdgeDown>, 
         outbox_->AddAttached(std::move(refused));
       }
     }
+    // One hand-over for the whole batch: the worker sees it at once and
+    // commits it in one transaction.
+    std::vector<StoreWorker::SendJob> jobs;
+    jobs.reserve(up_.sends_size());
     for (auto& send : *up_.mutable_sends()) {
-      service_->SubmitSend(send.request(), nullptr,
-                           [link = outbox_, seq = send.seq()](chat::v1::EdgeSendResult result) {
-                             result.set_seq(seq);
-                             link->AddResult(result);
-                           });
+      service_->PrepareSend(
+          send.request(), nullptr,
+          [link = outbox_, seq = send.seq()](chat::v1::EdgeSendResult result) {
+            result.set_seq(seq);
+            link->AddResult(result);
+          },
+          &jobs);
     }
+    worker->SubmitSends(std::move(jobs));
     for (const auto& query : up_.queries()) service_->SubmitQuery(outbox_, query);
     for (auto& id : *up_.mutable_detaches()) {
       worker->Submit([dispatcher, link = outbox_.get(), id = std::move(id)](store::MessageStore*) {
@@ -197,6 +204,15 @@ void MessageServiceImpl::SubmitSend(
     const chat::v1::SendRequest& request,
     google::protobuf::RepeatedPtrField<chat::v1::ConnectionDelivery>* per_connection,
     SendDone done) {
+  std::vector<StoreWorker::SendJob> jobs;
+  PrepareSend(request, per_connection, std::move(done), &jobs);
+  worker_->SubmitSends(std::move(jobs));
+}
+
+void MessageServiceImpl::PrepareSend(
+    const chat::v1::SendRequest& request,
+    google::protobuf::RepeatedPtrField<chat::v1::ConnectionDelivery>* per_connection, SendDone done,
+    std::vector<StoreWorker::SendJob>* jobs) {
   if (absl::Status valid = ValidateSend(request, options_.max_message_bytes); !valid.ok()) {
     done(FailedResult(valid));
     return;
@@ -227,8 +243,7 @@ void MessageServiceImpl::SubmitSend(
     result.set_delivered(dispatcher->Deliver(*committed, from, received_us, per_connection));
     done(std::move(result));
   };
-  auto fail = job.done;
-  if (!worker_->SubmitSend(std::move(job))) fail(QueueFull());
+  jobs->push_back(std::move(job));
 }
 
 void MessageServiceImpl::SubmitQuery(const std::shared_ptr<Outbox>& link,

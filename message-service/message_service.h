@@ -55,6 +55,12 @@ class MessageServiceImpl final : public chat::v1::MessageService::CallbackServic
                   google::protobuf::RepeatedPtrField<chat::v1::ConnectionDelivery>* per_connection,
                   SendDone done);
 
+  // Validates and stamps one send: appends its job to `jobs`, or answers
+  // `done` at once when it is refused.
+  void PrepareSend(const chat::v1::SendRequest& request,
+                   google::protobuf::RepeatedPtrField<chat::v1::ConnectionDelivery>* per_connection,
+                   SendDone done, std::vector<StoreWorker::SendJob>* jobs);
+
   // The edge's query on a link, answered on it.
   void SubmitQuery(const std::shared_ptr<Outbox>& link, const chat::v1::EdgeQuery& query);
 

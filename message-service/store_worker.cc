@@ -64,6 +64,19 @@ bool StoreWorker::SubmitSend(SendJob job) {
   return true;
 }
 
+void StoreWorker::SubmitSends(std::vector<SendJob> jobs) {
+  size_t queued = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    while (queued < jobs.size() && !stopping_ && queue_.size() < options_.max_queue) {
+      queue_.emplace_back(std::move(jobs[queued++]));
+    }
+  }
+  for (size_t i = queued; i < jobs.size(); ++i) {
+    jobs[i].done(absl::UnavailableError("message service overloaded; retry later"));
+  }
+}
+
 void StoreWorker::Run() {
   std::vector<Item> items;
   std::vector<SendJob> batch;

@@ -48,6 +48,9 @@ class StoreWorker {
   // False when the queue is full or the worker stopped.
   bool Submit(Task task);
   bool SubmitSend(SendJob job);
+  // Queues as many as fit under one lock; the rest fail at once as
+  // unavailable.
+  void SubmitSends(std::vector<SendJob> jobs);
   // Ignores the bound: for clean-up whose loss would leak state (a link's
   // routes); at most one per link or connection.
   void SubmitAlways(Task task);
