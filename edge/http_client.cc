@@ -54,7 +54,11 @@ absl::StatusOr<HttpReply> PerformHttp(const HttpCall& call) {
   const long timeout_ms = static_cast<long>(absl::ToInt64Milliseconds(call.timeout));
   curl_easy_setopt(c, CURLOPT_URL, call.url.c_str());
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, call.max_redirects > 0 ? 1L : 0L);
+  if (call.max_redirects > 0) {
+    curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_MAXREDIRS, static_cast<long>(call.max_redirects));
+  }
   curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);  // signals and threads do not mix
@@ -69,7 +73,7 @@ absl::StatusOr<HttpReply> PerformHttp(const HttpCall& call) {
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, error);
   const CURLcode rc = curl_easy_perform(c);
   if (body.too_large) {
-    return absl::UnavailableError(
+    return absl::ResourceExhaustedError(
         absl::StrCat(call.method, " ", call.url, ": body larger than ", call.max_bytes, " bytes"));
   }
   if (rc != CURLE_OK) {

@@ -22,12 +22,15 @@ struct HttpCall {
   std::string body;  // POST only
   absl::Duration timeout = absl::Seconds(5);
   size_t max_bytes = 1 << 20;
+  // 0: none (a credential in a header must not follow a redirect). Only to
+  // http/https.
+  int max_redirects = 0;
 };
 
-// One blocking HTTP(S) call with libcurl: TLS verified, http/https only, no
-// redirects (a credential in a header must not follow them), body capped.
-// Any HTTP status is a reply; only transport failures (connect, timeout, TLS,
-// oversized body) are errors, as Unavailable. Call it off the I/O threads.
+// One blocking HTTP(S) call with libcurl: TLS verified, http/https only,
+// body capped. Any HTTP status is a reply; only transport failures (connect,
+// timeout, TLS) are errors, as Unavailable, and an oversized body is
+// ResourceExhausted. Call it off the I/O threads.
 absl::StatusOr<HttpReply> PerformHttp(const HttpCall& call);
 
 }  // namespace chat::edge

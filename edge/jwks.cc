@@ -1,6 +1,5 @@
 #include "edge/jwks.h"
 
-#include <curl/curl.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -17,6 +16,7 @@
 #include "boost/json/parse.hpp"
 #include "boost/json/value.hpp"
 #include "edge/base64url.h"
+#include "edge/http_client.h"
 
 namespace chat::edge {
 namespace json = boost::json;
@@ -212,67 +212,19 @@ absl::StatusOr<std::unique_ptr<StaticKeySource>> StaticKeySource::FromFile(
   return std::make_unique<StaticKeySource>(*std::move(keys));
 }
 
-namespace {
-
-struct CurlBody {
-  std::string data;
-  size_t max_bytes;
-  bool too_large = false;
-};
-
-size_t CurlWrite(char* ptr, size_t size, size_t nmemb, void* userdata) {
-  auto* body = static_cast<CurlBody*>(userdata);
-  const size_t n = size * nmemb;
-  if (body->data.size() + n > body->max_bytes) {
-    body->too_large = true;
-    return 0;  // makes curl abort with CURLE_WRITE_ERROR
-  }
-  body->data.append(ptr, n);
-  return n;
-}
-
-struct CurlDeleter {
-  void operator()(CURL* c) const { curl_easy_cleanup(c); }
-};
-
-}  // namespace
-
 absl::StatusOr<std::string> FetchUrl(const std::string& url, absl::Duration timeout,
                                      size_t max_bytes) {
-  static std::once_flag init;
-  std::call_once(init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-  std::unique_ptr<CURL, CurlDeleter> curl(curl_easy_init());
-  if (curl == nullptr) return absl::InternalError("curl_easy_init failed");
-  CurlBody body{"", max_bytes};
-  char error[CURL_ERROR_SIZE] = {0};
-  CURL* c = curl.get();
-  const long timeout_ms = static_cast<long>(absl::ToInt64Milliseconds(timeout));
-  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
-  curl_easy_setopt(c, CURLOPT_MAXREDIRS, 3L);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);  // signals and threads do not mix
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &CurlWrite);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, error);
-  const CURLcode rc = curl_easy_perform(c);
-  if (body.too_large) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("GET ", url, ": body larger than ", max_bytes, " bytes"));
+  HttpCall call;
+  call.url = url;
+  call.timeout = timeout;
+  call.max_bytes = max_bytes;
+  call.max_redirects = 3;  // key sets move; no credential rides along
+  absl::StatusOr<HttpReply> reply = PerformHttp(call);
+  if (!reply.ok()) return reply.status();
+  if (reply->status < 200 || reply->status > 299) {
+    return absl::UnavailableError(absl::StrCat("GET ", url, ": HTTP ", reply->status));
   }
-  if (rc != CURLE_OK) {
-    return absl::UnavailableError(
-        absl::StrCat("GET ", url, ": ", error[0] != 0 ? error : curl_easy_strerror(rc)));
-  }
-  long status = 0;
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-  if (status < 200 || status > 299) {
-    return absl::UnavailableError(absl::StrCat("GET ", url, ": HTTP ", status));
-  }
-  return std::move(body.data);
+  return std::move(reply->body);
 }
 
 JwksFetcher MakeUrlFetcher(std::string url, absl::Duration timeout) {
