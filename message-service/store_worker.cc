@@ -103,7 +103,7 @@ void StoreWorker::Run() {
           waiting->second.push_back(std::move(*job));
           continue;
         }
-        if (!job->recipient_verified && !known_.contains(to)) {
+        if (!known_.contains(to)) {
           absl::StatusOr<bool> has = store_->HasUser(to);
           if (has.ok() && *has) {
             known_.insert(to);

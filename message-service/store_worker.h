@@ -27,8 +27,6 @@ class StoreWorker {
   using Task = std::function<void(store::MessageStore*)>;
   struct SendJob {
     store::NewMessage message;
-    // The recipient was confirmed by connection-service: skip the check.
-    bool recipient_verified = false;
     // On this thread, after the commit (or its failure).
     std::function<void(absl::StatusOr<store::Committed>)> done;
   };
