@@ -38,6 +38,9 @@ struct Message {
   std::string send_to;
   std::string text;
   int64_t ts_ms = 0;
+  bool server = false;   // sent through the public gRPC API
+  std::string type;      // optional payload type ("" = none)
+  std::string metadata;  // optional JSON object text ("" = none)
 };
 
 struct NewMessage {
@@ -49,6 +52,9 @@ struct NewMessage {
   // Empty: none. Otherwise at most one message per (sent_by, key) is ever
   // stored while the first one is younger than 24 h (by its ts_ms).
   std::string idempotency_key;
+  bool server = false;   // sent through the public gRPC API
+  std::string type;      // optional payload type ("" = none)
+  std::string metadata;  // optional JSON object text ("" = none)
 };
 
 struct Committed {

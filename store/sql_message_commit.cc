@@ -23,6 +23,11 @@ constexpr char kLockConversation[] =
 
 using SenderKey = std::pair<std::string, std::string>;  // (sent_by, idempotency key)
 
+// NULL for "": optional bytes cost (almost) nothing when absent.
+SqlParam OptionalBlob(const std::string& bytes) {
+  return bytes.empty() ? SqlParam(nullptr) : SqlParam(Blob{bytes});
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<Committed>> SqlMessageStore::Commit(
@@ -113,15 +118,18 @@ absl::Status SqlMessageStore::CommitIn(const std::vector<NewMessage>& batch,
     c.for_sender.send_to = m.send_to;
     c.for_sender.text = m.text;
     c.for_sender.ts_ms = m.ts_ms;
+    c.for_sender.server = m.server;
+    c.for_sender.type = m.type;
+    c.for_sender.metadata = m.metadata;
     c.recipient_useq = self ? c.for_sender.useq : ++useqs[m.send_to];
-    const SqlParam stored_key =
-        m.idempotency_key.empty() ? SqlParam(nullptr) : Blob{m.idempotency_key};
+    const SqlParam stored_key = OptionalBlob(m.idempotency_key);
     writes.push_back(
         {"INSERT INTO messages (id, conversation, seq, sent_by, send_to, sender_useq,"
-         " recipient_useq, body, ts_ms, idem_key)"
-         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         " recipient_useq, body, ts_ms, idem_key, server, type, metadata)"
+         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
          {m.id, c.for_sender.conversation, c.for_sender.seq, m.sent_by, m.send_to,
-          c.for_sender.useq, c.recipient_useq, Blob{m.text}, m.ts_ms, stored_key}});
+          c.for_sender.useq, c.recipient_useq, Blob{m.text}, m.ts_ms, stored_key,
+          int64_t{m.server ? 1 : 0}, OptionalBlob(m.type), OptionalBlob(m.metadata)}});
     const char* kEntry = "INSERT INTO stream_entries (owner, useq, message_id) VALUES ($1, $2, $3)";
     writes.push_back({kEntry, {m.sent_by, c.for_sender.useq, m.id}});
     if (!self) writes.push_back({kEntry, {m.send_to, c.recipient_useq, m.id}});

@@ -13,7 +13,8 @@ namespace chat::store::sql {
 
 // Selected after one leading column (the requesting user's useq).
 inline constexpr char kMessageColumns[] =
-    "m.id, m.conversation, m.seq, m.sent_by, m.send_to, m.body, m.ts_ms";
+    "m.id, m.conversation, m.seq, m.sent_by, m.send_to, m.body, m.ts_ms, m.server, m.type,"
+    " m.metadata";
 
 // Reads kMessageColumns starting at column `first`.
 inline Message ReadMessage(const SqlRows& rows, size_t row, int first, int64_t useq) {
@@ -26,6 +27,9 @@ inline Message ReadMessage(const SqlRows& rows, size_t row, int first, int64_t u
   m.send_to = rows.Text(row, first + 4);
   m.text = rows.Text(row, first + 5);
   m.ts_ms = rows.Int(row, first + 6);
+  m.server = rows.Int(row, first + 7) != 0;
+  m.type = rows.Text(row, first + 8);
+  m.metadata = rows.Text(row, first + 9);
   return m;
 }
 
@@ -33,7 +37,7 @@ inline Message ReadMessage(const SqlRows& rows, size_t row, int first, int64_t u
 // field names, numbers and punctuation of a message object.
 inline size_t ApproxBytes(const Message& m) {
   return m.id.size() + m.conversation.size() + m.sent_by.size() + m.send_to.size() + m.text.size() +
-         160;
+         m.type.size() + m.metadata.size() + 160;
 }
 
 // An idempotency key dedupes while its message is younger than this.

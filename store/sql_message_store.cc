@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 #include <random>
+#include <set>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -41,6 +42,7 @@ std::string Schema(const SqlDb& db) {
       " seq BIGINT NOT NULL, sent_by TEXT NOT NULL, send_to TEXT NOT NULL,"
       " sender_useq BIGINT NOT NULL, recipient_useq BIGINT NOT NULL, body ",
       blob, " NOT NULL, ts_ms BIGINT NOT NULL, idem_key ", blob,
+      ", server SMALLINT NOT NULL DEFAULT 0, type ", blob, ", metadata ", blob,
       ", UNIQUE (conversation, seq));"
       "CREATE UNIQUE INDEX IF NOT EXISTS messages_idem ON messages (sent_by, idem_key)"
       " WHERE idem_key IS NOT NULL;"
@@ -48,6 +50,37 @@ std::string Schema(const SqlDb& db) {
       "CREATE TABLE IF NOT EXISTS stream_entries (owner TEXT NOT NULL, useq BIGINT NOT NULL,"
       " message_id TEXT NOT NULL, PRIMARY KEY (owner, useq))",
       keyed, ";");
+}
+
+// Columns added to `messages` after its first version, with their types:
+// a database of an older version gets them on open. Cheap when unused: 0
+// or NULL (a NULL costs SQLite one header byte and PostgreSQL one bit).
+std::vector<std::pair<std::string, std::string>> AddedMessageColumns(const SqlDb& db) {
+  return {{"server", "SMALLINT NOT NULL DEFAULT 0"},
+          {"type", db.BlobType()},
+          {"metadata", db.BlobType()}};
+}
+
+absl::Status AddMissingColumns(SqlDb& db) {
+  const auto added = AddedMessageColumns(db);
+  if (db.dialect() == SqlDb::Dialect::kPostgres) {
+    for (const auto& [name, type] : added) {
+      STORE_RETURN_IF_ERROR(db.Execute(
+          absl::StrCat("ALTER TABLE messages ADD COLUMN IF NOT EXISTS ", name, " ", type)));
+    }
+    return absl::OkStatus();
+  }
+  // SQLite has no ADD COLUMN IF NOT EXISTS.
+  absl::StatusOr<SqlRows> columns = db.Run("SELECT name FROM pragma_table_info('messages')", {});
+  if (!columns.ok()) return columns.status();
+  std::set<std::string> present;
+  for (size_t r = 0; r < columns->size(); ++r) present.insert(columns->Text(r, 0));
+  for (const auto& [name, type] : added) {
+    if (present.count(name)) continue;
+    STORE_RETURN_IF_ERROR(
+        db.Execute(absl::StrCat("ALTER TABLE messages ADD COLUMN ", name, " ", type)));
+  }
+  return absl::OkStatus();
 }
 
 std::string RandomEpoch() {
@@ -80,6 +113,7 @@ absl::Status SqlMessageStore::Init() {
       STORE_RETURN_IF_ERROR(db_->Run("SELECT pg_advisory_xact_lock(7270001)", {}).status());
     }
     STORE_RETURN_IF_ERROR(db_->Execute(Schema(*db_)));
+    STORE_RETURN_IF_ERROR(AddMissingColumns(*db_));
     STORE_RETURN_IF_ERROR(db_->Run("INSERT INTO store_meta (key, value) VALUES ('epoch', $1)"
                                    " ON CONFLICT (key) DO NOTHING",
                                    {RandomEpoch()})

@@ -7,7 +7,12 @@
 
 #include <set>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "store/open_store.h"
+#include "store/postgres_store.h"
+#include "store/sql_db.h"
+#include "store/sqlite_store.h"
 #include "tests/store/store_engines.h"
 
 namespace chat::store {
@@ -57,7 +62,7 @@ class MessageStoreTest : public ::testing::Test {
 
   NewMessage Msg(const std::string& from, const std::string& to, const std::string& text = "hi",
                  int64_t ts = kT0, const std::string& key = "") {
-    return NewMessage{"id" + std::to_string(++next_id_), from, to, text, ts, key};
+    return testing::MakeMessage("id" + std::to_string(++next_id_), from, to, text, ts, key);
   }
 
   // Commits one message; a failure fails the test and returns {}.
@@ -488,8 +493,153 @@ TYPED_TEST(MessageStoreTest, FailedBatchStoresNothing) {
   EXPECT_FALSE(this->Send("alice", "bob", "next", kT0, "k").duplicate);
   EXPECT_THAT(Texts(this->SyncAll("alice")), ElementsAre("first", "next"));
   EXPECT_THAT(this->SyncAll("carol"), IsEmpty());
-  EXPECT_EQ(this->store_->Commit({NewMessage{"", "a", "b", "x", kT0, ""}}).status().code(),
+  EXPECT_EQ(this->store_->Commit({testing::MakeMessage("", "a", "b", "x", kT0)}).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+TYPED_TEST(MessageStoreTest, ServerTypeAndMetadataComeBackFromEveryRead) {
+  NewMessage notice = this->Msg("bot", "alice", "notice");
+  notice.server = true;
+  notice.type = "invite";
+  notice.metadata = R"({"room":"r1","n":[1,2]})";
+  notice.idempotency_key = "k";
+  ASSIGN_OK(std::vector<Committed> committed, this->store_->Commit({notice}));
+  ASSERT_EQ(committed.size(), 1u);
+  auto expect_fields = [&](const Message& m, const char* where) {
+    EXPECT_TRUE(m.server) << where;
+    EXPECT_EQ(m.type, "invite") << where;
+    EXPECT_EQ(m.metadata, notice.metadata) << where;
+  };
+  expect_fields(committed[0].for_sender, "commit");
+  this->Send("alice", "bot", "plain");  // none of them: false, "", ""
+
+  std::vector<Message> synced = this->SyncAll("alice");
+  ASSERT_EQ(synced.size(), 2u);
+  expect_fields(synced[0], "sync");
+  EXPECT_FALSE(synced[1].server);
+  EXPECT_EQ(synced[1].type, "");
+  EXPECT_EQ(synced[1].metadata, "");
+  ASSIGN_OK(SyncPage unread, this->store_->Unread("alice", 0, 10, kMiB));
+  ASSERT_EQ(unread.messages.size(), 1u);
+  expect_fields(unread.messages[0], "unread");
+  ASSIGN_OK(HistoryPage history, this->store_->History("alice", "bot", 0, 10, kMiB));
+  ASSERT_EQ(history.messages.size(), 2u);
+  expect_fields(history.messages[0], "history");
+  EXPECT_FALSE(history.messages[1].server);
+
+  // The last message of a conversation, then a duplicate by key.
+  ASSIGN_OK(ConversationsPage list, this->store_->Conversations("bot", "", 10, kMiB));
+  ASSERT_EQ(list.items.size(), 1u);
+  EXPECT_EQ(list.items[0].last.text, "plain");
+  EXPECT_FALSE(list.items[0].last.server);
+  this->Send("bot", "alice", "another");
+  ASSIGN_OK(list, this->store_->Conversations("carol", "", 10, kMiB));
+  EXPECT_THAT(list.items, IsEmpty());
+  NewMessage last = this->Msg("bot", "carol", "last");
+  last.type = "t";
+  last.metadata = "{}";
+  ASSERT_OK(this->store_->Commit({last}).status());
+  ASSIGN_OK(list, this->store_->Conversations("carol", "", 10, kMiB));
+  ASSERT_EQ(list.items.size(), 1u);
+  EXPECT_FALSE(list.items[0].last.server);
+  EXPECT_EQ(list.items[0].last.type, "t");
+  EXPECT_EQ(list.items[0].last.metadata, "{}");
+  NewMessage again = this->Msg("bot", "alice", "retry", kT0 + 1, "k");
+  ASSIGN_OK(committed, this->store_->Commit({again}));
+  ASSERT_TRUE(committed[0].duplicate);
+  expect_fields(committed[0].for_sender, "duplicate");
+}
+
+// The tables as the first version of the store created them (before
+// server, type and metadata), with one message in them.
+std::string FirstVersionSchema(const SqlDb& db) {
+  const std::string blob = db.BlobType();
+  const std::string keyed = db.KeyedTable();
+  return absl::StrCat(
+      "CREATE TABLE store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)", keyed,
+      ";"
+      "CREATE TABLE streams (owner TEXT PRIMARY KEY,"
+      " last_useq BIGINT NOT NULL DEFAULT 0, reached_useq BIGINT NOT NULL DEFAULT 0)",
+      keyed,
+      ";"
+      "CREATE TABLE conversations (id TEXT PRIMARY KEY, last_seq BIGINT NOT NULL DEFAULT 0)",
+      keyed,
+      ";"
+      "CREATE TABLE members (owner TEXT NOT NULL, conversation TEXT NOT NULL,"
+      " peer TEXT NOT NULL, last_useq BIGINT NOT NULL DEFAULT 0,"
+      " read_seq BIGINT NOT NULL DEFAULT 0, delivered_seq BIGINT NOT NULL DEFAULT 0,"
+      " PRIMARY KEY (owner, conversation))",
+      keyed,
+      ";"
+      "CREATE INDEX members_by_last ON members (owner, last_useq);"
+      "CREATE TABLE messages (id TEXT PRIMARY KEY, conversation TEXT NOT NULL,"
+      " seq BIGINT NOT NULL, sent_by TEXT NOT NULL, send_to TEXT NOT NULL,"
+      " sender_useq BIGINT NOT NULL, recipient_useq BIGINT NOT NULL, body ",
+      blob, " NOT NULL, ts_ms BIGINT NOT NULL, idem_key ", blob,
+      ", UNIQUE (conversation, seq));"
+      "CREATE UNIQUE INDEX messages_idem ON messages (sent_by, idem_key)"
+      " WHERE idem_key IS NOT NULL;"
+      "CREATE INDEX messages_by_ts ON messages (ts_ms);"
+      "CREATE TABLE stream_entries (owner TEXT NOT NULL, useq BIGINT NOT NULL,"
+      " message_id TEXT NOT NULL, PRIMARY KEY (owner, useq))",
+      keyed,
+      ";"
+      "INSERT INTO store_meta VALUES ('epoch', 'old-epoch');"
+      "INSERT INTO streams VALUES ('alice', 1, 0), ('bob', 1, 0);"
+      "INSERT INTO conversations VALUES ('",
+      ConversationId("alice", "bob"),
+      "', 1);"
+      "INSERT INTO members VALUES ('alice', '",
+      ConversationId("alice", "bob"), "', 'bob', 1, 0, 0), ('bob', '",
+      ConversationId("alice", "bob"),
+      "', 'alice', 1, 0, 0);"
+      "INSERT INTO messages VALUES ('old1', '",
+      ConversationId("alice", "bob"), "', 1, 'alice', 'bob', 1, 1, ",
+      db.dialect() == SqlDb::Dialect::kSqlite ? "CAST('old' AS BLOB)" : "'old'::bytea", ", ", kT0,
+      ", NULL);"
+      "INSERT INTO stream_entries VALUES ('alice', 1, 'old1'), ('bob', 1, 'old1');");
+}
+
+TYPED_TEST(MessageStoreTest, OpensADatabaseOfTheFirstVersion) {
+  this->store_.reset();
+  ASSERT_OK(this->engine_.SetUp());  // a fresh, empty location
+  const std::string url = this->engine_.Url();
+  absl::StatusOr<std::unique_ptr<SqlDb>> db = absl::StartsWith(url, "sqlite:")
+                                                  ? OpenSqliteDb(url.substr(7), TestOptions())
+                                                  : OpenPostgresDb(url, TestOptions());
+  ASSERT_TRUE(db.ok()) << db.status();
+  ASSERT_OK((*db)->Transaction(SqlDb::Mode::kWrite,
+                               [&] { return (*db)->Execute(FirstVersionSchema(**db)); }));
+  db->reset();
+
+  this->Reopen();
+  EXPECT_EQ(this->store_->Epoch(), "old-epoch");
+  NewMessage notice = this->Msg("bob", "alice", "new");
+  notice.server = true;
+  notice.type = "kind";
+  notice.metadata = "{\"a\":1}";
+  ASSIGN_OK(std::vector<Committed> committed, this->store_->Commit({notice}));
+  EXPECT_EQ(committed[0].for_sender.seq, 2);
+  EXPECT_EQ(committed[0].for_sender.useq, 2);
+  std::vector<Message> alice = this->SyncAll("alice");
+  ASSERT_EQ(alice.size(), 2u);
+  EXPECT_EQ(alice[0].text, "old");
+  EXPECT_FALSE(alice[0].server);
+  EXPECT_EQ(alice[0].type, "");
+  EXPECT_EQ(alice[0].metadata, "");
+  EXPECT_EQ(alice[1].text, "new");
+  EXPECT_TRUE(alice[1].server);
+  EXPECT_EQ(alice[1].type, "kind");
+  EXPECT_EQ(alice[1].metadata, "{\"a\":1}");
+  ASSIGN_OK(HistoryPage history, this->store_->History("bob", "alice", 0, 10, kMiB));
+  EXPECT_THAT(Texts(history.messages), ElementsAre("old", "new"));
+  ASSIGN_OK(ConversationsPage list, this->store_->Conversations("alice", "", 10, kMiB));
+  ASSERT_EQ(list.items.size(), 1u);
+  EXPECT_EQ(list.items[0].last.type, "kind");
+  EXPECT_EQ(list.items[0].unread, 1);
+  // Opening it again finds the columns there.
+  this->Reopen();
+  EXPECT_THAT(Texts(this->SyncAll("bob")), ElementsAre("old", "new"));
 }
 
 TEST(ConversationIdTest, SymmetricDistinctAndJsonClean) {

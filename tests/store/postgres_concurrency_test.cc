@@ -44,7 +44,7 @@ TEST(PostgresConcurrencyTest, ConcurrentWritersNumberWithoutGapsOrDuplicates) {
       while (ready.load() < kWriters) std::this_thread::yield();
       // Everyone retries the same send at once: exactly one is stored.
       absl::StatusOr<std::vector<Committed>> race = (*store)->Commit(
-          {NewMessage{"race-" + std::to_string(w), "u0", "u1", "race", kT0, "same-key"}});
+          {testing::MakeMessage("race-" + std::to_string(w), "u0", "u1", "race", kT0, "same-key")});
       if (!race.ok()) {
         errors[w] = std::string(race.status().message());
         return;
@@ -55,9 +55,9 @@ TEST(PostgresConcurrencyTest, ConcurrentWritersNumberWithoutGapsOrDuplicates) {
         std::vector<NewMessage> batch;
         const int size = 1 + random() % 8;
         for (int i = 0; i < size; ++i) {
-          batch.push_back(NewMessage{
+          batch.push_back(testing::MakeMessage(
               "w" + std::to_string(w) + "-" + std::to_string(b) + "-" + std::to_string(i),
-              users[random() % users.size()], users[random() % users.size()], "m", kT0, ""});
+              users[random() % users.size()], users[random() % users.size()], "m", kT0));
         }
         absl::StatusOr<std::vector<Committed>> r = (*store)->Commit(batch);
         if (!r.ok()) {

@@ -8,8 +8,10 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/status/status.h"
+#include "store/message_store.h"
 #include "store/open_store.h"
 #include "tests/support/postgres_server.h"
 
@@ -124,6 +126,19 @@ struct EngineNames {
     return E::kName;
   }
 };
+
+// A message without the optional fields (server, type, metadata).
+inline NewMessage MakeMessage(std::string id, std::string from, std::string to, std::string text,
+                              int64_t ts_ms, std::string key = "") {
+  NewMessage m;
+  m.id = std::move(id);
+  m.sent_by = std::move(from);
+  m.send_to = std::move(to);
+  m.text = std::move(text);
+  m.ts_ms = ts_ms;
+  m.idempotency_key = std::move(key);
+  return m;
+}
 
 inline StoreOptions TestOptions() {
   StoreOptions options;
