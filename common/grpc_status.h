@@ -2,17 +2,30 @@
 #define CHAT_COMMON_GRPC_STATUS_H_
 
 #include <string>
+#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
 #include "grpcpp/support/status.h"
 
 namespace chat {
 
-// Canonical codes map 1:1; only service adapters and clients convert.
-inline grpc::Status ToGrpcStatus(const absl::Status& status) {
-  if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
-}
+// The error model of our gRPC APIs (written down in chat.proto): canonical
+// codes map 1:1 between absl and gRPC; every error leaving a server carries a
+// google.rpc.Status in the details trailer with a google.rpc.ErrorInfo (domain
+// "chat.v1", a stable `reason`, metadata "retryable") and, when a retry can
+// help, a google.rpc.RetryInfo. Messages are cut to kMaxErrorMessageBytes so
+// that no input is ever echoed unbounded.
+inline constexpr size_t kMaxErrorMessageBytes = 256;
+
+// Attaches the ErrorInfo reason ("USER_NOT_FOUND", ...) to `status`; without
+// one, the reason is the code's name ("INVALID_ARGUMENT", ...).
+absl::Status WithReason(absl::Status status, absl::string_view reason);
+// The reason WithReason attached, or the code's name.
+std::string ReasonOf(const absl::Status& status);
+// UNAVAILABLE, ABORTED, RESOURCE_EXHAUSTED and DEADLINE_EXCEEDED.
+bool IsRetryable(absl::StatusCode code);
+
+grpc::Status ToGrpcStatus(const absl::Status& status);
 
 inline absl::Status FromGrpcStatus(const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();

@@ -10,21 +10,33 @@
 
 namespace chat {
 
-// A shared service credential: callers of our gRPC APIs (edges, message-service,
-// other backend services) send `authorization: Bearer <token>` metadata, and
-// servers refuse calls without it. An empty token disables the check (the
-// zero-configuration local default). Health and reflection stay open.
+// Bearer credentials of the two gRPC surfaces. Callers send
+// `authorization: Bearer <token>` metadata:
+//  - internal RPCs (EdgeRegistry, EdgeGateway: our own processes) need the
+//    internal token (--service_token);
+//  - public RPCs (ConnectionService, MessageService: other backends) need the
+//    API token (--api_token), or the internal token when no API token is set
+//    (one shared token, the way single-token deployments already run).
+// With both set, each surface refuses the other's token. An empty token
+// leaves its surface unchecked (the zero-configuration local default). Health
+// and reflection stay open. Clients send the internal token.
 class ServiceAuth {
  public:
   ServiceAuth() = default;  // no credential: calls are not checked
-  explicit ServiceAuth(std::string token) : token_(std::move(token)) {}
+  explicit ServiceAuth(std::string internal_token, std::string api_token = "")
+      : internal_(std::move(internal_token)), api_(std::move(api_token)) {}
 
-  bool enabled() const { return !token_.empty(); }
+  bool enabled() const { return !internal_.empty(); }
+  // Internal RPCs.
   grpc::Status Check(const grpc::CallbackServerContext* ctx) const;
+  grpc::Status CheckPublic(const grpc::CallbackServerContext* ctx) const;
   void Apply(grpc::ClientContext* ctx) const;
 
  private:
-  std::string token_;
+  static grpc::Status Matches(const grpc::CallbackServerContext* ctx, const std::string& token);
+
+  std::string internal_;
+  std::string api_;
 };
 
 // Reactors that only refuse, for streaming methods whose caller failed Check.

@@ -51,9 +51,10 @@ RouteChange::Reason ToProto(RemoveReason reason) {
 class RouteStream final : public RouteWatcher {
  public:
   explicit RouteStream(Registry* registry)
-      : registry_(registry),
-        writer_(new StreamWriter<RouteUpdate>(kMaxQueuedUpdates,
-                                              [this] { registry_->RemoveRouteWatcher(this); delete this; })) {}
+      : registry_(registry), writer_(new StreamWriter<RouteUpdate>(kMaxQueuedUpdates, [this] {
+          registry_->RemoveRouteWatcher(this);
+          delete this;
+        })) {}
 
   StreamWriter<RouteUpdate>* writer() { return writer_; }
 
@@ -110,9 +111,10 @@ class RouteStream final : public RouteWatcher {
 class PresenceStream final : public PresenceWatcher {
  public:
   explicit PresenceStream(Registry* registry)
-      : registry_(registry),
-        writer_(new StreamWriter<PresenceEvent>(
-            kMaxQueuedUpdates, [this] { registry_->RemovePresenceWatcher(this); delete this; })) {}
+      : registry_(registry), writer_(new StreamWriter<PresenceEvent>(kMaxQueuedUpdates, [this] {
+          registry_->RemovePresenceWatcher(this);
+          delete this;
+        })) {}
 
   StreamWriter<PresenceEvent>* writer() { return writer_; }
 
@@ -131,68 +133,55 @@ class PresenceStream final : public PresenceWatcher {
   StreamWriter<PresenceEvent>* writer_;
 };
 
+void ToProto(const UserDetails& user, chat::v1::User* out) {
+  out->set_name(user.name);
+  out->set_online(!user.connections.empty());
+  for (const auto& c : user.connections) ToProto(c, out->add_connections());
+}
+
+absl::Status ListUsersInto(const Registry& registry, const chat::v1::ListUsersRequest& request,
+                           chat::v1::ListUsersResponse* response) {
+  auto result =
+      registry.ListUsers(request.page_token(), request.page_size(), request.online_only());
+  if (!result.ok()) return result.status();
+  for (const auto& u : result->users) {
+    auto* out = response->add_users();
+    out->set_name(u.name);
+    out->set_online(u.online);
+  }
+  response->set_next_page_token(result->next);
+  return absl::OkStatus();
+}
+
+grpc::ServerWriteReactor<chat::v1::PresenceEvent>* StartPresenceStream(
+    Registry* registry, const chat::v1::WatchPresenceRequest& request) {
+  auto* stream = new PresenceStream(registry);
+  registry->AddPresenceWatcher(stream, {request.users().begin(), request.users().end()});
+  return stream->writer();
+}
+
 }  // namespace
 
+// ---------------------------------------------------------------------------
+// ConnectionService (public)
+
 ConnectionServiceImpl::ConnectionServiceImpl(Registry* registry, std::string instance_id,
-                                             ServiceAuth auth, NameClaims* claims)
-    : registry_(registry),
-      instance_id_(std::move(instance_id)),
-      auth_(std::move(auth)),
-      claims_(claims) {}
+                                             ServiceAuth auth)
+    : registry_(registry), instance_id_(std::move(instance_id)), auth_(std::move(auth)) {}
 
 grpc::ServerUnaryReactor* ConnectionServiceImpl::Refused(grpc::CallbackServerContext* ctx) const {
-  grpc::Status denied = auth_.Check(ctx);
-  return denied.ok() ? nullptr : Done(ctx, FromGrpcStatus(denied));
-}
-
-grpc::ServerUnaryReactor* ConnectionServiceImpl::Register(grpc::CallbackServerContext* ctx,
-                                                          const chat::v1::RegisterRequest* request,
-                                                          chat::v1::RegisterResponse* response) {
-  if (auto* refused = Refused(ctx)) return refused;
-  std::vector<ConnectionInfo> connections;
-  connections.reserve(request->connections_size());
-  for (const auto& c : request->connections()) connections.push_back(FromProto(c));
-  response->set_instance_id(instance_id_);
-  return Done(ctx, registry_->Register(request->edge_id(), request->incarnation(), std::move(connections)));
-}
-
-grpc::ServerUnaryReactor* ConnectionServiceImpl::Unregister(
-    grpc::CallbackServerContext* ctx, const chat::v1::UnregisterRequest* request,
-    chat::v1::UnregisterResponse* response) {
-  if (auto* refused = Refused(ctx)) return refused;
-  response->set_instance_id(instance_id_);
-  return Done(ctx, registry_->Unregister(
-                       request->edge_id(), request->incarnation(),
-                       {request->connection_ids().begin(), request->connection_ids().end()}));
-}
-
-grpc::ServerUnaryReactor* ConnectionServiceImpl::Heartbeat(
-    grpc::CallbackServerContext* ctx, const chat::v1::HeartbeatRequest* request,
-    chat::v1::HeartbeatResponse* response) {
-  if (auto* refused = Refused(ctx)) return refused;
-  auto result = registry_->Heartbeat(request->edge_id(), request->incarnation());
-  if (result.ok()) {
-    response->set_instance_id(instance_id_);
-    response->set_lease_known(result->lease_known);
-    response->set_lease_timeout_ms(registry_->lease_timeout_ms());
-  }
-  return Done(ctx, result.status());
+  grpc::Status denied = auth_.CheckPublic(ctx);
+  if (denied.ok()) return nullptr;
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(denied);
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* ConnectionServiceImpl::ListUsers(
     grpc::CallbackServerContext* ctx, const chat::v1::ListUsersRequest* request,
     chat::v1::ListUsersResponse* response) {
   if (auto* refused = Refused(ctx)) return refused;
-  auto result = registry_->ListUsers(request->after(), request->limit(), request->online_only());
-  if (result.ok()) {
-    for (const auto& u : result->users) {
-      auto* out = response->add_users();
-      out->set_name(u.name);
-      out->set_online(u.online);
-    }
-    response->set_next(result->next);
-  }
-  return Done(ctx, result.status());
+  return Done(ctx, ListUsersInto(*registry_, *request, response));
 }
 
 grpc::ServerUnaryReactor* ConnectionServiceImpl::GetUser(grpc::CallbackServerContext* ctx,
@@ -200,12 +189,22 @@ grpc::ServerUnaryReactor* ConnectionServiceImpl::GetUser(grpc::CallbackServerCon
                                                          chat::v1::User* response) {
   if (auto* refused = Refused(ctx)) return refused;
   auto result = registry_->GetUser(request->name());
-  if (result.ok()) {
-    response->set_name(result->name);
-    response->set_online(!result->connections.empty());
-    for (const auto& c : result->connections) ToProto(c, response->add_connections());
-  }
+  if (result.ok()) ToProto(*result, response);
   return Done(ctx, result.status());
+}
+
+grpc::ServerUnaryReactor* ConnectionServiceImpl::GetUsers(grpc::CallbackServerContext* ctx,
+                                                          const chat::v1::GetUsersRequest* request,
+                                                          chat::v1::GetUsersResponse* response) {
+  if (auto* refused = Refused(ctx)) return refused;
+  return Done(ctx, absl::UnimplementedError("GetUsers is not implemented yet"));
+}
+
+grpc::ServerUnaryReactor* ConnectionServiceImpl::GetCounts(
+    grpc::CallbackServerContext* ctx, const chat::v1::GetCountsRequest* request,
+    chat::v1::GetCountsResponse* response) {
+  if (auto* refused = Refused(ctx)) return refused;
+  return Done(ctx, absl::UnimplementedError("GetCounts is not implemented yet"));
 }
 
 grpc::ServerUnaryReactor* ConnectionServiceImpl::Disconnect(
@@ -217,9 +216,70 @@ grpc::ServerUnaryReactor* ConnectionServiceImpl::Disconnect(
   return Done(ctx, result.status());
 }
 
-grpc::ServerUnaryReactor* ConnectionServiceImpl::ClaimName(
-    grpc::CallbackServerContext* ctx, const chat::v1::ClaimNameRequest* request,
-    chat::v1::ClaimNameResponse* response) {
+grpc::ServerWriteReactor<chat::v1::PresenceEvent>* ConnectionServiceImpl::WatchPresence(
+    grpc::CallbackServerContext* ctx, const chat::v1::WatchPresenceRequest* request) {
+  if (grpc::Status denied = auth_.CheckPublic(ctx); !denied.ok()) {
+    return new RefusedWriter<chat::v1::PresenceEvent>(denied);
+  }
+  return StartPresenceStream(registry_, *request);
+}
+
+// ---------------------------------------------------------------------------
+// EdgeRegistry (internal)
+
+EdgeRegistryImpl::EdgeRegistryImpl(Registry* registry, std::string instance_id, ServiceAuth auth,
+                                   NameClaims* claims)
+    : registry_(registry),
+      instance_id_(std::move(instance_id)),
+      auth_(std::move(auth)),
+      claims_(claims) {}
+
+grpc::ServerUnaryReactor* EdgeRegistryImpl::Refused(grpc::CallbackServerContext* ctx) const {
+  grpc::Status denied = auth_.Check(ctx);
+  if (denied.ok()) return nullptr;
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(denied);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* EdgeRegistryImpl::Register(grpc::CallbackServerContext* ctx,
+                                                     const chat::v1::RegisterRequest* request,
+                                                     chat::v1::RegisterResponse* response) {
+  if (auto* refused = Refused(ctx)) return refused;
+  std::vector<ConnectionInfo> connections;
+  connections.reserve(request->connections_size());
+  for (const auto& c : request->connections()) connections.push_back(FromProto(c));
+  response->set_instance_id(instance_id_);
+  return Done(
+      ctx, registry_->Register(request->edge_id(), request->incarnation(), std::move(connections)));
+}
+
+grpc::ServerUnaryReactor* EdgeRegistryImpl::Unregister(grpc::CallbackServerContext* ctx,
+                                                       const chat::v1::UnregisterRequest* request,
+                                                       chat::v1::UnregisterResponse* response) {
+  if (auto* refused = Refused(ctx)) return refused;
+  response->set_instance_id(instance_id_);
+  return Done(ctx, registry_->Unregister(
+                       request->edge_id(), request->incarnation(),
+                       {request->connection_ids().begin(), request->connection_ids().end()}));
+}
+
+grpc::ServerUnaryReactor* EdgeRegistryImpl::Heartbeat(grpc::CallbackServerContext* ctx,
+                                                      const chat::v1::HeartbeatRequest* request,
+                                                      chat::v1::HeartbeatResponse* response) {
+  if (auto* refused = Refused(ctx)) return refused;
+  auto result = registry_->Heartbeat(request->edge_id(), request->incarnation());
+  if (result.ok()) {
+    response->set_instance_id(instance_id_);
+    response->set_lease_known(result->lease_known);
+    response->set_lease_timeout_ms(registry_->lease_timeout_ms());
+  }
+  return Done(ctx, result.status());
+}
+
+grpc::ServerUnaryReactor* EdgeRegistryImpl::ClaimName(grpc::CallbackServerContext* ctx,
+                                                      const chat::v1::ClaimNameRequest* request,
+                                                      chat::v1::ClaimNameResponse* response) {
   if (auto* refused = Refused(ctx)) return refused;
   if (claims_ == nullptr) {
     return Done(ctx, absl::UnimplementedError("this connection-service keeps no name claims"));
@@ -229,17 +289,38 @@ grpc::ServerUnaryReactor* ConnectionServiceImpl::ClaimName(
   return Done(ctx, granted.status());
 }
 
-grpc::ServerWriteReactor<chat::v1::PresenceEvent>* ConnectionServiceImpl::WatchPresence(
+grpc::ServerUnaryReactor* EdgeRegistryImpl::LookupUser(grpc::CallbackServerContext* ctx,
+                                                       const chat::v1::GetUserRequest* request,
+                                                       chat::v1::User* response) {
+  if (auto* refused = Refused(ctx)) return refused;
+  auto result = registry_->GetUser(request->name());
+  if (result.ok()) ToProto(*result, response);
+  return Done(ctx, result.status());
+}
+
+grpc::ServerUnaryReactor* EdgeRegistryImpl::ForgetUser(grpc::CallbackServerContext* ctx,
+                                                       const chat::v1::ForgetUserRequest* request,
+                                                       chat::v1::ForgetUserResponse* response) {
+  if (auto* refused = Refused(ctx)) return refused;
+  return Done(ctx, absl::UnimplementedError("ForgetUser is not implemented yet"));
+}
+
+grpc::ServerUnaryReactor* EdgeRegistryImpl::ListUsers(grpc::CallbackServerContext* ctx,
+                                                      const chat::v1::ListUsersRequest* request,
+                                                      chat::v1::ListUsersResponse* response) {
+  if (auto* refused = Refused(ctx)) return refused;
+  return Done(ctx, ListUsersInto(*registry_, *request, response));
+}
+
+grpc::ServerWriteReactor<chat::v1::PresenceEvent>* EdgeRegistryImpl::WatchPresence(
     grpc::CallbackServerContext* ctx, const chat::v1::WatchPresenceRequest* request) {
   if (grpc::Status denied = auth_.Check(ctx); !denied.ok()) {
     return new RefusedWriter<chat::v1::PresenceEvent>(denied);
   }
-  auto* stream = new PresenceStream(registry_);
-  registry_->AddPresenceWatcher(stream, {request->users().begin(), request->users().end()});
-  return stream->writer();
+  return StartPresenceStream(registry_, *request);
 }
 
-grpc::ServerWriteReactor<chat::v1::RouteUpdate>* ConnectionServiceImpl::WatchRoutes(
+grpc::ServerWriteReactor<chat::v1::RouteUpdate>* EdgeRegistryImpl::WatchRoutes(
     grpc::CallbackServerContext* ctx, const chat::v1::WatchRoutesRequest* request) {
   if (grpc::Status denied = auth_.Check(ctx); !denied.ok()) {
     return new RefusedWriter<chat::v1::RouteUpdate>(denied);

@@ -30,7 +30,11 @@ ABSL_FLAG(bool, store_fsync, false,
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9101",
           "Prometheus metrics at http://<this>/metrics (host:port; port 0 = any; empty = off)");
 ABSL_FLAG(std::string, service_token, "",
-          "when set, every caller must send 'authorization: Bearer <token>' metadata");
+          "internal credential: when set, edges and message-service must send "
+          "'authorization: Bearer <token>' on the internal API (EdgeRegistry)");
+ABSL_FLAG(std::string, api_token, "",
+          "public credential: when set, backends must send 'authorization: Bearer <token>' on the "
+          "public API (ConnectionService); empty = the public API takes --service_token");
 
 ABSL_FLAG(chat::LogFormat, log_format, chat::LogFormat::kText,
           "stderr log lines: text, or json (one object per line: ts, level, service, msg)");
@@ -81,14 +85,15 @@ int main(int argc, char** argv) {
   chat::connection::NameClaims claims(
       std::make_unique<chat::connection::UserStoreNameOwners>(*std::move(owners)),
       chat::SystemClock::Get());
-  chat::connection::ConnectionServiceImpl service(
-      &registry, instance_id, chat::ServiceAuth(absl::GetFlag(FLAGS_service_token)), &claims);
+  const chat::ServiceAuth auth(absl::GetFlag(FLAGS_service_token), absl::GetFlag(FLAGS_api_token));
+  chat::connection::ConnectionServiceImpl service(&registry, instance_id, auth);
+  chat::connection::EdgeRegistryImpl edge_registry(&registry, instance_id, auth, &claims);
   chat::GrpcServerOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
   options.metrics = &grpc_metrics;
-  auto server = chat::StartGrpcServer(options, {&service});
+  auto server = chat::StartGrpcServer(options, {&service, &edge_registry});
   if (!server.ok()) {
     spdlog::critical("{}", server.status().ToString());
     return 1;

@@ -19,7 +19,7 @@ std::string RandomIncarnation() {
 
 DirectoryClient::DirectoryClient(std::shared_ptr<grpc::Channel> channel, std::string edge_id,
                                  LocalHub* hub, DirectoryOptions options)
-    : stub_(chat::v1::ConnectionService::NewStub(channel)),
+    : stub_(chat::v1::EdgeRegistry::NewStub(channel)),
       edge_id_(std::move(edge_id)),
       incarnation_(RandomIncarnation()),
       hub_(hub),
@@ -30,7 +30,9 @@ DirectoryClient::DirectoryClient(std::shared_ptr<grpc::Channel> channel, std::st
         options_.auth.Apply(ctx);
         stub_->async()->WatchPresence(ctx, &presence_request_, r);
       },
-      [this](const chat::v1::PresenceEvent& e) { hub_->OnPresence(e.name(), e.online(), e.ts_ms()); },
+      [this](const chat::v1::PresenceEvent& e) {
+        hub_->OnPresence(e.name(), e.online(), e.ts_ms());
+      },
       [](const grpc::Status&) {});
   kicks_ = std::make_unique<ReconnectingReader<chat::v1::RouteUpdate>>(
       [this](grpc::ClientContext* ctx, grpc::ClientReadReactor<chat::v1::RouteUpdate>* r) {
@@ -75,8 +77,8 @@ void DirectoryClient::ListUsers(bool online_only, int limit, const std::string& 
   call->ctx.set_deadline(std::chrono::system_clock::now() + options_.rpc_deadline);
   options_.auth.Apply(&call->ctx);
   call->request.set_online_only(online_only);
-  call->request.set_limit(limit);
-  call->request.set_after(after);
+  call->request.set_page_size(limit);
+  call->request.set_page_token(after);
   stub_->async()->ListUsers(&call->ctx, &call->request, &call->response,
                             [call, done = std::move(done)](grpc::Status status) {
                               if (!status.ok()) {
@@ -88,7 +90,7 @@ void DirectoryClient::ListUsers(bool online_only, int limit, const std::string& 
                               for (const auto& u : call->response.users()) {
                                 page.users.push_back({u.name(), u.online()});
                               }
-                              page.next = call->response.next();
+                              page.next = call->response.next_page_token();
                               done(std::move(page));
                             });
 }
@@ -149,21 +151,19 @@ void DirectoryClient::KickLocked() {
       c->set_ip(op.connection.ip);
     }
     call->batch = std::move(batch);
-    stub_->async()->Register(&call->ctx, &call->reg, &call->reg_response,
-                             [this, call](grpc::Status status) {
-                               OnBatchDone(std::move(call->batch), status,
-                                           call->reg_response.instance_id());
-                             });
+    stub_->async()->Register(
+        &call->ctx, &call->reg, &call->reg_response, [this, call](grpc::Status status) {
+          OnBatchDone(std::move(call->batch), status, call->reg_response.instance_id());
+        });
   } else {
     call->unreg.set_edge_id(edge_id_);
     call->unreg.set_incarnation(incarnation_);
     for (const auto& op : batch) call->unreg.add_connection_ids(op.connection_id);
     call->batch = std::move(batch);
-    stub_->async()->Unregister(&call->ctx, &call->unreg, &call->unreg_response,
-                               [this, call](grpc::Status status) {
-                                 OnBatchDone(std::move(call->batch), status,
-                                             call->unreg_response.instance_id());
-                               });
+    stub_->async()->Unregister(
+        &call->ctx, &call->unreg, &call->unreg_response, [this, call](grpc::Status status) {
+          OnBatchDone(std::move(call->batch), status, call->unreg_response.instance_id());
+        });
   }
 }
 
@@ -252,18 +252,17 @@ void DirectoryClient::HeartbeatLoop() {
     }
     absl::MutexLock lock(&mu_);
     auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
-    mu_.AwaitWithTimeout(absl::Condition(&stop),
-                         absl::FromChrono(healthy_ ? options_.heartbeat_interval
-                                                   : std::chrono::milliseconds(300)));
+    mu_.AwaitWithTimeout(
+        absl::Condition(&stop),
+        absl::FromChrono(healthy_ ? options_.heartbeat_interval : std::chrono::milliseconds(300)));
     if (stopping_) return;
   }
 }
 
 void DirectoryClient::Flush(std::chrono::milliseconds deadline) {
   absl::MutexLock lock(&mu_);
-  auto drained = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return queue_.empty() && !in_flight_;
-  };
+  auto drained = [this]()
+                     ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return queue_.empty() && !in_flight_; };
   mu_.AwaitWithTimeout(absl::Condition(&drained), absl::FromChrono(deadline));
 }
 

@@ -65,7 +65,7 @@ class DirectoryClient : public DirectoryBackend {
   void RegisterAllAgain() ABSL_LOCKS_EXCLUDED(mu_);
   void HeartbeatLoop();
 
-  std::unique_ptr<chat::v1::ConnectionService::Stub> stub_;
+  std::unique_ptr<chat::v1::EdgeRegistry::Stub> stub_;
   const std::string edge_id_;
   const std::string incarnation_;
   LocalHub* hub_;

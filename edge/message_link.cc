@@ -8,15 +8,15 @@
 namespace chat::edge {
 namespace {
 
-SendResult::Status FromProto(chat::v1::SendStatus status) {
-  switch (status) {
-    case chat::v1::SEND_OK:
+// message-service answers a send with a canonical status code.
+SendResult::Status SendStatusOf(int code) {
+  switch (static_cast<absl::StatusCode>(code)) {
+    case absl::StatusCode::kOk:
       return SendResult::Status::kOk;
-    case chat::v1::SEND_UNKNOWN_USER:
+    case absl::StatusCode::kNotFound:
       return SendResult::Status::kUnknownUser;
-    case chat::v1::SEND_RECIPIENT_OFFLINE:
-      return SendResult::Status::kRecipientOffline;
-    case chat::v1::SEND_BAD_REQUEST:
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kPermissionDenied:
       return SendResult::Status::kBadRequest;
     default:
       return SendResult::Status::kUnavailable;
@@ -59,7 +59,7 @@ class MessageLink::Stream final
  public:
   explicit Stream(MessageLink* link) : link_(link) {}
 
-  void Begin(chat::v1::MessageService::Stub* stub) {
+  void Begin(chat::v1::EdgeGateway::Stub* stub) {
     link_->options_.auth.Apply(&context_);
     stub->async()->EdgeLink(&context_, this);
     hello_.set_edge_id(link_->edge_id_);
@@ -120,7 +120,7 @@ class MessageLink::Stream final
 
 MessageLink::MessageLink(std::shared_ptr<grpc::Channel> channel, std::string edge_id, LocalHub* hub,
                          LinkOptions options)
-    : stub_(chat::v1::MessageService::NewStub(channel)),
+    : stub_(chat::v1::EdgeGateway::NewStub(channel)),
       edge_id_(std::move(edge_id)),
       hub_(hub),
       options_(options),
@@ -367,7 +367,7 @@ void MessageLink::OnDown(const chat::v1::EdgeDown& down) {
         auto it = waiting_.find(r.seq());
         if (it == waiting_.end()) continue;
         SendResult result;
-        result.status = FromProto(r.status());
+        result.status = SendStatusOf(r.code());
         result.error = r.error();
         result.id = r.id();
         result.ts_ms = r.ts_ms();

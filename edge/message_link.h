@@ -68,7 +68,7 @@ class MessageLink {
     return !waiting_.empty() || !attaches_.empty() || !queries_.empty();
   }
 
-  std::unique_ptr<chat::v1::MessageService::Stub> stub_;
+  std::unique_ptr<chat::v1::EdgeGateway::Stub> stub_;
   const std::string edge_id_;
   LocalHub* hub_;
   const LinkOptions options_;

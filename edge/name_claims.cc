@@ -6,7 +6,7 @@ namespace chat::edge {
 
 GrpcNameClaims::GrpcNameClaims(std::shared_ptr<grpc::Channel> channel, ServiceAuth auth,
                                std::chrono::milliseconds deadline)
-    : stub_(chat::v1::ConnectionService::NewStub(std::move(channel))),
+    : stub_(chat::v1::EdgeRegistry::NewStub(std::move(channel))),
       auth_(std::move(auth)),
       deadline_(deadline) {}
 

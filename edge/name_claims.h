@@ -35,7 +35,7 @@ class GrpcNameClaims final : public NameClaims {
              std::function<void(absl::StatusOr<bool>)> done) override;
 
  private:
-  std::unique_ptr<chat::v1::ConnectionService::Stub> stub_;
+  std::unique_ptr<chat::v1::EdgeRegistry::Stub> stub_;
   const ServiceAuth auth_;
   const std::chrono::milliseconds deadline_;
 };

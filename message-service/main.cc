@@ -36,8 +36,11 @@ ABSL_FLAG(int, max_grpc_message_bytes, 16 << 20, "largest gRPC message accepted 
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9102",
           "Prometheus metrics at http://<this>/metrics (host:port; port 0 = any; empty = off)");
 ABSL_FLAG(std::string, service_token, "",
-          "when set, every caller must send 'authorization: Bearer <token>' metadata; also "
-          "presented to connection-service");
+          "internal credential: when set, edges must send 'authorization: Bearer <token>' on the "
+          "internal API (EdgeGateway); also presented to connection-service");
+ABSL_FLAG(std::string, api_token, "",
+          "public credential: when set, backends must send 'authorization: Bearer <token>' on the "
+          "public API (MessageService); empty = the public API takes --service_token");
 
 ABSL_FLAG(chat::LogFormat, log_format, chat::LogFormat::kText,
           "stderr log lines: text, or json (one object per line: ts, level, service, msg)");
@@ -68,11 +71,11 @@ int main(int argc, char** argv) {
   }
   const std::string epoch = (*store)->Epoch();
 
-  const chat::ServiceAuth auth(absl::GetFlag(FLAGS_service_token));
+  const chat::ServiceAuth auth(absl::GetFlag(FLAGS_service_token), absl::GetFlag(FLAGS_api_token));
   chat::Metrics metrics;
   chat::GrpcMetrics grpc_metrics(metrics);
   auto channel = chat::MakeChannel(absl::GetFlag(FLAGS_connection_service), &grpc_metrics);
-  auto stub = chat::v1::ConnectionService::NewStub(channel);
+  auto stub = chat::v1::EdgeRegistry::NewStub(channel);
   chat::message::GrpcUserLookup lookup(stub.get(), auth);
   chat::message::IdGenerator ids(static_cast<uint16_t>(replica));
   chat::message::Dispatcher dispatcher(chat::SystemClock::Get(), epoch);
@@ -91,12 +94,13 @@ int main(int argc, char** argv) {
   service_options.auth = auth;
   chat::message::MessageServiceImpl service(worker.get(), &dispatcher, &ids,
                                             chat::SystemClock::Get(), service_options);
+  chat::message::EdgeGatewayImpl gateway(&service);
 
   chat::GrpcServerOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_grpc_message_bytes);
   options.metrics = &grpc_metrics;
-  auto server = chat::StartGrpcServer(options, {&service});
+  auto server = chat::StartGrpcServer(options, {&service, &gateway});
   if (!server.ok()) {
     spdlog::critical("{}", server.status().ToString());
     return 1;

@@ -39,7 +39,7 @@ absl::Status ValidateSend(const chat::v1::SendRequest& request, size_t max_messa
 
 chat::v1::EdgeSendResult FailedResult(const absl::Status& status) {
   chat::v1::EdgeSendResult result;
-  result.set_status(SendStatusOf(status));
+  result.set_code(static_cast<int>(status.code()));
   result.set_error(std::string(status.message()));
   return result;
 }
@@ -180,21 +180,6 @@ void FinishWith(grpc::ServerUnaryReactor* reactor, Response* response,
 
 }  // namespace
 
-chat::v1::SendStatus SendStatusOf(const absl::Status& status) {
-  switch (status.code()) {
-    case absl::StatusCode::kOk:
-      return chat::v1::SEND_OK;
-    case absl::StatusCode::kNotFound:
-      return chat::v1::SEND_UNKNOWN_USER;
-    case absl::StatusCode::kInvalidArgument:
-      return chat::v1::SEND_BAD_REQUEST;
-    case absl::StatusCode::kPermissionDenied:
-      return chat::v1::SEND_FORBIDDEN;
-    default:
-      return chat::v1::SEND_UNAVAILABLE;
-  }
-}
-
 MessageServiceImpl::MessageServiceImpl(StoreWorker* worker, Dispatcher* dispatcher,
                                        IdGenerator* ids, const Clock* clock,
                                        MessageServiceOptions options)
@@ -232,7 +217,6 @@ void MessageServiceImpl::PrepareSend(
       return;
     }
     chat::v1::EdgeSendResult result;
-    result.set_status(chat::v1::SEND_OK);
     const store::Message& m = committed->for_sender;
     result.set_id(m.id);
     result.set_ts_ms(m.ts_ms);
@@ -306,44 +290,66 @@ grpc::ServerUnaryReactor* MessageServiceImpl::Send(grpc::CallbackServerContext* 
                                                    const chat::v1::SendRequest* request,
                                                    chat::v1::SendResponse* response) {
   auto* reactor = ctx->DefaultReactor();
-  if (grpc::Status denied = options_.auth.Check(ctx); !denied.ok()) {
+  if (grpc::Status denied = options_.auth.CheckPublic(ctx); !denied.ok()) {
     reactor->Finish(denied);
     return reactor;
   }
-  SubmitSend(
-      *request, response->mutable_connections(),
-      [reactor, response](chat::v1::EdgeSendResult result) {
-        switch (result.status()) {
-          case chat::v1::SEND_BAD_REQUEST:
-            reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, result.error()));
-            return;
-          case chat::v1::SEND_UNAVAILABLE:
-            reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, result.error()));
-            return;
-          default:
-            break;
-        }
-        // unknown_user is an answer, not a failure: the caller decides
-        // whether to fall back to a push notification.
-        response->set_status(result.status());
-        response->set_id(result.id());
-        response->set_ts_ms(result.ts_ms());
-        response->set_delivered(result.delivered());
-        response->set_conversation(result.conversation());
-        response->set_seq(result.conversation_seq());
-        response->set_useq(result.useq());
-        response->set_duplicate(result.duplicate());
-        reactor->Finish(grpc::Status::OK);
-      });
+  // A backend's message: marked as the server's, never as a connection's.
+  chat::v1::SendRequest send = *request;
+  send.clear_from_connection_id();
+  send.clear_edge_received_us();
+  SubmitSend(send, response->mutable_connections(),
+             [reactor, response](chat::v1::EdgeSendResult result) {
+               if (result.code() != 0) {
+                 reactor->Finish(ToGrpcStatus(
+                     absl::Status(static_cast<absl::StatusCode>(result.code()), result.error())));
+                 return;
+               }
+               response->set_status(chat::v1::SEND_STATUS_OK);
+               response->set_id(result.id());
+               response->set_ts_ms(result.ts_ms());
+               response->set_delivered(result.delivered());
+               response->set_conversation(result.conversation());
+               response->set_seq(result.conversation_seq());
+               response->set_useq(result.useq());
+               response->set_duplicate(result.duplicate());
+               reactor->Finish(grpc::Status::OK);
+             });
   return reactor;
 }
 
-grpc::ServerBidiReactor<EdgeUp, EdgeDown>* MessageServiceImpl::EdgeLink(
+grpc::ServerUnaryReactor* MessageServiceImpl::Batch(grpc::CallbackServerContext* ctx,
+                                                    const chat::v1::BatchRequest* request,
+                                                    chat::v1::BatchResponse* response) {
+  auto* reactor = ctx->DefaultReactor();
+  if (grpc::Status denied = options_.auth.CheckPublic(ctx); !denied.ok()) {
+    reactor->Finish(denied);
+    return reactor;
+  }
+  reactor->Finish(ToGrpcStatus(absl::UnimplementedError("Batch is not implemented yet")));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* MessageServiceImpl::DeleteUser(grpc::CallbackServerContext* ctx,
+                                                         const chat::v1::DeleteUserRequest* request,
+                                                         chat::v1::DeleteUserResponse* response) {
+  auto* reactor = ctx->DefaultReactor();
+  if (grpc::Status denied = options_.auth.CheckPublic(ctx); !denied.ok()) {
+    reactor->Finish(denied);
+    return reactor;
+  }
+  reactor->Finish(ToGrpcStatus(absl::UnimplementedError("DeleteUser is not implemented yet")));
+  return reactor;
+}
+
+EdgeGatewayImpl::EdgeGatewayImpl(MessageServiceImpl* service) : service_(service) {}
+
+grpc::ServerBidiReactor<EdgeUp, EdgeDown>* EdgeGatewayImpl::EdgeLink(
     grpc::CallbackServerContext* ctx) {
-  if (grpc::Status denied = options_.auth.Check(ctx); !denied.ok()) {
+  if (grpc::Status denied = service_->options().auth.Check(ctx); !denied.ok()) {
     return new RefusedBidi<EdgeUp, EdgeDown>(denied);
   }
-  return new EdgeLinkReactor(this);
+  return new EdgeLinkReactor(service_);
 }
 
 #define CHAT_UNARY_READ(Method, Request, Response, Body)                                  \
@@ -351,7 +357,7 @@ grpc::ServerBidiReactor<EdgeUp, EdgeDown>* MessageServiceImpl::EdgeLink(
                                                        const chat::v1::Request* request,  \
                                                        chat::v1::Response* response) {    \
     auto* reactor = ctx->DefaultReactor();                                                \
-    if (grpc::Status denied = options_.auth.Check(ctx); !denied.ok()) {                   \
+    if (grpc::Status denied = options_.auth.CheckPublic(ctx); !denied.ok()) {             \
       reactor->Finish(denied);                                                            \
       return reactor;                                                                     \
     }                                                                                     \
@@ -374,7 +380,7 @@ grpc::ServerUnaryReactor* MessageServiceImpl::MarkRead(grpc::CallbackServerConte
                                                        const chat::v1::MarkReadRequest* request,
                                                        chat::v1::MarkReadResponse* response) {
   auto* reactor = ctx->DefaultReactor();
-  if (grpc::Status denied = options_.auth.Check(ctx); !denied.ok()) {
+  if (grpc::Status denied = options_.auth.CheckPublic(ctx); !denied.ok()) {
     reactor->Finish(denied);
     return reactor;
   }

@@ -17,13 +17,14 @@ struct MessageServiceOptions {
   size_t max_link_pending_bytes = 64 << 20;  // per edge, deliveries not yet written
   int max_sends_per_batch = 4096;            // more in one EdgeUp is a protocol error
   size_t max_message_bytes = 128 << 10;      // chat text
-  ServiceAuth auth;                          // required of every caller when set
+  ServiceAuth auth;                          // public and internal credentials
 };
 
-// gRPC adapter: EdgeLink streams from edges, the unary Send for other
-// services and the stored-message reads. Everything that touches the store or
-// the routing state is handed to the StoreWorker; answers come back from its
-// thread.
+// gRPC adapters. MessageServiceImpl is the public API for other services
+// (sends, stored-message reads); EdgeGatewayImpl the internal EdgeLink
+// streams from edges, over the same send and query paths. Everything that
+// touches the store or the routing state is handed to the StoreWorker;
+// answers come back from its thread.
 class MessageServiceImpl final : public chat::v1::MessageService::CallbackService {
  public:
   MessageServiceImpl(StoreWorker* worker, Dispatcher* dispatcher, IdGenerator* ids,
@@ -32,8 +33,12 @@ class MessageServiceImpl final : public chat::v1::MessageService::CallbackServic
   grpc::ServerUnaryReactor* Send(grpc::CallbackServerContext* ctx,
                                  const chat::v1::SendRequest* request,
                                  chat::v1::SendResponse* response) override;
-  grpc::ServerBidiReactor<chat::v1::EdgeUp, chat::v1::EdgeDown>* EdgeLink(
-      grpc::CallbackServerContext* ctx) override;
+  grpc::ServerUnaryReactor* Batch(grpc::CallbackServerContext* ctx,
+                                  const chat::v1::BatchRequest* request,
+                                  chat::v1::BatchResponse* response) override;
+  grpc::ServerUnaryReactor* DeleteUser(grpc::CallbackServerContext* ctx,
+                                       const chat::v1::DeleteUserRequest* request,
+                                       chat::v1::DeleteUserResponse* response) override;
   grpc::ServerUnaryReactor* Sync(grpc::CallbackServerContext* ctx,
                                  const chat::v1::SyncRequest* request,
                                  chat::v1::SyncResponse* response) override;
@@ -76,8 +81,16 @@ class MessageServiceImpl final : public chat::v1::MessageService::CallbackServic
   const MessageServiceOptions options_;
 };
 
-// Maps a store/validation status to the send status edges and callers see.
-chat::v1::SendStatus SendStatusOf(const absl::Status& status);
+class EdgeGatewayImpl final : public chat::v1::EdgeGateway::CallbackService {
+ public:
+  explicit EdgeGatewayImpl(MessageServiceImpl* service);
+
+  grpc::ServerBidiReactor<chat::v1::EdgeUp, chat::v1::EdgeDown>* EdgeLink(
+      grpc::CallbackServerContext* ctx) override;
+
+ private:
+  MessageServiceImpl* service_;
+};
 
 }  // namespace chat::message
 

@@ -14,7 +14,7 @@ void GrpcUserLookup::Exists(const std::string& user, std::function<void(absl::St
   call->context.set_deadline(std::chrono::system_clock::now() + deadline_);
   auth_.Apply(&call->context);
   call->request.set_name(user);
-  stub_->async()->GetUser(&call->context, &call->request, &call->response,
+  stub_->async()->LookupUser(&call->context, &call->request, &call->response,
                           [call, user, done = std::move(done)](grpc::Status status) {
                             if (status.ok()) {
                               done(absl::OkStatus());

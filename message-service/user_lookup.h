@@ -24,13 +24,13 @@ class UserLookup {
 
 class GrpcUserLookup : public UserLookup {
  public:
-  GrpcUserLookup(chat::v1::ConnectionService::Stub* stub, ServiceAuth auth,
+  GrpcUserLookup(chat::v1::EdgeRegistry::Stub* stub, ServiceAuth auth,
                  std::chrono::milliseconds deadline = std::chrono::milliseconds(3000))
       : stub_(stub), auth_(std::move(auth)), deadline_(deadline) {}
   void Exists(const std::string& user, std::function<void(absl::Status)> done) override;
 
  private:
-  chat::v1::ConnectionService::Stub* stub_;
+  chat::v1::EdgeRegistry::Stub* stub_;
   const ServiceAuth auth_;
   const std::chrono::milliseconds deadline_;
 };

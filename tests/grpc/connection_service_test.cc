@@ -66,10 +66,11 @@ v1::Connection Conn(const std::string& id, const std::string& user) {
 class ConnectionServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    absl::Status started = server_.Start(&service_);
+    absl::Status started = server_.Start({&service_, &edge_registry_});
     ASSERT_TRUE(started.ok()) << started;
     channel_ = server_.channel();
     stub_ = v1::ConnectionService::NewStub(channel_);
+    edges_ = v1::EdgeRegistry::NewStub(channel_);
   }
 
   grpc::Status Register(const std::string& edge, std::vector<v1::Connection> conns,
@@ -80,7 +81,7 @@ class ConnectionServiceTest : public ::testing::Test {
     request.set_incarnation(incarnation);
     for (auto& c : conns) *request.add_connections() = std::move(c);
     v1::RegisterResponse ignored;
-    return stub_->Register(Ctx().get(), request, response ? response : &ignored);
+    return edges_->Register(Ctx().get(), request, response ? response : &ignored);
   }
   grpc::Status Unregister(const std::string& edge, std::vector<std::string> ids) {
     v1::UnregisterRequest request;
@@ -88,7 +89,7 @@ class ConnectionServiceTest : public ::testing::Test {
     request.set_incarnation("inc-1");
     for (auto& id : ids) request.add_connection_ids(id);
     v1::UnregisterResponse response;
-    grpc::Status status = stub_->Unregister(Ctx().get(), request, &response);
+    grpc::Status status = edges_->Unregister(Ctx().get(), request, &response);
     EXPECT_EQ(response.instance_id(), status.ok() ? "cs-test" : "");
     return status;
   }
@@ -97,7 +98,7 @@ class ConnectionServiceTest : public ::testing::Test {
     request.set_edge_id(edge);
     request.set_incarnation(incarnation);
     v1::HeartbeatResponse response;
-    grpc::Status status = stub_->Heartbeat(Ctx().get(), request, &response);
+    grpc::Status status = edges_->Heartbeat(Ctx().get(), request, &response);
     EXPECT_TRUE(status.ok()) << Show(status);
     return response;
   }
@@ -115,32 +116,36 @@ class ConnectionServiceTest : public ::testing::Test {
   // "name:1"/"name:0" per user, then "next=<next>" when there is one; or the error.
   std::vector<std::string> ListUsers(const std::string& after, int limit, bool online_only) {
     v1::ListUsersRequest request;
-    request.set_after(after);
-    request.set_limit(limit);
+    request.set_page_token(after);
+    request.set_page_size(limit);
     request.set_online_only(online_only);
     v1::ListUsersResponse response;
     grpc::Status status = stub_->ListUsers(Ctx().get(), request, &response);
     if (!status.ok()) return {Show(status)};
     std::vector<std::string> out;
     for (const auto& u : response.users()) out.push_back(u.name() + (u.online() ? ":1" : ":0"));
-    if (!response.next().empty()) out.push_back("next=" + response.next());
+    if (!response.next_page_token().empty()) {
+      out.push_back("next=" + response.next_page_token());
+    }
     return out;
   }
   std::unique_ptr<StreamCollector<v1::RouteUpdate>> WatchRoutes(const std::string& edge) {
     request_routes_.set_edge_id(edge);
     return std::make_unique<StreamCollector<v1::RouteUpdate>>(
         [this](grpc::ClientContext* ctx, grpc::ClientReadReactor<v1::RouteUpdate>* reactor) {
-          stub_->async()->WatchRoutes(ctx, &request_routes_, reactor);
+          edges_->async()->WatchRoutes(ctx, &request_routes_, reactor);
         });
   }
 
   chat::testing::FakeClock clock_{1764050000000};
   Registry registry_{std::make_unique<MemoryStore>(), &clock_, kLeaseMs};
   NameClaims claims_{std::make_unique<MemoryNameOwners>(), &clock_};
-  ConnectionServiceImpl service_{&registry_, "cs-test", {}, &claims_};
+  ConnectionServiceImpl service_{&registry_, "cs-test"};
+  EdgeRegistryImpl edge_registry_{&registry_, "cs-test", {}, &claims_};
   chat::testing::InProcessServer server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::ConnectionService::Stub> stub_;
+  std::unique_ptr<v1::EdgeRegistry::Stub> edges_;
   v1::WatchRoutesRequest request_routes_;
 };
 
@@ -178,7 +183,7 @@ TEST_F(ConnectionServiceTest, ClaimNameGrantsANameToItsFirstSubjectOnly) {
     request.set_name(name);
     request.set_subject(subject);
     v1::ClaimNameResponse response;
-    grpc::Status status = stub_->ClaimName(Ctx().get(), request, &response);
+    grpc::Status status = edges_->ClaimName(Ctx().get(), request, &response);
     *granted = response.granted();
     return status;
   };
@@ -344,7 +349,7 @@ TEST_F(ConnectionServiceTest, AWatcherThatStopsReadingIsDroppedNotBuffered) {
   v1::WatchRoutesRequest request;
   auto ctx = Ctx(std::chrono::seconds(60));
   std::unique_ptr<grpc::ClientReader<v1::RouteUpdate>> reader =
-      stub_->WatchRoutes(ctx.get(), request);
+      edges_->WatchRoutes(ctx.get(), request);
   v1::RouteUpdate update;
   ASSERT_TRUE(reader->Read(&update)) << "no snapshot";
   ASSERT_TRUE(update.snapshot_done());

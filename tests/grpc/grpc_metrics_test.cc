@@ -30,7 +30,8 @@ using chat::testing::StreamCollector;
 namespace v1 = chat::v1;
 
 constexpr int64_t kLeaseMs = 10'000;
-constexpr char kService[] = "chat.v1.ConnectionService";
+constexpr char kService[] = "chat.v1.EdgeRegistry";
+constexpr char kPublicService[] = "chat.v1.ConnectionService";
 
 std::vector<PromSample> Scrape(const Metrics& metrics) {
   auto samples = chat::testing::ParsePromText(metrics.Text());
@@ -44,14 +45,16 @@ class GrpcMetricsTest : public ::testing::Test {
   void SetUp() override {
     GrpcServerOptions options;
     options.metrics = &server_grpc_;
-    auto started = StartGrpcServer(options, {&service_});
+    auto started = StartGrpcServer(options, {&service_, &edge_registry_});
     ASSERT_TRUE(started.ok()) << started.status();
     server_ = std::move(started->server);
     channel_ = MakeChannel(absl::StrCat("127.0.0.1:", started->port), &client_grpc_);
     stub_ = v1::ConnectionService::NewStub(channel_);
+    edges_ = v1::EdgeRegistry::NewStub(channel_);
   }
   void TearDown() override {
     stub_.reset();
+    edges_.reset();
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
     ReleaseChannel(std::move(channel_), std::chrono::seconds(2));
   }
@@ -67,12 +70,13 @@ class GrpcMetricsTest : public ::testing::Test {
       c->set_user(user);
     }
     v1::RegisterResponse response;
-    return stub_->Register(Ctx().get(), request, &response);
+    return edges_->Register(Ctx().get(), request, &response);
   }
 
   static std::map<std::string, std::string> Call(const std::string& method,
-                                                 const std::string& code = "") {
-    std::map<std::string, std::string> labels = {{"grpc_service", kService},
+                                                 const std::string& code = "",
+                                                 const char* service = kService) {
+    std::map<std::string, std::string> labels = {{"grpc_service", service},
                                                  {"grpc_method", method}};
     if (!code.empty()) labels["grpc_code"] = code;
     return labels;
@@ -85,11 +89,13 @@ class GrpcMetricsTest : public ::testing::Test {
   connection::Registry registry_{std::make_unique<connection::MemoryStore>(), &clock_, kLeaseMs,
                                  &registry_metrics_};
   connection::ConnectionServiceImpl service_{&registry_, "cs-test"};
+  connection::EdgeRegistryImpl edge_registry_{&registry_, "cs-test"};
   Metrics client_metrics_;
   GrpcMetrics client_grpc_{client_metrics_};
   std::unique_ptr<grpc::Server> server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::ConnectionService::Stub> stub_;
+  std::unique_ptr<v1::EdgeRegistry::Stub> edges_;
 };
 
 TEST_F(GrpcMetricsTest, UnaryCallsAreCountedAndTimedByMethodAndCodeOnBothEnds) {
@@ -111,7 +117,8 @@ TEST_F(GrpcMetricsTest, UnaryCallsAreCountedAndTimedByMethodAndCodeOnBothEnds) {
     EXPECT_EQ(PromValue(samples, p + "_started_total", Call("Register")), 3);
     EXPECT_EQ(PromValue(samples, p + "_handled_total", Call("Register", "OK")), 2);
     EXPECT_EQ(PromValue(samples, p + "_handled_total", Call("Register", "INVALID_ARGUMENT")), 1);
-    EXPECT_EQ(PromValue(samples, p + "_handled_total", Call("GetUser", "NOT_FOUND")), 1);
+    EXPECT_EQ(
+        PromValue(samples, p + "_handled_total", Call("GetUser", "NOT_FOUND", kPublicService)), 1);
     EXPECT_EQ(PromValue(samples, p + "_handling_seconds_count", Call("Register", "OK")), 2);
     EXPECT_EQ(PromValue(samples, p + "_handling_seconds_bucket",
                         {{"grpc_method", "Register"}, {"grpc_code", "OK"}, {"le", "+Inf"}}),
@@ -125,7 +132,7 @@ TEST_F(GrpcMetricsTest, AStreamTheClientCancelsIsCountedWhenItEnds) {
   request.set_edge_id("e1");
   auto stream = std::make_unique<StreamCollector<v1::RouteUpdate>>(
       [&](grpc::ClientContext* ctx, grpc::ClientReadReactor<v1::RouteUpdate>* reactor) {
-        stub_->async()->WatchRoutes(ctx, &request, reactor);
+        edges_->async()->WatchRoutes(ctx, &request, reactor);
       });
   ASSERT_EQ(stream->WaitFor(1).size(), 1u);  // the snapshot: the stream is live
   EXPECT_EQ(PromValue(Scrape(server_metrics_), "grpc_server_started_total", Call("WatchRoutes")),

@@ -24,11 +24,12 @@
 // a test can wait on, and a health check without generated health stubs.
 namespace chat::testing {
 
-// One service on 127.0.0.1:0 and a channel to it; shut down on destruction.
+// Services on 127.0.0.1:0 and a channel to them; shut down on destruction.
 class InProcessServer {
  public:
-  absl::Status Start(grpc::Service* service) {
-    auto started = StartGrpcServer({}, {service});
+  absl::Status Start(grpc::Service* service) { return Start(std::vector<grpc::Service*>{service}); }
+  absl::Status Start(const std::vector<grpc::Service*>& services) {
+    auto started = StartGrpcServer({}, services);
     if (!started.ok()) return started.status();
     server_ = std::move(started->server);
     channel_ = MakeChannel(absl::StrCat("127.0.0.1:", started->port));

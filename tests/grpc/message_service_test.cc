@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
@@ -49,6 +50,10 @@ constexpr int64_t kNow = 1764050000123;
 constexpr absl::Duration kWait = absl::Seconds(20);
 
 std::string StatusName(v1::SendStatus s) { return v1::SendStatus_Name(s); }
+// An EdgeLink send result's canonical code, by name ("OK", "NOT_FOUND", ...).
+std::string CodeName(int code) {
+  return absl::AsciiStrToUpper(absl::StatusCodeToString(static_cast<absl::StatusCode>(code)));
+}
 
 std::vector<std::string> Ids(const google::protobuf::RepeatedPtrField<std::string>& ids) {
   return {ids.begin(), ids.end()};
@@ -105,7 +110,7 @@ struct Seen {
 // order, everything read is gathered in a Seen the test waits on.
 class Link final : public grpc::ClientBidiReactor<v1::EdgeUp, v1::EdgeDown> {
  public:
-  explicit Link(v1::MessageService::Stub* stub) {
+  explicit Link(v1::EdgeGateway::Stub* stub) {
     context_.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
     stub->async()->EdgeLink(&context_, this);
     StartRead(&in_);
@@ -416,13 +421,16 @@ class MessageServiceTest : public ::testing::Test {
     service_ = std::make_unique<MessageServiceImpl>(worker_.get(), dispatcher_.get(), &ids_,
                                                     &clock_, Options());
     server_ = std::make_unique<chat::testing::InProcessServer>();
-    absl::Status started = server_->Start(service_.get());
+    gateway_service_ = std::make_unique<EdgeGatewayImpl>(service_.get());
+    absl::Status started = server_->Start({service_.get(), gateway_service_.get()});
     ASSERT_TRUE(started.ok()) << started;
     stub_ = v1::MessageService::NewStub(server_->channel());
+    gateway_ = v1::EdgeGateway::NewStub(server_->channel());
   }
 
   void TearDown() override {
     stub_.reset();
+    gateway_.reset();
     server_.reset();  // links end; their clean-up is queued on the worker
     worker_.reset();  // runs what was queued (it uses the dispatcher)
     service_.reset();
@@ -506,12 +514,14 @@ class MessageServiceTest : public ::testing::Test {
   std::unique_ptr<Dispatcher> dispatcher_;
   std::unique_ptr<StoreWorker> worker_;
   std::unique_ptr<MessageServiceImpl> service_;
+  std::unique_ptr<EdgeGatewayImpl> gateway_service_;
   std::unique_ptr<chat::testing::InProcessServer> server_;
   std::unique_ptr<v1::MessageService::Stub> stub_;
+  std::unique_ptr<v1::EdgeGateway::Stub> gateway_;
 };
 
 TEST_F(MessageServiceTest, FirstEdgeUpWithoutEdgeIdIsInvalid) {
-  Link link(stub_.get());
+  Link link(gateway_.get());
   link.Send({{1, Req("alice", "alice", "hi")}});
   std::optional<grpc::Status> status = link.WaitDone();
   ASSERT_TRUE(status.has_value()) << "the service must end the stream";
@@ -519,7 +529,7 @@ TEST_F(MessageServiceTest, FirstEdgeUpWithoutEdgeIdIsInvalid) {
 }
 
 TEST_F(MessageServiceTest, TheGreetingCarriesTheStoreEpoch) {
-  Link e1(stub_.get());
+  Link e1(gateway_.get());
   ASSERT_TRUE(e1.Hello("e1"));
   v1::EdgeDown greeting = e1.Greeting();
   EXPECT_FALSE(epoch_.empty());
@@ -530,8 +540,8 @@ TEST_F(MessageServiceTest, TheGreetingCarriesTheStoreEpoch) {
 }
 
 TEST_F(MessageServiceTest, AttachAnswersWithTheUsersMarks) {
-  Link e1(stub_.get());
-  Link e2(stub_.get());
+  Link e1(gateway_.get());
+  Link e2(gateway_.get());
   ASSERT_TRUE(e1.Hello("e1"));
   ASSERT_TRUE(e2.Hello("e2"));
   v1::Attached fresh = e1.Attach("e1-1", "alice");
@@ -559,8 +569,8 @@ TEST_F(MessageServiceTest, AttachAnswersWithTheUsersMarks) {
 }
 
 TEST_F(MessageServiceTest, ASendToAnAttachedUserIsDeliveredWithItsNumbers) {
-  Link e1(stub_.get());
-  Link e2(stub_.get());
+  Link e1(gateway_.get());
+  Link e2(gateway_.get());
   ASSERT_TRUE(e1.Hello("e1"));
   ASSERT_TRUE(e2.Hello("e2"));
   e1.Attach("a1", "alice");
@@ -568,7 +578,7 @@ TEST_F(MessageServiceTest, ASendToAnAttachedUserIsDeliveredWithItsNumbers) {
   const std::string conversation = store::ConversationId("alice", "bob");
 
   v1::EdgeSendResult first = e1.SendOne(1, Req("alice", "bob", "hello bob", "a1"));
-  EXPECT_EQ(StatusName(first.status()), "SEND_OK") << first.error();
+  EXPECT_EQ(CodeName(first.code()), "OK") << first.error();
   EXPECT_EQ(first.delivered(), 1);
   EXPECT_EQ(first.id().size(), 26u) << first.id();
   EXPECT_EQ(first.ts_ms(), kNow);
@@ -608,8 +618,8 @@ TEST_F(MessageServiceTest, ASendToAnAttachedUserIsDeliveredWithItsNumbers) {
 }
 
 TEST_F(MessageServiceTest, ABatchOfSendsGetsResultsAndOneDeliveryPerEdge) {
-  Link e1(stub_.get());
-  Link e2(stub_.get());
+  Link e1(gateway_.get());
+  Link e2(gateway_.get());
   ASSERT_TRUE(e1.Hello("e1"));
   ASSERT_TRUE(e2.Hello("e2"));
   e1.Attach("e1-1", "alice");
@@ -623,16 +633,16 @@ TEST_F(MessageServiceTest, ABatchOfSendsGetsResultsAndOneDeliveryPerEdge) {
            {15, Req("alice", "bob", "hi bob", "e1-1")}});
 
   v1::EdgeSendResult self = e1.Result(11);
-  EXPECT_EQ(StatusName(self.status()), "SEND_OK") << self.error();
+  EXPECT_EQ(CodeName(self.code()), "OK") << self.error();
   EXPECT_EQ(self.delivered(), 2) << "to yourself: both connections, the sending one included";
-  EXPECT_EQ(StatusName(e1.Result(12).status()), "SEND_UNKNOWN_USER");
+  EXPECT_EQ(CodeName(e1.Result(12).code()), "NOT_FOUND");
   v1::EdgeSendResult offline = e1.Result(13);
-  EXPECT_EQ(StatusName(offline.status()), "SEND_OK") << "carol exists: stored for later";
+  EXPECT_EQ(CodeName(offline.code()), "OK") << "carol exists: stored for later";
   EXPECT_EQ(offline.delivered(), 0);
-  EXPECT_EQ(StatusName(e1.Result(14).status()), "SEND_BAD_REQUEST");
+  EXPECT_EQ(CodeName(e1.Result(14).code()), "INVALID_ARGUMENT");
   EXPECT_NE(e1.Result(14).error(), "") << "a refused send says why";
   v1::EdgeSendResult to_bob = e1.Result(15);
-  EXPECT_EQ(StatusName(to_bob.status()), "SEND_OK");
+  EXPECT_EQ(CodeName(to_bob.code()), "OK");
   EXPECT_EQ(to_bob.delivered(), 2);
 
   ASSERT_TRUE(e2.WaitUntil([](const Seen& s) { return !s.deliveries.empty(); }, "bob's"));
@@ -657,8 +667,8 @@ TEST_F(MessageServiceTest, ABatchOfSendsGetsResultsAndOneDeliveryPerEdge) {
 }
 
 TEST_F(MessageServiceTest, DeliveriesGoDownTheRecipientsLinkOnly) {
-  Link e1(stub_.get());
-  Link e2(stub_.get());
+  Link e1(gateway_.get());
+  Link e2(gateway_.get());
   ASSERT_TRUE(e1.Hello("e1"));
   ASSERT_TRUE(e2.Hello("e2"));
   e1.Attach("e1-1", "alice");
@@ -678,8 +688,8 @@ TEST_F(MessageServiceTest, DeliveriesGoDownTheRecipientsLinkOnly) {
 }
 
 TEST_F(MessageServiceTest, MessagesFromOneSenderArriveInOrder) {
-  Link e1(stub_.get());
-  Link e2(stub_.get());
+  Link e1(gateway_.get());
+  Link e2(gateway_.get());
   ASSERT_TRUE(e1.Hello("e1"));
   ASSERT_TRUE(e2.Hello("e2"));
   e1.Attach("e1-1", "alice");
@@ -711,13 +721,13 @@ TEST_F(MessageServiceTest, MessagesFromOneSenderArriveInOrder) {
 }
 
 TEST_F(MessageServiceTest, UnarySendReturnsPerConnectionResults) {
-  Link e1(stub_.get());
+  Link e1(gateway_.get());
   ASSERT_TRUE(e1.Hello("e1"));
   e1.Attach("e1-1", "alice");
   e1.Attach("e1-2", "alice");
 
   v1::SendResponse response = UnarySend(Req("system", "alice", "maintenance"));
-  EXPECT_EQ(StatusName(response.status()), "SEND_OK");
+  EXPECT_EQ(StatusName(response.status()), "SEND_STATUS_OK");
   EXPECT_EQ(response.delivered(), 2);
   EXPECT_EQ(response.id().size(), 26u);
   EXPECT_EQ(response.ts_ms(), kNow);
@@ -747,11 +757,11 @@ class FullLinkTest : public MessageServiceTest {
 };
 
 TEST_F(FullLinkTest, UnarySendTellsWhichConnectionsWereNotReached) {
-  Link e1(stub_.get());
+  Link e1(gateway_.get());
   ASSERT_TRUE(e1.Hello("e1"));
   e1.Attach("e1-1", "alice");
   v1::SendResponse response = UnarySend(Req("system", "alice", "maintenance"));
-  EXPECT_EQ(StatusName(response.status()), "SEND_OK") << "stored all the same";
+  EXPECT_EQ(StatusName(response.status()), "SEND_STATUS_OK") << "stored all the same";
   EXPECT_EQ(response.delivered(), 0);
   ASSERT_EQ(response.connections_size(), 1);
   EXPECT_EQ(response.connections(0).connection_id(), "e1-1");
@@ -760,14 +770,15 @@ TEST_F(FullLinkTest, UnarySendTellsWhichConnectionsWereNotReached) {
   EXPECT_EQ(Sync("alice").messages_size(), 1) << "alice finds it when she syncs";
 }
 
-TEST_F(MessageServiceTest, UnarySendAnswersUnknownUserAsAResult) {
-  v1::SendResponse response = UnarySend(Req("system", "nobody", "hi"));
-  EXPECT_EQ(StatusName(response.status()), "SEND_UNKNOWN_USER");
+TEST_F(MessageServiceTest, UnarySendAnswersUnknownUserNotFound) {
+  grpc::Status status;
+  v1::SendResponse response = UnarySend(Req("system", "nobody", "hi"), &status);
+  EXPECT_EQ(status.error_code(), grpc::NOT_FOUND) << Show(status);
   EXPECT_EQ(response.id(), "");
   EXPECT_THAT(lookup_.asked(), ElementsAre("nobody"));
 
   response = UnarySend(Req("system", "dave", "hi dave"));
-  EXPECT_EQ(StatusName(response.status()), "SEND_OK") << "dave exists, offline: stored";
+  EXPECT_EQ(StatusName(response.status()), "SEND_STATUS_OK") << "dave exists, offline: stored";
   EXPECT_EQ(response.delivered(), 0);
   EXPECT_EQ(response.useq(), 1) << "the refused send took no number";
   v1::SyncResponse dave = Sync("dave");
@@ -800,7 +811,7 @@ TEST_F(MessageServiceTest, UnarySendFailuresUseCanonicalCodes) {
   store_->Repair();
   v1::SendResponse ok = UnarySend(Req("system", "alice", "hi"), &status);
   EXPECT_TRUE(status.ok()) << Show(status);
-  EXPECT_EQ(StatusName(ok.status()), "SEND_OK");
+  EXPECT_EQ(StatusName(ok.status()), "SEND_STATUS_OK");
   EXPECT_EQ(ok.useq(), 1) << "nothing of the failed sends was stored";
 }
 
@@ -811,11 +822,11 @@ TEST_F(MessageServiceTest, HealthServiceAnswersServing) {
 }
 
 TEST_F(MessageServiceTest, ASendToAnOfflineUserIsStoredAndUnreadAndSyncReturnIt) {
-  Link e1(stub_.get());
+  Link e1(gateway_.get());
   ASSERT_TRUE(e1.Hello("e1"));
   e1.Attach("a1", "alice");
   v1::EdgeSendResult sent = e1.SendOne(1, Req("alice", "bob", "while you were away", "a1"));
-  EXPECT_EQ(StatusName(sent.status()), "SEND_OK") << sent.error();
+  EXPECT_EQ(CodeName(sent.code()), "OK") << sent.error();
   EXPECT_EQ(sent.delivered(), 0);
   EXPECT_NE(sent.id(), "");
 
@@ -851,19 +862,19 @@ TEST_F(MessageServiceTest, ASendToAnOfflineUserIsStoredAndUnreadAndSyncReturnIt)
 }
 
 TEST_F(MessageServiceTest, AnIdempotencyKeyUsedTwiceIsADuplicateWithTheSameNumbers) {
-  Link e1(stub_.get());
-  Link e2(stub_.get());
+  Link e1(gateway_.get());
+  Link e2(gateway_.get());
   ASSERT_TRUE(e1.Hello("e1"));
   ASSERT_TRUE(e2.Hello("e2"));
   e1.Attach("a1", "alice");
   e2.Attach("b1", "bob");
   v1::EdgeSendResult first = e1.SendOne(1, Req("alice", "bob", "first", "a1", "k1"));
-  EXPECT_EQ(StatusName(first.status()), "SEND_OK");
+  EXPECT_EQ(CodeName(first.code()), "OK");
   EXPECT_EQ(first.delivered(), 1);
   EXPECT_FALSE(first.duplicate());
 
   v1::EdgeSendResult again = e1.SendOne(2, Req("alice", "bob", "another text", "a1", "k1"));
-  EXPECT_EQ(StatusName(again.status()), "SEND_OK");
+  EXPECT_EQ(CodeName(again.code()), "OK");
   EXPECT_TRUE(again.duplicate());
   EXPECT_EQ(again.delivered(), 0);
   EXPECT_EQ(again.id(), first.id());
@@ -888,9 +899,9 @@ TEST_F(MessageServiceTest, AnIdempotencyKeyUsedTwiceIsADuplicateWithTheSameNumbe
 }
 
 TEST_F(MessageServiceTest, OwnCopiesGoToTheSendersOtherConnectionsOnly) {
-  Link e1(stub_.get());
-  Link e2(stub_.get());
-  Link e3(stub_.get());
+  Link e1(gateway_.get());
+  Link e2(gateway_.get());
+  Link e3(gateway_.get());
   ASSERT_TRUE(e1.Hello("e1"));
   ASSERT_TRUE(e2.Hello("e2"));
   ASSERT_TRUE(e3.Hello("e3"));
@@ -922,8 +933,8 @@ TEST_F(MessageServiceTest, OwnCopiesGoToTheSendersOtherConnectionsOnly) {
 }
 
 TEST_F(MessageServiceTest, ReachedMovesTheMarkAndSendsDeliveredReceiptsToBothUsers) {
-  Link e1(stub_.get());
-  Link e2(stub_.get());
+  Link e1(gateway_.get());
+  Link e2(gateway_.get());
   ASSERT_TRUE(e1.Hello("e1"));
   ASSERT_TRUE(e2.Hello("e2"));
   e1.Attach("a1", "alice");
@@ -957,8 +968,8 @@ TEST_F(MessageServiceTest, ReachedMovesTheMarkAndSendsDeliveredReceiptsToBothUse
 }
 
 TEST_F(MessageServiceTest, MarkReadSendsReadReceiptsToBothUsers) {
-  Link e1(stub_.get());
-  Link e2(stub_.get());
+  Link e1(gateway_.get());
+  Link e2(gateway_.get());
   ASSERT_TRUE(e1.Hello("e1"));
   ASSERT_TRUE(e2.Hello("e2"));
   e1.Attach("a1", "alice");
@@ -1025,8 +1036,8 @@ TEST_F(MessageServiceTest, ReadMessagesCountAsReachedForLaterDeliveredMarks) {
   ASSERT_TRUE(stub_->MarkRead(Ctx().get(), read, &response).ok());
   ASSERT_EQ(Conversation("alice", "bob").delivered_seq(), 3) << "reading counts as reached";
 
-  Link e1(stub_.get());
-  Link e2(stub_.get());
+  Link e1(gateway_.get());
+  Link e2(gateway_.get());
   ASSERT_TRUE(e1.Hello("e1"));
   ASSERT_TRUE(e2.Hello("e2"));
   e1.Attach("a1", "alice");
@@ -1039,11 +1050,11 @@ TEST_F(MessageServiceTest, ReadMessagesCountAsReachedForLaterDeliveredMarks) {
 }
 
 TEST_F(MessageServiceTest, ALinkThatEndsDetachesItsConnections) {
-  Link e1(stub_.get());
+  Link e1(gateway_.get());
   ASSERT_TRUE(e1.Hello("e1"));
   e1.Attach("a1", "alice");
   {
-    Link e2(stub_.get());
+    Link e2(gateway_.get());
     ASSERT_TRUE(e2.Hello("e2"));
     e2.Attach("b1", "bob");
     e2.Attach("b2", "bob");
@@ -1055,11 +1066,11 @@ TEST_F(MessageServiceTest, ALinkThatEndsDetachesItsConnections) {
   }
   ASSERT_TRUE(WaitForConnections(1));
   v1::EdgeSendResult after = e1.SendOne(2, Req("alice", "bob", "after the link", "a1"));
-  EXPECT_EQ(StatusName(after.status()), "SEND_OK");
+  EXPECT_EQ(CodeName(after.code()), "OK");
   EXPECT_EQ(after.delivered(), 0) << "bob's connections went with their link";
 
   {  // A link that breaks.
-    Link e3(stub_.get());
+    Link e3(gateway_.get());
     ASSERT_TRUE(e3.Hello("e3"));
     e3.Attach("c1", "carol");
     ASSERT_TRUE(WaitForConnections(2));
@@ -1070,7 +1081,7 @@ TEST_F(MessageServiceTest, ALinkThatEndsDetachesItsConnections) {
   EXPECT_EQ(e1.SendOne(3, Req("alice", "carol", "gone", "a1")).delivered(), 0);
 
   // A connection that closes is detached by name.
-  Link e4(stub_.get());
+  Link e4(gateway_.get());
   ASSERT_TRUE(e4.Hello("e4"));
   e4.Attach("d1", "dave");
   e4.Attach("d2", "dave");
@@ -1082,30 +1093,30 @@ TEST_F(MessageServiceTest, ALinkThatEndsDetachesItsConnections) {
 }
 
 TEST_F(MessageServiceTest, AnUnknownRecipientIsAskedOfConnectionService) {
-  Link e1(stub_.get());
+  Link e1(gateway_.get());
   ASSERT_TRUE(e1.Hello("e1"));
   e1.Attach("a1", "alice");
 
   v1::EdgeSendResult refused = e1.SendOne(1, Req("alice", "ghost", "boo", "a1"));
-  EXPECT_EQ(StatusName(refused.status()), "SEND_UNKNOWN_USER") << refused.error();
+  EXPECT_EQ(CodeName(refused.code()), "NOT_FOUND") << refused.error();
   EXPECT_NE(refused.error(), "");
   EXPECT_THAT(lookup_.asked(), ElementsAre("ghost"));
   EXPECT_EQ(Sync("alice").messages_size(), 0) << "nothing stored";
 
   // dave exists (he registered) but the store never saw him.
   v1::EdgeSendResult stored = e1.SendOne(2, Req("alice", "dave", "hi dave", "a1"));
-  EXPECT_EQ(StatusName(stored.status()), "SEND_OK") << stored.error();
+  EXPECT_EQ(CodeName(stored.code()), "OK") << stored.error();
   EXPECT_EQ(stored.delivered(), 0);
   EXPECT_EQ(stored.useq(), 1);
   EXPECT_THAT(lookup_.asked(), ElementsAre("ghost", "dave"));
-  EXPECT_EQ(StatusName(e1.SendOne(3, Req("alice", "dave", "again", "a1")).status()), "SEND_OK");
+  EXPECT_EQ(CodeName(e1.SendOne(3, Req("alice", "dave", "again", "a1")).code()), "OK");
   EXPECT_THAT(lookup_.asked(), ElementsAre("ghost", "dave")) << "the store knows dave now";
   EXPECT_EQ(Sync("dave").messages_size(), 2);
 
   // The lookup cannot answer: temporary, nothing stored.
   lookup_.SetUnavailable(true);
   v1::EdgeSendResult unknown = e1.SendOne(4, Req("alice", "carol", "hi", "a1"));
-  EXPECT_EQ(StatusName(unknown.status()), "SEND_UNAVAILABLE");
+  EXPECT_EQ(CodeName(unknown.code()), "UNAVAILABLE");
   lookup_.SetUnavailable(false);
   EXPECT_EQ(e1.SendOne(5, Req("alice", "carol", "hi", "a1")).useq(), 3)
       << "alice's stream: the two to dave, then this one";
@@ -1116,7 +1127,7 @@ TEST_F(MessageServiceTest, AnUnknownRecipientIsAskedOfConnectionService) {
 // messages to a new user are stored in the order they were sent, whatever
 // order lookup answers come back in.
 TEST_F(MessageServiceTest, SendsToANewRecipientKeepTheSendersOrder) {
-  Link e1(stub_.get());
+  Link e1(gateway_.get());
   ASSERT_TRUE(e1.Hello("e1"));
   e1.Attach("a1", "alice");
   lookup_.Defer();
@@ -1125,7 +1136,7 @@ TEST_F(MessageServiceTest, SendsToANewRecipientKeepTheSendersOrder) {
   e1.Send({{2, Req("alice", "dave", "second", "a1")}});
   // Answered in order on the same link: once it is, "second" reached the
   // worker and waits behind the lookup.
-  EXPECT_EQ(StatusName(e1.SendOne(3, Req("alice", "alice", "marker", "a1")).status()), "SEND_OK");
+  EXPECT_EQ(CodeName(e1.SendOne(3, Req("alice", "alice", "marker", "a1")).code()), "OK");
   EXPECT_THAT(lookup_.asked(), ElementsAre("dave")) << "one lookup per new recipient";
   lookup_.ReleaseInReverse();
   EXPECT_EQ(e1.Result(1).conversation_seq(), 1);
@@ -1137,8 +1148,8 @@ TEST_F(MessageServiceTest, SendsToANewRecipientKeepTheSendersOrder) {
 }
 
 TEST_F(MessageServiceTest, AStoreFailureIsUnavailableAndTheServiceRecovers) {
-  Link e1(stub_.get());
-  Link e2(stub_.get());
+  Link e1(gateway_.get());
+  Link e2(gateway_.get());
   ASSERT_TRUE(e1.Hello("e1"));
   ASSERT_TRUE(e2.Hello("e2"));
   e1.Attach("a1", "alice");
@@ -1147,11 +1158,10 @@ TEST_F(MessageServiceTest, AStoreFailureIsUnavailableAndTheServiceRecovers) {
 
   store_->Break();
   v1::EdgeSendResult failed = e1.SendOne(2, Req("alice", "bob", "lost", "a1"));
-  EXPECT_EQ(StatusName(failed.status()), "SEND_UNAVAILABLE") << "the commit failed";
+  EXPECT_EQ(CodeName(failed.code()), "UNAVAILABLE") << "the commit failed";
   EXPECT_NE(failed.error(), "");
   v1::EdgeSendResult unchecked = e1.SendOne(3, Req("alice", "dave", "lost", "a1"));
-  EXPECT_EQ(StatusName(unchecked.status()), "SEND_UNAVAILABLE")
-      << "whether dave is known could not be read";
+  EXPECT_EQ(CodeName(unchecked.code()), "UNAVAILABLE") << "whether dave is known could not be read";
   grpc::Status status;
   UnarySend(Req("system", "bob", "lost"), &status);
   EXPECT_EQ(status.error_code(), grpc::UNAVAILABLE) << Show(status);
@@ -1166,7 +1176,7 @@ TEST_F(MessageServiceTest, AStoreFailureIsUnavailableAndTheServiceRecovers) {
 
   store_->Repair();
   v1::EdgeSendResult after = e1.SendOne(4, Req("alice", "bob", "after", "a1"));
-  EXPECT_EQ(StatusName(after.status()), "SEND_OK") << after.error();
+  EXPECT_EQ(CodeName(after.code()), "OK") << after.error();
   EXPECT_EQ(after.useq(), 2) << "the failed sends kept nothing";
   EXPECT_EQ(after.conversation_seq(), 2);
   EXPECT_EQ(after.delivered(), 1);
@@ -1292,7 +1302,7 @@ TEST_F(MessageServiceTest, PublicReadsRefuseBadInputAndUnknownPeers) {
   EXPECT_EQ(code(stub_->MarkRead(Ctx().get(), read, &read_response)), grpc::NOT_FOUND);
 
   // The same answers through an edge's link, as codes.
-  Link e1(stub_.get());
+  Link e1(gateway_.get());
   ASSERT_TRUE(e1.Hello("e1"));
   v1::EdgeQuery query;
   query.set_seq(1);

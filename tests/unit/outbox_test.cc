@@ -46,7 +46,6 @@ chat::v1::Delivery MakeDelivery(const std::string& id, size_t message_bytes = 10
 chat::v1::EdgeSendResult MakeResult(uint64_t seq) {
   chat::v1::EdgeSendResult r;
   r.set_seq(seq);
-  r.set_status(chat::v1::SEND_OK);
   return r;
 }
 
