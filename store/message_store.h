@@ -171,6 +171,22 @@ class MessageStore {
   // Deletes messages older than `ts_ms`, at most `limit` of them per call;
   // returns how many were deleted. Counters and marks are kept.
   virtual absl::StatusOr<int64_t> PruneOlderThan(int64_t ts_ms, int limit) = 0;
+
+  // Erases `user` for a data-protection request, in one transaction: every
+  // message the user sent or received (the message rows with their
+  // idempotency keys, and the stream entries of both sides), the user's
+  // stream with its counter and reached mark, and every conversation with
+  // the user: its counter and the marks of both users in it. Returns the
+  // number of messages deleted; NOT_FOUND when the store does not know the
+  // user (HasUser false).
+  //
+  // Other users keep their own numbers: a peer's useq has holes where the
+  // erased messages were (Sync, Unread and History skip them), and the
+  // conversation with the user leaves the peer's list. The name may be used
+  // again afterwards and then starts afresh: a new stream from useq 1 and,
+  // since nothing of the old conversations is kept (not even their
+  // counters: their ids are made of the name), conversations from seq 1.
+  virtual absl::StatusOr<int64_t> EraseUser(const std::string& user) = 0;
 };
 
 }  // namespace chat::store

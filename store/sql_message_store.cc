@@ -305,4 +305,47 @@ absl::StatusOr<int64_t> SqlMessageStore::PruneOlderThan(int64_t ts_ms, int limit
   return deleted;
 }
 
+absl::StatusOr<int64_t> SqlMessageStore::EraseUser(const std::string& user) {
+  STORE_RETURN_IF_ERROR(CheckUser(user));
+  int64_t deleted = 0;
+  STORE_RETURN_IF_ERROR(db_->Transaction(Mode::kWrite, [&]() -> absl::Status {
+    deleted = 0;
+    // The user's row first (the lock order): commits to or from the user
+    // wait for the erasure and then start a new stream.
+    absl::StatusOr<SqlRows> known =
+        db_->Run(absl::StrCat("SELECT 1 FROM streams WHERE owner = $1", db_->ForUpdate()), {user});
+    if (!known.ok()) return known.status();
+    if (known->empty()) return absl::NotFoundError(absl::StrCat("unknown user ", user));
+    // Each statement reads what a later one deletes, hence the order. The
+    // user's stream entries lead to every message of the user (commits
+    // write both, pruning deletes both) and through them to the peers'
+    // entries; the user's member rows lead to the conversations.
+    std::vector<SqlStatement> steps = {
+        {"DELETE FROM stream_entries WHERE (owner, useq) IN ("
+         "SELECT CASE WHEN m.sent_by = $1 THEN m.send_to ELSE m.sent_by END,"
+         " CASE WHEN m.sent_by = $1 THEN m.recipient_useq ELSE m.sender_useq END"
+         " FROM stream_entries s JOIN messages m ON m.id = s.message_id"
+         " WHERE s.owner = $1 AND m.sent_by <> m.send_to)",
+         {user}},
+        {"DELETE FROM messages WHERE id IN"
+         " (SELECT message_id FROM stream_entries WHERE owner = $1)",
+         {user}},
+        {"DELETE FROM stream_entries WHERE owner = $1", {user}},
+        {"DELETE FROM conversations WHERE id IN"
+         " (SELECT conversation FROM members WHERE owner = $1)",
+         {user}},
+        {"DELETE FROM members WHERE (owner, conversation) IN"
+         " (SELECT peer, conversation FROM members WHERE owner = $1)",
+         {user}},
+        {"DELETE FROM members WHERE owner = $1", {user}},
+        {"DELETE FROM streams WHERE owner = $1", {user}},
+    };
+    absl::StatusOr<std::vector<SqlRows>> done = db_->RunAll(steps);
+    if (!done.ok()) return done.status();
+    deleted = (*done)[1].affected();
+    return absl::OkStatus();
+  }));
+  return deleted;
+}
+
 }  // namespace chat::store

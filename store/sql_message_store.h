@@ -49,6 +49,7 @@ class SqlMessageStore final : public MessageStore {
   absl::StatusOr<std::vector<MarkChange>> AdvanceReachedMany(
       const std::vector<std::pair<std::string, int64_t>>& marks) override;
   absl::StatusOr<int64_t> PruneOlderThan(int64_t ts_ms, int limit) override;
+  absl::StatusOr<int64_t> EraseUser(const std::string& user) override;
 
  private:
   // AdvanceReached's work inside an open write transaction.

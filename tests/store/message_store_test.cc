@@ -550,6 +550,118 @@ TYPED_TEST(MessageStoreTest, ServerTypeAndMetadataComeBackFromEveryRead) {
   expect_fields(committed[0].for_sender, "duplicate");
 }
 
+// The engine under the store, for looking at (or making) its tables.
+absl::StatusOr<std::unique_ptr<SqlDb>> OpenDb(const std::string& url) {
+  return absl::StartsWith(url, "sqlite:") ? OpenSqliteDb(url.substr(7), TestOptions())
+                                          : OpenPostgresDb(url, TestOptions());
+}
+
+TYPED_TEST(MessageStoreTest, EraseUserDeletesTheUsersMessagesConversationsAndMarks) {
+  this->Send("alice", "bob", "a1", kT0, "key");  // bob 1, alice 1
+  this->Send("bob", "carol", "b1");              // bob 2
+  this->Send("bob", "alice", "b2");              // bob 3, alice 2
+  this->Send("alice", "alice", "note");          // alice 3
+  this->Send("carol", "alice", "c1");            // alice 4
+  this->Send("carol", "bob", "c2");              // bob 4
+  this->Send("alice", "bob", "a2");              // bob 5, alice 5
+  ASSERT_OK(this->store_->MarkRead("bob", "alice", 1).status());
+  ASSERT_OK(this->store_->MarkRead("alice", "bob", 2).status());
+  ASSERT_OK(this->store_->AdvanceReached("bob", 5).status());
+
+  ASSIGN_OK(int64_t erased, this->store_->EraseUser("alice"));
+  EXPECT_EQ(erased, 5);
+  // Not a row anywhere names her (conversation ids are made of names).
+  absl::StatusOr<std::unique_ptr<SqlDb>> db = OpenDb(this->engine_.Url());
+  ASSERT_TRUE(db.ok()) << db.status();
+  ASSERT_OK((*db)->Transaction(SqlDb::Mode::kRead, [&]() -> absl::Status {
+    const std::string alice = "alice";
+    const std::vector<SqlStatement> counts = {
+        {"SELECT COUNT(*) FROM streams WHERE owner = $1", {alice}},
+        {"SELECT COUNT(*) FROM members WHERE owner = $1 OR peer = $1", {alice}},
+        {"SELECT COUNT(*) FROM stream_entries WHERE owner = $1", {alice}},
+        {"SELECT COUNT(*) FROM messages WHERE sent_by = $1 OR send_to = $1", {alice}},
+        {"SELECT COUNT(*) FROM conversations WHERE id IN ($1, $2, $3)",
+         {ConversationId(alice, "bob"), ConversationId(alice, "carol"),
+          ConversationId(alice, alice)}}};
+    for (const SqlStatement& count : counts) {
+      absl::StatusOr<SqlRows> rows = (*db)->Run(count.sql, count.params);
+      if (!rows.ok()) return rows.status();
+      EXPECT_EQ(rows->Int(0, 0), 0) << count.sql;
+    }
+    return absl::OkStatus();
+  }));
+  db->reset();
+  ASSIGN_OK(bool known, this->store_->HasUser("alice"));
+  EXPECT_FALSE(known);
+  ASSIGN_OK(UserMarks marks, this->store_->Marks("alice"));
+  EXPECT_EQ(marks.last_useq, 0);
+  EXPECT_THAT(this->SyncAll("alice"), IsEmpty());
+  ASSIGN_OK(HistoryPage history, this->store_->History("carol", "alice", 0, 10, kMiB));
+  EXPECT_THAT(history.messages, IsEmpty());
+
+  // bob keeps his numbers; his stream has holes where alice's were.
+  EXPECT_THAT(Useqs(this->SyncAll("bob")), ElementsAre(2, 4));
+  ASSIGN_OK(SyncPage page, this->store_->Sync("bob", 0, 1, kMiB));
+  EXPECT_THAT(Texts(page.messages), ElementsAre("b1"));
+  EXPECT_TRUE(page.more);
+  ASSIGN_OK(page, this->store_->Sync("bob", page.useq, 1, kMiB));
+  EXPECT_THAT(Texts(page.messages), ElementsAre("c2"));
+  EXPECT_FALSE(page.more);
+  ASSIGN_OK(marks, this->store_->Marks("bob"));
+  EXPECT_EQ(marks.last_useq, 5);
+  EXPECT_EQ(marks.reached_useq, 5);
+  ASSIGN_OK(page, this->store_->Unread("bob", 0, 10, kMiB));
+  EXPECT_THAT(Texts(page.messages), ElementsAre("c2"));
+  ASSIGN_OK(history, this->store_->History("bob", "alice", 0, 10, kMiB));
+  EXPECT_THAT(history.messages, IsEmpty());
+  ASSIGN_OK(ConversationsPage list, this->store_->Conversations("bob", "", 10, kMiB));
+  ASSERT_EQ(list.items.size(), 1u);
+  EXPECT_EQ(list.items[0].with, "carol");
+  ASSIGN_OK(list, this->store_->Conversations("carol", "", 10, kMiB));
+  ASSERT_EQ(list.items.size(), 1u);
+  EXPECT_EQ(list.items[0].with, "bob");
+  EXPECT_THAT(Useqs(this->SyncAll("carol")), ElementsAre(1, 3));
+
+  // The name starts afresh: useq and seq from 1, its old key unknown.
+  Committed again = this->Send("alice", "bob", "new", kT0 + 1, "key");
+  EXPECT_FALSE(again.duplicate);
+  EXPECT_EQ(again.for_sender.useq, 1);
+  EXPECT_EQ(again.for_sender.seq, 1);
+  EXPECT_EQ(again.recipient_useq, 6);
+  EXPECT_THAT(Texts(this->SyncAll("alice")), ElementsAre("new"));
+  ASSIGN_OK(list, this->store_->Conversations("bob", "", 10, kMiB));
+  ASSERT_EQ(list.items.size(), 2u);
+  EXPECT_EQ(list.items[0].with, "alice");
+  EXPECT_EQ(list.items[0].unread, 1);
+  EXPECT_EQ(list.items[0].read_seq, 0);
+  EXPECT_EQ(list.items[0].peer_read_seq, 0);
+  ASSIGN_OK(MessageStore::ReadResult read, this->store_->MarkRead("bob", "alice", 1));
+  EXPECT_EQ(read.read_seq, 1);
+  ASSIGN_OK(std::vector<MarkChange> changes, this->store_->AdvanceReached("alice", 1));
+  EXPECT_THAT(changes, IsEmpty());  // her own message
+}
+
+TYPED_TEST(MessageStoreTest, EraseUserOfAnUnknownUserIsNotFound) {
+  EXPECT_EQ(this->store_->EraseUser("nobody").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(this->store_->EraseUser("").status().code(), absl::StatusCode::kInvalidArgument);
+  ASSERT_OK(this->store_->KnowUser("dave"));
+  ASSIGN_OK(int64_t erased, this->store_->EraseUser("dave"));
+  EXPECT_EQ(erased, 0);
+  EXPECT_EQ(this->store_->EraseUser("dave").status().code(), absl::StatusCode::kNotFound);
+  // Pruned messages are gone already; the rest of the user still is erased.
+  this->Send("erin", "frank", "old", kT0);
+  this->Send("erin", "frank", "new", kT0 + kDay);
+  ASSIGN_OK(int64_t pruned, this->store_->PruneOlderThan(kT0 + 1, 10));
+  EXPECT_EQ(pruned, 1);
+  ASSIGN_OK(erased, this->store_->EraseUser("frank"));
+  EXPECT_EQ(erased, 1);
+  EXPECT_THAT(this->SyncAll("erin"), IsEmpty());
+  ASSIGN_OK(ConversationsPage list, this->store_->Conversations("erin", "", 10, kMiB));
+  EXPECT_THAT(list.items, IsEmpty());
+  ASSIGN_OK(UserMarks marks, this->store_->Marks("erin"));
+  EXPECT_EQ(marks.last_useq, 2);
+}
+
 // The tables as the first version of the store created them (before
 // server, type and metadata), with one message in them.
 std::string FirstVersionSchema(const SqlDb& db) {
@@ -604,9 +716,7 @@ TYPED_TEST(MessageStoreTest, OpensADatabaseOfTheFirstVersion) {
   this->store_.reset();
   ASSERT_OK(this->engine_.SetUp());  // a fresh, empty location
   const std::string url = this->engine_.Url();
-  absl::StatusOr<std::unique_ptr<SqlDb>> db = absl::StartsWith(url, "sqlite:")
-                                                  ? OpenSqliteDb(url.substr(7), TestOptions())
-                                                  : OpenPostgresDb(url, TestOptions());
+  absl::StatusOr<std::unique_ptr<SqlDb>> db = OpenDb(url);
   ASSERT_TRUE(db.ok()) << db.status();
   ASSERT_OK((*db)->Transaction(SqlDb::Mode::kWrite,
                                [&] { return (*db)->Execute(FirstVersionSchema(**db)); }));

@@ -85,6 +85,10 @@ class FlakyMessageStore : public store::MessageStore {
     if (absl::Status s = Check(); !s.ok()) return s;
     return real_->PruneOlderThan(ts_ms, limit);
   }
+  absl::StatusOr<int64_t> EraseUser(const std::string& user) override {
+    if (absl::Status s = Check(); !s.ok()) return s;
+    return real_->EraseUser(user);
+  }
 
  private:
   absl::Status Check() {
