@@ -5,6 +5,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/grpc_metrics.h"
+#include "common/reflection_v1.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -16,11 +17,17 @@ namespace chat {
 
 absl::StatusOr<StartedServer> StartGrpcServer(const GrpcServerOptions& options,
                                               const std::vector<grpc::Service*>& services) {
+  auto credentials = LoadServerCredentials(options.tls);
+  if (!credentials.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("gRPC server TLS: ", credentials.status().message()));
+  }
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  InitReflectionV1ServerBuilderPlugin();
   grpc::ServerBuilder builder;
   StartedServer started;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &started.port);
+  builder.AddListeningPort(options.listen, *credentials, &started.port);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, options.max_concurrent_streams);
@@ -41,7 +48,8 @@ absl::StatusOr<StartedServer> StartGrpcServer(const GrpcServerOptions& options,
   return started;
 }
 
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target, const GrpcMetrics* metrics) {
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target, const GrpcMetrics* metrics,
+                                           const ChannelSecurity& security) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(16 << 20);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
@@ -51,13 +59,14 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target, const Grpc
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
-  if (metrics == nullptr) {
-    return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
-  }
+  if (!security.server_name.empty()) args.SetSslTargetNameOverride(security.server_name);
+  const std::shared_ptr<grpc::ChannelCredentials> credentials =
+      security.credentials != nullptr ? security.credentials : grpc::InsecureChannelCredentials();
+  if (metrics == nullptr) return grpc::CreateCustomChannel(target, credentials, args);
   std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> creators;
   creators.push_back(metrics->ClientInterceptors());
-  return grpc::experimental::CreateCustomChannelWithInterceptors(
-      target, grpc::InsecureChannelCredentials(), args, std::move(creators));
+  return grpc::experimental::CreateCustomChannelWithInterceptors(target, credentials, args,
+                                                                 std::move(creators));
 }
 
 void ReleaseChannel(std::shared_ptr<grpc::Channel> channel, std::chrono::milliseconds timeout) {

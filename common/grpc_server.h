@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/grpc_tls.h"
 #include "grpcpp/impl/codegen/service_type.h"
 #include "grpcpp/server.h"
 
@@ -20,6 +21,9 @@ struct GrpcServerOptions {
   int max_concurrent_streams = 1000;
   // Set: every call is counted and timed (grpc_server_* metrics).
   const GrpcMetrics* metrics = nullptr;
+  // Cert and key set: the port serves only TLS; client CA set too: only
+  // clients with a certificate it signed (mutual TLS).
+  GrpcServerTls tls;
 };
 
 struct StartedServer {
@@ -28,14 +32,18 @@ struct StartedServer {
 };
 
 // Starts a server with the given services plus grpc.health.v1.Health (every
-// service SERVING) and server reflection, with message-size and stream limits.
+// service SERVING) and server reflection (grpc.reflection.v1alpha and v1),
+// with message-size and stream limits. Unreadable or invalid TLS files are an
+// InvalidArgument error naming the file.
 absl::StatusOr<StartedServer> StartGrpcServer(const GrpcServerOptions& options,
                                               const std::vector<grpc::Service*>& services);
 
 // Same limits and keepalive settings for every client channel we open;
-// `metrics` set: every call on it is counted and timed (grpc_client_*).
+// `metrics` set: every call on it is counted and timed (grpc_client_*);
+// `security`: TLS credentials (LoadChannelSecurity), plaintext by default.
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
-                                           const GrpcMetrics* metrics = nullptr);
+                                           const GrpcMetrics* metrics = nullptr,
+                                           const ChannelSecurity& security = {});
 
 // Lets go of a channel on the calling thread once nothing else holds it. A
 // finished call's ClientContext keeps a reference that gRPC drops on its own

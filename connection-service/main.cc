@@ -1,4 +1,5 @@
 // connection-service: the registry of users, live connections and presence.
+#include <algorithm>
 #include <cstdio>
 #include <random>
 
@@ -35,6 +36,12 @@ ABSL_FLAG(std::string, service_token, "",
 ABSL_FLAG(std::string, api_token, "",
           "public credential: when set, backends must send 'authorization: Bearer <token>' on the "
           "public API (ConnectionService); empty = the public API takes --service_token");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain (leaf first); with --tls_key the gRPC port serves only TLS");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA certificates: with --tls_cert, clients must present a certificate signed by "
+          "one of them (mutual TLS)");
 
 ABSL_FLAG(chat::LogFormat, log_format, chat::LogFormat::kText,
           "stderr log lines: text, or json (one object per line: ts, level, service, msg)");
@@ -73,7 +80,13 @@ int main(int argc, char** argv) {
   }
   for (const std::string& name : *known) memory->AddUser(name);
   spdlog::info("{} users loaded from {}", known->size(), absl::GetFlag(FLAGS_store));
-  chat::connection::Registry registry(std::move(memory), chat::SystemClock::Get(), lease_ms,
+  chat::connection::RegistryOptions registry_options;
+  registry_options.lease_timeout_ms = lease_ms;
+  // This process may replace one that just stopped: its edges re-register
+  // within a heartbeat, one lease period at most, so presence snapshots wait
+  // that long (nobody looks offline merely because the registry restarted).
+  registry_options.presence_warmup_ms = lease_ms;
+  chat::connection::Registry registry(std::move(memory), chat::SystemClock::Get(), registry_options,
                                       &registry_metrics, users->get());
   // Who owns each name (edges claim names resolved from users' profiles),
   // kept with the users, over a connection of its own.
@@ -92,14 +105,19 @@ int main(int argc, char** argv) {
   options.listen = absl::GetFlag(FLAGS_listen);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
+  options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  options.tls.key_file = absl::GetFlag(FLAGS_tls_key);
+  options.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
   options.metrics = &grpc_metrics;
   auto server = chat::StartGrpcServer(options, {&service, &edge_registry});
   if (!server.ok()) {
     spdlog::critical("{}", server.status().ToString());
     return 1;
   }
-  chat::connection::LeaseReaper reaper(&registry,
-                                       absl::Milliseconds(std::max<int64_t>(lease_ms / 4, 10)));
+  // A quarter lease, at most 500 ms: presence snapshots held back after the
+  // start go out within that of the warm-up's end.
+  chat::connection::LeaseReaper reaper(
+      &registry, absl::Milliseconds(std::clamp<int64_t>(lease_ms / 4, 10, 500)));
   if (absl::Status s = chat::ServeMetricsIfAsked(metrics, absl::GetFlag(FLAGS_metrics_listen));
       !s.ok()) {
     spdlog::critical("{}", s.ToString());

@@ -161,7 +161,8 @@ absl::Status EdgeServer::Start() {
   }
   DirectoryOptions directory_options;
   directory_options.auth = ServiceAuth(options_.service_token);
-  channels_.push_back(MakeChannel(options_.connection_service, &grpc_metrics_));
+  channels_.push_back(
+      MakeChannel(options_.connection_service, &grpc_metrics_, options_.grpc_security));
   directory_ = std::make_unique<DirectoryClient>(channels_.back(), context_.edge_id, &hub_,
                                                  directory_options);
   if (tokens_ != nullptr) {
@@ -182,7 +183,7 @@ absl::Status EdgeServer::Start() {
   link_options.answer_timeout = absl::FromChrono(options_.send_timeout);
   std::vector<std::shared_ptr<grpc::Channel>> message_channels;
   for (const auto& target : options_.message_services) {
-    message_channels.push_back(MakeChannel(target, &grpc_metrics_));
+    message_channels.push_back(MakeChannel(target, &grpc_metrics_, options_.grpc_security));
     channels_.push_back(message_channels.back());
   }
   messages_ =

@@ -14,6 +14,7 @@
 #include "boost/asio/ssl/context.hpp"
 #include "boost/asio/steady_timer.hpp"
 #include "common/grpc_metrics.h"
+#include "common/grpc_tls.h"
 #include "common/metrics.h"
 #include "edge/directory_client.h"
 #include "edge/edge_context.h"
@@ -39,7 +40,8 @@ struct EdgeOptions {
   std::chrono::milliseconds send_timeout{10000};  // see LinkOptions::answer_timeout
   size_t max_header_bytes = 8192;
   int threads = 2;
-  std::string service_token;  // sent to connection- and message-service
+  std::string service_token;      // sent to connection- and message-service
+  ChannelSecurity grpc_security;  // TLS of the channels to them; default plaintext
   std::vector<std::string> allowed_origins = {"*"};
   int max_connections_per_user = 32;
   // jwt mode when set (docs/protocol.md §1); name mode otherwise.

@@ -4,6 +4,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_split.h"
 #include "common/env_flags.h"
+#include "common/grpc_tls.h"
 #include "common/logging.h"
 #include "common/signals.h"
 #include "edge/edge_server.h"
@@ -80,6 +81,15 @@ ABSL_FLAG(std::string, tls_cert, "",
 ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert");
 ABSL_FLAG(std::string, service_token, "",
           "credential presented to connection-service and message-service (their --service_token)");
+ABSL_FLAG(std::string, grpc_ca, "",
+          "PEM CA certificates that connection-service's and message-service's gRPC certificates "
+          "must chain to; set: those connections use TLS");
+ABSL_FLAG(std::string, grpc_cert, "",
+          "PEM client certificate chain for those connections (with --grpc_key), for services "
+          "started with --tls_client_ca");
+ABSL_FLAG(std::string, grpc_key, "", "PEM private key for --grpc_cert");
+ABSL_FLAG(std::string, grpc_server_name, "",
+          "name checked in the gRPC servers' certificates instead of the host of their address");
 
 namespace {
 
@@ -140,6 +150,15 @@ int main(int argc, char** argv) {
   options.logic.rate_limit_strikes = absl::GetFlag(FLAGS_rate_limit_strikes);
   options.tls_cert = absl::GetFlag(FLAGS_tls_cert);
   options.tls_key = absl::GetFlag(FLAGS_tls_key);
+  auto grpc_security = chat::LoadChannelSecurity(
+      {absl::GetFlag(FLAGS_grpc_ca), absl::GetFlag(FLAGS_grpc_cert), absl::GetFlag(FLAGS_grpc_key),
+       absl::GetFlag(FLAGS_grpc_server_name)});
+  if (!grpc_security.ok()) {
+    std::fprintf(stderr, "gRPC client TLS (--grpc_ca, --grpc_cert, --grpc_key): %s\n",
+                 std::string(grpc_security.status().message()).c_str());
+    return 2;
+  }
+  options.grpc_security = *std::move(grpc_security);
   if (options.tls_cert.empty() != options.tls_key.empty()) {
     std::fprintf(stderr,
                  "--tls_cert and --tls_key go together: give both (PEM files) for TLS, or "

@@ -7,6 +7,7 @@
 #include "common/env_flags.h"
 #include "common/grpc_metrics.h"
 #include "common/grpc_server.h"
+#include "common/grpc_tls.h"
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "common/signals.h"
@@ -41,6 +42,21 @@ ABSL_FLAG(std::string, service_token, "",
 ABSL_FLAG(std::string, api_token, "",
           "public credential: when set, backends must send 'authorization: Bearer <token>' on the "
           "public API (MessageService); empty = the public API takes --service_token");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain (leaf first); with --tls_key the gRPC port serves only TLS");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA certificates: with --tls_cert, clients must present a certificate signed by "
+          "one of them (mutual TLS)");
+ABSL_FLAG(std::string, grpc_ca, "",
+          "PEM CA certificates that connection-service's gRPC certificate must chain to; set: "
+          "that connection uses TLS");
+ABSL_FLAG(std::string, grpc_cert, "",
+          "PEM client certificate chain for connection-service (with --grpc_key), for a "
+          "connection-service started with --tls_client_ca");
+ABSL_FLAG(std::string, grpc_key, "", "PEM private key for --grpc_cert");
+ABSL_FLAG(std::string, grpc_server_name, "",
+          "name checked in connection-service's certificate instead of the host of its address");
 
 ABSL_FLAG(chat::LogFormat, log_format, chat::LogFormat::kText,
           "stderr log lines: text, or json (one object per line: ts, level, service, msg)");
@@ -74,7 +90,16 @@ int main(int argc, char** argv) {
   const chat::ServiceAuth auth(absl::GetFlag(FLAGS_service_token), absl::GetFlag(FLAGS_api_token));
   chat::Metrics metrics;
   chat::GrpcMetrics grpc_metrics(metrics);
-  auto channel = chat::MakeChannel(absl::GetFlag(FLAGS_connection_service), &grpc_metrics);
+  auto grpc_security = chat::LoadChannelSecurity(
+      {absl::GetFlag(FLAGS_grpc_ca), absl::GetFlag(FLAGS_grpc_cert), absl::GetFlag(FLAGS_grpc_key),
+       absl::GetFlag(FLAGS_grpc_server_name)});
+  if (!grpc_security.ok()) {
+    spdlog::critical("gRPC client TLS (--grpc_ca, --grpc_cert, --grpc_key): {}",
+                     std::string(grpc_security.status().message()));
+    return 2;
+  }
+  auto channel =
+      chat::MakeChannel(absl::GetFlag(FLAGS_connection_service), &grpc_metrics, *grpc_security);
   auto stub = chat::v1::EdgeRegistry::NewStub(channel);
   chat::message::GrpcUserLookup lookup(stub.get(), auth);
   chat::message::IdGenerator ids(static_cast<uint16_t>(replica));
@@ -93,12 +118,15 @@ int main(int argc, char** argv) {
   service_options.max_message_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_message_bytes));
   service_options.auth = auth;
   chat::message::MessageServiceImpl service(worker.get(), &dispatcher, &ids,
-                                            chat::SystemClock::Get(), service_options);
+                                            chat::SystemClock::Get(), service_options, &lookup);
   chat::message::EdgeGatewayImpl gateway(&service);
 
   chat::GrpcServerOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_grpc_message_bytes);
+  options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  options.tls.key_file = absl::GetFlag(FLAGS_tls_key);
+  options.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
   options.metrics = &grpc_metrics;
   auto server = chat::StartGrpcServer(options, {&service, &gateway});
   if (!server.ok()) {
