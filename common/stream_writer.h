@@ -4,6 +4,7 @@
 #include <deque>
 #include <functional>
 #include <utility>
+#include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/support/server_callback.h"
@@ -24,13 +25,24 @@ class StreamWriter : public grpc::ServerWriteReactor<Msg> {
   bool Push(Msg msg) {
     absl::MutexLock lock(&mu_);
     if (finished_) return false;
-    if (queue_.size() >= max_queued_) {
+    if (queue_.size() - exempt_ >= max_queued_) {
       FinishLocked(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                                 "watcher fell too far behind; reconnect for a fresh snapshot"));
       return false;
     }
     queue_.push_back(std::move(msg));
     if (!writing_) WriteNextLocked();
+    return true;
+  }
+
+  // Queues `msgs` whatever the bound: a snapshot, finite and wanted whole.
+  // Call before any Push; the bound then counts only what follows.
+  bool PushSnapshot(std::vector<Msg> msgs) {
+    absl::MutexLock lock(&mu_);
+    if (finished_) return false;
+    exempt_ += msgs.size();
+    for (auto& msg : msgs) queue_.push_back(std::move(msg));
+    if (!writing_ && !queue_.empty()) WriteNextLocked();
     return true;
   }
 
@@ -43,6 +55,7 @@ class StreamWriter : public grpc::ServerWriteReactor<Msg> {
     absl::MutexLock lock(&mu_);
     writing_ = false;
     queue_.pop_front();
+    if (exempt_ > 0) --exempt_;
     if (!ok) {
       FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "write failed"));
       return;
@@ -75,6 +88,7 @@ class StreamWriter : public grpc::ServerWriteReactor<Msg> {
   std::function<void()> on_done_;
   absl::Mutex mu_;
   std::deque<Msg> queue_ ABSL_GUARDED_BY(mu_);  // front() is in flight while writing_
+  size_t exempt_ ABSL_GUARDED_BY(mu_) = 0;  // PushSnapshot's, at the front of queue_
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };

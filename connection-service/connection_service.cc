@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/stream_writer.h"
 
@@ -59,7 +60,8 @@ class RouteStream final : public RouteWatcher {
   StreamWriter<RouteUpdate>* writer() { return writer_; }
 
   void OnRouteSnapshot(const std::vector<std::string>& users,
-                       const std::vector<ConnectionInfo>& connections) override {
+                       const std::vector<ConnectionInfo>& connections,
+                       const std::vector<Ban>& bans) override {
     RouteUpdate update;
     update.set_reset(true);
     size_t in_chunk = 0;
@@ -68,6 +70,13 @@ class RouteStream final : public RouteWatcher {
       update = RouteUpdate();
       in_chunk = 0;
     };
+    for (const auto& ban : bans) {
+      auto* change = update.add_changes();
+      change->set_kind(RouteChange::BANNED);
+      change->mutable_connection()->set_user(ban.user);
+      change->set_ban_until_ms(ban.until_ms);
+      if (++in_chunk == kSnapshotChunk) flush();
+    }
     for (const auto& user : users) {
       update.add_users(user);
       if (++in_chunk == kSnapshotChunk) flush();
@@ -96,8 +105,16 @@ class RouteStream final : public RouteWatcher {
         case RouteEventKind::kUserCreated:
           change->set_kind(RouteChange::USER_CREATED);
           break;
+        case RouteEventKind::kBanned:
+          change->set_kind(RouteChange::BANNED);
+          change->set_ban_until_ms(e.ban_until_ms);
+          break;
       }
       change->set_reason(ToProto(e.reason));
+      if (e.reason == RemoveReason::kKicked) {
+        change->set_close_code(e.close_code);
+        change->set_close_reason(e.close_reason);
+      }
       ToProto(e.connection, change->mutable_connection());
     }
     writer_->Push(std::move(update));
@@ -110,13 +127,35 @@ class RouteStream final : public RouteWatcher {
 
 class PresenceStream final : public PresenceWatcher {
  public:
-  explicit PresenceStream(Registry* registry)
-      : registry_(registry), writer_(new StreamWriter<PresenceEvent>(kMaxQueuedUpdates, [this] {
+  PresenceStream(Registry* registry, std::string instance_id)
+      : registry_(registry),
+        instance_id_(std::move(instance_id)),
+        writer_(new StreamWriter<PresenceEvent>(kMaxQueuedUpdates, [this] {
           registry_->RemovePresenceWatcher(this);
           delete this;
         })) {}
 
   StreamWriter<PresenceEvent>* writer() { return writer_; }
+
+  void OnPresenceSnapshot(const std::vector<PresenceChange>& users, int64_t now_ms) override {
+    // Whole, however large: the queue's bound is for watchers that fall
+    // behind on changes, not for the state they asked for.
+    std::vector<PresenceEvent> events;
+    events.reserve(users.size() + 1);
+    for (const auto& user : users) {
+      PresenceEvent& event = events.emplace_back();
+      event.set_name(user.user);
+      event.set_online(user.online);
+      event.set_ts_ms(now_ms);
+      event.set_snapshot(true);
+      event.set_instance_id(instance_id_);
+    }
+    PresenceEvent& end = events.emplace_back();
+    end.set_ts_ms(now_ms);
+    end.set_snapshot_end(true);
+    end.set_instance_id(instance_id_);
+    writer_->PushSnapshot(std::move(events));
+  }
 
   void OnPresence(const std::vector<PresenceChange>& changes) override {
     for (const auto& change : changes) {
@@ -124,12 +163,14 @@ class PresenceStream final : public PresenceWatcher {
       event.set_name(change.user);
       event.set_online(change.online);
       event.set_ts_ms(change.ts_ms);
+      event.set_instance_id(instance_id_);
       if (!writer_->Push(std::move(event))) return;
     }
   }
 
  private:
   Registry* registry_;
+  const std::string instance_id_;
   StreamWriter<PresenceEvent>* writer_;
 };
 
@@ -137,6 +178,18 @@ void ToProto(const UserDetails& user, chat::v1::User* out) {
   out->set_name(user.name);
   out->set_online(!user.connections.empty());
   for (const auto& c : user.connections) ToProto(c, out->add_connections());
+  out->set_banned_until_ms(user.banned_until_ms);
+}
+
+// A Duration as whole milliseconds (rounded up), within 0..kMaxBanMs.
+absl::StatusOr<int64_t> BanMs(const google::protobuf::Duration& ban) {
+  constexpr int64_t kMaxBanS = kMaxBanMs / 1000;
+  if (ban.seconds() < 0 || ban.nanos() < 0 || ban.nanos() >= 1'000'000'000 ||
+      ban.seconds() > kMaxBanS || (ban.seconds() == kMaxBanS && ban.nanos() > 0)) {
+    return WithReason(absl::InvalidArgumentError("ban must be between 0 and 366 days"),
+                      "INVALID_BAN");
+  }
+  return ban.seconds() * 1000 + (ban.nanos() + 999'999) / 1'000'000;
 }
 
 absl::Status ListUsersInto(const Registry& registry, const chat::v1::ListUsersRequest& request,
@@ -154,10 +207,14 @@ absl::Status ListUsersInto(const Registry& registry, const chat::v1::ListUsersRe
 }
 
 grpc::ServerWriteReactor<chat::v1::PresenceEvent>* StartPresenceStream(
-    Registry* registry, const chat::v1::WatchPresenceRequest& request) {
-  auto* stream = new PresenceStream(registry);
-  registry->AddPresenceWatcher(stream, {request.users().begin(), request.users().end()});
-  return stream->writer();
+    Registry* registry, const std::string& instance_id,
+    const chat::v1::WatchPresenceRequest& request) {
+  auto* stream = new PresenceStream(registry, instance_id);
+  StreamWriter<PresenceEvent>* writer = stream->writer();  // `stream` may be gone after Close
+  absl::Status added =
+      registry->AddPresenceWatcher(stream, {request.users().begin(), request.users().end()});
+  if (!added.ok()) writer->Close(ToGrpcStatus(added));
+  return writer;
 }
 
 }  // namespace
@@ -197,22 +254,61 @@ grpc::ServerUnaryReactor* ConnectionServiceImpl::GetUsers(grpc::CallbackServerCo
                                                           const chat::v1::GetUsersRequest* request,
                                                           chat::v1::GetUsersResponse* response) {
   if (auto* refused = Refused(ctx)) return refused;
-  return Done(ctx, absl::UnimplementedError("GetUsers is not implemented yet"));
+  auto result = registry_->GetUsers({request->names().begin(), request->names().end()});
+  if (result.ok()) {
+    for (const auto& user : result->users) ToProto(user, response->add_users());
+    for (const auto& name : result->not_found) response->add_not_found(name);
+  }
+  return Done(ctx, result.status());
 }
 
 grpc::ServerUnaryReactor* ConnectionServiceImpl::GetCounts(
     grpc::CallbackServerContext* ctx, const chat::v1::GetCountsRequest* request,
     chat::v1::GetCountsResponse* response) {
   if (auto* refused = Refused(ctx)) return refused;
-  return Done(ctx, absl::UnimplementedError("GetCounts is not implemented yet"));
+  const Counts counts = registry_->GetCounts();
+  response->set_users(counts.users);
+  response->set_online_users(counts.online_users);
+  response->set_connections(counts.connections);
+  response->set_edges(counts.edges);
+  return Done(ctx, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* ConnectionServiceImpl::Disconnect(
     grpc::CallbackServerContext* ctx, const chat::v1::DisconnectRequest* request,
     chat::v1::DisconnectResponse* response) {
   if (auto* refused = Refused(ctx)) return refused;
-  auto result = registry_->Disconnect(request->user(), request->connection_id());
-  if (result.ok()) response->set_disconnected(*result);
+  KickRequest kick;
+  switch (request->target_case()) {
+    case chat::v1::DisconnectRequest::kUser:
+      if (request->user().empty()) {
+        return Done(ctx,
+                    WithReason(absl::InvalidArgumentError("user: name is empty"), "INVALID_NAME"));
+      }
+      kick.user = request->user();
+      break;
+    case chat::v1::DisconnectRequest::kConnectionId:
+      if (request->connection_id().empty()) {
+        return Done(ctx, WithReason(absl::InvalidArgumentError("connection_id is empty"),
+                                    "INVALID_CONNECTION_ID"));
+      }
+      kick.connection_id = request->connection_id();
+      break;
+    case chat::v1::DisconnectRequest::TARGET_NOT_SET:
+      break;  // the registry refuses a request without a target
+  }
+  kick.code = request->code();
+  kick.reason = request->reason();
+  if (request->has_ban()) {
+    absl::StatusOr<int64_t> ban_ms = BanMs(request->ban());
+    if (!ban_ms.ok()) return Done(ctx, ban_ms.status());
+    kick.ban_ms = *ban_ms;
+  }
+  auto result = registry_->Disconnect(kick);
+  if (result.ok()) {
+    response->set_disconnected(result->disconnected);
+    response->set_banned_until_ms(result->banned_until_ms);
+  }
   return Done(ctx, result.status());
 }
 
@@ -221,7 +317,7 @@ grpc::ServerWriteReactor<chat::v1::PresenceEvent>* ConnectionServiceImpl::WatchP
   if (grpc::Status denied = auth_.CheckPublic(ctx); !denied.ok()) {
     return new RefusedWriter<chat::v1::PresenceEvent>(denied);
   }
-  return StartPresenceStream(registry_, *request);
+  return StartPresenceStream(registry_, instance_id_, *request);
 }
 
 // ---------------------------------------------------------------------------
@@ -302,7 +398,17 @@ grpc::ServerUnaryReactor* EdgeRegistryImpl::ForgetUser(grpc::CallbackServerConte
                                                        const chat::v1::ForgetUserRequest* request,
                                                        chat::v1::ForgetUserResponse* response) {
   if (auto* refused = Refused(ctx)) return refused;
-  return Done(ctx, absl::UnimplementedError("ForgetUser is not implemented yet"));
+  auto result = registry_->ForgetUser(request->name(), request->code(), request->reason());
+  if (!result.ok()) return Done(ctx, result.status());
+  if (claims_ != nullptr) {
+    if (absl::Status released = claims_->Release(request->name()); !released.ok()) {
+      return Done(ctx, absl::UnavailableError(
+                           absl::StrCat("name claims unavailable: ", released.message())));
+    }
+  }
+  response->set_existed(result->existed);
+  response->set_disconnected(result->disconnected);
+  return Done(ctx, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* EdgeRegistryImpl::ListUsers(grpc::CallbackServerContext* ctx,
@@ -317,7 +423,7 @@ grpc::ServerWriteReactor<chat::v1::PresenceEvent>* EdgeRegistryImpl::WatchPresen
   if (grpc::Status denied = auth_.Check(ctx); !denied.ok()) {
     return new RefusedWriter<chat::v1::PresenceEvent>(denied);
   }
-  return StartPresenceStream(registry_, *request);
+  return StartPresenceStream(registry_, instance_id_, *request);
 }
 
 grpc::ServerWriteReactor<chat::v1::RouteUpdate>* EdgeRegistryImpl::WatchRoutes(

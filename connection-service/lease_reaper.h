@@ -9,12 +9,13 @@
 
 namespace chat::connection {
 
-// Expires edge leases on a fixed period until destroyed.
+// Runs Registry::Tick (lease expiry, ended bans, presence snapshots held back
+// after the start) on a fixed period until destroyed.
 class LeaseReaper {
  public:
   LeaseReaper(Registry* registry, absl::Duration period)
       : thread_([this, registry, period] {
-          while (!stop_.WaitForNotificationWithTimeout(period)) registry->ExpireLeases();
+          while (!stop_.WaitForNotificationWithTimeout(period)) registry->Tick();
         }) {}
   ~LeaseReaper() {
     stop_.Notify();

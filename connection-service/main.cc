@@ -1,4 +1,5 @@
 // connection-service: the registry of users, live connections and presence.
+#include <algorithm>
 #include <cstdio>
 #include <random>
 
@@ -79,7 +80,13 @@ int main(int argc, char** argv) {
   }
   for (const std::string& name : *known) memory->AddUser(name);
   spdlog::info("{} users loaded from {}", known->size(), absl::GetFlag(FLAGS_store));
-  chat::connection::Registry registry(std::move(memory), chat::SystemClock::Get(), lease_ms,
+  chat::connection::RegistryOptions registry_options;
+  registry_options.lease_timeout_ms = lease_ms;
+  // This process may replace one that just stopped: its edges re-register
+  // within a heartbeat, one lease period at most, so presence snapshots wait
+  // that long (nobody looks offline merely because the registry restarted).
+  registry_options.presence_warmup_ms = lease_ms;
+  chat::connection::Registry registry(std::move(memory), chat::SystemClock::Get(), registry_options,
                                       &registry_metrics, users->get());
   // Who owns each name (edges claim names resolved from users' profiles),
   // kept with the users, over a connection of its own.
@@ -107,8 +114,10 @@ int main(int argc, char** argv) {
     spdlog::critical("{}", server.status().ToString());
     return 1;
   }
-  chat::connection::LeaseReaper reaper(&registry,
-                                       absl::Milliseconds(std::max<int64_t>(lease_ms / 4, 10)));
+  // A quarter lease, at most 500 ms: presence snapshots held back after the
+  // start go out within that of the warm-up's end.
+  chat::connection::LeaseReaper reaper(
+      &registry, absl::Milliseconds(std::clamp<int64_t>(lease_ms / 4, 10, 500)));
   if (absl::Status s = chat::ServeMetricsIfAsked(metrics, absl::GetFlag(FLAGS_metrics_listen));
       !s.ok()) {
     spdlog::critical("{}", s.ToString());

@@ -6,6 +6,8 @@ bool MemoryStore::AddUser(const std::string& name) { return users_.insert(name).
 
 bool MemoryStore::HasUser(const std::string& name) const { return users_.count(name) > 0; }
 
+bool MemoryStore::RemoveUser(const std::string& name) { return users_.erase(name) > 0; }
+
 bool MemoryStore::AddConnection(const ConnectionInfo& info) {
   if (!connections_.emplace(info.connection_id, info).second) return false;
   by_user_[info.user].insert(info.connection_id);

@@ -15,6 +15,7 @@ class MemoryStore : public RegistryStore {
  public:
   bool AddUser(const std::string& name) override;
   bool HasUser(const std::string& name) const override;
+  bool RemoveUser(const std::string& name) override;
   bool AddConnection(const ConnectionInfo& info) override;
   std::optional<ConnectionInfo> RemoveConnection(const std::string& connection_id) override;
   size_t ConnectionCount(const std::string& user) const override;
@@ -28,6 +29,10 @@ class MemoryStore : public RegistryStore {
                   int64_t now_ms) override;
   std::vector<std::string> EdgesSeenBefore(int64_t cutoff_ms) const override;
   void RemoveEdge(const std::string& edge_id) override;
+  size_t UserCount() const override { return users_.size(); }
+  size_t OnlineUserCount() const override { return by_user_.size(); }
+  size_t ConnectionTotal() const override { return connections_.size(); }
+  size_t EdgeCount() const override { return leases_.size(); }
 
  private:
   std::set<std::string> users_;  // ordered, for paging

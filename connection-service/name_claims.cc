@@ -11,6 +11,16 @@ absl::StatusOr<std::string> MemoryNameOwners::ClaimName(const std::string& name,
   return owners_.try_emplace(name, subject).first->second;
 }
 
+absl::Status MemoryNameOwners::ReleaseName(const std::string& name) {
+  owners_.erase(name);
+  return absl::OkStatus();
+}
+
+absl::Status NameClaims::Release(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  return store_->ReleaseName(name);
+}
+
 absl::StatusOr<bool> NameClaims::Claim(const std::string& name, const std::string& subject) {
   if (absl::Status s = ValidateUserName(name); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("name: ", s.message()));

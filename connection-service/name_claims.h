@@ -23,6 +23,8 @@ class NameOwnerStore {
   // owner afterwards.
   virtual absl::StatusOr<std::string> ClaimName(const std::string& name, const std::string& subject,
                                                 int64_t now_ms) = 0;
+  // Forgets who owns `name` (the user was erased).
+  virtual absl::Status ReleaseName(const std::string& name) = 0;
 };
 
 // In memory: claims last as long as the process.
@@ -30,6 +32,7 @@ class MemoryNameOwners final : public NameOwnerStore {
  public:
   absl::StatusOr<std::string> ClaimName(const std::string& name, const std::string& subject,
                                         int64_t now_ms) override;
+  absl::Status ReleaseName(const std::string& name) override;
 
  private:
   absl::flat_hash_map<std::string, std::string> owners_;
@@ -47,6 +50,11 @@ class UserStoreNameOwners final : public NameOwnerStore {
                                         int64_t now_ms) override {
     return store_->ClaimName(name, subject, now_ms);
   }
+  // Nothing to do: claims live with the users, and the registry's
+  // UserStore::DeleteUser (same database) erased the claim with the user.
+  // Deleting again from this connection could erase a user who came back
+  // in between.
+  absl::Status ReleaseName(const std::string&) override { return absl::OkStatus(); }
 
  private:
   std::unique_ptr<store::UserStore> store_;
@@ -64,6 +72,8 @@ class NameClaims {
   // true: `subject` owns `name`. InvalidArgument for a name that is not a
   // valid user name or an empty or oversized subject; the store's errors.
   absl::StatusOr<bool> Claim(const std::string& name, const std::string& subject);
+  // The user was erased: the next subject to claim `name` gets it.
+  absl::Status Release(const std::string& name);
 
   static constexpr size_t kMaxSubjectBytes = 256;
 

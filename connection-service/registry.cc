@@ -3,20 +3,74 @@
 #include <algorithm>
 #include <limits>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
 #include "common/names.h"
 
 namespace chat::connection {
+namespace {
+
+// Messages never echo the request's strings: they may be long or binary.
+absl::Status BadName(const absl::Status& invalid, absl::string_view field) {
+  return WithReason(absl::InvalidArgumentError(absl::StrCat(field, ": ", invalid.message())),
+                    "INVALID_NAME");
+}
+
+absl::Status UserNotFound() {
+  return WithReason(absl::NotFoundError("no user by that name"), "USER_NOT_FOUND");
+}
+
+// 0 becomes kDefaultKickCode.
+absl::StatusOr<int> CheckedCloseCode(int code) {
+  if (code == 0) return kDefaultKickCode;
+  if (code < 4000 || code > 4999) {
+    return WithReason(absl::InvalidArgumentError("code must be 4000-4999 (0 = 4000)"),
+                      "INVALID_CLOSE_CODE");
+  }
+  return code;
+}
+
+absl::Status CheckCloseReason(const std::string& reason) {
+  if (reason.size() > kMaxKickReasonBytes || !IsValidUtf8(reason)) {
+    return WithReason(absl::InvalidArgumentError(absl::StrCat(
+                          "reason must be at most ", kMaxKickReasonBytes, " bytes of UTF-8")),
+                      "INVALID_CLOSE_REASON");
+  }
+  return absl::OkStatus();
+}
+
+RouteEvent ConnectionEvent(RouteEventKind kind, ConnectionInfo connection, RemoveReason reason) {
+  RouteEvent event;
+  event.kind = kind;
+  event.connection = std::move(connection);
+  event.reason = reason;
+  return event;
+}
+
+// kUserCreated and kBanned: only the user is set.
+RouteEvent UserEvent(RouteEventKind kind, const std::string& user) {
+  RouteEvent event = ConnectionEvent(kind, {}, RemoveReason::kNone);
+  event.connection.user = user;
+  return event;
+}
+
+}  // namespace
 
 Registry::Registry(std::unique_ptr<RegistryStore> store, const Clock* clock,
-                   int64_t lease_timeout_ms, RegistryMetrics* metrics,
+                   RegistryOptions options, RegistryMetrics* metrics,
                    store::UserStore* durable_users)
     : clock_(clock),
-      lease_timeout_ms_(lease_timeout_ms),
+      lease_timeout_ms_(options.lease_timeout_ms),
+      presence_ready_ms_(clock->NowMs() + (options.presence_warmup_ms < 0
+                                               ? options.lease_timeout_ms
+                                               : options.presence_warmup_ms)),
+      max_presence_watchers_(options.max_presence_watchers),
       metrics_(metrics),
       durable_users_(durable_users),
-      store_(std::move(store)) {
+      store_(std::move(store)),
+      warming_up_(clock->NowMs() < presence_ready_ms_) {
   if (metrics_ == nullptr) return;
   // A store may start with state (a durable one); from here on the gauges
   // follow every change.
@@ -85,9 +139,7 @@ absl::Status Registry::Register(const std::string& edge_id, const std::string& i
     c.edge_id = edge_id;
     if (store_->AddUser(c.user)) {
       if (metrics_ != nullptr) metrics_->users.Increment();
-      RouteEvent created{RouteEventKind::kUserCreated, {}, RemoveReason::kNone};
-      created.connection.user = c.user;
-      changes.routes.push_back(std::move(created));
+      changes.routes.push_back(UserEvent(RouteEventKind::kUserCreated, c.user));
     }
     if (!store_->AddConnection(c)) continue;  // re-registration of a known connection
     const bool first = store_->ConnectionCount(c.user) == 1;
@@ -96,7 +148,8 @@ absl::Status Registry::Register(const std::string& edge_id, const std::string& i
       if (first) metrics_->online_users.Increment();
     }
     if (first) changes.presence.push_back({c.user, true, now});
-    changes.routes.push_back({RouteEventKind::kAdded, std::move(c), RemoveReason::kNone});
+    changes.routes.push_back(
+        ConnectionEvent(RouteEventKind::kAdded, std::move(c), RemoveReason::kNone));
   }
   PublishLocked(changes);
   return absl::OkStatus();
@@ -147,24 +200,111 @@ size_t Registry::ExpireLeases() {
   return removed;
 }
 
-absl::StatusOr<int> Registry::Disconnect(const std::string& user,
-                                         const std::string& connection_id) {
-  if (user.empty() == connection_id.empty()) {
-    return absl::InvalidArgumentError("exactly one of user and connection_id is required");
+absl::StatusOr<KickResult> Registry::Disconnect(const KickRequest& request) {
+  if (request.user.empty() == request.connection_id.empty()) {
+    return WithReason(
+        absl::InvalidArgumentError("exactly one of user and connection_id is required"),
+        "INVALID_TARGET");
   }
+  if (!request.user.empty()) {
+    if (absl::Status s = ValidateUserName(request.user); !s.ok()) return BadName(s, "user");
+  } else if (request.connection_id.size() > kMaxConnectionIdBytes ||
+             !IsValidUtf8(request.connection_id)) {
+    return WithReason(absl::InvalidArgumentError("connection_id is not one this service gave"),
+                      "INVALID_CONNECTION_ID");
+  }
+  absl::StatusOr<int> code = CheckedCloseCode(request.code);
+  if (!code.ok()) return code.status();
+  if (absl::Status s = CheckCloseReason(request.reason); !s.ok()) return s;
+  if (request.ban_ms < 0 || request.ban_ms > kMaxBanMs) {
+    return WithReason(absl::InvalidArgumentError("ban must be between 0 and 366 days"),
+                      "INVALID_BAN");
+  }
+  if (request.ban_ms > 0 && request.user.empty()) {
+    return WithReason(absl::InvalidArgumentError("a ban needs `user`, not `connection_id`"),
+                      "INVALID_BAN");
+  }
+  const int64_t now = clock_->NowMs();
   absl::MutexLock lock(&mu_);
   std::vector<std::string> ids;
-  if (!connection_id.empty()) {
-    ids.push_back(connection_id);
-  } else {
-    if (!store_->HasUser(user))
-      return absl::NotFoundError(absl::StrCat("no user named '", user, "'"));
-    for (const auto& c : store_->ConnectionsOfUser(user)) ids.push_back(c.connection_id);
-  }
   Changes changes;
-  for (const auto& id : ids) RemoveLocked(id, RemoveReason::kKicked, &changes);
+  KickResult result;
+  if (!request.connection_id.empty()) {
+    ids.push_back(request.connection_id);
+  } else {
+    if (!store_->HasUser(request.user)) return UserNotFound();
+    for (const auto& c : store_->ConnectionsOfUser(request.user)) ids.push_back(c.connection_id);
+    if (request.ban_ms > 0) {
+      // The ban reaches every edge before the kicks, so a client that
+      // reconnects at once is refused.
+      const int64_t until = now + request.ban_ms;
+      bans_[request.user] = until;
+      RouteEvent banned = UserEvent(RouteEventKind::kBanned, request.user);
+      banned.ban_until_ms = until;
+      changes.routes.push_back(std::move(banned));
+    }
+    result.banned_until_ms = BannedUntilLocked(request.user, now);
+  }
+  result.disconnected = KickLocked(ids, *code, request.reason, &changes);
+  if (!request.connection_id.empty() && result.disconnected == 0) {
+    return WithReason(absl::NotFoundError("no live connection with that id"),
+                      "CONNECTION_NOT_FOUND");
+  }
   PublishLocked(changes);
-  return static_cast<int>(changes.routes.size());
+  return result;
+}
+
+absl::StatusOr<ForgetResult> Registry::ForgetUser(const std::string& name, int code,
+                                                  const std::string& reason) {
+  if (absl::Status s = ValidateUserName(name); !s.ok()) return BadName(s, "name");
+  absl::StatusOr<int> close_code = CheckedCloseCode(code);
+  if (!close_code.ok()) return close_code.status();
+  if (absl::Status s = CheckCloseReason(reason); !s.ok()) return s;
+  ForgetResult result;
+  absl::MutexLock durable_lock(&durable_mu_);
+  if (durable_users_ != nullptr) {
+    // The durable copy goes first: a failure leaves everything as it was,
+    // and the caller retries.
+    absl::StatusOr<bool> deleted = durable_users_->DeleteUser(name);
+    if (!deleted.ok()) {
+      return absl::UnavailableError(
+          absl::StrCat("user store unavailable: ", deleted.status().message()));
+    }
+    result.existed = *deleted;
+  }
+  absl::MutexLock lock(&mu_);
+  Changes changes;
+  std::vector<std::string> ids;
+  for (const auto& c : store_->ConnectionsOfUser(name)) ids.push_back(c.connection_id);
+  result.disconnected = KickLocked(ids, *close_code, reason, &changes);
+  if (store_->RemoveUser(name)) {
+    result.existed = true;
+    if (metrics_ != nullptr) metrics_->users.Decrement();
+  }
+  if (bans_.erase(name) > 0) {
+    changes.routes.push_back(UserEvent(RouteEventKind::kBanned, name));  // 0: lifted
+  }
+  PublishLocked(changes);
+  return result;
+}
+
+int Registry::KickLocked(const std::vector<std::string>& ids, int code, const std::string& reason,
+                         Changes* changes) {
+  int kicked = 0;
+  for (const auto& id : ids) {
+    const size_t before = changes->routes.size();
+    RemoveLocked(id, RemoveReason::kKicked, changes);
+    if (changes->routes.size() == before) continue;
+    changes->routes.back().close_code = code;
+    changes->routes.back().close_reason = reason;
+    ++kicked;
+  }
+  return kicked;
+}
+
+int64_t Registry::BannedUntilLocked(const std::string& user, int64_t now_ms) const {
+  auto it = bans_.find(user);
+  return it == bans_.end() || it->second <= now_ms ? 0 : it->second;
 }
 
 void Registry::RemoveLocked(const std::string& connection_id, RemoveReason reason,
@@ -177,7 +317,7 @@ void Registry::RemoveLocked(const std::string& connection_id, RemoveReason reaso
     if (last) metrics_->online_users.Decrement();
   }
   if (last) changes->presence.push_back({removed->user, false, clock_->NowMs()});
-  changes->routes.push_back({RouteEventKind::kRemoved, std::move(*removed), reason});
+  changes->routes.push_back(ConnectionEvent(RouteEventKind::kRemoved, std::move(*removed), reason));
 }
 
 void Registry::PublishLocked(const Changes& changes) {
@@ -190,7 +330,9 @@ void Registry::PublishLocked(const Changes& changes) {
       }
       filtered.clear();
       for (const auto& e : changes.routes) {
-        if (e.kind != RouteEventKind::kUserCreated && e.connection.edge_id == sub.edge_filter) {
+        // Every edge enforces bans; connections only concern their own edge.
+        if (e.kind == RouteEventKind::kBanned ||
+            (e.kind != RouteEventKind::kUserCreated && e.connection.edge_id == sub.edge_filter)) {
           filtered.push_back(e);
         }
       }
@@ -201,10 +343,11 @@ void Registry::PublishLocked(const Changes& changes) {
     std::vector<PresenceChange> filtered;
     for (const auto& sub : presence_watchers_) {
       if (sub.users.empty()) {
-        sub.watcher->OnPresence(changes.presence);
+        if (sub.started) sub.watcher->OnPresence(changes.presence);
         continue;
       }
       filtered.clear();
+      if (!sub.started) continue;  // its snapshot, taken later, will include these
       for (const auto& p : changes.presence) {
         if (sub.users.contains(p.user)) filtered.push_back(p);
       }
@@ -215,9 +358,19 @@ void Registry::PublishLocked(const Changes& changes) {
 
 absl::StatusOr<ListUsersResult> Registry::ListUsers(const std::string& after, int limit,
                                                     bool online_only) const {
-  if (limit < 0) return absl::InvalidArgumentError("limit must not be negative");
-  const size_t n = limit == 0 ? kMaxListUsers : std::min<size_t>(limit, kMaxListUsers);
-  absl::MutexLock lock(&mu_);
+  if (limit < 0 || static_cast<size_t>(limit) > kMaxListUsers) {
+    return WithReason(absl::InvalidArgumentError(absl::StrCat("page_size must be 0-", kMaxListUsers,
+                                                              " (0 = ", kMaxListUsers, ")")),
+                      "INVALID_PAGE_SIZE");
+  }
+  // A token is the last name of the previous page; any well-formed name
+  // works (the user it named may be gone by now).
+  if (!after.empty() && !ValidateUserName(after).ok()) {
+    return WithReason(absl::InvalidArgumentError("page_token is not one this service gave"),
+                      "INVALID_PAGE_TOKEN");
+  }
+  const size_t n = limit == 0 ? kMaxListUsers : static_cast<size_t>(limit);
+  absl::ReaderMutexLock lock(&mu_);
   ListUsersResult result;
   bool more = false;
   result.users = store_->ListUsers(after, n, online_only, &more);
@@ -226,10 +379,44 @@ absl::StatusOr<ListUsersResult> Registry::ListUsers(const std::string& after, in
 }
 
 absl::StatusOr<UserDetails> Registry::GetUser(const std::string& name) const {
-  absl::MutexLock lock(&mu_);
-  if (!store_->HasUser(name))
-    return absl::NotFoundError(absl::StrCat("no user named '", name, "'"));
-  return UserDetails{name, store_->ConnectionsOfUser(name)};
+  if (absl::Status s = ValidateUserName(name); !s.ok()) return BadName(s, "name");
+  const int64_t now = clock_->NowMs();
+  absl::ReaderMutexLock lock(&mu_);
+  if (!store_->HasUser(name)) return UserNotFound();
+  return UserDetails{name, store_->ConnectionsOfUser(name), BannedUntilLocked(name, now)};
+}
+
+absl::StatusOr<UsersResult> Registry::GetUsers(const std::vector<std::string>& names) const {
+  if (names.size() > kMaxGetUsers) {
+    return WithReason(
+        absl::InvalidArgumentError(absl::StrCat("at most ", kMaxGetUsers, " names per call")),
+        "TOO_MANY_NAMES");
+  }
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (absl::Status s = ValidateUserName(names[i]); !s.ok()) {
+      return BadName(s, absl::StrCat("names[", i, "]"));
+    }
+  }
+  const int64_t now = clock_->NowMs();
+  absl::flat_hash_set<absl::string_view> seen;
+  UsersResult result;
+  absl::ReaderMutexLock lock(&mu_);
+  for (const auto& name : names) {
+    if (!seen.insert(name).second) continue;
+    if (!store_->HasUser(name)) {
+      result.not_found.push_back(name);
+      continue;
+    }
+    result.users.push_back({name, store_->ConnectionsOfUser(name), BannedUntilLocked(name, now)});
+  }
+  return result;
+}
+
+Counts Registry::GetCounts() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return {
+      static_cast<int64_t>(store_->UserCount()), static_cast<int64_t>(store_->OnlineUserCount()),
+      static_cast<int64_t>(store_->ConnectionTotal()), static_cast<int64_t>(store_->EdgeCount())};
 }
 
 void Registry::AddRouteWatcher(RouteWatcher* watcher, const std::string& edge_filter) {
@@ -243,7 +430,12 @@ void Registry::AddRouteWatcher(RouteWatcher* watcher, const std::string& edge_fi
                                      [&](const auto& c) { return c.edge_id != edge_filter; }),
                       connections.end());
   }
-  watcher->OnRouteSnapshot(users, connections);
+  const int64_t now = clock_->NowMs();
+  std::vector<Ban> bans;
+  for (const auto& [user, until] : bans_) {
+    if (until > now) bans.push_back({user, until});
+  }
+  watcher->OnRouteSnapshot(users, connections, bans);
   route_watchers_.push_back({watcher, edge_filter});
 }
 
@@ -254,9 +446,69 @@ void Registry::RemoveRouteWatcher(RouteWatcher* watcher) {
                         route_watchers_.end());
 }
 
-void Registry::AddPresenceWatcher(PresenceWatcher* watcher, const std::vector<std::string>& users) {
+absl::Status Registry::AddPresenceWatcher(PresenceWatcher* watcher,
+                                          const std::vector<std::string>& users) {
+  if (users.size() > kMaxWatchedUsers) {
+    return WithReason(
+        absl::InvalidArgumentError(absl::StrCat("at most ", kMaxWatchedUsers, " users per watch")),
+        "TOO_MANY_NAMES");
+  }
+  PresenceSubscription sub{watcher, {}, {}, false};
+  for (size_t i = 0; i < users.size(); ++i) {
+    if (absl::Status s = ValidateUserName(users[i]); !s.ok()) {
+      return BadName(s, absl::StrCat("users[", i, "]"));
+    }
+    if (sub.users.insert(users[i]).second) sub.names.push_back(users[i]);
+  }
   absl::MutexLock lock(&mu_);
-  presence_watchers_.push_back({watcher, {users.begin(), users.end()}});
+  if (presence_watchers_.size() >= max_presence_watchers_) {
+    return WithReason(absl::ResourceExhaustedError("too many presence watchers on this server"),
+                      "TOO_MANY_WATCHERS");
+  }
+  presence_watchers_.push_back(std::move(sub));
+  if (clock_->NowMs() >= presence_ready_ms_) {
+    StartSnapshotLocked(presence_watchers_.back());
+  } else {
+    warming_up_ = true;
+  }
+  return absl::OkStatus();
+}
+
+void Registry::StartSnapshotLocked(PresenceSubscription& sub) {
+  const int64_t now = clock_->NowMs();
+  std::vector<PresenceChange> snapshot;
+  if (sub.names.empty()) {
+    absl::flat_hash_set<std::string> online;
+    for (const auto& c : store_->AllConnections()) online.insert(c.user);
+    snapshot.reserve(online.size());
+    for (const auto& user : online) snapshot.push_back({user, true, now});
+    std::sort(snapshot.begin(), snapshot.end(),
+              [](const auto& a, const auto& b) { return a.user < b.user; });
+  } else {
+    snapshot.reserve(sub.names.size());
+    for (const auto& user : sub.names) {
+      snapshot.push_back({user, store_->ConnectionCount(user) > 0, now});
+    }
+  }
+  sub.watcher->OnPresenceSnapshot(snapshot, now);
+  sub.started = true;
+}
+
+void Registry::StartDueSnapshots() {
+  absl::MutexLock lock(&mu_);
+  if (!warming_up_ || clock_->NowMs() < presence_ready_ms_) return;
+  for (auto& sub : presence_watchers_) {
+    if (!sub.started) StartSnapshotLocked(sub);
+  }
+  warming_up_ = false;
+}
+
+void Registry::Tick() {
+  ExpireLeases();
+  StartDueSnapshots();
+  absl::MutexLock lock(&mu_);
+  const int64_t now = clock_->NowMs();
+  absl::erase_if(bans_, [now](const auto& ban) { return ban.second <= now; });
 }
 
 void Registry::RemovePresenceWatcher(PresenceWatcher* watcher) {

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -16,13 +17,22 @@
 
 namespace chat::connection {
 
-enum class RouteEventKind { kAdded, kRemoved, kUserCreated };
+enum class RouteEventKind { kAdded, kRemoved, kUserCreated, kBanned };
 enum class RemoveReason { kNone, kUnregistered, kLeaseExpired, kKicked };
 
 struct RouteEvent {
   RouteEventKind kind;
-  ConnectionInfo connection;  // for kUserCreated only `user` is set
+  ConnectionInfo connection;  // for kUserCreated and kBanned only `user` is set
   RemoveReason reason = RemoveReason::kNone;
+  int close_code = 0;        // kKicked: the WebSocket close code (4000-4999)
+  std::string close_reason;  // kKicked
+  int64_t ban_until_ms = 0;  // kBanned: 0 = lifted
+};
+
+// A user refused new connections until `until_ms`.
+struct Ban {
+  std::string user;
+  int64_t until_ms;
 };
 
 struct PresenceChange {
@@ -37,14 +47,20 @@ struct PresenceChange {
 class RouteWatcher {
  public:
   virtual ~RouteWatcher() = default;
+  // `bans`: every ban in force (edge-filtered watchers get them too: every
+  // edge refuses a banned user's handshakes).
   virtual void OnRouteSnapshot(const std::vector<std::string>& users,
-                               const std::vector<ConnectionInfo>& connections) = 0;
+                               const std::vector<ConnectionInfo>& connections,
+                               const std::vector<Ban>& bans) = 0;
   virtual void OnRouteEvents(const std::vector<RouteEvent>& events) = 0;
 };
 
 class PresenceWatcher {
  public:
   virtual ~PresenceWatcher() = default;
+  // The state when the watch began (see Registry::AddPresenceWatcher), once,
+  // before any OnPresence; `now_ms` is when it was taken.
+  virtual void OnPresenceSnapshot(const std::vector<PresenceChange>& users, int64_t now_ms) = 0;
   virtual void OnPresence(const std::vector<PresenceChange>& changes) = 0;
 };
 
@@ -56,13 +72,64 @@ struct ListUsersResult {
 struct UserDetails {
   std::string name;
   std::vector<ConnectionInfo> connections;
+  int64_t banned_until_ms = 0;  // 0: not banned
+};
+
+struct UsersResult {
+  std::vector<UserDetails> users;      // in request order, each name once
+  std::vector<std::string> not_found;  // well-formed names never seen
+};
+
+struct Counts {
+  int64_t users = 0;
+  int64_t online_users = 0;
+  int64_t connections = 0;
+  int64_t edges = 0;
 };
 
 struct HeartbeatResult {
   bool lease_known;
 };
 
+// Disconnect: exactly one of `user` and `connection_id`.
+struct KickRequest {
+  std::string user;
+  std::string connection_id;
+  int code = 0;        // 4000-4999; 0 = kDefaultKickCode
+  std::string reason;  // at most kMaxKickReasonBytes of UTF-8
+  int64_t ban_ms = 0;  // with `user` only; 0 leaves an existing ban alone
+};
+
+struct KickResult {
+  int disconnected = 0;
+  int64_t banned_until_ms = 0;  // the ban in force afterwards (0: none)
+};
+
+struct ForgetResult {
+  bool existed = false;
+  int disconnected = 0;
+};
+
+struct RegistryOptions {
+  int64_t lease_timeout_ms = 10'000;
+  // A registry that just started is empty while its edges re-register (each
+  // within a heartbeat, at most one lease period). Presence snapshots wait
+  // this long after construction so that nobody is reported offline merely
+  // because the registry restarted; the registry cannot know which edges held
+  // a lease before, so this is a time, not a list. Negative: the lease
+  // timeout; 0: the registry is known to be fresh (tests, a first start).
+  int64_t presence_warmup_ms = -1;
+  // Server-wide bound on presence watchers (RESOURCE_EXHAUSTED beyond).
+  size_t max_presence_watchers = 10'000;
+};
+
 inline constexpr size_t kMaxListUsers = 1000;
+inline constexpr size_t kMaxGetUsers = 1000;
+inline constexpr size_t kMaxWatchedUsers = 1000;
+inline constexpr int kDefaultKickCode = 4000;
+inline constexpr size_t kMaxKickReasonBytes = 120;
+inline constexpr int64_t kMaxBanMs = int64_t{366} * 24 * 3600 * 1000;
+inline constexpr size_t kMaxConnectionIdBytes = 256;
 
 // Users ever seen, live connections, edge leases and the change feeds built on
 // them. Thread-safe.
@@ -71,8 +138,12 @@ class Registry {
   // `metrics` (may be null) must outlive the registry.
   // `durable_users` (optional): users ever seen are committed there before
   // a registration is answered; the store's users must already be in `store`.
-  Registry(std::unique_ptr<RegistryStore> store, const Clock* clock, int64_t lease_timeout_ms,
+  Registry(std::unique_ptr<RegistryStore> store, const Clock* clock, RegistryOptions options,
            RegistryMetrics* metrics = nullptr, store::UserStore* durable_users = nullptr);
+  Registry(std::unique_ptr<RegistryStore> store, const Clock* clock, int64_t lease_timeout_ms,
+           RegistryMetrics* metrics = nullptr, store::UserStore* durable_users = nullptr)
+      : Registry(std::move(store), clock, RegistryOptions{lease_timeout_ms}, metrics,
+                 durable_users) {}
 
   // `incarnation` identifies the edge process; a new one for a known edge id
   // drops the connections the previous process left (it restarted).
@@ -84,18 +155,38 @@ class Registry {
                                             const std::string& incarnation);
   // Drops every connection of each edge whose lease ran out; returns their number.
   size_t ExpireLeases();
-  // Kicks every connection of `user`, or exactly `connection_id`.
-  absl::StatusOr<int> Disconnect(const std::string& user, const std::string& connection_id);
+  // Periodic work (the LeaseReaper calls it): expires leases, forgets bans
+  // that ended and sends the presence snapshots held back since the start.
+  void Tick();
+  // Kicks every connection of `user` (optionally banning the user), or
+  // exactly `connection_id`. NotFound for an unknown user or connection id.
+  absl::StatusOr<KickResult> Disconnect(const KickRequest& request);
+  // Erases `name`: from the durable user store first (Unavailable when it
+  // fails; nothing changed then), then from the registry, its ban lifted and
+  // its connections kicked with `code` (0 = 4000) and `reason`. An unknown
+  // name is not an error (existed = false).
+  absl::StatusOr<ForgetResult> ForgetUser(const std::string& name, int code,
+                                          const std::string& reason);
 
+  // InvalidArgument for `limit` outside 0..1000 (0 = 1000) or an `after`
+  // that is not a user name.
   absl::StatusOr<ListUsersResult> ListUsers(const std::string& after, int limit,
                                             bool online_only) const;
+  // InvalidArgument for a malformed name, NotFound for an unknown one.
   absl::StatusOr<UserDetails> GetUser(const std::string& name) const;
+  // At most kMaxGetUsers names, each well-formed; all answered under one lock.
+  absl::StatusOr<UsersResult> GetUsers(const std::vector<std::string>& names) const;
+  Counts GetCounts() const;
 
   // `edge_filter` empty: every route. The snapshot is delivered before return.
   void AddRouteWatcher(RouteWatcher* watcher, const std::string& edge_filter);
   void RemoveRouteWatcher(RouteWatcher* watcher);
-  // `users` empty: every user.
-  void AddPresenceWatcher(PresenceWatcher* watcher, const std::vector<std::string>& users);
+  // `users` empty: every user (the snapshot lists those online); otherwise at
+  // most kMaxWatchedUsers well-formed names (the snapshot lists each, online
+  // or not). The snapshot and the subscription are taken under one lock, so
+  // no transition falls between them; during the warm-up after start both
+  // wait for Tick(). ResourceExhausted beyond max_presence_watchers.
+  absl::Status AddPresenceWatcher(PresenceWatcher* watcher, const std::vector<std::string>& users);
   void RemovePresenceWatcher(PresenceWatcher* watcher);
 
   int64_t lease_timeout_ms() const { return lease_timeout_ms_; }
@@ -107,7 +198,9 @@ class Registry {
   };
   struct PresenceSubscription {
     PresenceWatcher* watcher;
+    std::vector<std::string> names;  // as asked, without duplicates; empty: all
     absl::flat_hash_set<std::string> users;
+    bool started = false;  // false: its snapshot waits for the warm-up to end
   };
   struct Changes {
     std::vector<RouteEvent> routes;
@@ -121,9 +214,18 @@ class Registry {
   void RemoveLocked(const std::string& connection_id, RemoveReason reason, Changes* changes)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PublishLocked(const Changes& changes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Kicks `ids` with `code`/`reason`; returns how many were live.
+  int KickLocked(const std::vector<std::string>& ids, int code, const std::string& reason,
+                 Changes* changes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int64_t BannedUntilLocked(const std::string& user, int64_t now_ms) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  void StartSnapshotLocked(PresenceSubscription& sub) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StartDueSnapshots();
 
   const Clock* clock_;
   const int64_t lease_timeout_ms_;
+  const int64_t presence_ready_ms_;  // presence snapshots wait until then
+  const size_t max_presence_watchers_;
   RegistryMetrics* const metrics_;  // null: not counted
   // Commits new users before they are registered; taken before mu_, never
   // under it, so a slow disk never holds up lookups.
@@ -133,6 +235,11 @@ class Registry {
   std::unique_ptr<RegistryStore> store_ ABSL_GUARDED_BY(mu_);
   std::vector<RouteSubscription> route_watchers_ ABSL_GUARDED_BY(mu_);
   std::vector<PresenceSubscription> presence_watchers_ ABSL_GUARDED_BY(mu_);
+  bool warming_up_ ABSL_GUARDED_BY(mu_);  // some presence snapshots still wait
+  // Bans live in memory only: they do not survive a restart of
+  // connection-service (the user store has no place for them). Expired ones
+  // are dropped by Tick(); edges compare the time themselves.
+  absl::flat_hash_map<std::string, int64_t> bans_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace chat::connection

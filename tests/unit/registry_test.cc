@@ -25,6 +25,8 @@ std::string Describe(const RouteEvent& e) {
   switch (e.kind) {
     case RouteEventKind::kUserCreated:
       return "new " + e.connection.user;
+    case RouteEventKind::kBanned:
+      return absl::StrCat("ban ", e.connection.user, " ", e.ban_until_ms);
     case RouteEventKind::kAdded:
       return absl::StrCat("+", e.connection.connection_id, " ", e.connection.user, "@",
                           e.connection.edge_id);
@@ -43,7 +45,8 @@ std::string Describe(const RouteEvent& e) {
 class RecordingRouteWatcher : public RouteWatcher {
  public:
   void OnRouteSnapshot(const std::vector<std::string>& users,
-                       const std::vector<ConnectionInfo>& connections) override {
+                       const std::vector<ConnectionInfo>& connections,
+                       const std::vector<Ban>& /*bans*/) override {
     snapshot_users = users;
     for (const auto& c : connections) {
       snapshot.push_back(absl::StrCat(c.connection_id, " ", c.user, "@", c.edge_id));
@@ -61,6 +64,7 @@ class RecordingRouteWatcher : public RouteWatcher {
 
 class RecordingPresenceWatcher : public PresenceWatcher {
  public:
+  void OnPresenceSnapshot(const std::vector<PresenceChange>&, int64_t) override {}
   void OnPresence(const std::vector<PresenceChange>& changes) override {
     for (const auto& c : changes) {
       events.push_back(c.user + (c.online ? " on" : " off"));
@@ -83,8 +87,18 @@ ConnectionInfo Conn(const std::string& id, const std::string& user) {
 
 class RegistryTest : public ::testing::Test {
  protected:
-  RegistryTest() : registry_(std::make_unique<MemoryStore>(), &clock_, kLeaseMs) {
-    registry_.AddPresenceWatcher(&presence_, {});
+  RegistryTest()
+      : registry_(std::make_unique<MemoryStore>(), &clock_,
+                  RegistryOptions{kLeaseMs, /*presence_warmup_ms=*/0}) {
+    EXPECT_TRUE(registry_.AddPresenceWatcher(&presence_, {}).ok());
+  }
+  absl::StatusOr<int> Disconnect(const std::string& user, const std::string& connection_id) {
+    KickRequest request;
+    request.user = user;
+    request.connection_id = connection_id;
+    auto result = registry_.Disconnect(request);
+    if (!result.ok()) return result.status();
+    return result->disconnected;
   }
   ~RegistryTest() override { registry_.RemovePresenceWatcher(&presence_); }
 
@@ -302,7 +316,7 @@ TEST_F(RegistryTest, EdgeFilteredRouteWatcherSeesOnlyItsEdge) {
 
   Register("e2", {Conn("e2-2", "newbie")});
   Register("e1", {Conn("e1-2", "carol")});
-  ASSERT_TRUE(registry_.Disconnect("", "e1-1").ok());
+  ASSERT_TRUE(Disconnect("", "e1-1").ok());
   EXPECT_THAT(e1.events, ElementsAre("+e1-2 carol@e1", "-e1-1 alice@e1 kicked"))
       << "no other edge's routes and no user creations";
   registry_.RemoveRouteWatcher(&e1);
@@ -312,7 +326,7 @@ TEST_F(RegistryTest, EdgeFilteredRouteWatcherSeesOnlyItsEdge) {
 
 TEST_F(RegistryTest, PresenceWatcherForChosenUsersSeesOnlyThem) {
   RecordingPresenceWatcher bob_only;
-  registry_.AddPresenceWatcher(&bob_only, {"bob"});
+  ASSERT_TRUE(registry_.AddPresenceWatcher(&bob_only, {"bob"}).ok());
   Register("e1", {Conn("e1-1", "alice"), Conn("e1-2", "bob")});
   Unregister("e1", {"e1-1", "e1-2"});
   EXPECT_THAT(bob_only.events, ElementsAre("bob on", "bob off"));
@@ -349,17 +363,20 @@ TEST_F(RegistryTest, ListUsersOnlineOnlySkipsOfflineUsersWhenPaging) {
       << "only offline users follow carol: there is no next page";
 }
 
-TEST_F(RegistryTest, ListUsersCapsTheLimitAt1000) {
+TEST_F(RegistryTest, ListUsersPagesAre1000AtMost) {
   std::vector<ConnectionInfo> conns;
   for (int i = 0; i < 1001; ++i) {
     conns.push_back(Conn(absl::StrCat("e1-", i), absl::StrCat("user", 10000 + i)));
   }
   Register("e1", conns);
-  auto page = registry_.ListUsers("", 5000, false);
+  EXPECT_EQ(registry_.ListUsers("", 1001, false).status().code(),
+            absl::StatusCode::kInvalidArgument)
+      << "a page size over 1000 is refused, not capped";
+  auto page = registry_.ListUsers("", 0, false);
   ASSERT_TRUE(page.ok());
   EXPECT_EQ(page->users.size(), 1000u);
   EXPECT_EQ(page->next, "user10999");
-  auto rest = registry_.ListUsers(page->next, 5000, false);
+  auto rest = registry_.ListUsers(page->next, 1000, false);
   ASSERT_TRUE(rest.ok());
   ASSERT_EQ(rest->users.size(), 1u);
   EXPECT_EQ(rest->users[0].name, "user11000");
@@ -374,7 +391,7 @@ TEST_F(RegistryTest, DisconnectAUserRemovesAllTheirConnections) {
   RecordingRouteWatcher routes;
   registry_.AddRouteWatcher(&routes, "");
 
-  auto n = registry_.Disconnect("alice", "");
+  auto n = Disconnect("alice", "");
   ASSERT_TRUE(n.ok()) << n.status();
   EXPECT_EQ(*n, 2);
   EXPECT_THAT(ConnectionsOf("alice"), IsEmpty());
@@ -387,20 +404,18 @@ TEST_F(RegistryTest, DisconnectAUserRemovesAllTheirConnections) {
 
 TEST_F(RegistryTest, DisconnectOneConnection) {
   Register("e1", {Conn("e1-1", "alice"), Conn("e1-2", "alice")});
-  auto n = registry_.Disconnect("", "e1-2");
+  auto n = Disconnect("", "e1-2");
   ASSERT_TRUE(n.ok());
   EXPECT_EQ(*n, 1);
   EXPECT_THAT(ConnectionsOf("alice"), ElementsAre("e1-1"));
-  auto none = registry_.Disconnect("", "e1-404");
-  ASSERT_TRUE(none.ok());
-  EXPECT_EQ(*none, 0) << "an unknown connection disconnects nothing";
+  EXPECT_EQ(Disconnect("", "e1-404").status().code(), absl::StatusCode::kNotFound)
+      << "an unknown connection id is NOT_FOUND";
 }
 
 TEST_F(RegistryTest, DisconnectNeedsExactlyOneTarget) {
-  EXPECT_EQ(registry_.Disconnect("", "").status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(registry_.Disconnect("alice", "e1-1").status().code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(registry_.Disconnect("nobody", "").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Disconnect("", "").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Disconnect("alice", "e1-1").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Disconnect("nobody", "").status().code(), absl::StatusCode::kNotFound);
 }
 
 }  // namespace
