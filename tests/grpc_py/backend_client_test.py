@@ -19,6 +19,7 @@ clients (python3-websocket) connect as alice, bob and carol, then:
   batch             Batch: one good send, one to an unknown user, answered one by one
   watch_offline     bob closes his socket: the watch reports exactly that transition
   disconnect        Disconnect{carol, 4321, "bye"}: carol's socket closes with 4321 "bye"
+  ban               Disconnect{carol, ban 60 s}: GetUser shows it, her next handshake gets 403
   delete_user       DeleteUser(carol), then GetUser(carol) is NOT_FOUND
   credentials       the API token is refused on an internal RPC, the internal token (and
                     no token) on public ones; the internal token works on internal RPCs
@@ -556,6 +557,29 @@ class Scenario:
         code, reason = self.clients["carol"].expect_close()
         check((code, reason) == (4321, "bye"), f"carol's close: {code} {reason!r}")
 
+    def ban(self):
+        before_ms = int(time.time() * 1000)
+        response = unary(self.cs, "/chat.v1.ConnectionService/Disconnect",
+                         pb.DisconnectRequest(user="carol", ban={"seconds": 60}),
+                         pb.DisconnectResponse)
+        check(response.banned_until_ms >= before_ms + 59_000,
+              f"banned_until_ms {response.banned_until_ms}, asked for 60 s from {before_ms}")
+        user = unary(self.cs, "/chat.v1.ConnectionService/GetUser", pb.GetUserRequest(name="carol"),
+                     pb.User)
+        check(user.banned_until_ms == response.banned_until_ms, f"GetUser: {user}")
+        # The ban reaches the edge on its route stream: poll until the handshake is refused.
+        deadline = time.monotonic() + EVENT_DEADLINE_S
+        while True:
+            try:
+                Ws(self.edge.port, "carol").abort()
+                status = 101
+            except websocket.WebSocketBadStatusException as e:
+                status = e.status_code
+            if status == 403:
+                return
+            check(time.monotonic() < deadline, f"carol's handshake while banned: HTTP {status}")
+            time.sleep(0.1)  # polling interval, bounded by the deadline
+
     def delete_user(self):
         response = unary(self.ms, "/chat.v1.MessageService/DeleteUser",
                          pb.DeleteUserRequest(name="carol"), pb.DeleteUserResponse)
@@ -623,7 +647,7 @@ def main():
             print("0 passed, 1 failed")
             return 1
         steps = ["list_users", "watch_snapshot", "watch_restart", "send_recipients", "batch",
-                 "watch_offline", "disconnect", "delete_user", "credentials", "error_model"]
+                 "watch_offline", "disconnect", "ban", "delete_user", "credentials", "error_model"]
         for step in steps:
             started = time.monotonic()
             try:
