@@ -19,6 +19,7 @@ void Dispatcher::Attach(const std::shared_ptr<Outbox>& link, const std::string& 
     return;
   }
   UserState& state = users_[attach.user()];
+  if (attach.after_useq() < 0) erased_.erase(attach.user());  // a new connection: a new user
   if (added) {
     state.conns.push_back({attach.connection_id(), link, edge_id});
   } else {
@@ -126,6 +127,9 @@ int Dispatcher::Fan(
     delivery.set_useq(useq);
     delivery.set_user(user);
     delivery.set_edge_received_us(edge_received_us);
+    delivery.set_server(message.server);
+    delivery.set_type(message.type);
+    delivery.set_metadata(message.metadata);
     // Every connection of this user on the same edge shares one payload.
     for (size_t j = i; j < conns.size(); ++j) {
       if (done[j] || conns[j].connection_id == skip || conns[j].link != conns[i].link) continue;
@@ -154,6 +158,10 @@ int Dispatcher::Deliver(
     google::protobuf::RepeatedPtrField<chat::v1::ConnectionDelivery>* per_connection) {
   const store::Message& m = committed.for_sender;
   if (committed.duplicate) return 0;
+  if (!erased_.empty()) {  // both names are in use again: their streams start afresh
+    erased_.erase(m.sent_by);
+    erased_.erase(m.send_to);
+  }
   // The sender's own copy reached the sender when it was committed.
   Reached(m.sent_by, m.useq, m.useq);
   if (m.sent_by == m.send_to) {
@@ -175,7 +183,7 @@ int Dispatcher::Deliver(
 }
 
 void Dispatcher::Reached(const std::string& user, int64_t from, int64_t to) {
-  if (from <= 0 || to < from) return;
+  if (from <= 0 || to < from || erased_.contains(user)) return;
   UserState& state = users_[user];
   if (to <= state.mark) return;
   auto& above = state.above;
@@ -195,6 +203,20 @@ void Dispatcher::Reached(const std::string& user, int64_t from, int64_t to) {
   }
   above.emplace(from, to);
   dirty_.insert(user);
+}
+
+void Dispatcher::EraseUser(const std::string& user) {
+  dirty_.erase(user);
+  read_.erase(user);
+  erased_.insert(user);
+  auto it = users_.find(user);
+  if (it == users_.end()) return;
+  UserState& state = it->second;
+  state.marks_loaded = false;
+  state.mark = 0;
+  state.persisted_mark = 0;
+  state.above.clear();
+  ForgetIfIdle(user);
 }
 
 void Dispatcher::NoteRead(const std::string& user) {

@@ -51,6 +51,16 @@ class Dispatcher {
   // Receipts for marks that moved, to both users' connections.
   void SendReceipts(const std::vector<store::MarkChange>& changes);
 
+  // The store erased `user` (DeleteUser): their marks are dropped, and reached
+  // reports for them are ignored until the name is used again (a new
+  // connection attaches, or a message to or from it is committed): reports
+  // still on their way from the deleted user's sockets describe the old
+  // stream and would mark the new one's first messages as reached. Their
+  // connections stay routed until the edges detach them (connection-service
+  // closes them); nothing new reaches them, since the store and
+  // connection-service no longer know the name.
+  void EraseUser(const std::string& user);
+
   size_t connection_count() const { return connections_.size(); }
   size_t user_count() const { return users_.size(); }
 
@@ -83,8 +93,9 @@ class Dispatcher {
   const std::string epoch_;
   absl::flat_hash_map<std::string, UserState> users_;
   absl::flat_hash_map<std::string, std::string> connections_;  // connection id -> user
-  absl::flat_hash_set<std::string> dirty_;  // users whose mark moved since the last flush
-  absl::flat_hash_set<std::string> read_;   // users who read since the last flush
+  absl::flat_hash_set<std::string> dirty_;   // users whose mark moved since the last flush
+  absl::flat_hash_set<std::string> read_;    // users who read since the last flush
+  absl::flat_hash_set<std::string> erased_;  // EraseUser'd, not used again since
 };
 
 }  // namespace chat::message

@@ -1,11 +1,13 @@
 #include "message-service/message_service.h"
 
+#include <atomic>
 #include <memory>
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
-#include "common/names.h"
+#include "google/rpc/status.pb.h"
 #include "message-service/queries.h"
+#include "message-service/send_request.h"
 #include "spdlog/spdlog.h"
 
 namespace chat::message {
@@ -14,34 +16,24 @@ namespace {
 using chat::v1::EdgeDown;
 using chat::v1::EdgeUp;
 
-inline constexpr size_t kMaxIdempotencyKeyBytes = 64;
-
-absl::Status ValidateSend(const chat::v1::SendRequest& request, size_t max_message_bytes) {
-  if (absl::Status s = ValidateUserName(request.send_to()); !s.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("send_to: ", s.message()));
-  }
-  if (absl::Status s = ValidateUserName(request.sent_by()); !s.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("sent_by: ", s.message()));
-  }
-  if (request.message().size() > max_message_bytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("message is longer than ", max_message_bytes, " bytes"));
-  }
-  if (!IsValidUtf8(request.message())) {
-    return absl::InvalidArgumentError("message is not valid UTF-8");
-  }
-  if (request.idempotency_key().size() > kMaxIdempotencyKeyBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("idempotency_key is longer than ", kMaxIdempotencyKeyBytes, " bytes"));
-  }
-  return absl::OkStatus();
-}
-
+// The EdgeLink's answer to a refused or failed send.
 chat::v1::EdgeSendResult FailedResult(const absl::Status& status) {
   chat::v1::EdgeSendResult result;
   result.set_code(static_cast<int>(status.code()));
   result.set_error(std::string(status.message()));
   return result;
+}
+
+// A status inside a successful answer (RecipientResult, BatchItemResult):
+// the same code, message and details a failed call would carry.
+google::rpc::Status RpcStatus(const absl::Status& status) {
+  google::rpc::Status out;
+  if (status.ok()) return out;
+  if (!out.ParseFromString(ToGrpcStatus(status).error_details())) {
+    out.set_code(static_cast<int>(status.code()));
+    out.set_message(std::string(status.message()));
+  }
+  return out;
 }
 
 const absl::Status& QueueFull() {
@@ -114,11 +106,13 @@ class EdgeLinkReactor final : public grpc::ServerBidiReactor<EdgeUp, EdgeDown>, 
     std::vector<StoreWorker::SendJob> jobs;
     jobs.reserve(up_.sends_size());
     for (auto& send : *up_.mutable_sends()) {
-      service_->PrepareSend(
-          send.request(), nullptr,
-          [link = outbox_, seq = send.seq()](chat::v1::EdgeSendResult result) {
-            result.set_seq(seq);
-            link->AddResult(result);
+      service_->PrepareEdgeSend(
+          send.request(),
+          [link = outbox_, seq = send.seq()](absl::StatusOr<chat::v1::EdgeSendResult> result) {
+            chat::v1::EdgeSendResult out =
+                result.ok() ? std::move(*result) : FailedResult(result.status());
+            out.set_seq(seq);
+            link->AddResult(std::move(out));
           },
           &jobs);
     }
@@ -182,38 +176,29 @@ void FinishWith(grpc::ServerUnaryReactor* reactor, Response* response,
 
 MessageServiceImpl::MessageServiceImpl(StoreWorker* worker, Dispatcher* dispatcher,
                                        IdGenerator* ids, const Clock* clock,
-                                       MessageServiceOptions options)
-    : worker_(worker), dispatcher_(dispatcher), ids_(ids), clock_(clock), options_(options) {}
+                                       MessageServiceOptions options, UserLookup* users)
+    : worker_(worker),
+      dispatcher_(dispatcher),
+      ids_(ids),
+      clock_(clock),
+      options_(options),
+      users_(users) {}
 
-void MessageServiceImpl::SubmitSend(
-    const chat::v1::SendRequest& request,
-    google::protobuf::RepeatedPtrField<chat::v1::ConnectionDelivery>* per_connection,
-    SendDone done) {
-  std::vector<StoreWorker::SendJob> jobs;
-  PrepareSend(request, per_connection, std::move(done), &jobs);
-  worker_->SubmitSends(std::move(jobs));
-}
-
-void MessageServiceImpl::PrepareSend(
-    const chat::v1::SendRequest& request,
+void MessageServiceImpl::QueueMessage(
+    store::NewMessage message, const std::string& from_connection_id, int64_t edge_received_us,
     google::protobuf::RepeatedPtrField<chat::v1::ConnectionDelivery>* per_connection, SendDone done,
     std::vector<StoreWorker::SendJob>* jobs) {
-  if (absl::Status valid = ValidateSend(request, options_.max_message_bytes); !valid.ok()) {
-    done(FailedResult(valid));
-    return;
-  }
   StoreWorker::SendJob job;
+  job.message = std::move(message);
   job.message.ts_ms = clock_->NowMs();
   job.message.id = ids_->Next(job.message.ts_ms);
-  job.message.sent_by = request.sent_by();
-  job.message.send_to = request.send_to();
-  job.message.text = request.message();
-  job.message.idempotency_key = request.idempotency_key();
-  job.done = [dispatcher = dispatcher_, from = request.from_connection_id(),
-              received_us = request.edge_received_us(), per_connection,
-              done](absl::StatusOr<store::Committed> committed) {
+  job.done = [dispatcher = dispatcher_, from = from_connection_id, received_us = edge_received_us,
+              per_connection, done = std::move(done)](absl::StatusOr<store::Committed> committed) {
     if (!committed.ok()) {
-      done(FailedResult(committed.status()));
+      // The store worker answers NOT_FOUND only for a recipient nobody knows.
+      done(committed.status().code() == absl::StatusCode::kNotFound
+               ? WithReason(committed.status(), kUserNotFound)
+               : committed.status());
       return;
     }
     chat::v1::EdgeSendResult result;
@@ -228,6 +213,112 @@ void MessageServiceImpl::PrepareSend(
     done(std::move(result));
   };
   jobs->push_back(std::move(job));
+}
+
+void MessageServiceImpl::PrepareEdgeSend(const chat::v1::SendRequest& request, SendDone done,
+                                         std::vector<StoreWorker::SendJob>* jobs) {
+  absl::Status valid = CheckSendFields(request, options_.max_message_bytes);
+  if (valid.ok()) valid = CheckName(request.send_to(), "send_to");
+  if (valid.ok() && !request.recipients().empty()) {
+    valid = WithReason(absl::InvalidArgumentError("an edge send has one recipient"),
+                       kInvalidRecipients);
+  }
+  if (!valid.ok()) {
+    done(valid);
+    return;
+  }
+  store::NewMessage message;
+  message.sent_by = request.sent_by();
+  message.send_to = request.send_to();
+  message.text = request.message();
+  message.idempotency_key = request.idempotency_key();
+  message.type = request.type();
+  message.metadata = request.metadata();
+  message.server = false;  // a WebSocket user's, whatever the request says
+  QueueMessage(std::move(message), request.from_connection_id(), request.edge_received_us(),
+               nullptr, std::move(done), jobs);
+}
+
+namespace {
+void FillResponse(const chat::v1::EdgeSendResult& result, chat::v1::SendResponse* response) {
+  response->set_status(chat::v1::SEND_STATUS_OK);
+  response->set_id(result.id());
+  response->set_ts_ms(result.ts_ms());
+  response->set_delivered(result.delivered());
+  response->set_conversation(result.conversation());
+  response->set_seq(result.conversation_seq());
+  response->set_useq(result.useq());
+  response->set_duplicate(result.duplicate());
+}
+}  // namespace
+
+void MessageServiceImpl::PreparePublicSend(const chat::v1::SendRequest& request,
+                                           chat::v1::SendResponse* response,
+                                           std::function<void(absl::Status)> finished,
+                                           std::vector<StoreWorker::SendJob>* jobs) {
+  absl::StatusOr<std::vector<std::string>> recipients =
+      CheckPublicSend(request, options_.max_message_bytes);
+  if (!recipients.ok()) {
+    finished(recipients.status());
+    return;
+  }
+  // A backend's message: the server's, never a connection's.
+  store::NewMessage base;
+  base.sent_by = request.sent_by();
+  base.text = request.message();
+  base.type = request.type();
+  base.metadata = request.metadata();
+  base.server = true;
+  if (request.recipients().empty()) {
+    base.send_to = request.send_to();
+    base.idempotency_key = request.idempotency_key();
+    QueueMessage(
+        std::move(base), "", 0, response->mutable_connections(),
+        [response, finished = std::move(finished)](absl::StatusOr<chat::v1::EdgeSendResult> r) {
+          if (!r.ok()) {
+            finished(r.status());
+            return;
+          }
+          FillResponse(*r, response);
+          finished(absl::OkStatus());
+        },
+        jobs);
+    return;
+  }
+  // One message per recipient, all queued together: the worker commits them
+  // in one transaction (those whose recipient it must first look up follow
+  // in a later one).
+  response->set_status(chat::v1::SEND_STATUS_OK);
+  const size_t n = recipients->size();
+  for (const std::string& to : *recipients) response->add_results()->set_send_to(to);
+  auto remaining = std::make_shared<std::atomic<size_t>>(n);
+  auto shared_finished = std::make_shared<std::function<void(absl::Status)>>(std::move(finished));
+  for (size_t i = 0; i < n; ++i) {
+    store::NewMessage message = base;
+    message.send_to = (*recipients)[i];
+    message.idempotency_key = RecipientKey(request.idempotency_key(), (*recipients)[i]);
+    chat::v1::RecipientResult* slot = response->mutable_results(static_cast<int>(i));
+    QueueMessage(
+        std::move(message), "", 0, nullptr,
+        [slot, remaining, shared_finished](absl::StatusOr<chat::v1::EdgeSendResult> r) {
+          if (!r.ok()) {
+            *slot->mutable_status() = RpcStatus(r.status());
+          } else {
+            slot->mutable_status()->set_code(0);
+            slot->set_id(r->id());
+            slot->set_ts_ms(r->ts_ms());
+            slot->set_delivered(r->delivered());
+            slot->set_conversation(r->conversation());
+            slot->set_seq(r->conversation_seq());
+            slot->set_useq(r->useq());
+            slot->set_duplicate(r->duplicate());
+          }
+          if (remaining->fetch_sub(1, std::memory_order_acq_rel) == 1) {
+            (*shared_finished)(absl::OkStatus());
+          }
+        },
+        jobs);
+  }
 }
 
 void MessageServiceImpl::SubmitQuery(const std::shared_ptr<Outbox>& link,
@@ -294,27 +385,11 @@ grpc::ServerUnaryReactor* MessageServiceImpl::Send(grpc::CallbackServerContext* 
     reactor->Finish(denied);
     return reactor;
   }
-  // A backend's message: marked as the server's, never as a connection's.
-  chat::v1::SendRequest send = *request;
-  send.clear_from_connection_id();
-  send.clear_edge_received_us();
-  SubmitSend(send, response->mutable_connections(),
-             [reactor, response](chat::v1::EdgeSendResult result) {
-               if (result.code() != 0) {
-                 reactor->Finish(ToGrpcStatus(
-                     absl::Status(static_cast<absl::StatusCode>(result.code()), result.error())));
-                 return;
-               }
-               response->set_status(chat::v1::SEND_STATUS_OK);
-               response->set_id(result.id());
-               response->set_ts_ms(result.ts_ms());
-               response->set_delivered(result.delivered());
-               response->set_conversation(result.conversation());
-               response->set_seq(result.conversation_seq());
-               response->set_useq(result.useq());
-               response->set_duplicate(result.duplicate());
-               reactor->Finish(grpc::Status::OK);
-             });
+  std::vector<StoreWorker::SendJob> jobs;
+  PreparePublicSend(
+      *request, response, [reactor](absl::Status status) { reactor->Finish(ToGrpcStatus(status)); },
+      &jobs);
+  worker_->SubmitSends(std::move(jobs));
   return reactor;
 }
 
@@ -326,7 +401,39 @@ grpc::ServerUnaryReactor* MessageServiceImpl::Batch(grpc::CallbackServerContext*
     reactor->Finish(denied);
     return reactor;
   }
-  reactor->Finish(ToGrpcStatus(absl::UnimplementedError("Batch is not implemented yet")));
+  if (request->sends_size() > kMaxBatchSends) {
+    reactor->Finish(ToGrpcStatus(
+        WithReason(absl::InvalidArgumentError(absl::StrCat("more than ", kMaxBatchSends, " sends")),
+                   kTooManySends)));
+    return reactor;
+  }
+  const int n = request->sends_size();
+  for (int i = 0; i < n; ++i) response->add_results();
+  // One more than the items: the last answer cannot come before every item
+  // was queued.
+  auto remaining = std::make_shared<std::atomic<int>>(n + 1);
+  auto one_done = [reactor, remaining] {
+    if (remaining->fetch_sub(1, std::memory_order_acq_rel) == 1) reactor->Finish(grpc::Status::OK);
+  };
+  // Every item's jobs in one hand-over: committed together where possible.
+  std::vector<StoreWorker::SendJob> jobs;
+  for (int i = 0; i < n; ++i) {
+    chat::v1::BatchItemResult* item = response->mutable_results(i);
+    PreparePublicSend(
+        request->sends(i), item->mutable_response(),
+        [item, one_done](absl::Status status) {
+          if (status.ok()) {
+            item->mutable_status()->set_code(0);
+          } else {
+            *item->mutable_status() = RpcStatus(status);
+            item->clear_response();
+          }
+          one_done();
+        },
+        &jobs);
+  }
+  worker_->SubmitSends(std::move(jobs));
+  one_done();
   return reactor;
 }
 
@@ -338,7 +445,42 @@ grpc::ServerUnaryReactor* MessageServiceImpl::DeleteUser(grpc::CallbackServerCon
     reactor->Finish(denied);
     return reactor;
   }
-  reactor->Finish(ToGrpcStatus(absl::UnimplementedError("DeleteUser is not implemented yet")));
+  if (absl::Status s = CheckName(request->name(), "name"); !s.ok()) {
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
+  // connection-service first: once it has forgotten the name, no new send
+  // to it passes the recipient lookup, so nothing is stored for the user
+  // after the store's erasure below (what was stored in between is erased
+  // with the rest). It also closes the user's connections (4003).
+  users_->Forget(request->name(), 4003, "account deleted",
+                 [this, reactor, request, response](absl::StatusOr<ForgetResult> forgot) {
+                   if (!forgot.ok()) {
+                     reactor->Finish(ToGrpcStatus(forgot.status()));
+                     return;
+                   }
+                   const bool existed = forgot->existed;
+                   response->set_disconnected(forgot->disconnected);
+                   auto erase = [this, reactor, request, response,
+                                 existed](store::MessageStore* store) {
+                     const std::string& name = request->name();
+                     absl::StatusOr<int64_t> erased = store->EraseUser(name);
+                     worker_->ForgetKnownUser(name);
+                     const bool unknown = erased.status().code() == absl::StatusCode::kNotFound;
+                     if (erased.ok() || unknown) dispatcher_->EraseUser(name);
+                     if (!erased.ok() && !unknown) {
+                       reactor->Finish(ToGrpcStatus(erased.status()));
+                     } else if (unknown && !existed) {
+                       reactor->Finish(ToGrpcStatus(
+                           WithReason(absl::NotFoundError("no user by that name"), kUserNotFound)));
+                     } else {
+                       response->set_messages_deleted(erased.ok() ? *erased : 0);
+                       reactor->Finish(grpc::Status::OK);
+                     }
+                   };
+                   if (!worker_->Submit(std::move(erase)))
+                     reactor->Finish(ToGrpcStatus(QueueFull()));
+                 });
   return reactor;
 }
 
@@ -369,10 +511,12 @@ grpc::ServerBidiReactor<EdgeUp, EdgeDown>* EdgeGatewayImpl::EdgeLink(
     return reactor;                                                                       \
   }
 
-CHAT_UNARY_READ(Sync, SyncRequest, SyncResponse, RunSync(store, *request, worker_->epoch()))
-CHAT_UNARY_READ(History, HistoryRequest, HistoryResponse, RunHistory(store, *request))
+CHAT_UNARY_READ(Sync, SyncRequest, SyncResponse,
+                RunSync(store, *request, worker_->epoch(), /*check_user=*/true))
+CHAT_UNARY_READ(History, HistoryRequest, HistoryResponse,
+                RunHistory(store, *request, /*check_user=*/true))
 CHAT_UNARY_READ(Conversations, ConversationsRequest, ConversationsResponse,
-                RunConversations(store, *request))
+                RunConversations(store, *request, /*check_user=*/true))
 
 #undef CHAT_UNARY_READ
 
@@ -386,7 +530,7 @@ grpc::ServerUnaryReactor* MessageServiceImpl::MarkRead(grpc::CallbackServerConte
   }
   if (!worker_->Submit([this, reactor, request, response](store::MessageStore* store) {
         std::vector<store::MarkChange> changes;
-        auto result = RunMarkRead(store, *request, &changes);
+        auto result = RunMarkRead(store, *request, &changes, /*check_user=*/true);
         if (!changes.empty()) dispatcher_->NoteRead(request->user());
         dispatcher_->SendReceipts(changes);
         // Last: the request and response belong to gRPC once finished.

@@ -10,6 +10,7 @@
 #include "message-service/dispatcher.h"
 #include "message-service/id_generator.h"
 #include "message-service/store_worker.h"
+#include "message-service/user_lookup.h"
 
 namespace chat::message {
 
@@ -21,14 +22,19 @@ struct MessageServiceOptions {
 };
 
 // gRPC adapters. MessageServiceImpl is the public API for other services
-// (sends, stored-message reads); EdgeGatewayImpl the internal EdgeLink
-// streams from edges, over the same send and query paths. Everything that
-// touches the store or the routing state is handed to the StoreWorker;
-// answers come back from its thread.
+// (sends, stored-message reads, erasure); EdgeGatewayImpl the internal
+// EdgeLink streams from edges, over the same send and query paths.
+// Everything that touches the store or the routing state is handed to the
+// StoreWorker; answers come back from its thread.
+//
+// Sends of the public API (Send, Batch) are the server's: stored and
+// delivered with `server` set, which the edges show as "server": true and
+// which no edge send can set.
 class MessageServiceImpl final : public chat::v1::MessageService::CallbackService {
  public:
+  // `users` (connection-service) is asked by DeleteUser; it must outlive this.
   MessageServiceImpl(StoreWorker* worker, Dispatcher* dispatcher, IdGenerator* ids,
-                     const Clock* clock, MessageServiceOptions options);
+                     const Clock* clock, MessageServiceOptions options, UserLookup* users);
 
   grpc::ServerUnaryReactor* Send(grpc::CallbackServerContext* ctx,
                                  const chat::v1::SendRequest* request,
@@ -52,19 +58,24 @@ class MessageServiceImpl final : public chat::v1::MessageService::CallbackServic
                                      const chat::v1::MarkReadRequest* request,
                                      chat::v1::MarkReadResponse* response) override;
 
-  // Validates, stamps and queues one send. `done` gets the result (and, for
-  // the unary API, fills `per_connection`), on the worker's thread or at once
-  // when the send is refused before the store.
-  using SendDone = std::function<void(chat::v1::EdgeSendResult)>;
-  void SubmitSend(const chat::v1::SendRequest& request,
-                  google::protobuf::RepeatedPtrField<chat::v1::ConnectionDelivery>* per_connection,
-                  SendDone done);
+  // One send's outcome: the stored message's numbers (the EdgeLink's
+  // result, without seq), or why not: a status with its ErrorInfo reason
+  // (NOT_FOUND is always USER_NOT_FOUND, the recipient).
+  using SendDone = std::function<void(absl::StatusOr<chat::v1::EdgeSendResult>)>;
 
-  // Validates and stamps one send: appends its job to `jobs`, or answers
-  // `done` at once when it is refused.
-  void PrepareSend(const chat::v1::SendRequest& request,
-                   google::protobuf::RepeatedPtrField<chat::v1::ConnectionDelivery>* per_connection,
-                   SendDone done, std::vector<StoreWorker::SendJob>* jobs);
+  // An edge's send (one recipient, never the server's): validates and stamps
+  // it, appends its job to `jobs`, or answers `done` at once when refused.
+  void PrepareEdgeSend(const chat::v1::SendRequest& request, SendDone done,
+                       std::vector<StoreWorker::SendJob>* jobs);
+
+  // A public send (send_to or recipients): validates it and appends one job
+  // per recipient to `jobs`; fills `response` as they commit. `finished`
+  // gets the call's status once every job answered, or at once when the
+  // request is refused: a failure of the single send_to, or OK (recipients
+  // are answered one by one in response->results).
+  void PreparePublicSend(const chat::v1::SendRequest& request, chat::v1::SendResponse* response,
+                         std::function<void(absl::Status)> finished,
+                         std::vector<StoreWorker::SendJob>* jobs);
 
   // The edge's query on a link, answered on it.
   void SubmitQuery(const std::shared_ptr<Outbox>& link, const chat::v1::EdgeQuery& query);
@@ -79,6 +90,13 @@ class MessageServiceImpl final : public chat::v1::MessageService::CallbackServic
   IdGenerator* ids_;
   const Clock* clock_;
   const MessageServiceOptions options_;
+  UserLookup* const users_;
+
+  // Stamps one checked message and appends its job.
+  void QueueMessage(
+      store::NewMessage message, const std::string& from_connection_id, int64_t edge_received_us,
+      google::protobuf::RepeatedPtrField<chat::v1::ConnectionDelivery>* per_connection,
+      SendDone done, std::vector<StoreWorker::SendJob>* jobs);
 };
 
 class EdgeGatewayImpl final : public chat::v1::EdgeGateway::CallbackService {

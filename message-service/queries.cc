@@ -3,29 +3,45 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
-#include "common/names.h"
+#include "common/grpc_status.h"
+#include "message-service/send_request.h"
 
 namespace chat::message {
 namespace {
 
 absl::Status CheckUser(const std::string& user, const char* field) {
-  if (absl::Status s = ValidateUserName(user); !s.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": ", s.message()));
-  }
+  return CheckName(user, field);
+}
+
+absl::Status Invalid(std::string message, absl::string_view reason) {
+  return WithReason(absl::InvalidArgumentError(std::move(message)), reason);
+}
+
+absl::Status CheckPosition(int64_t value, const char* field) {
+  if (value < 0) return Invalid(absl::StrCat(field, " must not be negative"), "INVALID_POSITION");
   return absl::OkStatus();
 }
 
 absl::StatusOr<int> Limit(int requested, int default_limit) {
-  if (requested < 0) return absl::InvalidArgumentError("limit must be positive");
+  if (requested < 0) return Invalid("limit must not be negative", "INVALID_LIMIT");
+  if (requested > kMaxPageLimit) {
+    return Invalid(absl::StrCat("limit is over ", kMaxPageLimit), "INVALID_LIMIT");
+  }
   if (requested == 0) return default_limit;
-  return std::min(requested, kMaxPageLimit);
+  return requested;
+}
+
+// NOT_FOUND (USER_NOT_FOUND) unless the store knows `user`: the store knows
+// everyone who ever connected or was written to, until erased.
+absl::Status CheckKnown(store::MessageStore* store, const std::string& user) {
+  absl::StatusOr<bool> known = store->HasUser(user);
+  if (!known.ok()) return known.status();
+  if (!*known) return WithReason(absl::NotFoundError("no user by that name"), kUserNotFound);
+  return absl::OkStatus();
 }
 
 absl::Status CheckPeer(store::MessageStore* store, const std::string& peer) {
-  absl::StatusOr<bool> known = store->HasUser(peer);
-  if (!known.ok()) return known.status();
-  if (!*known) return absl::NotFoundError("no user by that name");
-  return absl::OkStatus();
+  return CheckKnown(store, peer);
 }
 
 }  // namespace
@@ -39,15 +55,21 @@ void ToProto(const store::Message& m, chat::v1::StoredMessage* out) {
   out->set_send_to(m.send_to);
   out->set_message(m.text);
   out->set_ts_ms(m.ts_ms);
+  out->set_server(m.server);
+  out->set_type(m.type);
+  out->set_metadata(m.metadata);
 }
 
 absl::StatusOr<chat::v1::SyncResponse> RunSync(store::MessageStore* store,
                                                const chat::v1::SyncRequest& request,
-                                               const std::string& epoch) {
+                                               const std::string& epoch, bool check_user) {
   if (absl::Status s = CheckUser(request.user(), "user"); !s.ok()) return s;
-  if (request.since() < 0) return absl::InvalidArgumentError("since must not be negative");
+  if (absl::Status s = CheckPosition(request.since(), "since"); !s.ok()) return s;
   absl::StatusOr<int> limit = Limit(request.limit(), kMaxPageLimit);
   if (!limit.ok()) return limit.status();
+  if (check_user) {
+    if (absl::Status s = CheckKnown(store, request.user()); !s.ok()) return s;
+  }
   int64_t since = request.since();
   bool reset = !request.epoch().empty() && request.epoch() != epoch;
   if (!reset && since > 0) {
@@ -71,7 +93,7 @@ absl::StatusOr<chat::v1::SyncResponse> RunSync(store::MessageStore* store,
 absl::StatusOr<chat::v1::SyncResponse> RunUnread(store::MessageStore* store,
                                                  const chat::v1::UnreadRequest& request) {
   if (absl::Status s = CheckUser(request.user(), "user"); !s.ok()) return s;
-  absl::StatusOr<int> limit = Limit(request.limit(), 100);
+  absl::StatusOr<int> limit = Limit(std::min(request.limit(), kMaxPageLimit), 100);
   if (!limit.ok()) return limit.status();
   absl::StatusOr<store::SyncPage> page = store->Unread(
       request.user(), std::max<int64_t>(request.after(), 0), *limit, kMaxReplyTextBytes / 2);
@@ -84,12 +106,16 @@ absl::StatusOr<chat::v1::SyncResponse> RunUnread(store::MessageStore* store,
 }
 
 absl::StatusOr<chat::v1::HistoryResponse> RunHistory(store::MessageStore* store,
-                                                     const chat::v1::HistoryRequest& request) {
+                                                     const chat::v1::HistoryRequest& request,
+                                                     bool check_user) {
   if (absl::Status s = CheckUser(request.user(), "user"); !s.ok()) return s;
   if (absl::Status s = CheckUser(request.with(), "with"); !s.ok()) return s;
-  if (request.before() < 0) return absl::InvalidArgumentError("before must not be negative");
+  if (absl::Status s = CheckPosition(request.before(), "before"); !s.ok()) return s;
   absl::StatusOr<int> limit = Limit(request.limit(), 50);
   if (!limit.ok()) return limit.status();
+  if (check_user) {
+    if (absl::Status s = CheckKnown(store, request.user()); !s.ok()) return s;
+  }
   if (absl::Status s = CheckPeer(store, request.with()); !s.ok()) return s;
   absl::StatusOr<store::HistoryPage> page =
       store->History(request.user(), request.with(), request.before(), *limit, kMaxReplyTextBytes);
@@ -105,11 +131,14 @@ absl::StatusOr<chat::v1::HistoryResponse> RunHistory(store::MessageStore* store,
 }
 
 absl::StatusOr<chat::v1::ConversationsResponse> RunConversations(
-    store::MessageStore* store, const chat::v1::ConversationsRequest& request) {
+    store::MessageStore* store, const chat::v1::ConversationsRequest& request, bool check_user) {
   if (absl::Status s = CheckUser(request.user(), "user"); !s.ok()) return s;
   absl::StatusOr<int> limit = Limit(request.limit(), 50);
   if (!limit.ok()) return limit.status();
-  if (request.after().size() > 256) return absl::InvalidArgumentError("after is not a cursor");
+  if (request.after().size() > 256) return Invalid("after is not a cursor", "INVALID_CURSOR");
+  if (check_user) {
+    if (absl::Status s = CheckKnown(store, request.user()); !s.ok()) return s;
+  }
   absl::StatusOr<store::ConversationsPage> page =
       store->Conversations(request.user(), request.after(), *limit, kMaxReplyTextBytes);
   if (!page.ok()) return page.status();
@@ -130,10 +159,14 @@ absl::StatusOr<chat::v1::ConversationsResponse> RunConversations(
 
 absl::StatusOr<chat::v1::MarkReadResponse> RunMarkRead(store::MessageStore* store,
                                                        const chat::v1::MarkReadRequest& request,
-                                                       std::vector<store::MarkChange>* changes) {
+                                                       std::vector<store::MarkChange>* changes,
+                                                       bool check_user) {
   if (absl::Status s = CheckUser(request.user(), "user"); !s.ok()) return s;
   if (absl::Status s = CheckUser(request.with(), "with"); !s.ok()) return s;
-  if (request.seq() < 0) return absl::InvalidArgumentError("seq must not be negative");
+  if (absl::Status s = CheckPosition(request.seq(), "seq"); !s.ok()) return s;
+  if (check_user) {
+    if (absl::Status s = CheckKnown(store, request.user()); !s.ok()) return s;
+  }
   if (absl::Status s = CheckPeer(store, request.with()); !s.ok()) return s;
   absl::StatusOr<store::MessageStore::ReadResult> read =
       store->MarkRead(request.user(), request.with(), request.seq());

@@ -56,6 +56,9 @@ class StoreWorker {
   void SetAfterBatch(std::function<void(store::MessageStore*)> fn);
   // Remembers that the store knows `user` (skips the lookup). Worker thread only.
   void NoteKnownUser(const std::string& user) { known_.insert(user); }
+  // The store erased `user`: the next send to them asks the store (and then
+  // connection-service) again. Worker thread only.
+  void ForgetKnownUser(const std::string& user) { known_.erase(user); }
 
   const std::string& epoch() const { return epoch_; }
 

@@ -7,19 +7,31 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "chat/v1/chat.grpc.pb.h"
 #include "common/service_auth.h"
 
 namespace chat::message {
 
-// Whether a user exists, asked of connection-service (the durable table of
-// users ever seen). Used only when the message store has never seen the
+// What connection-service answered to ForgetUser.
+struct ForgetResult {
+  bool existed = false;  // connection-service knew the user
+  int disconnected = 0;  // connections it closed
+};
+
+// connection-service as message-service needs it (the durable table of users
+// ever seen). Exists is asked only when the message store has never seen the
 // recipient: a user who just said hello exists there before their hello.
 class UserLookup {
  public:
   virtual ~UserLookup() = default;
   // OK: exists; NOT_FOUND: never existed; anything else: could not tell.
   virtual void Exists(const std::string& user, std::function<void(absl::Status)> done) = 0;
+  // DeleteUser: drops the user (registry, user table, name claim) and closes
+  // their connections with `code` and `reason`. UNAVAILABLE when it could
+  // not be asked.
+  virtual void Forget(const std::string& user, int code, const std::string& reason,
+                      std::function<void(absl::StatusOr<ForgetResult>)> done) = 0;
 };
 
 class GrpcUserLookup : public UserLookup {
@@ -28,6 +40,8 @@ class GrpcUserLookup : public UserLookup {
                  std::chrono::milliseconds deadline = std::chrono::milliseconds(3000))
       : stub_(stub), auth_(std::move(auth)), deadline_(deadline) {}
   void Exists(const std::string& user, std::function<void(absl::Status)> done) override;
+  void Forget(const std::string& user, int code, const std::string& reason,
+              std::function<void(absl::StatusOr<ForgetResult>)> done) override;
 
  private:
   chat::v1::EdgeRegistry::Stub* stub_;

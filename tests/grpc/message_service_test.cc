@@ -335,9 +335,32 @@ class FakeUserLookup : public UserLookup {
     }
     done(status);
   }
+  void Forget(const std::string& user, int code, const std::string& reason,
+              std::function<void(absl::StatusOr<ForgetResult>)> done) override {
+    absl::StatusOr<ForgetResult> result;
+    {
+      absl::MutexLock lock(&mu_);
+      forgotten_.push_back(absl::StrCat(user, " ", code, " ", reason));
+      if (unavailable_) {
+        result = absl::UnavailableError("test: connection service down");
+      } else {
+        result = ForgetResult{users_.erase(user) > 0, disconnect_};
+      }
+    }
+    done(std::move(result));
+  }
   void Add(const std::string& user) {
     absl::MutexLock lock(&mu_);
     users_.insert(user);
+  }
+  // What the next Forget says it closed.
+  void SetDisconnects(int n) {
+    absl::MutexLock lock(&mu_);
+    disconnect_ = n;
+  }
+  std::vector<std::string> forgotten() {
+    absl::MutexLock lock(&mu_);
+    return forgotten_;
   }
   // Deferred: answers wait until ReleaseInReverse (as gRPC answers may come
   // back in any order).
@@ -382,6 +405,8 @@ class FakeUserLookup : public UserLookup {
   absl::Mutex mu_;
   absl::flat_hash_set<std::string> users_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> asked_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> forgotten_ ABSL_GUARDED_BY(mu_);
+  int disconnect_ ABSL_GUARDED_BY(mu_) = 0;
   bool unavailable_ ABSL_GUARDED_BY(mu_) = false;
   bool defer_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::pair<std::string, std::function<void(absl::Status)>>> deferred_
@@ -419,7 +444,7 @@ class MessageServiceTest : public ::testing::Test {
     worker_ = std::make_unique<StoreWorker>(std::move(flaky), StoreWorker::Options(), &lookup_);
     worker_->SetAfterBatch([this](store::MessageStore* s) { dispatcher_->FlushMarks(s); });
     service_ = std::make_unique<MessageServiceImpl>(worker_.get(), dispatcher_.get(), &ids_,
-                                                    &clock_, Options());
+                                                    &clock_, Options(), &lookup_);
     server_ = std::make_unique<chat::testing::InProcessServer>();
     gateway_service_ = std::make_unique<EdgeGatewayImpl>(service_.get());
     absl::Status started = server_->Start({service_.get(), gateway_service_.get()});
@@ -536,6 +561,7 @@ TEST_F(MessageServiceTest, TheGreetingCarriesTheStoreEpoch) {
   EXPECT_EQ(greeting.epoch(), epoch_);
   EXPECT_EQ(greeting.deliveries_size() + greeting.results_size() + greeting.attached_size(), 0)
       << greeting.DebugString();
+  e1.Attach("a1", "alice");
   EXPECT_EQ(Sync("alice").epoch(), epoch_) << "sync answers with the same epoch";
 }
 
