@@ -13,7 +13,7 @@ packages=(
   libsqlite3-dev libpq-dev postgresql-15
   prometheus-cpp-dev prometheus
   python3 python3-yaml curl
-  python3-grpcio python3-protobuf python3-websocket
+  python3-grpcio python3-protobuf python3-websocket openssl
 )
 if [[ "${1:-}" == "--browser" ]]; then
   packages+=(chromium nodejs npm)

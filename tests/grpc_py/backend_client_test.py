@@ -21,6 +21,8 @@ clients (python3-websocket) connect as alice, bob and carol, then:
   disconnect        Disconnect{carol, 4321, "bye"}: carol's socket closes with 4321 "bye"
   ban               Disconnect{carol, ban 60 s}: GetUser shows it, her next handshake gets 403
   delete_user       DeleteUser(carol), then GetUser(carol) is NOT_FOUND
+  tls               a connection-service with --tls_cert/--tls_key/--tls_client_ca: a client
+                    certificate from its CA gets in, no certificate or plaintext does not
   credentials       the API token is refused on an internal RPC, the internal token (and
                     no token) on public ones; the internal token works on internal RPCs
   error_model       GetUser of a 20 KB name: INVALID_ARGUMENT, a short message, a
@@ -102,10 +104,10 @@ def generate_protos(out_dir):
 class Service:
     """One binary: started, waited for ("listening on host:port"), signalled."""
 
-    def __init__(self, name, args):
+    def __init__(self, name, args, log_name=None):
         self.name, self.args = name, args
         self.proc, self.port = None, None
-        self.log_path = os.path.join(LOG_DIR, f"grpc_py.{name}.log")
+        self.log_path = os.path.join(LOG_DIR, f"grpc_py.{log_name or name}.log")
 
     def start(self, port=0):
         argv = [BINARIES[self.name], f"--listen=127.0.0.1:{port}"] + self.args
@@ -173,6 +175,25 @@ def wait_ready(port):
             pass
         time.sleep(0.05)  # polling interval, bounded by the deadline
     raise Failure("the edge never answered /readyz with 200")
+
+
+def make_certificates(d):
+    """A CA, a server certificate for 127.0.0.1 and a client certificate (openssl)."""
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=d, check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "1",
+            "-subj", "/CN=grpc-py test CA")
+    extensions = {"server": "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+                  "client": "extendedKeyUsage=clientAuth\n"}
+    for name, ext in extensions.items():
+        with open(os.path.join(d, f"{name}.ext"), "w") as f:
+            f.write(ext)
+        openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj",
+                f"/CN=grpc-py {name}")
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-CAcreateserial", "-days", "1", "-extfile", f"{name}.ext", "-out", f"{name}.pem")
 
 
 # ---------------------------------------------------------------------------
@@ -580,6 +601,37 @@ class Scenario:
             check(time.monotonic() < deadline, f"carol's handshake while banned: HTTP {status}")
             time.sleep(0.1)  # polling interval, bounded by the deadline
 
+    def tls(self):
+        """A connection-service of its own with mutual TLS: a backend with a client
+        certificate (and the API token) gets in; without the certificate, or in
+        plaintext, it does not."""
+        d = os.path.join(self.data_dir, "tls")
+        os.makedirs(d)
+        make_certificates(d)
+        read = lambda name: open(os.path.join(d, name), "rb").read()
+        service = Service("connection-service", [
+            f"--store=sqlite:{d}/users.db", "--metrics_listen=", f"--api_token={API_TOKEN}",
+            f"--service_token={SERVICE_TOKEN}", f"--tls_cert={d}/server.pem",
+            f"--tls_key={d}/server.key", f"--tls_client_ca={d}/ca.pem"], "connection-service-tls")
+        port = service.start()
+        try:
+            target = f"127.0.0.1:{port}"
+            mutual = grpc.ssl_channel_credentials(root_certificates=read("ca.pem"),
+                                                  private_key=read("client.key"),
+                                                  certificate_chain=read("client.pem"))
+            counts = lambda channel: unary(channel, "/chat.v1.ConnectionService/GetCounts",
+                                           pb.GetCountsRequest(), pb.GetCountsResponse)
+            with grpc.secure_channel(target, mutual) as channel:
+                counts(channel)
+            no_cert = grpc.ssl_channel_credentials(root_certificates=read("ca.pem"))
+            with grpc.secure_channel(target, no_cert) as channel:
+                expect_error(grpc.StatusCode.UNAVAILABLE, lambda: counts(channel),
+                             "TLS without a client certificate")
+            with grpc.insecure_channel(target) as channel:
+                expect_error(grpc.StatusCode.UNAVAILABLE, lambda: counts(channel), "plaintext")
+        finally:
+            service.stop()
+
     def delete_user(self):
         response = unary(self.ms, "/chat.v1.MessageService/DeleteUser",
                          pb.DeleteUserRequest(name="carol"), pb.DeleteUserResponse)
@@ -629,7 +681,7 @@ class Scenario:
 
 def main():
     os.makedirs(LOG_DIR, exist_ok=True)
-    for name in BINARIES:
+    for name in list(BINARIES) + ["connection-service-tls"]:
         path = os.path.join(LOG_DIR, f"grpc_py.{name}.log")
         if os.path.exists(path):
             os.remove(path)
@@ -647,7 +699,7 @@ def main():
             print("0 passed, 1 failed")
             return 1
         steps = ["list_users", "watch_snapshot", "watch_restart", "send_recipients", "batch",
-                 "watch_offline", "disconnect", "ban", "delete_user", "credentials", "error_model"]
+                 "watch_offline", "disconnect", "ban", "delete_user", "tls", "credentials", "error_model"]
         for step in steps:
             started = time.monotonic()
             try:
