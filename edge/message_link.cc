@@ -23,10 +23,25 @@ SendResult::Status SendStatusOf(int code) {
   }
 }
 
-MessageObject FromProto(const chat::v1::StoredMessage& m) {
-  return {m.id(),      m.conversation(), m.seq(),     m.useq(),
-          m.sent_by(), m.send_to(),      m.message(), m.ts_ms()};
+// Delivery and StoredMessage carry the same message fields.
+template <typename Proto>
+MessageObject MessageOf(const Proto& m) {
+  MessageObject out;
+  out.id = m.id();
+  out.conversation = m.conversation();
+  out.seq = m.seq();
+  out.useq = m.useq();
+  out.sent_by = m.sent_by();
+  out.send_to = m.send_to();
+  out.message = m.message();
+  out.ts_ms = m.ts_ms();
+  out.server = m.server();
+  out.type = m.type();
+  out.metadata = m.metadata();
+  return out;
 }
+
+MessageObject FromProto(const chat::v1::StoredMessage& m) { return MessageOf(m); }
 
 SyncReply FromProto(const chat::v1::SyncResponse& r) {
   SyncReply out;
@@ -327,8 +342,7 @@ void MessageLink::OnDown(const chat::v1::EdgeDown& down) {
     for (auto& [done, info] : ready) done(std::move(info));
   }
   for (const auto& d : down.deliveries()) {
-    MessageObject m{d.id(),      d.conversation(), d.seq(),     d.useq(),
-                    d.sent_by(), d.send_to(),      d.message(), d.ts_ms()};
+    const MessageObject m = MessageOf(d);
     auto frame = std::make_shared<const std::string>(EncodeDelivery(m));
     const bool own_copy = d.user() == d.sent_by() && d.sent_by() != d.send_to();
     const int64_t useq = d.useq();

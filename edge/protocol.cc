@@ -339,6 +339,17 @@ void PutMessage(json::object& obj, const MessageObject& m) {
     obj["seq"] = m.seq;
     obj["useq"] = m.useq;
   }
+  // Only on messages sent through the public gRPC API: no WebSocket user can
+  // set them, and frames without them are exactly what version 1 clients got.
+  if (m.server) obj["server"] = true;
+  if (!m.type.empty()) obj["type"] = Sv(m.type);
+  if (!m.metadata.empty()) {
+    // Embedded as the object it is (message-service accepted only objects);
+    // anything else is left out rather than sent as a string.
+    json::error_code ec;
+    json::value metadata = json::parse(Sv(m.metadata), ec);
+    if (!ec && metadata.is_object()) obj["metadata"] = std::move(metadata);
+  }
 }
 json::array MessageArray(const std::vector<MessageObject>& messages, size_t begin, size_t end) {
   json::array arr;

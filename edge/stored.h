@@ -19,6 +19,9 @@ struct MessageObject {
   std::string send_to;
   std::string message;
   int64_t ts_ms = 0;
+  bool server = false;   // sent through the public gRPC API ("server": true)
+  std::string type;      // "" = none
+  std::string metadata;  // a JSON object's text, "" = none
 };
 
 struct SyncReply {

@@ -271,8 +271,8 @@ TEST(EncodeTest, HelloCarriesIdentityAndLimits) {
 
 TEST(EncodeTest, DeliveryHasEveryFieldOldAndNewClientsRead) {
   const std::string message = "<b>\"quoted\"</b>\n\u00e9\u2603";
-  json::object frame =
-      Frame(EncodeDelivery({"01JD7X", "conv", 3, 42, "alice", "bob", message, 1764050000123}));
+  json::object frame = Frame(EncodeDelivery(
+      {"01JD7X", "conv", 3, 42, "alice", "bob", message, 1764050000123, false, "", ""}));
   EXPECT_EQ(frame["action"], "send");
   EXPECT_EQ(frame["conversation"], "conv");
   EXPECT_EQ(frame["seq"], 3);
@@ -282,6 +282,56 @@ TEST(EncodeTest, DeliveryHasEveryFieldOldAndNewClientsRead) {
   EXPECT_EQ(frame["message"], json::string(message)) << "the message must round-trip verbatim";
   EXPECT_EQ(frame["id"], "01JD7X");
   EXPECT_EQ(frame["ts"], 1764050000123);
+}
+
+TEST(EncodeTest, OnlyServerMessagesCarryServerTypeAndMetadata) {
+  MessageObject plain;
+  plain.id = "01JD7X";
+  plain.conversation = "conv";
+  plain.seq = 1;
+  plain.useq = 1;
+  plain.sent_by = "alice";
+  plain.send_to = "bob";
+  plain.message = "hi";
+  plain.ts_ms = 1764050000123;
+  json::object frame = Frame(EncodeDelivery(plain));
+  EXPECT_FALSE(frame.contains("server")) << "a WebSocket user's message: " << frame;
+  EXPECT_FALSE(frame.contains("type")) << frame;
+  EXPECT_FALSE(frame.contains("metadata")) << frame;
+
+  MessageObject notice = plain;
+  notice.sent_by = "system";
+  notice.server = true;
+  notice.type = "notice.maintenance";
+  notice.metadata = R"({"window_min":30,"links":["a"]})";
+  frame = Frame(EncodeDelivery(notice));
+  EXPECT_EQ(frame["server"], true);
+  EXPECT_EQ(frame["type"], "notice.maintenance");
+  ASSERT_TRUE(frame["metadata"].is_object()) << "metadata is an object, not a string: " << frame;
+  EXPECT_EQ(frame["metadata"], json::parse(R"({"window_min":30,"links":["a"]})"));
+  EXPECT_EQ(frame["message"], "hi") << "the text stays for clients that ignore the rest";
+
+  // The same in stored-message replies.
+  SyncReply reply;
+  reply.messages = {plain, notice};
+  reply.useq = 2;
+  json::object synced = Frame(EncodeSynced(&reply, std::nullopt));
+  const json::array& messages = synced["messages"].as_array();
+  ASSERT_EQ(messages.size(), 2u);
+  EXPECT_FALSE(messages[0].as_object().contains("server"));
+  EXPECT_EQ(messages[1].as_object().at("server"), true);
+  EXPECT_EQ(messages[1].as_object().at("type"), "notice.maintenance");
+  EXPECT_TRUE(messages[1].as_object().at("metadata").is_object());
+  HistoryReply history;
+  history.with = "system";
+  history.conversation = "conv";
+  history.messages = {notice};
+  json::object page = Frame(EncodeHistory(history, std::nullopt));
+  EXPECT_EQ(page["messages"].as_array()[0].as_object().at("server"), true);
+
+  // Metadata that is not an object (never accepted upstream) is left out.
+  notice.metadata = "[1]";
+  EXPECT_FALSE(Frame(EncodeDelivery(notice)).contains("metadata"));
 }
 
 TEST(EncodeTest, SentReply) {
@@ -403,7 +453,8 @@ TEST(EncodeV2Test, SyncedStaysUnderOneMebibyte) {
   SyncReply reply;
   for (int i = 1; i <= 40; ++i) {
     // Control characters take six bytes each once escaped.
-    reply.messages.push_back({"id", "c", i, i, "a", "b", std::string(20000, '\x01'), 1});
+    reply.messages.push_back(
+        {"id", "c", i, i, "a", "b", std::string(20000, '\x01'), 1, false, "", ""});
   }
   reply.useq = 40;
   std::string frame = EncodeSynced(&reply, std::nullopt);
@@ -422,7 +473,8 @@ TEST(EncodeV2Test, ConversationsStayUnderOneMebibyteAndPageOn) {
     ConversationEntry e;
     e.with = "peer" + std::to_string(i);
     e.conversation = "c" + std::to_string(i);
-    e.last = {"id", e.conversation, 1, 100 - i, e.with, "me", std::string(30000, '\x02'), 1};
+    e.last = {"id", e.conversation, 1,  100 - i, e.with, "me", std::string(30000, '\x02'),
+              1,    false,          "", ""};
     reply.items.push_back(e);
   }
   std::string frame = EncodeConversations(reply, std::nullopt);
