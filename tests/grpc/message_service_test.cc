@@ -26,6 +26,8 @@
 #include "chat/v1/chat.grpc.pb.h"
 #include "common/grpc_server.h"
 #include "gmock/gmock.h"
+#include "google/rpc/error_details.pb.h"
+#include "google/rpc/status.pb.h"
 #include "gtest/gtest.h"
 #include "message-service/dispatcher.h"
 #include "message-service/id_generator.h"
@@ -54,6 +56,47 @@ std::string StatusName(v1::SendStatus s) { return v1::SendStatus_Name(s); }
 std::string CodeName(int code) {
   return absl::AsciiStrToUpper(absl::StatusCodeToString(static_cast<absl::StatusCode>(code)));
 }
+
+// The ErrorInfo reason in a google.rpc.Status (a failed call's details, or a
+// per-item status of a successful one).
+std::string ReasonIn(const google::rpc::Status& status) {
+  for (const auto& detail : status.details()) {
+    google::rpc::ErrorInfo info;
+    if (detail.UnpackTo(&info)) {
+      EXPECT_EQ(info.domain(), "chat.v1");
+      return info.reason();
+    }
+  }
+  return "<no ErrorInfo>";
+}
+std::string ReasonOf(const grpc::Status& status) {
+  google::rpc::Status details;
+  if (!details.ParseFromString(status.error_details())) return "<no details>";
+  EXPECT_EQ(details.code(), static_cast<int>(status.error_code()));
+  return ReasonIn(details);
+}
+
+// The real store, failing on demand, counting the messages of each commit.
+class CountingStore : public chat::testing::FlakyMessageStore {
+ public:
+  using FlakyMessageStore::FlakyMessageStore;
+  absl::StatusOr<std::vector<store::Committed>> Commit(
+      const std::vector<store::NewMessage>& batch) override {
+    {
+      absl::MutexLock lock(&mu_);
+      commits_.push_back(batch.size());
+    }
+    return FlakyMessageStore::Commit(batch);
+  }
+  std::vector<size_t> commits() {
+    absl::MutexLock lock(&mu_);
+    return commits_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<size_t> commits_ ABSL_GUARDED_BY(mu_);
+};
 
 std::vector<std::string> Ids(const google::protobuf::RepeatedPtrField<std::string>& ids) {
   return {ids.begin(), ids.end()};
@@ -437,7 +480,7 @@ class MessageServiceTest : public ::testing::Test {
 
     auto real = store::OpenMessageStore("sqlite:" + dir_ + "/data/messages.db", {});
     ASSERT_TRUE(real.ok()) << real.status();
-    auto flaky = std::make_unique<chat::testing::FlakyMessageStore>(std::move(*real));
+    auto flaky = std::make_unique<CountingStore>(std::move(*real));
     store_ = flaky.get();
     epoch_ = store_->Epoch();
     dispatcher_ = std::make_unique<Dispatcher>(&clock_, epoch_);
@@ -535,7 +578,7 @@ class MessageServiceTest : public ::testing::Test {
   chat::testing::FakeClock clock_{kNow};
   IdGenerator ids_{7};
   FakeUserLookup lookup_;
-  chat::testing::FlakyMessageStore* store_ = nullptr;  // owned by the worker
+  CountingStore* store_ = nullptr;  // owned by the worker
   std::unique_ptr<Dispatcher> dispatcher_;
   std::unique_ptr<StoreWorker> worker_;
   std::unique_ptr<MessageServiceImpl> service_;
@@ -1352,6 +1395,497 @@ TEST_F(MessageServiceTest, PublicReadsRefuseBadInputAndUnknownPeers) {
   EXPECT_EQ(code(stub_->MarkRead(Ctx().get(), read, &read_response)), grpc::UNAVAILABLE);
   store_->Repair();
   EXPECT_EQ(code(stub_->Sync(Ctx().get(), sync, &sync_response)), grpc::OK);
+}
+
+// ---------------------------------------------------------------------------
+// The public API of the new contract: server messages, typed payloads,
+// several recipients, Batch, DeleteUser, and the error reasons.
+// ---------------------------------------------------------------------------
+
+v1::SendRequest Typed(const std::string& from, const std::string& to, const std::string& message,
+                      const std::string& type, const std::string& metadata) {
+  v1::SendRequest r = Req(from, to, message);
+  r.set_type(type);
+  r.set_metadata(metadata);
+  return r;
+}
+
+v1::SendRequest ToMany(const std::string& from, const std::vector<std::string>& recipients,
+                       const std::string& message, const std::string& key = "") {
+  v1::SendRequest r;
+  r.set_sent_by(from);
+  for (const auto& to : recipients) r.add_recipients(to);
+  r.set_message(message);
+  r.set_idempotency_key(key);
+  return r;
+}
+
+TEST_F(MessageServiceTest, PublicSendsAreTheServersAndCarryTypeAndMetadata) {
+  Link e1(gateway_.get());
+  ASSERT_TRUE(e1.Hello("e1"));
+  e1.Attach("b1", "bob");
+  e1.Attach("a1", "alice");
+  const std::string metadata = R"({"invoice":1042,"lines":[{"sku":"x"}]})";
+  v1::SendResponse sent =
+      UnarySend(Typed("billing", "bob", "Invoice 1042 is ready", "invoice.ready", metadata));
+  EXPECT_EQ(StatusName(sent.status()), "SEND_STATUS_OK");
+  EXPECT_EQ(sent.delivered(), 1);
+  ASSERT_TRUE(e1.WaitUntil([](const Seen& s) { return !s.deliveries.empty(); }, "the delivery"));
+  v1::Delivery d = e1.Get().deliveries[0];
+  EXPECT_TRUE(d.server()) << "a backend's message is the server's";
+  EXPECT_EQ(d.type(), "invoice.ready");
+  EXPECT_EQ(d.metadata(), metadata);
+  EXPECT_EQ(d.sent_by(), "billing") << "any well-formed sender, known or not";
+
+  // An edge's send is never the server's, whatever its request says.
+  v1::SendRequest from_alice = Req("alice", "bob", "hi bob", "a1");
+  v1::EdgeSendResult mine = e1.SendOne(1, from_alice);
+  EXPECT_EQ(CodeName(mine.code()), "OK") << mine.error();
+  ASSERT_TRUE(e1.WaitUntil(
+      [](const Seen& s) {
+        for (const auto& d : s.deliveries) {
+          if (d.message() == "hi bob") return true;
+        }
+        return false;
+      },
+      "alice's message"));
+  for (const auto& d : e1.Get().deliveries) {
+    if (d.message() == "hi bob") {
+      EXPECT_FALSE(d.server());
+      EXPECT_EQ(d.type(), "");
+      EXPECT_EQ(d.metadata(), "");
+    }
+  }
+
+  // Stored with it: Sync, History and Conversations return the same.
+  v1::SyncResponse bob = Sync("bob");
+  ASSERT_EQ(bob.messages_size(), 2);
+  EXPECT_TRUE(bob.messages(0).server());
+  EXPECT_EQ(bob.messages(0).type(), "invoice.ready");
+  EXPECT_EQ(bob.messages(0).metadata(), metadata);
+  EXPECT_FALSE(bob.messages(1).server());
+  EXPECT_EQ(bob.messages(1).metadata(), "");
+  v1::HistoryRequest history;
+  history.set_user("bob");
+  history.set_with("billing");
+  v1::HistoryResponse h;
+  ASSERT_TRUE(stub_->History(Ctx().get(), history, &h).ok());
+  ASSERT_EQ(h.messages_size(), 1);
+  EXPECT_TRUE(h.messages(0).server());
+  EXPECT_EQ(h.messages(0).type(), "invoice.ready");
+  EXPECT_TRUE(Conversation("bob", "billing").last().server());
+  // And what an edge reads on its link.
+  v1::EdgeQuery sync;
+  sync.set_seq(3);
+  sync.mutable_sync()->set_user("bob");
+  v1::EdgeQueryResult on_link = e1.Query(sync);
+  ASSERT_EQ(on_link.sync().messages_size(), 2);
+  EXPECT_TRUE(on_link.sync().messages(0).server());
+  EXPECT_EQ(on_link.sync().messages(0).metadata(), metadata);
+}
+
+TEST_F(MessageServiceTest, PublicSendRefusesBadFieldsWithReasons) {
+  struct Case {
+    std::string what;
+    v1::SendRequest request;
+    std::string reason;
+  };
+  std::vector<Case> cases = {
+      {"empty send_to", Req("system", "", "hi"), "INVALID_NAME"},
+      {"bad send_to", Req("system", " bob", "hi"), "INVALID_NAME"},
+      {"empty sent_by", Req("", "bob", "hi"), "INVALID_NAME"},
+      {"long sent_by", Req(std::string(65, 's'), "bob", "hi"), "INVALID_NAME"},
+      {"long message", Req("system", "bob", std::string(128 * 1024 + 1, 'x')), "MESSAGE_TOO_LONG"},
+      {"long key", Req("system", "bob", "hi", "", std::string(65, 'k')), "INVALID_IDEMPOTENCY_KEY"},
+      {"key with U+001F",
+       Req("system", "bob", "hi", "",
+           "a\x1f"
+           "b"),
+       "INVALID_IDEMPOTENCY_KEY"},
+      {"type with a space", Typed("system", "bob", "hi", "a b", ""), "INVALID_TYPE"},
+      {"type of 65 bytes", Typed("system", "bob", "hi", std::string(65, 't'), ""), "INVALID_TYPE"},
+      {"metadata not JSON", Typed("system", "bob", "hi", "", "{nope"), "INVALID_METADATA"},
+      {"metadata an array", Typed("system", "bob", "hi", "", "[1,2]"), "INVALID_METADATA"},
+      {"metadata a string", Typed("system", "bob", "hi", "", "\"x\""), "INVALID_METADATA"},
+      {"metadata over 16 KiB",
+       Typed("system", "bob", "hi", "", absl::StrCat("{\"a\":\"", std::string(16384, 'x'), "\"}")),
+       "INVALID_METADATA"},
+      {"send_to and recipients", ToMany("system", {"alice"}, "hi"), "INVALID_RECIPIENTS"},
+      {"a repeated recipient", ToMany("system", {"alice", "bob", "alice"}, "hi"),
+       "INVALID_RECIPIENTS"},
+      {"a bad recipient", ToMany("system", {"alice", ""}, "hi"), "INVALID_NAME"},
+  };
+  cases[13].request.set_send_to("bob");
+  std::vector<std::string> many;
+  for (int i = 0; i < 101; ++i) many.push_back(absl::StrCat("u", i));
+  cases.push_back({"101 recipients", ToMany("system", many, "hi"), "INVALID_RECIPIENTS"});
+  for (const Case& c : cases) {
+    grpc::Status status;
+    UnarySend(c.request, &status);
+    EXPECT_EQ(status.error_code(), grpc::INVALID_ARGUMENT) << c.what << ": " << Show(status);
+    EXPECT_EQ(ReasonOf(status), c.reason) << c.what;
+    EXPECT_LE(status.error_message().size(), 256u) << c.what;
+  }
+  EXPECT_THAT(lookup_.asked(), IsEmpty()) << "refused before any lookup";
+  grpc::Status unknown;
+  Sync("system", 0, &unknown);
+  EXPECT_EQ(unknown.error_code(), grpc::NOT_FOUND) << "nothing stored: " << Show(unknown);
+
+  // The limits themselves are fine.
+  v1::SendResponse ok =
+      UnarySend(Typed("system", "bob", std::string(128 * 1024, 'x'), std::string(64, 't'),
+                      absl::StrCat("{\"a\":\"", std::string(16384 - 8, 'x'), "\"}")));
+  EXPECT_EQ(StatusName(ok.status()), "SEND_STATUS_OK");
+  UnarySend(Typed("system", "bob", "hi", "Az09._:/-", "{}"));
+}
+
+TEST_F(MessageServiceTest, PublicSendToAnUnknownUserIsUserNotFound) {
+  grpc::Status status;
+  UnarySend(Req("system", "nobody", "hi"), &status);
+  EXPECT_EQ(status.error_code(), grpc::NOT_FOUND) << Show(status);
+  EXPECT_EQ(ReasonOf(status), "USER_NOT_FOUND");
+  // The edge's link still answers the code (the edge maps it to unknown_user).
+  Link e1(gateway_.get());
+  ASSERT_TRUE(e1.Hello("e1"));
+  e1.Attach("a1", "alice");
+  EXPECT_EQ(CodeName(e1.SendOne(1, Req("alice", "nobody", "hi", "a1")).code()), "NOT_FOUND");
+  // Store down: UNAVAILABLE, retryable.
+  store_->Break();
+  UnarySend(Req("system", "alice", "hi"), &status);
+  EXPECT_EQ(status.error_code(), grpc::UNAVAILABLE);
+  store_->Repair();
+}
+
+TEST_F(MessageServiceTest, ASendToSeveralRecipientsAnswersEachAndCommitsThemTogether) {
+  Link e1(gateway_.get());
+  ASSERT_TRUE(e1.Hello("e1"));
+  e1.Attach("a1", "alice");
+  e1.Attach("b1", "bob");
+  e1.Attach("b2", "bob");
+  // alice and bob are known to the store; dave only to connection-service.
+  UnarySend(Req("alice", "bob", "warm-up"));
+  const size_t commits_before = store_->commits().size();
+
+  v1::SendRequest request = ToMany("system", {"alice", "bob", "nobody", "dave"}, "Maintenance");
+  request.set_type("notice.maintenance");
+  request.set_metadata(R"({"window_min":30})");
+  request.set_idempotency_key("notice-1");
+  v1::SendResponse response = UnarySend(request);
+  EXPECT_EQ(StatusName(response.status()), "SEND_STATUS_OK");
+  EXPECT_EQ(response.id(), "") << "the numbers are per recipient";
+  ASSERT_EQ(response.results_size(), 4);
+  std::vector<std::string> order;
+  for (const auto& r : response.results()) order.push_back(r.send_to());
+  EXPECT_THAT(order, ElementsAre("alice", "bob", "nobody", "dave")) << "request order";
+  const v1::RecipientResult& alice = response.results(0);
+  const v1::RecipientResult& bob = response.results(1);
+  const v1::RecipientResult& nobody = response.results(2);
+  const v1::RecipientResult& dave = response.results(3);
+  EXPECT_TRUE(alice.has_status());
+  EXPECT_EQ(alice.status().code(), 0);
+  EXPECT_EQ(alice.delivered(), 1);
+  EXPECT_EQ(bob.status().code(), 0);
+  EXPECT_EQ(bob.delivered(), 2);
+  EXPECT_EQ(dave.status().code(), 0) << dave.status().message();
+  EXPECT_EQ(dave.delivered(), 0) << "offline: stored for later";
+  EXPECT_EQ(nobody.status().code(), static_cast<int>(grpc::NOT_FOUND));
+  EXPECT_NE(nobody.status().message(), "");
+  EXPECT_EQ(ReasonIn(nobody.status()), "USER_NOT_FOUND");
+  EXPECT_EQ(nobody.id(), "");
+  EXPECT_NE(alice.id(), bob.id());
+  EXPECT_EQ(alice.conversation(), store::ConversationId("system", "alice"));
+  EXPECT_EQ(bob.conversation(), store::ConversationId("system", "bob"));
+  EXPECT_EQ(alice.seq(), 1);
+  EXPECT_EQ(bob.useq(), alice.useq() + 1) << "the sender's stream takes them in order";
+  EXPECT_FALSE(alice.duplicate());
+  // The known recipients went to the store in one commit; dave (looked up
+  // first) in another.
+  std::vector<size_t> commits = store_->commits();
+  commits.erase(commits.begin(), commits.begin() + commits_before);
+  EXPECT_THAT(commits, ElementsAre(2, 1));
+
+  auto notices = [](const Seen& s) {
+    std::vector<v1::Delivery> out;
+    for (const auto& d : s.deliveries) {
+      if (d.message() == "Maintenance") out.push_back(d);
+    }
+    return out;
+  };
+  ASSERT_TRUE(e1.WaitUntil([&](const Seen& s) { return notices(s).size() >= 2; }, "both"));
+  for (const auto& d : notices(e1.Get())) {
+    EXPECT_TRUE(d.server());
+    EXPECT_EQ(d.type(), "notice.maintenance");
+    EXPECT_EQ(d.metadata(), R"({"window_min":30})");
+  }
+
+  // The same call again (a retry): nothing new, each recipient's first answer.
+  v1::SendResponse again = UnarySend(request);
+  ASSERT_EQ(again.results_size(), 4);
+  for (int i : {0, 1, 3}) {
+    EXPECT_TRUE(again.results(i).duplicate()) << i;
+    EXPECT_EQ(again.results(i).id(), response.results(i).id()) << i;
+    EXPECT_EQ(again.results(i).delivered(), 0) << i;
+  }
+  EXPECT_EQ(again.results(2).status().code(), static_cast<int>(grpc::NOT_FOUND));
+  EXPECT_EQ(Sync("bob").messages_size(), 2) << "warm-up and one notice";
+  // The key is per recipient: a single send with it is another message.
+  v1::SendResponse single = UnarySend(Req("system", "alice", "x", "", "notice-1"));
+  EXPECT_FALSE(single.duplicate());
+}
+
+TEST_F(MessageServiceTest, BatchAnswersEachSendOnItsOwn) {
+  Link e1(gateway_.get());
+  ASSERT_TRUE(e1.Hello("e1"));
+  e1.Attach("a1", "alice");
+  UnarySend(Req("system", "bob", "warm-up"));
+  const size_t commits_before = store_->commits().size();
+  v1::BatchRequest batch;
+  *batch.add_sends() = Typed("billing", "alice", "Invoice ready", "invoice.ready", "{\"n\":1}");
+  *batch.add_sends() = Req("billing", "nobody", "lost");
+  *batch.add_sends() = Typed("billing", "alice", "bad", "", "[1]");
+  *batch.add_sends() = ToMany("billing", {"alice", "bob"}, "both");
+  *batch.add_sends() = Req("billing", "bob", "one more");
+  v1::BatchResponse response;
+  grpc::Status status = stub_->Batch(Ctx().get(), batch, &response);
+  ASSERT_TRUE(status.ok()) << Show(status);
+  ASSERT_EQ(response.results_size(), 5);
+  EXPECT_EQ(response.results(0).status().code(), 0);
+  EXPECT_TRUE(response.results(0).has_status());
+  EXPECT_EQ(StatusName(response.results(0).response().status()), "SEND_STATUS_OK");
+  EXPECT_EQ(response.results(0).response().delivered(), 1);
+  ASSERT_EQ(response.results(0).response().connections_size(), 1);
+  EXPECT_EQ(response.results(0).response().connections(0).connection_id(), "a1");
+  EXPECT_EQ(response.results(1).status().code(), static_cast<int>(grpc::NOT_FOUND));
+  EXPECT_EQ(ReasonIn(response.results(1).status()), "USER_NOT_FOUND");
+  EXPECT_FALSE(response.results(1).has_response());
+  EXPECT_EQ(response.results(2).status().code(), static_cast<int>(grpc::INVALID_ARGUMENT));
+  EXPECT_EQ(ReasonIn(response.results(2).status()), "INVALID_METADATA");
+  EXPECT_EQ(response.results(3).status().code(), 0);
+  ASSERT_EQ(response.results(3).response().results_size(), 2);
+  EXPECT_EQ(response.results(3).response().results(1).status().code(), 0);
+  EXPECT_EQ(response.results(4).status().code(), 0);
+  EXPECT_EQ(response.results(4).response().seq(), 2) << "billing-bob: 'both', then this";
+  std::vector<size_t> commits = store_->commits();
+  commits.erase(commits.begin(), commits.begin() + commits_before);
+  EXPECT_THAT(commits, ElementsAre(4)) << "every stored send of the batch in one commit";
+  ASSERT_TRUE(e1.WaitUntil([](const Seen& s) { return s.deliveries.size() >= 2; }, "alice's"));
+  EXPECT_TRUE(e1.Get().deliveries[0].server());
+  EXPECT_EQ(e1.Get().deliveries[0].type(), "invoice.ready");
+
+  // Bounds: none is fine, 100 are, 101 are not.
+  v1::BatchRequest empty;
+  ASSERT_TRUE(stub_->Batch(Ctx().get(), empty, &response).ok());
+  EXPECT_EQ(response.results_size(), 0);
+  v1::BatchRequest full;
+  for (int i = 0; i < 100; ++i) *full.add_sends() = Req("billing", "bob", absl::StrCat("m", i));
+  response.Clear();
+  ASSERT_TRUE(stub_->Batch(Ctx().get(), full, &response).ok());
+  ASSERT_EQ(response.results_size(), 100);
+  EXPECT_EQ(response.results(99).response().seq(), 102);
+  *full.add_sends() = Req("billing", "bob", "one too many");
+  status = stub_->Batch(Ctx().get(), full, &response);
+  EXPECT_EQ(status.error_code(), grpc::INVALID_ARGUMENT) << Show(status);
+  EXPECT_EQ(ReasonOf(status), "TOO_MANY_SENDS");
+  // The store down: every item UNAVAILABLE, the call itself OK.
+  store_->Break();
+  v1::BatchRequest two;
+  *two.add_sends() = Req("billing", "bob", "x");
+  *two.add_sends() = Req("billing", "alice", "y");
+  ASSERT_TRUE(stub_->Batch(Ctx().get(), two, &response).ok());
+  ASSERT_EQ(response.results_size(), 2);
+  EXPECT_EQ(response.results(0).status().code(), static_cast<int>(grpc::UNAVAILABLE));
+  EXPECT_EQ(response.results(1).status().code(), static_cast<int>(grpc::UNAVAILABLE));
+  store_->Repair();
+}
+
+TEST_F(MessageServiceTest, DeleteUserErasesMessagesAndForgetsTheUserEverywhere) {
+  Link e1(gateway_.get());
+  ASSERT_TRUE(e1.Hello("e1"));
+  e1.Attach("a1", "alice");
+  e1.Attach("c1", "carol");
+  e1.SendOne(1, Req("alice", "carol", "hi carol", "a1"));
+  e1.SendOne(2, Req("carol", "alice", "hi alice", "c1"));
+  e1.SendOne(3, Req("alice", "bob", "hi bob", "a1"));
+  e1.Reached("carol", 1, 2);
+  ASSERT_TRUE(e1.WaitUntil([](const Seen& s) { return s.receipts.size() >= 1; }, "a receipt"));
+  lookup_.SetDisconnects(1);
+
+  v1::DeleteUserRequest request;
+  request.set_name("carol");
+  v1::DeleteUserResponse response;
+  grpc::Status status = stub_->DeleteUser(Ctx().get(), request, &response);
+  ASSERT_TRUE(status.ok()) << Show(status);
+  EXPECT_EQ(response.messages_deleted(), 2);
+  EXPECT_EQ(response.disconnected(), 1);
+  EXPECT_THAT(lookup_.forgotten(), ElementsAre("carol 4003 account deleted"));
+
+  // Gone from the store: alice keeps only what did not involve carol.
+  std::vector<std::string> left;
+  const v1::SyncResponse alice = Sync("alice");
+  for (const auto& m : alice.messages()) left.push_back(m.message());
+  EXPECT_THAT(left, ElementsAre("hi bob"));
+  Sync("carol", 0, &status);
+  EXPECT_EQ(status.error_code(), grpc::NOT_FOUND) << Show(status);
+  EXPECT_EQ(ReasonOf(status), "USER_NOT_FOUND");
+
+  // carol's connection is still attached (its edge has not closed it yet):
+  // nothing new reaches it, since nobody knows the name any more (the
+  // store's cache of known users forgot it too).
+  const size_t delivered_before = e1.Get().deliveries.size();
+  v1::EdgeSendResult refused = e1.SendOne(4, Req("alice", "carol", "still there?", "a1"));
+  EXPECT_EQ(CodeName(refused.code()), "NOT_FOUND");
+  UnarySend(Req("system", "carol", "x"), &status);
+  EXPECT_EQ(status.error_code(), grpc::NOT_FOUND);
+  // A late reached report from the old socket does not mark the new stream.
+  e1.Reached("carol", 1, 2);
+  e1.Detach("c1");
+  ASSERT_TRUE(WaitForConnections(1));
+  EXPECT_EQ(e1.Get().deliveries.size(), delivered_before);
+
+  // Again: nobody knows carol now.
+  status = stub_->DeleteUser(Ctx().get(), request, &response);
+  EXPECT_EQ(status.error_code(), grpc::NOT_FOUND) << Show(status);
+  EXPECT_EQ(ReasonOf(status), "USER_NOT_FOUND");
+
+  // The name can be used again and starts afresh.
+  lookup_.Add("carol");
+  v1::Attached fresh = e1.Attach("c2", "carol");
+  EXPECT_EQ(fresh.error(), "");
+  EXPECT_EQ(fresh.last_useq(), 0);
+  EXPECT_EQ(fresh.reached_useq(), 0) << "the old stream's marks are gone";
+  v1::EdgeSendResult anew = e1.SendOne(5, Req("alice", "carol", "welcome back", "a1"));
+  EXPECT_EQ(CodeName(anew.code()), "OK") << anew.error();
+  EXPECT_EQ(anew.conversation_seq(), 1);
+  EXPECT_EQ(anew.delivered(), 1);
+}
+
+TEST_F(MessageServiceTest, DeleteUserOfAUserOnlyConnectionServiceKnew) {
+  // dave registered but never sent nor received anything.
+  v1::DeleteUserRequest request;
+  request.set_name("dave");
+  v1::DeleteUserResponse response;
+  grpc::Status status = stub_->DeleteUser(Ctx().get(), request, &response);
+  ASSERT_TRUE(status.ok()) << Show(status);
+  EXPECT_EQ(response.messages_deleted(), 0);
+  UnarySend(Req("system", "dave", "hi"), &status);
+  EXPECT_EQ(status.error_code(), grpc::NOT_FOUND) << "dave is gone";
+}
+
+TEST_F(MessageServiceTest, DeleteUserErrors) {
+  v1::DeleteUserResponse response;
+  v1::DeleteUserRequest request;
+  grpc::Status status = stub_->DeleteUser(Ctx().get(), request, &response);
+  EXPECT_EQ(status.error_code(), grpc::INVALID_ARGUMENT) << Show(status);
+  EXPECT_EQ(ReasonOf(status), "INVALID_NAME");
+  request.set_name(std::string(65, 'x'));
+  EXPECT_EQ(stub_->DeleteUser(Ctx().get(), request, &response).error_code(),
+            grpc::INVALID_ARGUMENT);
+  request.set_name("ghost");
+  status = stub_->DeleteUser(Ctx().get(), request, &response);
+  EXPECT_EQ(status.error_code(), grpc::NOT_FOUND) << Show(status);
+  EXPECT_EQ(ReasonOf(status), "USER_NOT_FOUND");
+
+  UnarySend(Req("alice", "bob", "hi"));
+  request.set_name("bob");
+  lookup_.SetUnavailable(true);
+  status = stub_->DeleteUser(Ctx().get(), request, &response);
+  EXPECT_EQ(status.error_code(), grpc::UNAVAILABLE) << Show(status);
+  lookup_.SetUnavailable(false);
+  EXPECT_EQ(Sync("bob").messages_size(), 1) << "nothing erased when connection-service failed";
+
+  store_->Break();
+  status = stub_->DeleteUser(Ctx().get(), request, &response);
+  EXPECT_EQ(status.error_code(), grpc::UNAVAILABLE) << Show(status);
+  store_->Repair();
+  // Retried: connection-service forgot bob already, the store erases now.
+  status = stub_->DeleteUser(Ctx().get(), request, &response);
+  ASSERT_TRUE(status.ok()) << Show(status);
+  EXPECT_EQ(response.messages_deleted(), 1);
+}
+
+TEST_F(MessageServiceTest, PublicReadsGiveReasonsAndRefuseLimitsOver500AndUnknownUsers) {
+  UnarySend(Req("alice", "bob", "hi"));
+  v1::SyncResponse sync_response;
+  v1::HistoryResponse history_response;
+  v1::ConversationsResponse conversations_response;
+  v1::MarkReadResponse read_response;
+
+  v1::SyncRequest sync;
+  sync.set_user("bob");
+  sync.set_limit(500);
+  EXPECT_TRUE(stub_->Sync(Ctx().get(), sync, &sync_response).ok());
+  sync.set_limit(501);
+  grpc::Status status = stub_->Sync(Ctx().get(), sync, &sync_response);
+  EXPECT_EQ(status.error_code(), grpc::INVALID_ARGUMENT) << Show(status);
+  EXPECT_EQ(ReasonOf(status), "INVALID_LIMIT");
+  sync.set_limit(-1);
+  EXPECT_EQ(ReasonOf(stub_->Sync(Ctx().get(), sync, &sync_response)), "INVALID_LIMIT");
+  sync.set_limit(0);
+  sync.set_since(-1);
+  EXPECT_EQ(ReasonOf(stub_->Sync(Ctx().get(), sync, &sync_response)), "INVALID_POSITION");
+  sync.set_since(0);
+  sync.set_user("");
+  EXPECT_EQ(ReasonOf(stub_->Sync(Ctx().get(), sync, &sync_response)), "INVALID_NAME");
+  sync.set_user("ghost");
+  status = stub_->Sync(Ctx().get(), sync, &sync_response);
+  EXPECT_EQ(status.error_code(), grpc::NOT_FOUND) << Show(status);
+  EXPECT_EQ(ReasonOf(status), "USER_NOT_FOUND");
+
+  v1::HistoryRequest history;
+  history.set_user("bob");
+  history.set_with("alice");
+  history.set_limit(501);
+  EXPECT_EQ(ReasonOf(stub_->History(Ctx().get(), history, &history_response)), "INVALID_LIMIT");
+  history.set_limit(500);
+  EXPECT_TRUE(stub_->History(Ctx().get(), history, &history_response).ok());
+  history.set_user("ghost");
+  status = stub_->History(Ctx().get(), history, &history_response);
+  EXPECT_EQ(status.error_code(), grpc::NOT_FOUND) << Show(status);
+  EXPECT_EQ(ReasonOf(status), "USER_NOT_FOUND");
+  history.set_user("bob");
+  history.set_with("ghost");
+  EXPECT_EQ(ReasonOf(stub_->History(Ctx().get(), history, &history_response)), "USER_NOT_FOUND");
+  history.set_with("alice");
+  history.set_before(-1);
+  EXPECT_EQ(ReasonOf(stub_->History(Ctx().get(), history, &history_response)), "INVALID_POSITION");
+
+  v1::ConversationsRequest conversations;
+  conversations.set_user("bob");
+  conversations.set_limit(501);
+  EXPECT_EQ(ReasonOf(stub_->Conversations(Ctx().get(), conversations, &conversations_response)),
+            "INVALID_LIMIT");
+  conversations.set_limit(0);
+  conversations.set_after(std::string(300, '9'));
+  EXPECT_EQ(ReasonOf(stub_->Conversations(Ctx().get(), conversations, &conversations_response)),
+            "INVALID_CURSOR");
+  conversations.clear_after();
+  conversations.set_user("ghost");
+  status = stub_->Conversations(Ctx().get(), conversations, &conversations_response);
+  EXPECT_EQ(status.error_code(), grpc::NOT_FOUND) << Show(status);
+
+  v1::MarkReadRequest read;
+  read.set_user("ghost");
+  read.set_with("alice");
+  status = stub_->MarkRead(Ctx().get(), read, &read_response);
+  EXPECT_EQ(status.error_code(), grpc::NOT_FOUND) << Show(status);
+  EXPECT_EQ(ReasonOf(status), "USER_NOT_FOUND");
+  read.set_user("bob");
+  read.set_seq(-2);
+  EXPECT_EQ(ReasonOf(stub_->MarkRead(Ctx().get(), read, &read_response)), "INVALID_POSITION");
+  read.set_seq(0);
+  read.set_with("");
+  EXPECT_EQ(ReasonOf(stub_->MarkRead(Ctx().get(), read, &read_response)), "INVALID_NAME");
+}
+
+TEST_F(MessageServiceTest, AnEdgeSendWithRecipientsIsRefused) {
+  Link e1(gateway_.get());
+  ASSERT_TRUE(e1.Hello("e1"));
+  e1.Attach("a1", "alice");
+  v1::SendRequest r = Req("alice", "bob", "hi", "a1");
+  r.add_recipients("carol");
+  v1::EdgeSendResult result = e1.SendOne(1, r);
+  EXPECT_EQ(CodeName(result.code()), "INVALID_ARGUMENT");
+  EXPECT_NE(result.error(), "");
 }
 
 }  // namespace
