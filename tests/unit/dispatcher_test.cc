@@ -397,5 +397,60 @@ TEST_F(DispatcherTest, DetachStopsDeliveries) {
   EXPECT_EQ(e2.Deliveries().size(), 1u) << "bob has no connection left";
 }
 
+TEST_F(DispatcherTest, DeliveriesCarryTheServerFlagTypeAndMetadata) {
+  FakeEdge e2("e2");
+  Attach(&e2, "b1", "bob");
+  store::NewMessage m;
+  m.id = "m-server";
+  m.sent_by = "system";
+  m.send_to = "bob";
+  m.text = "notice";
+  m.ts_ms = kNow;
+  m.server = true;
+  m.type = "notice.maintenance";
+  m.metadata = R"({"window_min":30})";
+  auto committed = store_->Commit({m});
+  ASSERT_TRUE(committed.ok()) << committed.status();
+  dispatcher_->Deliver((*committed)[0], "", 0, nullptr);
+  Send("alice", "bob");
+  std::vector<v1::Delivery> deliveries = e2.Deliveries();
+  ASSERT_EQ(deliveries.size(), 2u);
+  EXPECT_TRUE(deliveries[0].server());
+  EXPECT_EQ(deliveries[0].type(), "notice.maintenance");
+  EXPECT_EQ(deliveries[0].metadata(), R"({"window_min":30})");
+  EXPECT_FALSE(deliveries[1].server()) << "a user's message";
+  EXPECT_EQ(deliveries[1].type(), "");
+  EXPECT_EQ(deliveries[1].metadata(), "");
+}
+
+// DeleteUser: the store erased bob; his marks go, and reports still coming
+// from his old sockets do not mark the stream the name starts afresh with.
+TEST_F(DispatcherTest, AnErasedUsersMarksAreDroppedAndLateReportsIgnored) {
+  FakeEdge e1("e1"), e2("e2");
+  Attach(&e1, "a1", "alice");
+  Attach(&e2, "b1", "bob");
+  for (int i = 0; i < 3; ++i) Send("alice", "bob", "a1");
+  dispatcher_->Reached("bob", 1, 2);  // flushed below only if not erased
+  ASSERT_TRUE(store_->EraseUser("bob").ok());
+  dispatcher_->EraseUser("bob");
+  dispatcher_->Reached("bob", 1, 3);  // late, from the old socket
+  dispatcher_->FlushMarks(store_.get());
+  EXPECT_THAT(e1.Receipts(), IsEmpty()) << "nothing of the erased stream is reported";
+  auto known = store_->HasUser("bob");
+  ASSERT_TRUE(known.ok());
+  EXPECT_FALSE(*known) << "flushing marks must not bring the erased user back";
+
+  // bob comes back (a new connection): a new stream, nothing reached yet.
+  dispatcher_->Detach(e2.outbox.get(), "b1");
+  v1::Attached back = Attach(&e2, "b2", "bob");
+  EXPECT_EQ(back.error(), "");
+  EXPECT_EQ(back.last_useq(), 0);
+  EXPECT_EQ(back.reached_useq(), 0);
+  Send("alice", "bob", "a1");  // bob's useq 1 of the new stream
+  dispatcher_->Reached("bob", 1, 1);
+  dispatcher_->FlushMarks(store_.get());
+  EXPECT_EQ(PersistedMark("bob"), 1) << "reports count again once the name is in use";
+}
+
 }  // namespace
 }  // namespace chat::message
