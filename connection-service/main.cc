@@ -85,7 +85,10 @@ int main(int argc, char** argv) {
   // This process may replace one that just stopped: its edges re-register
   // within a heartbeat, one lease period at most, so presence snapshots wait
   // that long (nobody looks offline merely because the registry restarted).
-  registry_options.presence_warmup_ms = lease_ms;
+  // An empty user store proves a first start: every registered connection's
+  // user is committed there first, so no edge can hold connections to
+  // re-register, and snapshots need not wait.
+  registry_options.presence_warmup_ms = known->empty() ? 0 : lease_ms;
   chat::connection::Registry registry(std::move(memory), chat::SystemClock::Get(), registry_options,
                                       &registry_metrics, users->get());
   // Who owns each name (edges claim names resolved from users' profiles),

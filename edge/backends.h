@@ -104,6 +104,9 @@ class DirectoryBackend {
   virtual void Register(NewConnection connection, std::function<void(absl::Status)> done) = 0;
   virtual void Unregister(const std::string& connection_id) = 0;
   virtual bool Ready() const = 0;
+  // Until when (Unix ms) `user` is banned (operator Disconnect with a ban);
+  // 0 or a past time: not banned. Handshakes of a banned user get 403.
+  virtual int64_t BannedUntil(const std::string& /*user*/) const { return 0; }
 };
 
 struct Identity {

@@ -10,6 +10,10 @@
 namespace chat::edge {
 namespace {
 
+// What an operator's Disconnect without a code closes with (chat.proto: 0 =
+// 4000).
+constexpr int kKickDefaultCode = 4000;
+
 std::string RandomIncarnation() {
   std::random_device rd;
   return absl::StrFormat("%08x%08x", rd(), rd());
@@ -30,24 +34,17 @@ DirectoryClient::DirectoryClient(std::shared_ptr<grpc::Channel> channel, std::st
         options_.auth.Apply(ctx);
         stub_->async()->WatchPresence(ctx, &presence_request_, r);
       },
-      [this](const chat::v1::PresenceEvent& e) {
-        hub_->OnPresence(e.name(), e.online(), e.ts_ms());
-      },
-      [](const grpc::Status&) {});
+      [this](const chat::v1::PresenceEvent& e) { OnPresenceEvent(e); },
+      [this](const grpc::Status&) {
+        absl::MutexLock lock(&presence_mu_);
+        snapshot_.clear();  // the next stream sends a whole one again
+      });
   kicks_ = std::make_unique<ReconnectingReader<chat::v1::RouteUpdate>>(
       [this](grpc::ClientContext* ctx, grpc::ClientReadReactor<chat::v1::RouteUpdate>* r) {
         options_.auth.Apply(ctx);
         stub_->async()->WatchRoutes(ctx, &kicks_request_, r);
       },
-      [this](const chat::v1::RouteUpdate& update) {
-        for (const auto& change : update.changes()) {
-          if (change.kind() == chat::v1::RouteChange::REMOVED &&
-              change.reason() == chat::v1::RouteChange::KICKED) {
-            hub_->Kick(change.connection().connection_id(), kClosePolicy,
-                       "disconnected by an operator");
-          }
-        }
-      },
+      [this](const chat::v1::RouteUpdate& update) { OnRouteUpdate(update); },
       [](const grpc::Status&) {});
   heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
 }
@@ -64,6 +61,70 @@ DirectoryClient::~DirectoryClient() {
   absl::MutexLock lock(&mu_);
   auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !in_flight_; };
   mu_.Await(absl::Condition(&idle));
+}
+
+void DirectoryClient::OnRouteUpdate(const chat::v1::RouteUpdate& update) {
+  using chat::v1::RouteChange;
+  {
+    absl::MutexLock lock(&bans_mu_);
+    if (update.reset()) bans_.clear();  // the snapshot lists every ban in force
+    for (const auto& change : update.changes()) {
+      if (change.kind() != RouteChange::BANNED) continue;
+      if (change.ban_until_ms() > 0) {
+        bans_[change.connection().user()] = change.ban_until_ms();
+      } else {
+        bans_.erase(change.connection().user());
+      }
+    }
+  }
+  for (const auto& change : update.changes()) {
+    if (change.kind() != RouteChange::REMOVED || change.reason() != RouteChange::KICKED) continue;
+    // A registry from before close codes sends 0: the API's default.
+    const int code = change.close_code() == 0 ? kKickDefaultCode : change.close_code();
+    hub_->Kick(
+        change.connection().connection_id(), static_cast<uint16_t>(code),
+        change.close_reason().empty() ? "disconnected by an operator" : change.close_reason());
+  }
+}
+
+void DirectoryClient::OnPresenceEvent(const chat::v1::PresenceEvent& e) {
+  struct Change {
+    std::string user;
+    bool online;
+  };
+  std::vector<Change> changes;
+  {
+    absl::MutexLock lock(&presence_mu_);
+    if (e.snapshot()) {
+      // Watching everyone: the snapshot lists the users online.
+      if (e.online()) snapshot_.insert(e.name());
+      return;
+    }
+    if (e.snapshot_end()) {
+      for (const auto& user : snapshot_) {
+        if (!online_.contains(user)) changes.push_back({user, true});
+      }
+      for (const auto& user : online_) {
+        if (!snapshot_.contains(user)) changes.push_back({user, false});
+      }
+      online_ = std::move(snapshot_);
+      snapshot_.clear();
+    } else {
+      if (e.online()) {
+        online_.insert(e.name());
+      } else {
+        online_.erase(e.name());
+      }
+      changes.push_back({e.name(), e.online()});
+    }
+  }
+  for (const auto& change : changes) hub_->OnPresence(change.user, change.online, e.ts_ms());
+}
+
+int64_t DirectoryClient::BannedUntil(const std::string& user) const {
+  absl::MutexLock lock(&bans_mu_);
+  auto it = bans_.find(user);
+  return it == bans_.end() ? 0 : it->second;
 }
 
 void DirectoryClient::ListUsers(bool online_only, int limit, const std::string& after,

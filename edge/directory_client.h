@@ -9,21 +9,22 @@
 #include <thread>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "chat/v1/chat.grpc.pb.h"
-#include "grpcpp/channel.h"
 #include "common/service_auth.h"
 #include "common/stream_reader.h"
 #include "edge/backends.h"
 #include "edge/local_hub.h"
+#include "grpcpp/channel.h"
 
 namespace chat::edge {
 
 struct DirectoryOptions {
   std::chrono::milliseconds rpc_deadline{3000};
   std::chrono::milliseconds heartbeat_interval{3000};
-  size_t max_batch = 1000;        // connections per Register/Unregister call
-  size_t max_queued_ops = 200000; // registrations waiting; beyond it they fail at once
+  size_t max_batch = 1000;         // connections per Register/Unregister call
+  size_t max_queued_ops = 200000;  // registrations waiting; beyond it they fail at once
   ServiceAuth auth;                // credential sent with every call
 };
 
@@ -34,8 +35,9 @@ struct DirectoryOptions {
 //   restarted: new instance id; or our lease expired) every live connection is
 //   registered again;
 // - ListUsers for the `users` action;
-// - presence events (to the hub's watchers) and kicks of our connections
-//   (operator Disconnect), from two streams that reconnect by themselves.
+// - presence events (to the hub's watchers), and kicks of our connections and
+//   bans of users (operator Disconnect), from two streams that reconnect by
+//   themselves.
 class DirectoryClient : public DirectoryBackend {
  public:
   DirectoryClient(std::shared_ptr<grpc::Channel> channel, std::string edge_id, LocalHub* hub,
@@ -47,6 +49,7 @@ class DirectoryClient : public DirectoryBackend {
   void Register(NewConnection connection, std::function<void(absl::Status)> done) override;
   void Unregister(const std::string& connection_id) override;
   bool Ready() const override { return healthy_.load(); }
+  int64_t BannedUntil(const std::string& user) const override;
 
   // Waits until every queued registration change was sent (or the deadline).
   void Flush(std::chrono::milliseconds deadline);
@@ -64,6 +67,8 @@ class DirectoryClient : public DirectoryBackend {
   bool NoteInstance(const std::string& instance) ABSL_LOCKS_EXCLUDED(mu_);
   void RegisterAllAgain() ABSL_LOCKS_EXCLUDED(mu_);
   void HeartbeatLoop();
+  void OnRouteUpdate(const chat::v1::RouteUpdate& update);
+  void OnPresenceEvent(const chat::v1::PresenceEvent& event);
 
   std::unique_ptr<chat::v1::EdgeRegistry::Stub> stub_;
   const std::string edge_id_;
@@ -79,6 +84,19 @@ class DirectoryClient : public DirectoryBackend {
   absl::flat_hash_map<std::string, NewConnection> live_ ABSL_GUARDED_BY(mu_);
   std::string instance_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+
+  // Bans in force, from the route stream (its snapshot carries them all).
+  mutable absl::Mutex bans_mu_;
+  absl::flat_hash_map<std::string, int64_t> bans_ ABSL_GUARDED_BY(bans_mu_);
+
+  // Who is online according to the presence stream. Each (re)started stream
+  // begins with a snapshot, compared with this when it ends: clients hear of
+  // the changes they missed while the stream was down (connection-service
+  // restarted), and of none that did not happen. One entry per online user
+  // of the whole service.
+  absl::Mutex presence_mu_;
+  absl::flat_hash_set<std::string> online_ ABSL_GUARDED_BY(presence_mu_);
+  absl::flat_hash_set<std::string> snapshot_ ABSL_GUARDED_BY(presence_mu_);  // arriving
 
   chat::v1::WatchPresenceRequest presence_request_;
   chat::v1::WatchRoutesRequest kicks_request_;

@@ -301,6 +301,13 @@ void HttpSession<Stream>::Admit(std::shared_ptr<Request> req, Identity identity)
             "edge is shutting down; reconnect elsewhere\n", {{"Retry-After", "1"}});
     return;
   }
+  // An operator banned this user (Disconnect with a ban; every edge holds
+  // the bans from its route stream).
+  if (context_->directory->BannedUntil(identity.user) > context_->clock->NowMs()) {
+    Respond(version, false, http::status::forbidden, "text/plain",
+            "this user is banned from connecting for now\n");
+    return;
+  }
   if (absl::Status s = context_->per_user->Reserve(identity.user); !s.ok()) {
     Respond(version, false, http::status::service_unavailable, "text/plain",
             absl::StrCat(s.message(), "\n"), {{"Retry-After", "5"}});
