@@ -115,5 +115,63 @@ TEST(ServerMessageTest, BackendMessagesAreMarkedAndTypedUserMessagesNever) {
   }
 }
 
+// DeleteUser through the real services: the messages go, the user's socket
+// closes with 4003, the name is unknown until someone connects with it again.
+TEST(ServerMessageTest, DeleteUserErasesAndDisconnects) {
+  Cluster cluster("delete-user");
+  ASSERT_TRUE(cluster.Start().ok());
+  auto carol = Connect(cluster.edge_port(), "carol");
+  auto alice = Connect(cluster.edge_port(), "alice");
+  ASSERT_TRUE(carol && alice);
+  for (const char* text : {"one", "two"}) {
+    ASSERT_TRUE(alice
+                    ->SendText(absl::StrCat(R"({"action":"send","send_to":"carol","message":")",
+                                            text, R"(","request_id":"r"})"))
+                    .ok());
+    ASSERT_TRUE(alice->ReadAction("sent").ok());
+    ASSERT_TRUE(carol->ReadAction("send").ok());
+  }
+  auto stub = chat::v1::MessageService::NewStub(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", cluster.message_port()), grpc::InsecureChannelCredentials()));
+  chat::v1::DeleteUserRequest request;
+  request.set_name("carol");
+  chat::v1::DeleteUserResponse response;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+  grpc::Status status = stub->DeleteUser(&ctx, request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.messages_deleted(), 2);
+  EXPECT_EQ(response.disconnected(), 1);
+  auto closed = carol->ReadUntilClosed(10s);
+  ASSERT_TRUE(closed.ok()) << closed.status();
+  EXPECT_EQ(*closed, 4003);
+
+  // alice's stream lost the erased messages; carol is unknown now.
+  ASSERT_TRUE(alice->SendText(R"({"action":"sync","request_id":"s"})").ok());
+  auto synced = alice->ReadAction("synced");
+  ASSERT_TRUE(synced.ok()) << synced.status();
+  EXPECT_TRUE(synced->at("messages").as_array().empty()) << json::serialize(*synced);
+  ExpectError(*alice, R"({"action":"send","send_to":"carol","message":"hello?","request_id":"u"})",
+              "unknown_user");
+  grpc::ClientContext again;
+  again.set_deadline(std::chrono::system_clock::now() + 10s);
+  EXPECT_EQ(stub->DeleteUser(&again, request, &response).error_code(), grpc::StatusCode::NOT_FOUND);
+
+  // The name starts afresh.
+  auto back = Connect(cluster.edge_port(), "carol");
+  ASSERT_TRUE(back);
+  ASSERT_TRUE(alice
+                  ->SendText(R"({"action":"send","send_to":"carol","message":"welcome",)"
+                             R"("request_id":"w"})")
+                  .ok());
+  auto sent = alice->ReadAction("sent");
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  EXPECT_EQ(sent->at("seq"), 1) << json::serialize(*sent);
+  auto got = back->ReadAction("send");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(Str(*got, "message"), "welcome");
+  EXPECT_EQ(got->at("useq"), 1) << json::serialize(*got);
+}
+
 }  // namespace
 }  // namespace chat::testing
