@@ -118,7 +118,7 @@ int main(int argc, char** argv) {
   service_options.max_message_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_message_bytes));
   service_options.auth = auth;
   chat::message::MessageServiceImpl service(worker.get(), &dispatcher, &ids,
-                                            chat::SystemClock::Get(), service_options);
+                                            chat::SystemClock::Get(), service_options, &lookup);
   chat::message::EdgeGatewayImpl gateway(&service);
 
   chat::GrpcServerOptions options;
