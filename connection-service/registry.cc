@@ -6,6 +6,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "common/grpc_status.h"
 #include "common/names.h"
 
@@ -14,8 +15,10 @@ namespace {
 
 // Messages never echo the request's strings: they may be long or binary.
 absl::Status BadName(const absl::Status& invalid, absl::string_view field) {
-  return WithReason(absl::InvalidArgumentError(absl::StrCat(field, ": ", invalid.message())),
-                    "INVALID_NAME");
+  // "name is longer than 64 bytes" -> "<field>: longer than 64 bytes".
+  absl::string_view why = invalid.message();
+  if (!absl::ConsumePrefix(&why, "name is ")) absl::ConsumePrefix(&why, "name ");
+  return WithReason(absl::InvalidArgumentError(absl::StrCat(field, ": ", why)), "INVALID_NAME");
 }
 
 absl::Status UserNotFound() {
