@@ -1888,5 +1888,68 @@ TEST_F(MessageServiceTest, AnEdgeSendWithRecipientsIsRefused) {
   EXPECT_NE(result.error(), "");
 }
 
+// Both credentials set: the public RPCs take the API token only, the
+// EdgeLink the internal one only.
+class CredentialsTest : public MessageServiceTest {
+ protected:
+  MessageServiceOptions Options() override {
+    MessageServiceOptions options;
+    options.auth = ServiceAuth("internal-token", "api-token");
+    return options;
+  }
+  static std::unique_ptr<grpc::ClientContext> With(const std::string& token) {
+    auto ctx = Ctx();
+    if (!token.empty()) ctx->AddMetadata("authorization", "Bearer " + token);
+    return ctx;
+  }
+};
+
+TEST_F(CredentialsTest, EveryPublicRpcWantsTheApiToken) {
+  for (const std::string token : {"", "internal-token", "wrong"}) {
+    std::vector<std::pair<std::string, grpc::Status>> calls;
+    v1::SendResponse send;
+    calls.emplace_back("Send", stub_->Send(With(token).get(), Req("system", "alice", "x"), &send));
+    v1::BatchRequest batch_request;
+    *batch_request.add_sends() = Req("system", "alice", "x");
+    v1::BatchResponse batch;
+    calls.emplace_back("Batch", stub_->Batch(With(token).get(), batch_request, &batch));
+    v1::DeleteUserRequest delete_request;
+    delete_request.set_name("alice");
+    v1::DeleteUserResponse deleted;
+    calls.emplace_back("DeleteUser",
+                       stub_->DeleteUser(With(token).get(), delete_request, &deleted));
+    v1::SyncRequest sync_request;
+    sync_request.set_user("alice");
+    v1::SyncResponse sync;
+    calls.emplace_back("Sync", stub_->Sync(With(token).get(), sync_request, &sync));
+    v1::HistoryRequest history_request;
+    history_request.set_user("alice");
+    history_request.set_with("bob");
+    v1::HistoryResponse history;
+    calls.emplace_back("History", stub_->History(With(token).get(), history_request, &history));
+    v1::ConversationsRequest conversations_request;
+    conversations_request.set_user("alice");
+    v1::ConversationsResponse conversations;
+    calls.emplace_back(
+        "Conversations",
+        stub_->Conversations(With(token).get(), conversations_request, &conversations));
+    v1::MarkReadRequest read_request;
+    read_request.set_user("alice");
+    read_request.set_with("bob");
+    v1::MarkReadResponse read;
+    calls.emplace_back("MarkRead", stub_->MarkRead(With(token).get(), read_request, &read));
+    for (const auto& [name, status] : calls) {
+      EXPECT_EQ(status.error_code(), grpc::UNAUTHENTICATED)
+          << name << " with '" << token << "': " << Show(status);
+      EXPECT_EQ(ReasonOf(status), "BAD_CREDENTIAL") << name;
+    }
+  }
+  EXPECT_THAT(lookup_.forgotten(), IsEmpty()) << "a refused DeleteUser does nothing";
+  v1::SendResponse send;
+  grpc::Status ok = stub_->Send(With("api-token").get(), Req("system", "alice", "x"), &send);
+  EXPECT_TRUE(ok.ok()) << Show(ok);
+  EXPECT_EQ(send.useq(), 1) << "none of the refused sends was stored";
+}
+
 }  // namespace
 }  // namespace chat::message
