@@ -78,6 +78,9 @@ absl::StatusOr<std::vector<std::string>> CheckPublicSend(const chat::v1::SendReq
     return Invalid("idempotency_key must not contain U+001F", kInvalidIdempotencyKey);
   }
   if (request.recipients().empty()) {
+    if (request.send_to().empty()) {
+      return Invalid("one of send_to and recipients is required", kInvalidRecipients);
+    }
     if (absl::Status s = CheckName(request.send_to(), "send_to"); !s.ok()) return s;
     return std::vector<std::string>{request.send_to()};
   }

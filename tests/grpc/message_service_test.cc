@@ -1491,7 +1491,7 @@ TEST_F(MessageServiceTest, PublicSendRefusesBadFieldsWithReasons) {
     std::string reason;
   };
   std::vector<Case> cases = {
-      {"empty send_to", Req("system", "", "hi"), "INVALID_NAME"},
+      {"neither send_to nor recipients", Req("system", "", "hi"), "INVALID_RECIPIENTS"},
       {"bad send_to", Req("system", " bob", "hi"), "INVALID_NAME"},
       {"empty sent_by", Req("", "bob", "hi"), "INVALID_NAME"},
       {"long sent_by", Req(std::string(65, 's'), "bob", "hi"), "INVALID_NAME"},
