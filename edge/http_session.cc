@@ -171,8 +171,7 @@ void HttpSession<Stream>::HandlePlain(const Request& request) {
     return;
   }
   if (path == "/metrics") {
-    context_->metrics->SetBackendsReady(context_->directory->Ready(),
-                                        context_->messages->Ready());
+    context_->metrics->SetBackendsReady(context_->directory->Ready(), context_->messages->Ready());
     Respond(version, keep_alive, http::status::ok, kMetricsContentType,
             context_->all_metrics->Text(), {{"Cache-Control", "no-store"}},
             request.method() == http::verb::head);
@@ -199,6 +198,9 @@ void HttpSession<Stream>::HandlePlain(const Request& request) {
 }
 
 namespace {
+
+// What a banned user's handshake is answered (403).
+constexpr char kBannedBody[] = "this user is banned from connecting for now\n";
 
 // The protocol's token carriers, in order: `Sec-WebSocket-Protocol:
 // authorization, <jwt>` (the old app), `?token=`, `Authorization: Bearer`.
@@ -304,8 +306,7 @@ void HttpSession<Stream>::Admit(std::shared_ptr<Request> req, Identity identity)
   // An operator banned this user (Disconnect with a ban; every edge holds
   // the bans from its route stream).
   if (context_->directory->BannedUntil(identity.user) > context_->clock->NowMs()) {
-    Respond(version, false, http::status::forbidden, "text/plain",
-            "this user is banned from connecting for now\n");
+    Respond(version, false, http::status::forbidden, "text/plain", kBannedBody);
     return;
   }
   if (absl::Status s = context_->per_user->Reserve(identity.user); !s.ok()) {
@@ -336,27 +337,36 @@ void HttpSession<Stream>::Admit(std::shared_ptr<Request> req, Identity identity)
   if (!ec) connection.ip = remote.address().to_string();
 
   std::string connection_id = connection.connection_id;
-  context_->directory->Register(
-      std::move(connection), [self = this->shared_from_this(), req, identity = std::move(identity),
-                              connection_id, answer_authorization](absl::Status status) mutable {
-        net::post(self->stream_.get_executor(), [self, req, identity = std::move(identity),
-                                                 connection_id = std::move(connection_id),
-                                                 answer_authorization, status]() mutable {
-          if (!status.ok()) {
-            self->context_->live_connections.fetch_sub(1);
-            self->context_->per_user->Release(identity.user);
-            spdlog::warn("registration of {} failed: {}", connection_id, status.ToString());
-            self->Respond(req->version(), false, http::status::service_unavailable, "text/plain",
-                          "connection registry unavailable; retry shortly\n",
-                          {{"Retry-After", "2"}});
-            return;
-          }
-          auto session = std::make_shared<WsSession<Stream>>(
-              std::move(self->stream_), self->context_, std::move(identity),
-              std::move(connection_id), answer_authorization);
-          session->Run(std::move(*req));
-        });
-      });
+  context_->directory->Register(std::move(connection), [self = this->shared_from_this(), req,
+                                                        identity = std::move(identity),
+                                                        connection_id, answer_authorization](
+                                                           absl::Status status) mutable {
+    net::post(self->stream_.get_executor(), [self, req, identity = std::move(identity),
+                                             connection_id = std::move(connection_id),
+                                             answer_authorization, status]() mutable {
+      if (!status.ok()) {
+        self->context_->live_connections.fetch_sub(1);
+        self->context_->per_user->Release(identity.user);
+        spdlog::warn("registration of {} failed: {}", connection_id, status.ToString());
+        self->Respond(req->version(), false, http::status::service_unavailable, "text/plain",
+                      "connection registry unavailable; retry shortly\n", {{"Retry-After", "2"}});
+        return;
+      }
+      // A ban that arrived while this registration was on its way (the
+      // operator's kick could not see a connection not yet registered).
+      if (self->context_->directory->BannedUntil(identity.user) > self->context_->clock->NowMs()) {
+        self->context_->live_connections.fetch_sub(1);
+        self->context_->per_user->Release(identity.user);
+        self->context_->directory->Unregister(connection_id);
+        self->Respond(req->version(), false, http::status::forbidden, "text/plain", kBannedBody);
+        return;
+      }
+      auto session = std::make_shared<WsSession<Stream>>(
+          std::move(self->stream_), self->context_, std::move(identity), std::move(connection_id),
+          answer_authorization);
+      session->Run(std::move(*req));
+    });
+  });
 }
 
 template class HttpSession<PlainStream>;
