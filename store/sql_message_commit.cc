@@ -1,6 +1,6 @@
 // SqlMessageStore::Commit: numbering a batch of messages in one
-// transaction, in three round trips on PostgreSQL (lock the counters, look
-// up idempotency keys, write everything).
+// transaction, in at most three round trips on PostgreSQL (look up
+// idempotency keys if any, take the numbers, write everything).
 #include <map>
 #include <utility>
 
@@ -11,17 +11,43 @@
 namespace chat::store {
 namespace {
 
-// Counters of one user (streams) or conversation, created at 0 when
-// missing and locked until the commit (an upsert that always updates locks
-// the row in both engines).
-constexpr char kLockStream[] =
-    "INSERT INTO streams (owner) VALUES ($1) ON CONFLICT (owner)"
-    " DO UPDATE SET last_useq = streams.last_useq RETURNING last_useq";
-constexpr char kLockConversation[] =
-    "INSERT INTO conversations (id) VALUES ($1) ON CONFLICT (id)"
-    " DO UPDATE SET last_seq = conversations.last_seq RETURNING last_seq";
+// Counters of one user (streams) or conversation: created when missing,
+// `$2` added, the new last returned and the row locked until the commit.
+constexpr char kBumpStream[] =
+    "INSERT INTO streams (owner, last_useq) VALUES ($1, $2) ON CONFLICT (owner)"
+    " DO UPDATE SET last_useq = streams.last_useq + excluded.last_useq RETURNING last_useq";
+constexpr char kBumpConversation[] =
+    "INSERT INTO conversations (id, last_seq) VALUES ($1, $2) ON CONFLICT (id)"
+    " DO UPDATE SET last_seq = conversations.last_seq + excluded.last_seq RETURNING last_seq";
 
 using SenderKey = std::pair<std::string, std::string>;  // (sent_by, idempotency key)
+
+// INSERTs of the rows in `values` (`width` values per row), several rows
+// per statement: on both engines a statement costs more than a row. Rows
+// per statement are powers of two up to 64, so that few distinct
+// statements are prepared and cached.
+void AppendInserts(const char* head, size_t width, const std::vector<SqlParam>& values,
+                   std::vector<SqlStatement>& out) {
+  constexpr size_t kMaxRows = 64;
+  size_t row = 0;
+  const size_t rows = values.size() / width;
+  while (row < rows) {
+    size_t n = kMaxRows;
+    while (n > rows - row) n /= 2;
+    SqlStatement s;
+    s.sql = absl::StrCat(head, " VALUES ");
+    for (size_t r = 0; r < n; ++r) {
+      absl::StrAppend(&s.sql, r == 0 ? "(" : ", (");
+      for (size_t c = 0; c < width; ++c) {
+        absl::StrAppend(&s.sql, c == 0 ? "$" : ", $", r * width + c + 1);
+      }
+      absl::StrAppend(&s.sql, ")");
+    }
+    s.params.assign(values.begin() + row * width, values.begin() + (row + n) * width);
+    out.push_back(std::move(s));
+    row += n;
+  }
+}
 
 // NULL for "": optional bytes cost (almost) nothing when absent.
 SqlParam OptionalBlob(const std::string& bytes) {
@@ -47,28 +73,10 @@ absl::StatusOr<std::vector<Committed>> SqlMessageStore::Commit(
 absl::Status SqlMessageStore::CommitIn(const std::vector<NewMessage>& batch,
                                        std::vector<Committed>& out) {
   out.clear();
-  // 1. Lock and read the counters. std::map: sorted, the lock order of the
-  // class comment.
-  std::map<std::string, int64_t> useqs;
-  std::map<std::string, int64_t> seqs;
-  for (const NewMessage& m : batch) {
-    useqs[m.sent_by] = 0;
-    useqs[m.send_to] = 0;
-    seqs[ConversationId(m.sent_by, m.send_to)] = 0;
-  }
-  std::vector<SqlStatement> locks;
-  for (const auto& [owner, last] : useqs) locks.push_back({kLockStream, {owner}});
-  for (const auto& [id, last] : seqs) locks.push_back({kLockConversation, {id}});
-  absl::StatusOr<std::vector<SqlRows>> counters = db_->RunAll(locks);
-  if (!counters.ok()) return counters.status();
-  size_t next = 0;
-  for (auto& [owner, last] : useqs) last = (*counters)[next++].Int(0, 0);
-  for (auto& [id, last] : seqs) last = (*counters)[next++].Int(0, 0);
-  const std::map<std::string, int64_t> initial_useqs = useqs;
-  const std::map<std::string, int64_t> initial_seqs = seqs;
-
-  // 2. Keys already stored. Race-free: every message of a sender needs the
-  // sender's streams row, locked above until the commit.
+  // 1. Keys already stored. Looked up before any counter is locked: a
+  // concurrent writer that stores the same key first makes our insert fail
+  // on the unique index, and the whole transaction is run again (PostgreSQL
+  // retries unique violations), this time finding its message.
   std::map<SenderKey, size_t> lookup_of;
   std::vector<SqlStatement> lookups;
   for (const NewMessage& m : batch) {
@@ -82,34 +90,120 @@ absl::Status SqlMessageStore::CommitIn(const std::vector<NewMessage>& batch,
   }
   absl::StatusOr<std::vector<SqlRows>> found = db_->RunAll(lookups);
   if (!found.ok()) return found.status();
-  // The message holding each key, as its duplicates report it.
-  std::map<SenderKey, Committed> holders;
+
+  // 2. Which messages are stored. A duplicate answers with the message
+  // holding its key: one already stored, or an earlier one of this batch.
+  constexpr int kStored = -1;
+  constexpr int kStoredHolder = -2;
+  struct Holder {
+    int index = kStoredHolder;  // in the batch, or kStoredHolder
+    Committed stored;           // kStoredHolder's
+    int64_t ts_ms = 0;
+    std::string id;
+  };
+  std::map<SenderKey, Holder> holders;
   for (const auto& [key, index] : lookup_of) {
     const SqlRows& rows = (*found)[index];
     if (rows.empty()) continue;
-    holders[key] = Committed{sql::ReadMessage(rows, 0, 2, rows.Int(0, 0)), rows.Int(0, 1), true};
+    Holder h;
+    h.stored = Committed{sql::ReadMessage(rows, 0, 2, rows.Int(0, 0)), rows.Int(0, 1), true};
+    h.ts_ms = h.stored.for_sender.ts_ms;
+    h.id = h.stored.for_sender.id;
+    holders[key] = std::move(h);
   }
-
-  // 3. Number the new messages and write everything.
-  std::vector<SqlStatement> writes;
-  // (owner, conversation) -> (peer, owner's useq of the newest message).
-  std::map<std::pair<std::string, std::string>, std::pair<std::string, int64_t>> members;
-  for (const NewMessage& m : batch) {
-    const SenderKey key{m.sent_by, m.idempotency_key};
+  // Per message: kStored, kStoredHolder (then duplicate_of holds it) or
+  // the index of the batch's message it duplicates.
+  std::vector<int> fate(batch.size(), kStored);
+  std::vector<Committed> duplicate_of(batch.size());
+  // A key whose message expired moves to the new message: stored ones
+  // lose it first, ones of this batch are stored without it.
+  std::vector<std::string> expired_ids;
+  std::vector<bool> key_moved(batch.size(), false);
+  // How many numbers each counter hands out; std::map: sorted, the lock
+  // order of the class comment.
+  std::map<std::string, int64_t> useq_count;
+  std::map<std::string, int64_t> seq_count;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const NewMessage& m = batch[i];
+    useq_count.emplace(m.sent_by, 0);
+    useq_count.emplace(m.send_to, 0);
     if (!m.idempotency_key.empty()) {
+      const SenderKey key{m.sent_by, m.idempotency_key};
       auto holder = holders.find(key);
       if (holder != holders.end()) {
-        if (m.ts_ms - holder->second.for_sender.ts_ms < sql::kIdempotencyWindowMs) {
-          out.push_back(holder->second);
+        if (m.ts_ms - holder->second.ts_ms < sql::kIdempotencyWindowMs) {
+          fate[i] = holder->second.index;
+          if (fate[i] == kStoredHolder) duplicate_of[i] = holder->second.stored;
           continue;
         }
-        // Expired: the key moves to the new message.
-        writes.push_back(
-            {"UPDATE messages SET idem_key = NULL WHERE id = $1", {holder->second.for_sender.id}});
+        if (holder->second.index == kStoredHolder) {
+          expired_ids.push_back(holder->second.id);
+        } else {
+          key_moved[holder->second.index] = true;
+        }
       }
+      Holder h;
+      h.index = static_cast<int>(i);
+      h.ts_ms = m.ts_ms;
+      h.id = m.id;
+      holders[key] = std::move(h);
+    }
+    ++useq_count[m.sent_by];
+    if (m.send_to != m.sent_by) ++useq_count[m.send_to];
+    ++seq_count[ConversationId(m.sent_by, m.send_to)];
+  }
+
+  // 3. Take the numbers: one upsert per counter adds what the batch uses
+  // and returns the new last, locking the row until the commit.
+  std::vector<SqlStatement> counters;
+  for (const auto& [owner, count] : useq_count) {
+    if (count == 0) {  // only duplicates: the user need only be known
+      counters.push_back(
+          {"INSERT INTO streams (owner) VALUES ($1) ON CONFLICT (owner) DO NOTHING", {owner}});
+    } else {
+      counters.push_back({kBumpStream, {owner, count}});
+    }
+  }
+  for (const auto& [id, count] : seq_count) counters.push_back({kBumpConversation, {id, count}});
+  absl::StatusOr<std::vector<SqlRows>> taken = db_->RunAll(counters);
+  if (!taken.ok()) return taken.status();
+  // The last number handed out so far, per counter.
+  std::map<std::string, int64_t> useqs;
+  std::map<std::string, int64_t> seqs;
+  size_t next = 0;
+  for (const auto& [owner, count] : useq_count) {
+    const SqlRows& rows = (*taken)[next++];
+    if (count > 0) useqs[owner] = rows.Int(0, 0) - count;
+  }
+  for (const auto& [id, count] : seq_count) seqs[id] = (*taken)[next++].Int(0, 0) - count;
+
+  // 4. Number the new messages and write everything, rows of a table
+  // together in multi-row INSERTs.
+  std::vector<SqlStatement> writes;
+  for (const std::string& id : expired_ids) {
+    writes.push_back({"UPDATE messages SET idem_key = NULL WHERE id = $1", {id}});
+  }
+  std::vector<SqlParam> message_rows;
+  std::vector<SqlParam> entry_rows;
+  // The member rows of conversations new with this batch: (owner,
+  // conversation) -> peer. Those of older ones exist (their first commit
+  // wrote them) and hold only marks: the last message is the one at the
+  // conversation's last seq, so no row changes per message.
+  std::map<std::pair<std::string, std::string>, std::string> members;
+  out.resize(batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const NewMessage& m = batch[i];
+    if (fate[i] == kStoredHolder) {
+      out[i] = duplicate_of[i];
+      continue;
+    }
+    if (fate[i] >= 0) {
+      out[i] = out[fate[i]];
+      out[i].duplicate = true;
+      continue;
     }
     const bool self = m.sent_by == m.send_to;
-    Committed c;
+    Committed& c = out[i];
     c.for_sender.id = m.id;
     c.for_sender.conversation = ConversationId(m.sent_by, m.send_to);
     c.for_sender.seq = ++seqs[c.for_sender.conversation];
@@ -122,36 +216,29 @@ absl::Status SqlMessageStore::CommitIn(const std::vector<NewMessage>& batch,
     c.for_sender.type = m.type;
     c.for_sender.metadata = m.metadata;
     c.recipient_useq = self ? c.for_sender.useq : ++useqs[m.send_to];
-    const SqlParam stored_key = OptionalBlob(m.idempotency_key);
+    message_rows.insert(
+        message_rows.end(),
+        {m.id, c.for_sender.conversation, c.for_sender.seq, m.sent_by, m.send_to, c.for_sender.useq,
+         c.recipient_useq, Blob{m.text}, m.ts_ms,
+         OptionalBlob(key_moved[i] ? "" : m.idempotency_key), int64_t{m.server ? 1 : 0},
+         OptionalBlob(m.type), OptionalBlob(m.metadata)});
+    entry_rows.insert(entry_rows.end(), {m.sent_by, c.for_sender.useq, m.id});
+    if (!self) entry_rows.insert(entry_rows.end(), {m.send_to, c.recipient_useq, m.id});
+    if (c.for_sender.seq == 1) {
+      members[{m.sent_by, c.for_sender.conversation}] = m.send_to;
+      members[{m.send_to, c.for_sender.conversation}] = m.sent_by;
+    }
+  }
+  AppendInserts(
+      "INSERT INTO messages (id, conversation, seq, sent_by, send_to, sender_useq,"
+      " recipient_useq, body, ts_ms, idem_key, server, type, metadata)",
+      13, message_rows, writes);
+  AppendInserts("INSERT INTO stream_entries (owner, useq, message_id)", 3, entry_rows, writes);
+  for (const auto& [owner_conversation, peer] : members) {
     writes.push_back(
-        {"INSERT INTO messages (id, conversation, seq, sent_by, send_to, sender_useq,"
-         " recipient_useq, body, ts_ms, idem_key, server, type, metadata)"
-         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-         {m.id, c.for_sender.conversation, c.for_sender.seq, m.sent_by, m.send_to,
-          c.for_sender.useq, c.recipient_useq, Blob{m.text}, m.ts_ms, stored_key,
-          int64_t{m.server ? 1 : 0}, OptionalBlob(m.type), OptionalBlob(m.metadata)}});
-    const char* kEntry = "INSERT INTO stream_entries (owner, useq, message_id) VALUES ($1, $2, $3)";
-    writes.push_back({kEntry, {m.sent_by, c.for_sender.useq, m.id}});
-    if (!self) writes.push_back({kEntry, {m.send_to, c.recipient_useq, m.id}});
-    members[{m.sent_by, c.for_sender.conversation}] = {m.send_to, c.for_sender.useq};
-    members[{m.send_to, c.for_sender.conversation}] = {m.sent_by, c.recipient_useq};
-    if (!m.idempotency_key.empty()) holders[key] = Committed{c.for_sender, c.recipient_useq, true};
-    out.push_back(std::move(c));
-  }
-  for (const auto& [owner, last] : useqs) {
-    if (last == initial_useqs.at(owner)) continue;
-    writes.push_back({"UPDATE streams SET last_useq = $2 WHERE owner = $1", {owner, last}});
-  }
-  for (const auto& [id, last] : seqs) {
-    if (last == initial_seqs.at(id)) continue;
-    writes.push_back({"UPDATE conversations SET last_seq = $2 WHERE id = $1", {id, last}});
-  }
-  for (const auto& [owner_conversation, peer_useq] : members) {
-    writes.push_back(
-        {"INSERT INTO members (owner, conversation, peer, last_useq)"
-         " VALUES ($1, $2, $3, $4) ON CONFLICT (owner, conversation)"
-         " DO UPDATE SET last_useq = excluded.last_useq",
-         {owner_conversation.first, owner_conversation.second, peer_useq.first, peer_useq.second}});
+        {"INSERT INTO members (owner, conversation, peer) VALUES ($1, $2, $3)"
+         " ON CONFLICT (owner, conversation) DO NOTHING",
+         {owner_conversation.first, owner_conversation.second, peer}});
   }
   return db_->RunAll(writes).status();
 }

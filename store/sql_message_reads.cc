@@ -132,16 +132,22 @@ absl::StatusOr<ConversationsPage> SqlMessageStore::Conversations(const std::stri
   ConversationsPage page;
   STORE_RETURN_IF_ERROR(db_->Transaction(Mode::kRead, [&]() -> absl::Status {
     page = ConversationsPage{};
-    // pm is the peer's row (the same row in a self-conversation). A
-    // conversation whose last message was pruned is not listed.
+    // pm is the peer's row (the same row in a self-conversation). The last
+    // message is the one at the conversation's last seq; a conversation
+    // whose last message was pruned is not listed. Every conversation of
+    // the user is looked at to order them (no index is kept up to date per
+    // message for this, a rare query).
+    const std::string last_useq =
+        "CASE WHEN m.sent_by = $1 THEN m.sender_useq ELSE m.recipient_useq END";
     absl::StatusOr<SqlRows> rows = db_->Run(
-        absl::StrCat("SELECT mb.last_useq, mb.peer, mb.read_seq, pm.read_seq, pm.delivered_seq, ",
+        absl::StrCat("SELECT ", last_useq,
+                     ", mb.peer, mb.read_seq, pm.read_seq, pm.delivered_seq, ",
                      sql::kMessageColumns,
                      " FROM members mb JOIN conversations c ON c.id = mb.conversation"
                      " JOIN members pm ON pm.owner = mb.peer AND pm.conversation = mb.conversation"
                      " JOIN messages m ON m.conversation = c.id AND m.seq = c.last_seq"
-                     " WHERE mb.owner = $1 AND mb.last_useq < $2"
-                     " ORDER BY mb.last_useq DESC LIMIT $3"),
+                     " WHERE mb.owner = $1 AND ",
+                     last_useq, " < $2 ORDER BY 1 DESC LIMIT $3"),
         {user, below, int64_t{limit} + 1});
     if (!rows.ok()) return rows.status();
     PageBudget budget(limit, max_bytes);

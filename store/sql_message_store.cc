@@ -32,12 +32,11 @@ std::string Schema(const SqlDb& db) {
       keyed,
       ";"
       "CREATE TABLE IF NOT EXISTS members (owner TEXT NOT NULL, conversation TEXT NOT NULL,"
-      " peer TEXT NOT NULL, last_useq BIGINT NOT NULL DEFAULT 0,"
+      " peer TEXT NOT NULL,"
       " read_seq BIGINT NOT NULL DEFAULT 0, delivered_seq BIGINT NOT NULL DEFAULT 0,"
       " PRIMARY KEY (owner, conversation))",
       keyed,
       ";"
-      "CREATE INDEX IF NOT EXISTS members_by_last ON members (owner, last_useq);"
       "CREATE TABLE IF NOT EXISTS messages (id TEXT PRIMARY KEY, conversation TEXT NOT NULL,"
       " seq BIGINT NOT NULL, sent_by TEXT NOT NULL, send_to TEXT NOT NULL,"
       " sender_useq BIGINT NOT NULL, recipient_useq BIGINT NOT NULL, body ",
@@ -114,6 +113,9 @@ absl::Status SqlMessageStore::Init() {
     }
     STORE_RETURN_IF_ERROR(db_->Execute(Schema(*db_)));
     STORE_RETURN_IF_ERROR(AddMissingColumns(*db_));
+    // The first version ordered conversations by an index on members'
+    // last_useq, rewritten with every message; nothing reads it now.
+    STORE_RETURN_IF_ERROR(db_->Execute("DROP INDEX IF EXISTS members_by_last"));
     STORE_RETURN_IF_ERROR(db_->Run("INSERT INTO store_meta (key, value) VALUES ('epoch', $1)"
                                    " ON CONFLICT (key) DO NOTHING",
                                    {RandomEpoch()})
@@ -216,47 +218,6 @@ absl::StatusOr<MessageStore::ReadResult> SqlMessageStore::MarkRead(const std::st
   return result;
 }
 
-absl::Status SqlMessageStore::AdvanceOne(const std::string& user, int64_t useq,
-                                         std::vector<MarkChange>* changes) {
-  absl::StatusOr<SqlRows> marks =
-      db_->Run(absl::StrCat("SELECT last_useq, reached_useq FROM streams WHERE owner = $1",
-                            db_->ForUpdate()),
-               {user});
-  if (!marks.ok()) return marks.status();
-  if (marks->empty()) return absl::OkStatus();
-  const int64_t old = marks->Int(0, 1);
-  const int64_t target = std::min(useq, marks->Int(0, 0));
-  if (target <= old) return absl::OkStatus();
-  STORE_RETURN_IF_ERROR(
-      db_->Run("UPDATE streams SET reached_useq = $2 WHERE owner = $1", {user, target}).status());
-  // Within a conversation seq and the recipient's useq grow together, so
-  // the newest peer message in the newly reached range has every earlier
-  // one of that peer reached too.
-  absl::StatusOr<SqlRows> tops = db_->Run(
-      "SELECT m.conversation, m.sent_by, MAX(m.seq) FROM stream_entries s"
-      " JOIN messages m ON m.id = s.message_id"
-      " WHERE s.owner = $1 AND s.useq > $2 AND s.useq <= $3"
-      " AND m.send_to = $1 AND m.sent_by <> $1 GROUP BY m.conversation, m.sent_by",
-      {user, old, target});
-  if (!tops.ok()) return tops.status();
-  std::vector<MarkChange> candidates;
-  for (size_t r = 0; r < tops->size(); ++r) {
-    candidates.push_back(MarkChange{tops->Text(r, 0), user, tops->Text(r, 1), 0, tops->Int(r, 2)});
-  }
-  std::sort(candidates.begin(), candidates.end(), [](const MarkChange& a, const MarkChange& b) {
-    return a.conversation < b.conversation;
-  });
-  for (MarkChange& c : candidates) {
-    absl::StatusOr<SqlRows> moved = db_->Run(
-        "UPDATE members SET delivered_seq = $3"
-        " WHERE owner = $1 AND conversation = $2 AND delivered_seq < $3",
-        {user, c.conversation, c.delivered_seq});
-    if (!moved.ok()) return moved.status();
-    if (moved->affected() > 0) changes->push_back(std::move(c));
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<std::vector<MarkChange>> SqlMessageStore::AdvanceReached(const std::string& user,
                                                                         int64_t useq) {
   return AdvanceReachedMany({{user, useq}});
@@ -264,15 +225,69 @@ absl::StatusOr<std::vector<MarkChange>> SqlMessageStore::AdvanceReached(const st
 
 absl::StatusOr<std::vector<MarkChange>> SqlMessageStore::AdvanceReachedMany(
     const std::vector<std::pair<std::string, int64_t>>& marks) {
-  for (const auto& [user, useq] : marks) STORE_RETURN_IF_ERROR(CheckUser(user));
-  // Users' rows are locked in name order, as everywhere else.
-  std::vector<std::pair<std::string, int64_t>> sorted = marks;
-  std::sort(sorted.begin(), sorted.end());
+  // The highest mark asked for per user; std::map: users' rows are locked
+  // in name order, as everywhere else.
+  std::map<std::string, int64_t> wanted;
+  for (const auto& [user, useq] : marks) {
+    STORE_RETURN_IF_ERROR(CheckUser(user));
+    auto [it, added] = wanted.emplace(user, useq);
+    if (!added) it->second = std::max(it->second, useq);
+  }
   std::vector<MarkChange> changes;
   STORE_RETURN_IF_ERROR(db_->Transaction(Mode::kWrite, [&]() -> absl::Status {
     changes.clear();
-    for (const auto& [user, useq] : sorted) {
-      STORE_RETURN_IF_ERROR(AdvanceOne(user, useq, &changes));
+    // Three round trips on PostgreSQL whatever the number of users: lock
+    // and read every user's marks; move them and find the peers' messages
+    // newly reached; move those delivered marks.
+    std::vector<SqlStatement> locks;
+    for (const auto& [user, useq] : wanted) {
+      locks.push_back({absl::StrCat("SELECT last_useq, reached_useq FROM streams WHERE owner = $1",
+                                    db_->ForUpdate()),
+                       {user}});
+    }
+    absl::StatusOr<std::vector<SqlRows>> current = db_->RunAll(locks);
+    if (!current.ok()) return current.status();
+    std::vector<SqlStatement> moves;
+    std::vector<std::string> moved_users;
+    size_t next = 0;
+    for (const auto& [user, useq] : wanted) {
+      const SqlRows& row = (*current)[next++];
+      if (row.empty()) continue;  // unknown user: nothing to reach
+      const int64_t old = row.Int(0, 1);
+      const int64_t target = std::min(useq, row.Int(0, 0));
+      if (target <= old) continue;
+      moves.push_back({"UPDATE streams SET reached_useq = $2 WHERE owner = $1", {user, target}});
+      // Within a conversation seq and the recipient's useq grow together,
+      // so the newest peer message in the newly reached range has every
+      // earlier one of that peer reached too.
+      moves.push_back(
+          {"SELECT m.conversation, m.sent_by, MAX(m.seq) FROM stream_entries s"
+           " JOIN messages m ON m.id = s.message_id"
+           " WHERE s.owner = $1 AND s.useq > $2 AND s.useq <= $3"
+           " AND m.send_to = $1 AND m.sent_by <> $1"
+           " GROUP BY m.conversation, m.sent_by ORDER BY m.conversation",
+           {user, old, target}});
+      moved_users.push_back(user);
+    }
+    absl::StatusOr<std::vector<SqlRows>> moved = db_->RunAll(moves);
+    if (!moved.ok()) return moved.status();
+    std::vector<MarkChange> candidates;
+    std::vector<SqlStatement> delivered;
+    for (size_t u = 0; u < moved_users.size(); ++u) {
+      const SqlRows& tops = (*moved)[2 * u + 1];
+      for (size_t r = 0; r < tops.size(); ++r) {
+        candidates.push_back(
+            MarkChange{tops.Text(r, 0), moved_users[u], tops.Text(r, 1), 0, tops.Int(r, 2)});
+        delivered.push_back(
+            {"UPDATE members SET delivered_seq = $3"
+             " WHERE owner = $1 AND conversation = $2 AND delivered_seq < $3",
+             {moved_users[u], tops.Text(r, 0), tops.Int(r, 2)}});
+      }
+    }
+    absl::StatusOr<std::vector<SqlRows>> updated = db_->RunAll(delivered);
+    if (!updated.ok()) return updated.status();
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      if ((*updated)[i].affected() > 0) changes.push_back(std::move(candidates[i]));
     }
     return absl::OkStatus();
   }));

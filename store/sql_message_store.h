@@ -13,13 +13,15 @@ namespace chat::store {
 // MessageStore on any SqlDb: the semantics live here once, the engines
 // only run statements.
 //
-// Tables: meta(key, value) holds the epoch; users(name, last_useq,
-// reached_useq) the per-user counters; conversations(id, last_seq) the
-// per-conversation counter; members(owner, conversation, peer, last_useq,
-// read_seq, delivered_seq) one row per user of a conversation (one for a
-// self-conversation) with that user's marks; messages(...) with both useqs
-// and the idempotency key; stream(owner, useq, message_id) each user's
-// numbering.
+// Tables: store_meta(key, value) holds the epoch; streams(owner, last_useq,
+// reached_useq) the per-user counter and reached mark; conversations(id,
+// last_seq) the per-conversation counter; members(owner, conversation,
+// peer, read_seq, delivered_seq) one row per user of a conversation (one
+// for a self-conversation) with that user's marks, written when the
+// conversation starts and when a mark moves, not per message (a database of
+// the first version also has a last_useq there, no longer kept);
+// messages(...) with both useqs, the idempotency key and the optional
+// fields; stream_entries(owner, useq, message_id) each user's numbering.
 //
 // Lock order, the same in every transaction so that concurrent writers on
 // PostgreSQL cannot deadlock: users rows by name, then conversations rows by
@@ -52,8 +54,6 @@ class SqlMessageStore final : public MessageStore {
   absl::StatusOr<int64_t> EraseUser(const std::string& user) override;
 
  private:
-  // AdvanceReached's work inside an open write transaction.
-  absl::Status AdvanceOne(const std::string& user, int64_t useq, std::vector<MarkChange>* changes);
   explicit SqlMessageStore(std::unique_ptr<SqlDb> db) : db_(std::move(db)) {}
   absl::Status Init();
   // The body of Commit's transaction.

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <set>
+#include <tuple>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -421,6 +422,33 @@ TYPED_TEST(MessageStoreTest, AdvanceReachedMovesDeliveredMarks) {
   ASSIGN_OK(changes, this->store_->AdvanceReached("alice", 6));
   EXPECT_THAT(changes, IsEmpty());
   ASSIGN_OK(changes, this->store_->AdvanceReached("nobody", 6));
+  EXPECT_THAT(changes, IsEmpty());
+}
+
+TYPED_TEST(MessageStoreTest, AdvanceReachedManyMovesEveryUsersMarksAtOnce) {
+  this->Send("bob", "alice");    // alice 1, bob 1
+  this->Send("carol", "alice");  // alice 2, carol 1
+  this->Send("alice", "bob");    // alice 3, bob 2
+  this->Send("carol", "bob");    // bob 3, carol 2
+  ASSIGN_OK(std::vector<MarkChange> changes,
+            this->store_->AdvanceReachedMany(
+                {{"bob", 3}, {"alice", 1}, {"nobody", 4}, {"alice", 2}, {"carol", 9}}));
+  std::set<std::tuple<std::string, std::string, int64_t>> moved;
+  for (const MarkChange& c : changes) {
+    EXPECT_EQ(c.conversation, ConversationId(c.user, c.peer));
+    EXPECT_EQ(c.read_seq, 0);
+    moved.insert({c.user, c.peer, c.delivered_seq});
+  }
+  EXPECT_EQ(changes.size(), moved.size());
+  EXPECT_EQ(
+      moved,
+      (std::set<std::tuple<std::string, std::string, int64_t>>{
+          {"alice", "bob", 1}, {"alice", "carol", 1}, {"bob", "alice", 2}, {"bob", "carol", 1}}));
+  ASSIGN_OK(UserMarks marks, this->store_->Marks("alice"));
+  EXPECT_EQ(marks.reached_useq, 2);  // the higher of her two
+  ASSIGN_OK(marks, this->store_->Marks("carol"));
+  EXPECT_EQ(marks.reached_useq, 2);  // clamped to her last
+  ASSIGN_OK(changes, this->store_->AdvanceReachedMany({{"alice", 2}, {"bob", 3}}));
   EXPECT_THAT(changes, IsEmpty());
 }
 
