@@ -88,7 +88,7 @@ class StreamWriter : public grpc::ServerWriteReactor<Msg> {
   std::function<void()> on_done_;
   absl::Mutex mu_;
   std::deque<Msg> queue_ ABSL_GUARDED_BY(mu_);  // front() is in flight while writing_
-  size_t exempt_ ABSL_GUARDED_BY(mu_) = 0;  // PushSnapshot's, at the front of queue_
+  size_t exempt_ ABSL_GUARDED_BY(mu_) = 0;      // PushSnapshot's, at the front of queue_
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };

@@ -57,8 +57,8 @@ class MessageBackend {
   // A connection is live here: every message committed for its user from now
   // on is delivered to it. `after_useq`: -1 for a new connection, else the
   // highest useq already written to it (re-attaching after a link reset).
-  virtual void Attach(const std::string& connection_id, const std::string& user,
-                      int64_t after_useq, Done<AttachInfo> done) = 0;
+  virtual void Attach(const std::string& connection_id, const std::string& user, int64_t after_useq,
+                      Done<AttachInfo> done) = 0;
   virtual void Detach(const std::string& connection_id) = 0;
   // useq from..to of `user`'s stream were written to one of their sockets.
   virtual void Reached(const std::string& user, int64_t from, int64_t to) = 0;
@@ -68,10 +68,9 @@ class MessageBackend {
   virtual void Sync(const std::string& user, int64_t since, int limit, const std::string& epoch,
                     Done<SyncReply> done) = 0;
   // Messages to `user` past `after` not covered by a read mark (pushes).
-  virtual void Unread(const std::string& user, int64_t after, int limit,
-                      Done<SyncReply> done) = 0;
-  virtual void History(const std::string& user, const std::string& with, int64_t before,
-                       int limit, Done<HistoryReply> done) = 0;
+  virtual void Unread(const std::string& user, int64_t after, int limit, Done<SyncReply> done) = 0;
+  virtual void History(const std::string& user, const std::string& with, int64_t before, int limit,
+                       Done<HistoryReply> done) = 0;
   virtual void Conversations(const std::string& user, int limit, const std::string& after,
                              Done<ConversationsReply> done) = 0;
   virtual void MarkRead(const std::string& user, const std::string& with, int64_t seq,
@@ -145,8 +144,8 @@ class LocalConnection {
   // `own_copy`: the user sent it from another connection. `edge_received_us`:
   // when the sender's edge read it (Unix µs, 0: unknown), for the delivery
   // latency measured when the frame is written.
-  virtual void DeliverStored(std::shared_ptr<const std::string> frame, int64_t useq,
-                             bool own_copy, int64_t edge_received_us) = 0;
+  virtual void DeliverStored(std::shared_ptr<const std::string> frame, int64_t useq, bool own_copy,
+                             int64_t edge_received_us) = 0;
   virtual void DeliverReceipt(std::shared_ptr<const std::string> frame) = 0;
   // The path to message-service came back: attach again and catch up.
   virtual void Reattach() = 0;
