@@ -463,25 +463,59 @@ grpc::ServerUnaryReactor* MessageServiceImpl::DeleteUser(grpc::CallbackServerCon
                    response->set_disconnected(forgot->disconnected);
                    auto erase = [this, reactor, request, response,
                                  existed](store::MessageStore* store) {
-                     const std::string& name = request->name();
-                     absl::StatusOr<int64_t> erased = store->EraseUser(name);
-                     worker_->ForgetKnownUser(name);
-                     const bool unknown = erased.status().code() == absl::StatusCode::kNotFound;
-                     if (erased.ok() || unknown) dispatcher_->EraseUser(name);
-                     if (!erased.ok() && !unknown) {
-                       reactor->Finish(ToGrpcStatus(erased.status()));
-                     } else if (unknown && !existed) {
-                       reactor->Finish(ToGrpcStatus(
-                           WithReason(absl::NotFoundError("no user by that name"), kUserNotFound)));
-                     } else {
-                       response->set_messages_deleted(erased.ok() ? *erased : 0);
-                       reactor->Finish(grpc::Status::OK);
-                     }
+                     EraseOnWorker(store, request->name(), existed, response, reactor);
                    };
                    if (!worker_->Submit(std::move(erase)))
                      reactor->Finish(ToGrpcStatus(QueueFull()));
                  });
   return reactor;
+}
+
+namespace {
+
+// Everyone `user` has a conversation with (best effort: a failed read gives
+// fewer).
+std::vector<std::string> PeersOf(store::MessageStore* store, const std::string& user) {
+  std::vector<std::string> peers;
+  std::string after;
+  for (int page = 0; page < 100000; ++page) {
+    absl::StatusOr<store::ConversationsPage> got =
+        store->Conversations(user, after, kMaxPageLimit, kMaxReplyTextBytes);
+    if (!got.ok()) break;
+    for (const auto& item : got->items) {
+      if (item.with != user) peers.push_back(item.with);
+    }
+    if (got->next.empty() || got->items.empty()) break;
+    after = got->next;
+  }
+  return peers;
+}
+
+}  // namespace
+
+void MessageServiceImpl::EraseOnWorker(store::MessageStore* store, const std::string& name,
+                                       bool existed, chat::v1::DeleteUserResponse* response,
+                                       grpc::ServerUnaryReactor* reactor) {
+  // The peers' streams get holes where the erased messages were; holes that
+  // had not reached them would hold their reached prefix marks (and so
+  // their delivered receipts) back for good. Filled as for messages read.
+  const std::vector<std::string> peers = PeersOf(store, name);
+  absl::StatusOr<int64_t> erased = store->EraseUser(name);
+  worker_->ForgetKnownUser(name);
+  const bool unknown = erased.status().code() == absl::StatusCode::kNotFound;
+  if (erased.ok() || unknown) dispatcher_->EraseUser(name);
+  if (erased.ok()) {
+    for (const std::string& peer : peers) dispatcher_->NoteRead(peer);
+  }
+  if (!erased.ok() && !unknown) {
+    reactor->Finish(ToGrpcStatus(erased.status()));
+  } else if (unknown && !existed) {
+    reactor->Finish(
+        ToGrpcStatus(WithReason(absl::NotFoundError("no user by that name"), kUserNotFound)));
+  } else {
+    response->set_messages_deleted(erased.ok() ? *erased : 0);
+    reactor->Finish(grpc::Status::OK);
+  }
 }
 
 EdgeGatewayImpl::EdgeGatewayImpl(MessageServiceImpl* service) : service_(service) {}

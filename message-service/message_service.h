@@ -92,6 +92,10 @@ class MessageServiceImpl final : public chat::v1::MessageService::CallbackServic
   const MessageServiceOptions options_;
   UserLookup* const users_;
 
+  // DeleteUser's part on the store worker, once connection-service forgot
+  // the user (`existed`: it knew them).
+  void EraseOnWorker(store::MessageStore* store, const std::string& name, bool existed,
+                     chat::v1::DeleteUserResponse* response, grpc::ServerUnaryReactor* reactor);
   // Stamps one checked message and appends its job.
   void QueueMessage(
       store::NewMessage message, const std::string& from_connection_id, int64_t edge_received_us,

@@ -1759,6 +1759,37 @@ TEST_F(MessageServiceTest, DeleteUserErasesMessagesAndForgetsTheUserEverywhere) 
   EXPECT_EQ(anew.delivered(), 1);
 }
 
+// The erased messages leave holes in their peers' streams; one that never
+// reached the peer must not hold the peer's reached mark (and delivered
+// receipts) back for good.
+TEST_F(MessageServiceTest, ErasedMessagesLeaveNoHoleInThePeersReachedMark) {
+  UnarySend(Req("carol", "alice", "from carol"));  // alice's useq 1, never reached her
+  UnarySend(Req("bob", "alice", "from bob"));      // alice's useq 2
+  v1::DeleteUserRequest request;
+  request.set_name("carol");
+  v1::DeleteUserResponse response;
+  grpc::Status status = stub_->DeleteUser(Ctx().get(), request, &response);
+  ASSERT_TRUE(status.ok()) << Show(status);
+  EXPECT_EQ(response.messages_deleted(), 1);
+
+  Link e1(gateway_.get());
+  ASSERT_TRUE(e1.Hello("e1"));
+  e1.Attach("b1", "bob");
+  v1::Attached alice = e1.Attach("a1", "alice");
+  EXPECT_EQ(alice.last_useq(), 2);
+  EXPECT_EQ(alice.reached_useq(), 1) << "the erased useq 1 counts as reached";
+  e1.Reached("alice", 2, 2);  // bob's message written to alice's socket
+  ASSERT_TRUE(e1.WaitUntil(
+      [](const Seen& s) {
+        for (const auto& r : s.receipts) {
+          if (Describe(r) == "alice:delivered=1@b1") return true;
+        }
+        return false;
+      },
+      "bob's delivered receipt"));
+  EXPECT_EQ(Conversation("bob", "alice").delivered_seq(), 1);
+}
+
 TEST_F(MessageServiceTest, DeleteUserOfAUserOnlyConnectionServiceKnew) {
   // dave registered but never sent nor received anything.
   v1::DeleteUserRequest request;
