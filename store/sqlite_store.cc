@@ -86,10 +86,29 @@ absl::Status SqliteDb::Open() {
   // A 64 MiB page cache and reads through mmap: the hot path's pages stay
   // in memory instead of costing a pread each; checkpoints (and their
   // syncs) every 16 MiB of log rather than every 4 MiB.
+  // 2 KiB pages for a new file (an existing one keeps its size): a commit
+  // writes every page it changed to the log whole, and most of a message's
+  // pages are b-tree leaves it changes by a few dozen bytes (its stream
+  // entries, its conversation's index), so smaller pages write about 30 %
+  // fewer bytes per message; 1 KiB pages write less still but cost CPU in
+  // deeper trees. Must come before journal_mode, which writes the header.
   absl::Status status = Execute(absl::StrCat(
-      "PRAGMA journal_mode=WAL; PRAGMA synchronous=", options_.fsync ? "FULL" : "NORMAL",
-      "; PRAGMA cache_size=-65536; PRAGMA mmap_size=268435456; PRAGMA wal_autocheckpoint=4096;"
-      " PRAGMA temp_store=MEMORY;"));
+      "PRAGMA page_size=2048; PRAGMA journal_mode=WAL; PRAGMA synchronous=",
+      options_.fsync ? "FULL" : "NORMAL",
+      "; PRAGMA cache_size=-65536; PRAGMA mmap_size=268435456; PRAGMA temp_store=MEMORY;"));
+  if (status.ok()) {
+    // 16 MiB of log between checkpoints whatever the file's page size.
+    sqlite3_stmt* stmt = nullptr;
+    int page_size = 0;
+    if (sqlite3_prepare_v2(db_, "PRAGMA page_size", -1, &stmt, nullptr) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW) {
+      page_size = sqlite3_column_int(stmt, 0);
+    }
+    sqlite3_finalize(stmt);
+    status = page_size > 0
+                 ? Execute(absl::StrCat("PRAGMA wal_autocheckpoint=", (16 << 20) / page_size))
+                 : Failed("page_size");
+  }
   if (!status.ok()) Close();
   return status;
 }

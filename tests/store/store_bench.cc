@@ -10,6 +10,8 @@
 // trivially small. fsync=1: SQLite synchronous=FULL. PostgreSQL always
 // runs with fsync on, as in production.
 //
+// Then 20 users' streams are read whole by Sync in pages of 500.
+//
 // Reported per message, for each phase: CPU-µs of this process (getrusage)
 // and, on PostgreSQL, of every server process (schedstat: the store's
 // backend, WAL writer, checkpointer...; the bench's own monitoring
@@ -265,6 +267,27 @@ void Measure(const std::string& engine, const std::string& url, const Config& co
     Report("advance", before_advance, Now(probe.get()), messages, wall_advance, probe != nullptr);
     std::fflush(stdout);
   }
+
+  // Reads, so that a layout that writes less is seen not to read much
+  // worse: 20 users' whole streams in pages of 500, as a catch-up.
+  std::printf("%s reads\n", engine.c_str());
+  int64_t read = 0;
+  const Totals before_sync = Now(probe.get());
+  const auto start_sync = std::chrono::steady_clock::now();
+  for (int u = 0; u < 20; ++u) {
+    int64_t since = 0;
+    for (bool more = true; more;) {
+      absl::StatusOr<chat::store::SyncPage> page =
+          (*store)->Sync("user" + std::to_string(u), since, 500, 1 << 20);
+      if (!page.ok()) Die(engine + " sync", page.status());
+      read += static_cast<int64_t>(page->messages.size());
+      since = page->useq;
+      more = page->more;
+    }
+  }
+  const double wall_sync =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_sync).count();
+  Report("sync", before_sync, Now(probe.get()), read, wall_sync, probe != nullptr);
 }
 
 std::vector<std::string> Split(const std::string& s) {
