@@ -302,6 +302,7 @@ grpc::ServerUnaryReactor* ConnectionServiceImpl::Disconnect(
   if (request->has_ban()) {
     absl::StatusOr<int64_t> ban_ms = BanMs(request->ban());
     if (!ban_ms.ok()) return Done(ctx, ban_ms.status());
+    kick.set_ban = true;
     kick.ban_ms = *ban_ms;
   }
   auto result = registry_->Disconnect(kick);

@@ -223,7 +223,7 @@ absl::StatusOr<KickResult> Registry::Disconnect(const KickRequest& request) {
     return WithReason(absl::InvalidArgumentError("ban must be between 0 and 366 days"),
                       "INVALID_BAN");
   }
-  if (request.ban_ms > 0 && request.user.empty()) {
+  if (request.set_ban && request.user.empty()) {
     return WithReason(absl::InvalidArgumentError("a ban needs `user`, not `connection_id`"),
                       "INVALID_BAN");
   }
@@ -237,11 +237,15 @@ absl::StatusOr<KickResult> Registry::Disconnect(const KickRequest& request) {
   } else {
     if (!store_->HasUser(request.user)) return UserNotFound();
     for (const auto& c : store_->ConnectionsOfUser(request.user)) ids.push_back(c.connection_id);
-    if (request.ban_ms > 0) {
+    if (request.set_ban) {
       // The ban reaches every edge before the kicks, so a client that
-      // reconnects at once is refused.
-      const int64_t until = now + request.ban_ms;
-      bans_[request.user] = until;
+      // reconnects at once is refused. A zero ban lifts it (until 0).
+      const int64_t until = request.ban_ms > 0 ? now + request.ban_ms : 0;
+      if (until > 0) {
+        bans_[request.user] = until;
+      } else {
+        bans_.erase(request.user);
+      }
       RouteEvent banned = UserEvent(RouteEventKind::kBanned, request.user);
       banned.ban_until_ms = until;
       changes.routes.push_back(std::move(banned));

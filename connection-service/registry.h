@@ -97,7 +97,10 @@ struct KickRequest {
   std::string connection_id;
   int code = 0;        // 4000-4999; 0 = kDefaultKickCode
   std::string reason;  // at most kMaxKickReasonBytes of UTF-8
-  int64_t ban_ms = 0;  // with `user` only; 0 leaves an existing ban alone
+  // With `user` only. `set_ban` false leaves an existing ban alone; true
+  // bans for `ban_ms` from now, or lifts the ban when `ban_ms` is 0.
+  bool set_ban = false;
+  int64_t ban_ms = 0;
 };
 
 struct KickResult {

@@ -423,6 +423,11 @@ void ConnectionLogic::HandleUsers(const UsersAction& action, RequestId request_i
         if (sink == nullptr) return;
         sink->Post([this, page = std::move(page), request_id] {
           if (!page.ok()) {
+            if (page.status().code() == absl::StatusCode::kInvalidArgument) {
+              // A bad `after` or `limit`: the client's mistake, not an outage.
+              SendError(ErrorCode::kBadRequest, std::string(page.status().message()), request_id);
+              return;
+            }
             SendError(ErrorCode::kUnavailable,
                       absl::StrCat("connection service unavailable: ", page.status().message()),
                       request_id);

@@ -241,7 +241,7 @@ void MessageServiceImpl::PrepareEdgeSend(const chat::v1::SendRequest& request, S
 
 namespace {
 void FillResponse(const chat::v1::EdgeSendResult& result, chat::v1::SendResponse* response) {
-  response->set_status(chat::v1::SEND_STATUS_OK);
+  response->set_status(chat::v1::SEND_OK);
   response->set_id(result.id());
   response->set_ts_ms(result.ts_ms());
   response->set_delivered(result.delivered());
@@ -288,7 +288,7 @@ void MessageServiceImpl::PreparePublicSend(const chat::v1::SendRequest& request,
   // One message per recipient, all queued together: the worker commits them
   // in one transaction (those whose recipient it must first look up follow
   // in a later one).
-  response->set_status(chat::v1::SEND_STATUS_OK);
+  response->set_status(chat::v1::SEND_OK);
   const size_t n = recipients->size();
   for (const std::string& to : *recipients) response->add_results()->set_send_to(to);
   auto remaining = std::make_shared<std::atomic<size_t>>(n);

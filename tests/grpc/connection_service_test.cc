@@ -951,6 +951,31 @@ TEST_F(ConnectionServiceTest, BansReachEveryEdgeAndTheirSnapshots) {
   EXPECT_THAT(Changes(snapshot), IsEmpty()) << "ended bans are not in snapshots";
 }
 
+TEST_F(ConnectionServiceTest, AZeroBanLiftsTheBanOnEveryEdge) {
+  ASSERT_TRUE(Register("e1", {Conn("e1-1", "mallory")}).ok());
+  auto e2 = WatchRoutes("e2");
+  ASSERT_EQ(e2->WaitFor(1).size(), 1u);
+  ASSERT_TRUE(Disconnect(KickUser("mallory", 0, "", 3600)).ok());
+  v1::DisconnectRequest lift = KickUser("mallory");
+  lift.mutable_ban();  // present and zero: lift
+  v1::DisconnectResponse response;
+  ASSERT_TRUE(Disconnect(lift, &response).ok());
+  EXPECT_EQ(response.banned_until_ms(), 0);
+  EXPECT_THAT(
+      Changes(e2->WaitFor(3), 1),
+      ElementsAre(absl::StrCat("BANNED mallory ", 1764050000000 + 3'600'000), "BANNED mallory 0"))
+      << "edges learn that the ban is gone";
+  v1::User mallory;
+  ASSERT_TRUE(GetUser("mallory", &mallory).ok());
+  EXPECT_EQ(mallory.banned_until_ms(), 0);
+
+  v1::DisconnectRequest by_connection;
+  by_connection.set_connection_id("e1-1");
+  by_connection.mutable_ban();
+  grpc::Status status = Disconnect(by_connection);
+  EXPECT_EQ(status.error_code(), grpc::INVALID_ARGUMENT) << "bans name a user";
+}
+
 // The durable table of users, in memory; `fail` makes every call UNAVAILABLE.
 class FakeUserStore : public store::UserStore {
  public:

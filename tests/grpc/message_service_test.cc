@@ -796,7 +796,7 @@ TEST_F(MessageServiceTest, UnarySendReturnsPerConnectionResults) {
   e1.Attach("e1-2", "alice");
 
   v1::SendResponse response = UnarySend(Req("system", "alice", "maintenance"));
-  EXPECT_EQ(StatusName(response.status()), "SEND_STATUS_OK");
+  EXPECT_EQ(StatusName(response.status()), "SEND_OK");
   EXPECT_EQ(response.delivered(), 2);
   EXPECT_EQ(response.id().size(), 26u);
   EXPECT_EQ(response.ts_ms(), kNow);
@@ -830,7 +830,7 @@ TEST_F(FullLinkTest, UnarySendTellsWhichConnectionsWereNotReached) {
   ASSERT_TRUE(e1.Hello("e1"));
   e1.Attach("e1-1", "alice");
   v1::SendResponse response = UnarySend(Req("system", "alice", "maintenance"));
-  EXPECT_EQ(StatusName(response.status()), "SEND_STATUS_OK") << "stored all the same";
+  EXPECT_EQ(StatusName(response.status()), "SEND_OK") << "stored all the same";
   EXPECT_EQ(response.delivered(), 0);
   ASSERT_EQ(response.connections_size(), 1);
   EXPECT_EQ(response.connections(0).connection_id(), "e1-1");
@@ -847,7 +847,7 @@ TEST_F(MessageServiceTest, UnarySendAnswersUnknownUserNotFound) {
   EXPECT_THAT(lookup_.asked(), ElementsAre("nobody"));
 
   response = UnarySend(Req("system", "dave", "hi dave"));
-  EXPECT_EQ(StatusName(response.status()), "SEND_STATUS_OK") << "dave exists, offline: stored";
+  EXPECT_EQ(StatusName(response.status()), "SEND_OK") << "dave exists, offline: stored";
   EXPECT_EQ(response.delivered(), 0);
   EXPECT_EQ(response.useq(), 1) << "the refused send took no number";
   v1::SyncResponse dave = Sync("dave");
@@ -880,7 +880,7 @@ TEST_F(MessageServiceTest, UnarySendFailuresUseCanonicalCodes) {
   store_->Repair();
   v1::SendResponse ok = UnarySend(Req("system", "alice", "hi"), &status);
   EXPECT_TRUE(status.ok()) << Show(status);
-  EXPECT_EQ(StatusName(ok.status()), "SEND_STATUS_OK");
+  EXPECT_EQ(StatusName(ok.status()), "SEND_OK");
   EXPECT_EQ(ok.useq(), 1) << "nothing of the failed sends was stored";
 }
 
@@ -1428,7 +1428,7 @@ TEST_F(MessageServiceTest, PublicSendsAreTheServersAndCarryTypeAndMetadata) {
   const std::string metadata = R"({"invoice":1042,"lines":[{"sku":"x"}]})";
   v1::SendResponse sent =
       UnarySend(Typed("billing", "bob", "Invoice 1042 is ready", "invoice.ready", metadata));
-  EXPECT_EQ(StatusName(sent.status()), "SEND_STATUS_OK");
+  EXPECT_EQ(StatusName(sent.status()), "SEND_OK");
   EXPECT_EQ(sent.delivered(), 1);
   ASSERT_TRUE(e1.WaitUntil([](const Seen& s) { return !s.deliveries.empty(); }, "the delivery"));
   v1::Delivery d = e1.Get().deliveries[0];
@@ -1535,7 +1535,7 @@ TEST_F(MessageServiceTest, PublicSendRefusesBadFieldsWithReasons) {
   v1::SendResponse ok =
       UnarySend(Typed("system", "bob", std::string(128 * 1024, 'x'), std::string(64, 't'),
                       absl::StrCat("{\"a\":\"", std::string(16384 - 8, 'x'), "\"}")));
-  EXPECT_EQ(StatusName(ok.status()), "SEND_STATUS_OK");
+  EXPECT_EQ(StatusName(ok.status()), "SEND_OK");
   UnarySend(Typed("system", "bob", "hi", "Az09._:/-", "{}"));
 }
 
@@ -1571,7 +1571,7 @@ TEST_F(MessageServiceTest, ASendToSeveralRecipientsAnswersEachAndCommitsThemToge
   request.set_metadata(R"({"window_min":30})");
   request.set_idempotency_key("notice-1");
   v1::SendResponse response = UnarySend(request);
-  EXPECT_EQ(StatusName(response.status()), "SEND_STATUS_OK");
+  EXPECT_EQ(StatusName(response.status()), "SEND_OK");
   EXPECT_EQ(response.id(), "") << "the numbers are per recipient";
   ASSERT_EQ(response.results_size(), 4);
   std::vector<std::string> order;
@@ -1651,7 +1651,7 @@ TEST_F(MessageServiceTest, BatchAnswersEachSendOnItsOwn) {
   ASSERT_EQ(response.results_size(), 5);
   EXPECT_EQ(response.results(0).status().code(), 0);
   EXPECT_TRUE(response.results(0).has_status());
-  EXPECT_EQ(StatusName(response.results(0).response().status()), "SEND_STATUS_OK");
+  EXPECT_EQ(StatusName(response.results(0).response().status()), "SEND_OK");
   EXPECT_EQ(response.results(0).response().delivered(), 1);
   ASSERT_EQ(response.results(0).response().connections_size(), 1);
   EXPECT_EQ(response.results(0).response().connections(0).connection_id(), "a1");

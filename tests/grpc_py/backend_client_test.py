@@ -512,7 +512,7 @@ class Scenario:
                 if e.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
-        check(response.status == pb.SEND_STATUS_OK, f"status {response.status}")
+        check(response.status == pb.SEND_OK, f"status {response.status}")
         check([r.send_to for r in response.results] == ["alice", "bob"],
               f"results {[r.send_to for r in response.results]}")
         for r in response.results:
