@@ -1,9 +1,16 @@
 #include "common/grpc_server.h"
 
+#include <arpa/inet.h>
+
 #include <thread>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/grpc_metrics.h"
 #include "common/reflection_v1.h"
 #include "grpcpp/create_channel.h"
@@ -48,6 +55,56 @@ absl::StatusOr<StartedServer> StartGrpcServer(const GrpcServerOptions& options,
   return started;
 }
 
+namespace {
+
+// "1.2.3.4:50051" -> 4, "[::1]:50051" -> 6, anything else (names, no port) -> 0.
+int IpFamily(absl::string_view address) {
+  const size_t colon = address.rfind(':');
+  if (colon == absl::string_view::npos || colon + 1 == address.size()) return 0;
+  for (char c : address.substr(colon + 1)) {
+    if (c < '0' || c > '9') return 0;
+  }
+  absl::string_view host = address.substr(0, colon);
+  unsigned char buffer[sizeof(in6_addr)];
+  if (absl::ConsumePrefix(&host, "[") && absl::ConsumeSuffix(&host, "]")) {
+    return inet_pton(AF_INET6, std::string(host).c_str(), buffer) == 1 ? 6 : 0;
+  }
+  return inet_pton(AF_INET, std::string(host).c_str(), buffer) == 1 ? 4 : 0;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> ChannelTarget(const std::string& flag) {
+  if (flag.find(',') == std::string::npos) {
+    if (flag.empty()) return absl::InvalidArgumentError("empty service address");
+    return flag;
+  }
+  if (flag.find(':') != std::string::npos &&
+      (absl::StartsWith(flag, "ipv4:") || absl::StartsWith(flag, "ipv6:") ||
+       flag.find(":///") != std::string::npos)) {
+    return flag;  // already a gRPC URI
+  }
+  std::vector<std::string> addresses;
+  for (absl::string_view part : absl::StrSplit(flag, ',', absl::SkipWhitespace())) {
+    addresses.emplace_back(absl::StripAsciiWhitespace(part));
+  }
+  int family = 0;
+  for (const std::string& address : addresses) {
+    const int f = IpFamily(address);
+    if (f == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("a list of addresses takes IP:port entries (", address.substr(0, 64),
+                       " is not one); for host names use dns:///<name>:<port>"));
+    }
+    if (family != 0 && f != family) {
+      return absl::InvalidArgumentError("a list of addresses cannot mix IPv4 and IPv6");
+    }
+    family = f;
+  }
+  if (addresses.empty()) return absl::InvalidArgumentError("empty service address list");
+  return absl::StrCat(family == 4 ? "ipv4:" : "ipv6:", absl::StrJoin(addresses, ","));
+}
+
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target, const GrpcMetrics* metrics,
                                            const ChannelSecurity& security) {
   grpc::ChannelArguments args;
@@ -59,13 +116,18 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target, const Grpc
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
+  args.SetLoadBalancingPolicyName("round_robin");
   if (!security.server_name.empty()) args.SetSslTargetNameOverride(security.server_name);
   const std::shared_ptr<grpc::ChannelCredentials> credentials =
       security.credentials != nullptr ? security.credentials : grpc::InsecureChannelCredentials();
-  if (metrics == nullptr) return grpc::CreateCustomChannel(target, credentials, args);
+  // An address list the flag checks refused at start cannot get here; keep
+  // the text as given otherwise (gRPC then reports it on every call).
+  absl::StatusOr<std::string> uri = ChannelTarget(target);
+  const std::string& resolved = uri.ok() ? *uri : target;
+  if (metrics == nullptr) return grpc::CreateCustomChannel(resolved, credentials, args);
   std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> creators;
   creators.push_back(metrics->ClientInterceptors());
-  return grpc::experimental::CreateCustomChannelWithInterceptors(target, credentials, args,
+  return grpc::experimental::CreateCustomChannelWithInterceptors(resolved, credentials, args,
                                                                  std::move(creators));
 }
 

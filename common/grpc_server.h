@@ -38,7 +38,17 @@ struct StartedServer {
 absl::StatusOr<StartedServer> StartGrpcServer(const GrpcServerOptions& options,
                                               const std::vector<grpc::Service*>& services);
 
-// Same limits and keepalive settings for every client channel we open;
+// A service address flag as a gRPC target: "host:port" and gRPC URIs
+// ("dns:///name:port", "ipv4:...", "unix:...") are kept as they are; a
+// comma-separated list of IP literals "10.0.0.1:50051,10.0.0.2:50051" becomes
+// gRPC's static "ipv4:"/"ipv6:" target, which MakeChannel balances
+// round-robin. A list with host names is INVALID_ARGUMENT (use dns:/// with a
+// name that resolves to every replica).
+absl::StatusOr<std::string> ChannelTarget(const std::string& flag);
+
+// Same limits and keepalive settings for every client channel we open, and
+// the round_robin load-balancing policy (every address a target resolves to
+// takes calls in turn; one address: no difference);
 // `metrics` set: every call on it is counted and timed (grpc_client_*);
 // `security`: TLS credentials (LoadChannelSecurity), plaintext by default.
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,

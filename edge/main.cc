@@ -4,6 +4,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_split.h"
 #include "common/env_flags.h"
+#include "common/grpc_server.h"
 #include "common/grpc_tls.h"
 #include "common/logging.h"
 #include "common/signals.h"
@@ -13,7 +14,9 @@
 ABSL_FLAG(std::string, listen, "127.0.0.1:8080",
           "HTTP/WebSocket listen address (host:port; port 0 = any)");
 ABSL_FLAG(std::string, edge_id, "", "unique id of this edge; empty = <hostname>-<port>");
-ABSL_FLAG(std::string, connection_service, "127.0.0.1:50051", "connection-service address");
+ABSL_FLAG(std::string, connection_service, "127.0.0.1:50051",
+          "connection-service address: host:port, a gRPC target (dns:///name:port), or several "
+          "replicas as IP:port,IP:port (calls balanced round-robin)");
 ABSL_FLAG(std::string, message_service, "127.0.0.1:50052",
           "message-service address; comma-separated for several replicas");
 ABSL_FLAG(std::string, web_root, "",
@@ -123,6 +126,12 @@ int main(int argc, char** argv) {
   options.listen = absl::GetFlag(FLAGS_listen);
   options.edge_id = absl::GetFlag(FLAGS_edge_id);
   options.connection_service = absl::GetFlag(FLAGS_connection_service);
+  if (absl::StatusOr<std::string> target = chat::ChannelTarget(options.connection_service);
+      !target.ok()) {
+    std::fprintf(stderr, "--connection_service: %s\n",
+                 std::string(target.status().message()).c_str());
+    return 2;
+  }
   options.message_services =
       absl::StrSplit(absl::GetFlag(FLAGS_message_service), ',', absl::SkipWhitespace());
   if (options.message_services.empty()) {

@@ -19,7 +19,9 @@
 #include "store/open_store.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50052", "gRPC listen address (host:port; port 0 = any)");
-ABSL_FLAG(std::string, connection_service, "127.0.0.1:50051", "connection-service address");
+ABSL_FLAG(std::string, connection_service, "127.0.0.1:50051",
+          "connection-service address: host:port, a gRPC target (dns:///name:port), or several "
+          "replicas as IP:port,IP:port (calls balanced round-robin)");
 ABSL_FLAG(std::string, store, "sqlite:data/messages.db",
           "message store: sqlite:PATH (created if missing) or a postgresql:// URL");
 ABSL_FLAG(bool, store_fsync, false,
@@ -96,6 +98,12 @@ int main(int argc, char** argv) {
   if (!grpc_security.ok()) {
     spdlog::critical("gRPC client TLS (--grpc_ca, --grpc_cert, --grpc_key): {}",
                      std::string(grpc_security.status().message()));
+    return 2;
+  }
+  if (absl::StatusOr<std::string> target =
+          chat::ChannelTarget(absl::GetFlag(FLAGS_connection_service));
+      !target.ok()) {
+    spdlog::critical("--connection_service: {}", std::string(target.status().message()));
     return 2;
   }
   auto channel =
