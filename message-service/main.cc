@@ -13,6 +13,7 @@
 #include "common/signals.h"
 #include "message-service/dispatcher.h"
 #include "message-service/message_service.h"
+#include "message-service/store_metrics.h"
 #include "message-service/store_worker.h"
 #include "message-service/user_lookup.h"
 #include "spdlog/spdlog.h"
@@ -92,6 +93,7 @@ int main(int argc, char** argv) {
   const chat::ServiceAuth auth(absl::GetFlag(FLAGS_service_token), absl::GetFlag(FLAGS_api_token));
   chat::Metrics metrics;
   chat::GrpcMetrics grpc_metrics(metrics);
+  chat::message::StoreMetrics store_metrics(metrics.registry());
   auto grpc_security = chat::LoadChannelSecurity(
       {absl::GetFlag(FLAGS_grpc_ca), absl::GetFlag(FLAGS_grpc_cert), absl::GetFlag(FLAGS_grpc_key),
        absl::GetFlag(FLAGS_grpc_server_name)});
@@ -116,8 +118,8 @@ int main(int argc, char** argv) {
   chat::message::StoreWorker::Options worker_options;
   worker_options.max_queue = static_cast<size_t>(absl::GetFlag(FLAGS_max_store_queue));
   worker_options.retention_ms = int64_t{absl::GetFlag(FLAGS_retention_days)} * 24 * 3600 * 1000;
-  auto worker =
-      std::make_unique<chat::message::StoreWorker>(std::move(*store), worker_options, &lookup);
+  auto worker = std::make_unique<chat::message::StoreWorker>(std::move(*store), worker_options,
+                                                             &lookup, &store_metrics);
   worker->SetAfterBatch([&dispatcher](chat::store::MessageStore* s) { dispatcher.FlushMarks(s); });
 
   chat::message::MessageServiceOptions service_options;

@@ -8,6 +8,7 @@
 #include "google/rpc/status.pb.h"
 #include "message-service/queries.h"
 #include "message-service/send_request.h"
+#include "message-service/store_metrics.h"
 #include "spdlog/spdlog.h"
 
 namespace chat::message {
@@ -329,24 +330,28 @@ void MessageServiceImpl::SubmitQuery(const std::shared_ptr<Outbox>& link,
     absl::Status status;
     switch (query.query_case()) {
       case chat::v1::EdgeQuery::kSync: {
+        StoreQueryTimer timer(worker_->metrics(), StoreQuery::kSync);
         auto r = RunSync(store, query.sync(), worker_->epoch());
         if (r.ok()) *out.mutable_sync() = std::move(*r);
         status = r.status();
         break;
       }
       case chat::v1::EdgeQuery::kUnread: {
+        StoreQueryTimer timer(worker_->metrics(), StoreQuery::kUnread);
         auto r = RunUnread(store, query.unread());
         if (r.ok()) *out.mutable_sync() = std::move(*r);
         status = r.status();
         break;
       }
       case chat::v1::EdgeQuery::kHistory: {
+        StoreQueryTimer timer(worker_->metrics(), StoreQuery::kHistory);
         auto r = RunHistory(store, query.history());
         if (r.ok()) *out.mutable_history() = std::move(*r);
         status = r.status();
         break;
       }
       case chat::v1::EdgeQuery::kConversations: {
+        StoreQueryTimer timer(worker_->metrics(), StoreQuery::kConversations);
         auto r = RunConversations(store, query.conversations());
         if (r.ok()) *out.mutable_conversations() = std::move(*r);
         status = r.status();
@@ -354,7 +359,9 @@ void MessageServiceImpl::SubmitQuery(const std::shared_ptr<Outbox>& link,
       }
       case chat::v1::EdgeQuery::kRead: {
         std::vector<store::MarkChange> changes;
+        StoreQueryTimer timer(worker_->metrics(), StoreQuery::kRead);
         auto r = RunMarkRead(store, query.read(), &changes);
+        timer.Stop();
         if (r.ok()) *out.mutable_read() = std::move(*r);
         status = r.status();
         if (!changes.empty()) dispatcher_->NoteRead(query.read().user());
@@ -528,7 +535,7 @@ grpc::ServerBidiReactor<EdgeUp, EdgeDown>* EdgeGatewayImpl::EdgeLink(
   return new EdgeLinkReactor(service_);
 }
 
-#define CHAT_UNARY_READ(Method, Request, Response, Body)                                  \
+#define CHAT_UNARY_READ(Method, Kind, Request, Response, Body)                            \
   grpc::ServerUnaryReactor* MessageServiceImpl::Method(grpc::CallbackServerContext* ctx,  \
                                                        const chat::v1::Request* request,  \
                                                        chat::v1::Response* response) {    \
@@ -538,18 +545,21 @@ grpc::ServerBidiReactor<EdgeUp, EdgeDown>* EdgeGatewayImpl::EdgeLink(
       return reactor;                                                                     \
     }                                                                                     \
     if (!worker_->Submit([this, reactor, request, response](store::MessageStore* store) { \
-          FinishWith<chat::v1::Response>(reactor, response, Body);                        \
+          StoreQueryTimer timer(worker_->metrics(), StoreQuery::Kind);                    \
+          absl::StatusOr<chat::v1::Response> result = Body;                               \
+          timer.Stop();                                                                   \
+          FinishWith<chat::v1::Response>(reactor, response, std::move(result));           \
         })) {                                                                             \
       reactor->Finish(ToGrpcStatus(QueueFull()));                                         \
     }                                                                                     \
     return reactor;                                                                       \
   }
 
-CHAT_UNARY_READ(Sync, SyncRequest, SyncResponse,
+CHAT_UNARY_READ(Sync, kSync, SyncRequest, SyncResponse,
                 RunSync(store, *request, worker_->epoch(), /*check_user=*/true))
-CHAT_UNARY_READ(History, HistoryRequest, HistoryResponse,
+CHAT_UNARY_READ(History, kHistory, HistoryRequest, HistoryResponse,
                 RunHistory(store, *request, /*check_user=*/true))
-CHAT_UNARY_READ(Conversations, ConversationsRequest, ConversationsResponse,
+CHAT_UNARY_READ(Conversations, kConversations, ConversationsRequest, ConversationsResponse,
                 RunConversations(store, *request, /*check_user=*/true))
 
 #undef CHAT_UNARY_READ
@@ -564,7 +574,9 @@ grpc::ServerUnaryReactor* MessageServiceImpl::MarkRead(grpc::CallbackServerConte
   }
   if (!worker_->Submit([this, reactor, request, response](store::MessageStore* store) {
         std::vector<store::MarkChange> changes;
+        StoreQueryTimer timer(worker_->metrics(), StoreQuery::kRead);
         auto result = RunMarkRead(store, *request, &changes, /*check_user=*/true);
+        timer.Stop();
         if (!changes.empty()) dispatcher_->NoteRead(request->user());
         dispatcher_->SendReceipts(changes);
         // Last: the request and response belong to gRPC once finished.

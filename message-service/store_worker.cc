@@ -1,14 +1,17 @@
 #include "message-service/store_worker.h"
 
+#include <chrono>
+
 #include "spdlog/spdlog.h"
 
 namespace chat::message {
 
 StoreWorker::StoreWorker(std::unique_ptr<store::MessageStore> store, Options options,
-                         UserLookup* users)
+                         UserLookup* users, StoreMetrics* metrics)
     : store_(std::move(store)),
       options_(options),
       users_(users),
+      metrics_(metrics),
       alive_(std::make_shared<Alive>(this)),
       epoch_(store_->Epoch()),
       next_prune_(absl::Now()),
@@ -36,6 +39,7 @@ void StoreWorker::Ask(const std::string& recipient) {
     absl::MutexLock queue_lock(&alive->worker->mu_);
     // Never refused: the sends it releases were admitted already.
     alive->worker->queue_.emplace_back(Resolved{recipient, std::move(status)});
+    alive->worker->NoteDepth();
   });
 }
 
@@ -44,34 +48,62 @@ void StoreWorker::SetAfterBatch(std::function<void(store::MessageStore*)> fn) {
   after_batch_ = std::move(fn);
 }
 
+void StoreWorker::NoteDepth() {
+  if (metrics_ != nullptr) metrics_->queue_depth.Set(static_cast<double>(queue_.size()));
+}
+
+void StoreWorker::NoteRejected(size_t n) {
+  if (metrics_ != nullptr && n > 0) metrics_->queue_rejected.Increment(static_cast<double>(n));
+}
+
 bool StoreWorker::Submit(Task task) {
-  absl::MutexLock lock(&mu_);
-  if (stopping_ || queue_.size() >= options_.max_queue) return false;
-  queue_.emplace_back(std::move(task));
-  return true;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return false;
+    if (queue_.size() < options_.max_queue) {
+      queue_.emplace_back(std::move(task));
+      NoteDepth();
+      return true;
+    }
+  }
+  NoteRejected(1);
+  return false;
 }
 
 void StoreWorker::SubmitAlways(Task task) {
   absl::MutexLock lock(&mu_);
   if (stopping_) return;
   queue_.emplace_back(std::move(task));
+  NoteDepth();
 }
 
 bool StoreWorker::SubmitSend(SendJob job) {
-  absl::MutexLock lock(&mu_);
-  if (stopping_ || queue_.size() >= options_.max_queue) return false;
-  queue_.emplace_back(std::move(job));
-  return true;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return false;
+    if (queue_.size() < options_.max_queue) {
+      queue_.emplace_back(std::move(job));
+      NoteDepth();
+      return true;
+    }
+  }
+  NoteRejected(1);
+  return false;
 }
 
 void StoreWorker::SubmitSends(std::vector<SendJob> jobs) {
   size_t queued = 0;
+  bool stopping = false;
   {
     absl::MutexLock lock(&mu_);
+    stopping = stopping_;
     while (queued < jobs.size() && !stopping_ && queue_.size() < options_.max_queue) {
       queue_.emplace_back(std::move(jobs[queued++]));
     }
+    if (queued > 0) NoteDepth();
   }
+  // Refusals while stopping are shutdown, not overload.
+  if (!stopping) NoteRejected(jobs.size() - queued);
   for (size_t i = queued; i < jobs.size(); ++i) {
     jobs[i].done(absl::UnavailableError("message service overloaded; retry later"));
   }
@@ -94,6 +126,7 @@ void StoreWorker::Run() {
       }
       if (queue_.empty() && stopping_) return;
       items.swap(queue_);
+      NoteDepth();
       after = after_batch_;
     }
     for (Item& item : items) {
@@ -146,7 +179,14 @@ void StoreWorker::CommitBatch(std::vector<SendJob>* batch) {
   std::vector<store::NewMessage> messages;
   messages.reserve(batch->size());
   for (SendJob& job : *batch) messages.push_back(std::move(job.message));
+  const auto start = std::chrono::steady_clock::now();
   absl::StatusOr<std::vector<store::Committed>> committed = store_->Commit(messages);
+  if (metrics_ != nullptr) {
+    metrics_->commit_seconds.Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    metrics_->commit_batch_size.Observe(static_cast<double>(messages.size()));
+    if (!committed.ok()) metrics_->commit_failures.Increment();
+  }
   if (!committed.ok()) {
     spdlog::warn("store commit of {} messages failed: {}", messages.size(),
                  committed.status().ToString());
@@ -171,7 +211,10 @@ void StoreWorker::MaybePrune() {
     next_prune_ = absl::Now() + options_.prune_interval;
     return;
   }
-  if (*deleted > 0) spdlog::debug("retention: deleted {} messages", *deleted);
+  if (*deleted > 0) {
+    spdlog::debug("retention: deleted {} messages", *deleted);
+    if (metrics_ != nullptr) metrics_->pruned.Increment(static_cast<double>(*deleted));
+  }
   // A full chunk: more may be waiting; continue between the next batches.
   prune_more_ = *deleted >= options_.prune_chunk;
   if (!prune_more_) next_prune_ = absl::Now() + options_.prune_interval;

@@ -12,6 +12,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "message-service/store_metrics.h"
 #include "message-service/user_lookup.h"
 #include "store/message_store.h"
 
@@ -39,8 +40,10 @@ class StoreWorker {
   };
 
   // `users` answers for recipients the store has never seen (connection-
-  // service's durable table); it must outlive the worker.
-  StoreWorker(std::unique_ptr<store::MessageStore> store, Options options, UserLookup* users);
+  // service's durable table); it must outlive the worker, as must `metrics`
+  // (null: not counted).
+  StoreWorker(std::unique_ptr<store::MessageStore> store, Options options, UserLookup* users,
+              StoreMetrics* metrics = nullptr);
   ~StoreWorker();  // stops after the queued work; sends still waiting for a lookup fail
 
   // False when the queue is full or the worker stopped.
@@ -61,6 +64,8 @@ class StoreWorker {
   void ForgetKnownUser(const std::string& user) { known_.erase(user); }
 
   const std::string& epoch() const { return epoch_; }
+  // For the queries that run on this thread to time themselves (may be null).
+  StoreMetrics* metrics() const { return metrics_; }
 
  private:
   // A lookup's answer for `recipient`.
@@ -79,10 +84,15 @@ class StoreWorker {
   void Ask(const std::string& recipient);
   void CommitBatch(std::vector<SendJob>* batch);
   void MaybePrune();
+  // Publishes queue_.size() (one atomic store; called with mu_ held so the
+  // gauge follows the queue's order of changes).
+  void NoteDepth() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void NoteRejected(size_t n);
 
   const std::unique_ptr<store::MessageStore> store_;
   const Options options_;
   UserLookup* const users_;
+  StoreMetrics* const metrics_;
   const std::shared_ptr<Alive> alive_;
   const std::string epoch_;
   std::function<void(store::MessageStore*)> after_batch_;
