@@ -265,7 +265,7 @@ absl::StatusOr<std::vector<MarkChange>> SqlMessageStore::AdvanceReachedMany(
            " JOIN messages m ON m.id = s.message_id"
            " WHERE s.owner = $1 AND s.useq > $2 AND s.useq <= $3"
            " AND m.send_to = $1 AND m.sent_by <> $1"
-           " GROUP BY m.conversation, m.sent_by ORDER BY m.conversation",
+           " GROUP BY m.conversation, m.sent_by",
            {user, old, target}});
       moved_users.push_back(user);
     }
@@ -275,14 +275,21 @@ absl::StatusOr<std::vector<MarkChange>> SqlMessageStore::AdvanceReachedMany(
     std::vector<SqlStatement> delivered;
     for (size_t u = 0; u < moved_users.size(); ++u) {
       const SqlRows& tops = (*moved)[2 * u + 1];
+      const size_t first = candidates.size();
       for (size_t r = 0; r < tops.size(); ++r) {
         candidates.push_back(
             MarkChange{tops.Text(r, 0), moved_users[u], tops.Text(r, 1), 0, tops.Int(r, 2)});
-        delivered.push_back(
-            {"UPDATE members SET delivered_seq = $3"
-             " WHERE owner = $1 AND conversation = $2 AND delivered_seq < $3",
-             {moved_users[u], tops.Text(r, 0), tops.Int(r, 2)}});
       }
+      // A user's members rows in key order, as the lock order asks.
+      std::sort(
+          candidates.begin() + first, candidates.end(),
+          [](const MarkChange& a, const MarkChange& b) { return a.conversation < b.conversation; });
+    }
+    for (const MarkChange& c : candidates) {
+      delivered.push_back(
+          {"UPDATE members SET delivered_seq = $3"
+           " WHERE owner = $1 AND conversation = $2 AND delivered_seq < $3",
+           {c.user, c.conversation, c.delivered_seq}});
     }
     absl::StatusOr<std::vector<SqlRows>> updated = db_->RunAll(delivered);
     if (!updated.ok()) return updated.status();
