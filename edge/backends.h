@@ -24,19 +24,6 @@ struct OutgoingSend {
   int64_t received_us = 0;      // when the edge read the frame (Unix µs)
 };
 
-struct SendResult {
-  enum class Status { kOk, kUnknownUser, kRecipientOffline, kBadRequest, kUnavailable };
-  Status status = Status::kUnavailable;
-  std::string error;
-  std::string id;
-  int64_t ts_ms = 0;
-  int delivered = 0;
-  std::string conversation;
-  int64_t seq = 0;
-  int64_t useq = 0;  // the sender's
-  bool duplicate = false;
-};
-
 // message-service's answer to an attach: the store's epoch and where the
 // user's stream stands.
 struct AttachInfo {

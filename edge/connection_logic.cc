@@ -366,7 +366,7 @@ void ConnectionLogic::HandleSend(SendAction action, RequestId request_id) {
     auto sink = weak.lock();
     if (sink == nullptr) return;
     bool counted = false;
-    if (result.status == SendResult::Status::kOk && !request_id.has_value()) {
+    if (result.status.ok() && !request_id.has_value()) {
       // Nothing to tell the client: the common case takes no strand hop
       // unless reading must resume.
       const int left = inflight_sends_.fetch_sub(1) - 1;
@@ -384,34 +384,21 @@ void ConnectionLogic::OnSendResult(const SendResult& result, const RequestId& re
     read_paused_ = false;
     sink_->SetReadPaused(false);
   }
-  switch (result.status) {
-    case SendResult::Status::kOk:
-      if (result.useq > seen_useq_ && !result.duplicate) {
-        constexpr size_t kMaxSentHere = 256;
-        if (sent_here_.size() == kMaxSentHere) sent_here_.erase(sent_here_.begin());
-        sent_here_.push_back(result.useq);
-      }
-      if (request_id.has_value()) {
-        Send(EncodeSent(request_id, {result.id, result.ts_ms, result.delivered, result.conversation,
-                                     result.seq, result.useq, result.duplicate}));
-      }
-      return;
-    case SendResult::Status::kUnknownUser:
-      SendError(ErrorCode::kUnknownUser, result.error, request_id);
-      return;
-    case SendResult::Status::kRecipientOffline:
-      SendError(ErrorCode::kRecipientOffline, result.error, request_id);
-      return;
-    case SendResult::Status::kBadRequest:
-      SendError(ErrorCode::kBadRequest, result.error, request_id);
-      return;
-    case SendResult::Status::kUnavailable:
-      SendError(ErrorCode::kUnavailable,
-                result.error.empty() ? "message service unavailable; nothing was delivered"
-                                     : result.error,
-                request_id);
-      return;
+  if (!result.status.ok()) {
+    const ErrorCode code = SendErrorCode(result.status.code());
+    std::string_view message(result.status.message().data(), result.status.message().size());
+    if (code == ErrorCode::kUnavailable && message.empty()) {
+      message = "message service unavailable; nothing was delivered";
+    }
+    SendError(code, message, request_id);
+    return;
   }
+  if (result.useq > seen_useq_ && !result.duplicate) {
+    constexpr size_t kMaxSentHere = 256;
+    if (sent_here_.size() == kMaxSentHere) sent_here_.erase(sent_here_.begin());
+    sent_here_.push_back(result.useq);
+  }
+  if (request_id.has_value()) Send(EncodeSent(request_id, result));
 }
 
 void ConnectionLogic::HandleUsers(const UsersAction& action, RequestId request_id) {

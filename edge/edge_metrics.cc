@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "edge/protocol.h"
 #include "prometheus/family.h"
 
 namespace chat::edge {
@@ -40,6 +41,27 @@ const char* OutcomeName(SendOutcome outcome) {
 }
 
 }  // namespace
+
+SendOutcome OutcomeOf(const absl::Status& status) {
+  if (status.ok()) return SendOutcome::kOk;
+  switch (SendErrorCode(status.code())) {
+    case ErrorCode::kUnknownUser:
+      return SendOutcome::kUnknownUser;
+    case ErrorCode::kRecipientOffline:
+      return SendOutcome::kRecipientOffline;
+    case ErrorCode::kBadRequest:
+      return SendOutcome::kBadRequest;
+    case ErrorCode::kForbidden:
+      return SendOutcome::kForbidden;
+    case ErrorCode::kRateLimited:
+      return SendOutcome::kRateLimited;
+    case ErrorCode::kUnavailable:
+    case ErrorCode::kUnknownAction:  // neither is an answer to a send
+    case ErrorCode::kInternal:
+      break;
+  }
+  return SendOutcome::kUnavailable;
+}
 
 EdgeMetrics::EdgeMetrics(prometheus::Registry& registry)
     : open_(OneGauge(registry, "chat_edge_connections_open", "Open WebSocket connections")),

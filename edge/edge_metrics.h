@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <utility>
 
-#include "edge/backends.h"
+#include "absl/status/status.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
@@ -26,7 +26,7 @@ inline int64_t WallMicros() {
 enum class SendOutcome {
   kOk,
   kUnknownUser,
-  kRecipientOffline,
+  kRecipientOffline,  // no longer produced; its series stays exported (at 0)
   kBadRequest,
   kForbidden,
   kRateLimited,
@@ -34,21 +34,9 @@ enum class SendOutcome {
   kCount,
 };
 
-inline SendOutcome OutcomeOf(SendResult::Status status) {
-  switch (status) {
-    case SendResult::Status::kOk:
-      return SendOutcome::kOk;
-    case SendResult::Status::kUnknownUser:
-      return SendOutcome::kUnknownUser;
-    case SendResult::Status::kRecipientOffline:
-      return SendOutcome::kRecipientOffline;
-    case SendResult::Status::kBadRequest:
-      return SendOutcome::kBadRequest;
-    case SendResult::Status::kUnavailable:
-      break;
-  }
-  return SendOutcome::kUnavailable;
-}
+// The label of a send message-service answered (or the link failed): `ok`,
+// else the protocol error the client gets for it (SendErrorCode).
+SendOutcome OutcomeOf(const absl::Status& status);
 
 // The edge's own metrics (chat_edge_*). Every child is created here, once;
 // the hot path only increments atomics through the references kept below.

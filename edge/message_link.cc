@@ -8,21 +8,6 @@
 namespace chat::edge {
 namespace {
 
-// message-service answers a send with a canonical status code.
-SendResult::Status SendStatusOf(int code) {
-  switch (static_cast<absl::StatusCode>(code)) {
-    case absl::StatusCode::kOk:
-      return SendResult::Status::kOk;
-    case absl::StatusCode::kNotFound:
-      return SendResult::Status::kUnknownUser;
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kPermissionDenied:
-      return SendResult::Status::kBadRequest;
-    default:
-      return SendResult::Status::kUnavailable;
-  }
-}
-
 // Delivery and StoredMessage carry the same message fields.
 template <typename Proto>
 MessageObject MessageOf(const Proto& m) {
@@ -54,15 +39,17 @@ SyncReply FromProto(const chat::v1::SyncResponse& r) {
   return out;
 }
 
-absl::Status StatusOf(const chat::v1::EdgeQueryResult& r) {
+// Every answer of message-service (EdgeSendResult, EdgeQueryResult) carries a
+// canonical status code (google.rpc.Code, 0 = OK) and its reason.
+template <typename Result>
+absl::Status StatusOf(const Result& r) {
   if (r.code() == 0) return absl::OkStatus();
   return absl::Status(static_cast<absl::StatusCode>(r.code()), r.error());
 }
 
-SendResult Unavailable(std::string why) {
+SendResult Unavailable(const char* why) {
   SendResult r;
-  r.status = SendResult::Status::kUnavailable;
-  r.error = std::move(why);
+  r.status = absl::UnavailableError(why);
   return r;
 }
 
@@ -381,8 +368,9 @@ void MessageLink::OnDown(const chat::v1::EdgeDown& down) {
         auto it = waiting_.find(r.seq());
         if (it == waiting_.end()) continue;
         SendResult result;
-        result.status = SendStatusOf(r.code());
-        result.error = r.error();
+        // Kept as message-service gave it: what the client and the metrics
+        // make of it is decided once, in SendErrorCode.
+        result.status = StatusOf(r);
         result.id = r.id();
         result.ts_ms = r.ts_ms();
         result.delivered = r.delivered();

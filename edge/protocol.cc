@@ -38,6 +38,18 @@ bool IsTemporary(ErrorCode code) {
          code == ErrorCode::kInternal;
 }
 
+ErrorCode SendErrorCode(absl::StatusCode code) {
+  switch (code) {
+    case absl::StatusCode::kNotFound:
+      return ErrorCode::kUnknownUser;
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kPermissionDenied:
+      return ErrorCode::kBadRequest;
+    default:
+      return ErrorCode::kUnavailable;
+  }
+}
+
 namespace {
 
 RequestError Bad(std::string message, RequestId id = std::nullopt) {
@@ -311,7 +323,7 @@ std::string EncodeError(ErrorCode code, std::string_view message, const RequestI
   return Serialize(obj);
 }
 
-std::string EncodeSent(const RequestId& request_id, const SentInfo& sent) {
+std::string EncodeSent(const RequestId& request_id, const SendResult& sent) {
   json::object obj;
   obj["action"] = "sent";
   PutId(obj, request_id);

@@ -8,6 +8,7 @@
 #include <variant>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "boost/json/value.hpp"
 #include "edge/stored.h"
 
@@ -27,6 +28,11 @@ enum class ErrorCode {
 };
 std::string_view ErrorCodeName(ErrorCode code);
 bool IsTemporary(ErrorCode code);
+// The error a send fails with for message-service's canonical status code
+// (not OK): NOT_FOUND is unknown_user, INVALID_ARGUMENT and PERMISSION_DENIED
+// are bad_request, anything else is unavailable (temporary: retry). Nothing
+// maps to recipient_offline any more (offline recipients get stored messages).
+ErrorCode SendErrorCode(absl::StatusCode code);
 
 inline constexpr size_t kMaxWatchUsers = 1000;
 inline constexpr int kMaxUsersLimit = 1000;
@@ -109,21 +115,12 @@ struct Contact {
   bool status;
 };
 
-struct SentInfo {
-  std::string id;
-  int64_t ts_ms = 0;
-  int delivered = 0;
-  std::string conversation;
-  int64_t seq = 0;
-  int64_t useq = 0;  // the sender's
-  bool duplicate = false;
-};
-
 // `epoch` empty: not known yet (the message store was unreachable).
 std::string EncodeHello(std::string_view user, std::string_view connection_id,
                         std::string_view server, const Limits& limits, std::string_view epoch);
 std::string EncodeError(ErrorCode code, std::string_view message, const RequestId& request_id);
-std::string EncodeSent(const RequestId& request_id, const SentInfo& sent);
+// `sent` is an OK result; its status is not looked at.
+std::string EncodeSent(const RequestId& request_id, const SendResult& sent);
 // The live frame: {"action":"send", ...message object}.
 std::string EncodeDelivery(const MessageObject& message);
 // These trim their message lists (and set more) to stay under kMaxReplyBytes;

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+
 // Stored messages and the replies built from them (protocol version 2), as
 // the edge's logic and its JSON codec see them: no transport types.
 namespace chat::edge {
@@ -57,6 +59,22 @@ struct ConversationsReply {
 struct ReadReply {
   std::string conversation;
   int64_t read_seq = 0;
+};
+
+// message-service's answer to a send. `status` is its canonical code and
+// reason as it came (EdgeSendResult.code and .error), or UNAVAILABLE when the
+// link could not carry the send; the protocol error a client gets for it is
+// SendErrorCode (protocol.h), the metric label OutcomeOf (edge_metrics.h).
+// The rest is set when the status is OK, and is what the `sent` frame says.
+struct SendResult {
+  absl::Status status{absl::StatusCode::kUnavailable, ""};
+  std::string id;
+  int64_t ts_ms = 0;
+  int delivered = 0;
+  std::string conversation;
+  int64_t seq = 0;
+  int64_t useq = 0;  // the sender's
+  bool duplicate = false;
 };
 
 struct Receipt {

@@ -8,6 +8,7 @@
 #include <type_traits>
 #include <variant>
 
+#include "absl/status/status.h"
 #include "boost/json/parse.hpp"
 #include "common/names.h"
 #include "edge/protocol.h"
@@ -34,7 +35,8 @@ std::string Reply(const Request& request) {
         if constexpr (std::is_same_v<T, SendAction>) {
           CheckFrame(EncodeDelivery({"01JD7X", "c", 1, 1, action.sent_by.value_or("me"),
                                      action.send_to, action.message, 1764050000123}));
-          return EncodeSent(request.request_id, {"01JD7X", 1764050000123, 2, "c", 1, 1, false});
+          return EncodeSent(request.request_id,
+                            {absl::OkStatus(), "01JD7X", 1764050000123, 2, "c", 1, 1, false});
         } else if constexpr (std::is_same_v<T, UsersAction>) {
           FUZZ_CHECK(action.limit >= 0 && action.limit <= kMaxUsersLimit);
           return EncodeUsers({{action.after, true}, {"bob", false}}, action.after,

@@ -3,6 +3,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/status/status.h"
 #include "boost/json/parse.hpp"
 #include "boost/json/serialize.hpp"
 #include "gmock/gmock.h"
@@ -93,16 +94,16 @@ class ConnectionLogicTest : public ::testing::Test {
 
   static SendResult Ok(int delivered) {
     SendResult r;
-    r.status = SendResult::Status::kOk;
+    r.status = absl::OkStatus();
     r.id = "01JD7XAAAAAAAAAAAAAAAAAAAA";
     r.ts_ms = 1764050000123;
     r.delivered = delivered;
     return r;
   }
-  static SendResult Failed(SendResult::Status status, std::string error) {
+  // message-service's canonical code and reason, as the link hands them over.
+  static SendResult Failed(absl::StatusCode code, const std::string& error) {
     SendResult r;
-    r.status = status;
-    r.error = std::move(error);
+    r.status = absl::Status(code, error);
     return r;
   }
 
@@ -162,14 +163,18 @@ TEST_F(ConnectionLogicTest, SuccessfulSendWithRequestIdGetsSent) {
 
 TEST_F(ConnectionLogicTest, BackendFailuresBecomeErrorFramesEvenWithoutRequestId) {
   struct Case {
-    SendResult::Status status;
+    absl::StatusCode status;
     const char* code;
     bool temporary;
   } cases[] = {
-      {SendResult::Status::kUnknownUser, "unknown_user", false},
-      {SendResult::Status::kRecipientOffline, "recipient_offline", false},
-      {SendResult::Status::kBadRequest, "bad_request", false},
-      {SendResult::Status::kUnavailable, "unavailable", true},
+      {absl::StatusCode::kNotFound, "unknown_user", false},
+      {absl::StatusCode::kInvalidArgument, "bad_request", false},
+      {absl::StatusCode::kPermissionDenied, "bad_request", false},
+      {absl::StatusCode::kUnavailable, "unavailable", true},
+      {absl::StatusCode::kResourceExhausted, "unavailable", true},
+      {absl::StatusCode::kDeadlineExceeded, "unavailable", true},
+      {absl::StatusCode::kInternal, "unavailable", true},
+      {static_cast<absl::StatusCode>(99), "unavailable", true},  // a code from the future
   };
   for (size_t i = 0; i < std::size(cases); ++i) {
     Frame(R"({"action":"send","send_to":"bob","message":"hi"})");
@@ -185,7 +190,7 @@ TEST_F(ConnectionLogicTest, BackendFailuresBecomeErrorFramesEvenWithoutRequestId
 
 TEST_F(ConnectionLogicTest, UnavailableWithoutReasonStillSaysNothingWasDelivered) {
   Frame(R"({"action":"send","send_to":"bob","message":"hi","request_id":4})");
-  Answer(0, Failed(SendResult::Status::kUnavailable, ""));
+  Answer(0, Failed(absl::StatusCode::kUnavailable, ""));
   json::object error = OnlyFrame();
   EXPECT_EQ(error["code"], "unavailable");
   EXPECT_EQ(error["request_id"], 4);

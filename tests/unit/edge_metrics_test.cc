@@ -2,6 +2,7 @@
 // folded into "other", latency never negative.
 #include "edge/edge_metrics.h"
 
+#include "absl/status/status.h"
 #include "common/metrics.h"
 #include "gtest/gtest.h"
 #include "tests/support/prom_text.h"
@@ -48,8 +49,8 @@ TEST_F(EdgeMetricsTest, ConnectionsOpenAndCloseByCode) {
 TEST_F(EdgeMetricsTest, RefusalsBySendResultsAndLinks) {
   edge_.HandshakeRefused(401);
   edge_.HandshakeRefused(418);
-  edge_.Send(OutcomeOf(SendResult::Status::kOk));
-  edge_.Send(OutcomeOf(SendResult::Status::kUnavailable));
+  edge_.Send(OutcomeOf(absl::OkStatus()));
+  edge_.Send(OutcomeOf(absl::UnavailableError("link lost")));
   edge_.Send(SendOutcome::kRateLimited);
   edge_.LinkUp(false);
   edge_.LinkDown();
@@ -62,6 +63,22 @@ TEST_F(EdgeMetricsTest, RefusalsBySendResultsAndLinks) {
   EXPECT_EQ(PromValue(s, "chat_edge_sends_total", {{"result", "rate_limited"}}), 1);
   EXPECT_EQ(PromValue(s, "chat_edge_message_links_up"), 1);
   EXPECT_EQ(PromValue(s, "chat_edge_message_link_reconnects_total"), 1);
+}
+
+// The label is the error code the client got for message-service's answer.
+TEST_F(EdgeMetricsTest, SendResultsAreLabelledAsTheClientIsAnswered) {
+  edge_.Send(OutcomeOf(absl::NotFoundError("no such user")));
+  edge_.Send(OutcomeOf(absl::InvalidArgumentError("too long")));
+  edge_.Send(OutcomeOf(absl::PermissionDeniedError("not yours")));
+  edge_.Send(OutcomeOf(absl::ResourceExhaustedError("busy")));
+  edge_.Send(OutcomeOf(absl::Status(static_cast<absl::StatusCode>(99), "new code")));
+  const auto s = Scrape();
+  EXPECT_EQ(PromValue(s, "chat_edge_sends_total", {{"result", "unknown_user"}}), 1);
+  EXPECT_EQ(PromValue(s, "chat_edge_sends_total", {{"result", "bad_request"}}), 2);
+  EXPECT_EQ(PromValue(s, "chat_edge_sends_total", {{"result", "unavailable"}}), 2);
+  EXPECT_EQ(PromValue(s, "chat_edge_sends_total", {{"result", "ok"}}), 0);
+  // No longer produced, still exported: dashboards and alerts keep their series.
+  EXPECT_EQ(PromValue(s, "chat_edge_sends_total", {{"result", "recipient_offline"}}), 0);
 }
 
 TEST_F(EdgeMetricsTest, DeliveryLatencyFromTheSendersReadTime) {

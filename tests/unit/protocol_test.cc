@@ -3,6 +3,7 @@
 #include <string>
 #include <variant>
 
+#include "absl/status/status.h"
 #include "boost/json/parse.hpp"
 #include "boost/json/serialize.hpp"
 #include "gmock/gmock.h"
@@ -223,6 +224,21 @@ TEST(ParseRequestTest, PingIgnoresExtraFields) {
 
 // ----- encoding -----
 
+// The one place message-service's canonical codes become protocol errors.
+TEST(ErrorCodeTest, FailedSendsMapFromCanonicalCodes) {
+  EXPECT_EQ(SendErrorCode(absl::StatusCode::kNotFound), ErrorCode::kUnknownUser);
+  EXPECT_EQ(SendErrorCode(absl::StatusCode::kInvalidArgument), ErrorCode::kBadRequest);
+  EXPECT_EQ(SendErrorCode(absl::StatusCode::kPermissionDenied), ErrorCode::kBadRequest);
+  for (absl::StatusCode retryable :
+       {absl::StatusCode::kUnavailable, absl::StatusCode::kResourceExhausted,
+        absl::StatusCode::kDeadlineExceeded, absl::StatusCode::kAborted,
+        absl::StatusCode::kInternal, absl::StatusCode::kUnknown,
+        absl::StatusCode::kFailedPrecondition, static_cast<absl::StatusCode>(99)}) {
+    EXPECT_EQ(SendErrorCode(retryable), ErrorCode::kUnavailable) << static_cast<int>(retryable);
+    EXPECT_TRUE(IsTemporary(SendErrorCode(retryable)));
+  }
+}
+
 TEST(ErrorCodeTest, NamesAndTemporaryFlagsMatchTheProtocolTable) {
   struct Row {
     ErrorCode code;
@@ -335,8 +351,8 @@ TEST(EncodeTest, OnlyServerMessagesCarryServerTypeAndMetadata) {
 }
 
 TEST(EncodeTest, SentReply) {
-  json::object frame =
-      Frame(EncodeSent(json::value("c-17"), {"01JD7X", 1764050000123, 2, "conv", 3, 41, false}));
+  json::object frame = Frame(EncodeSent(
+      json::value("c-17"), {absl::OkStatus(), "01JD7X", 1764050000123, 2, "conv", 3, 41, false}));
   EXPECT_EQ(frame["action"], "sent");
   EXPECT_EQ(frame["conversation"], "conv");
   EXPECT_EQ(frame["seq"], 3);
