@@ -147,6 +147,13 @@ TEST_F(MetricsTest, EveryEndpointPassesPromtoolAndCountsTheTraffic) {
   ASSERT_TRUE(alice && bob);
   Exchange(*alice, *bob, "mt_bob", 5);
   Exchange(*bob, *alice, "mt_alice", 3);
+  // Two reads on the store (timed by kind).
+  ASSERT_TRUE(alice->SendText(R"({"action":"history","with":"mt_bob","request_id":100})").ok());
+  auto history = alice->ReadAction("history");
+  ASSERT_TRUE(history.ok()) << history.status();
+  ASSERT_TRUE(alice->SendText(R"({"action":"conversations","request_id":101})").ok());
+  auto conversations = alice->ReadAction("conversations");
+  ASSERT_TRUE(conversations.ok()) << conversations.status();
   // Refused handshakes: a bad ?name= (400).
   WsClient refused;
   HandshakeOptions bad_name;
@@ -195,7 +202,7 @@ TEST_F(MetricsTest, EveryEndpointPassesPromtoolAndCountsTheTraffic) {
 
   const auto& cs = scraped["connection-service"];
   EXPECT_GE(PromValue(cs, "grpc_server_handled_total",
-                      {{"grpc_service", "chat.v1.ConnectionService"},
+                      {{"grpc_service", "chat.v1.EdgeRegistry"},
                        {"grpc_method", "Register"},
                        {"grpc_code", "OK"}}),
             2);
@@ -206,8 +213,24 @@ TEST_F(MetricsTest, EveryEndpointPassesPromtoolAndCountsTheTraffic) {
   const auto& ms = scraped["message-service"];
   // EdgeLink is still open: started, not yet handled.
   EXPECT_GE(PromValue(ms, "grpc_server_started_total",
-                      {{"grpc_service", "chat.v1.MessageService"}, {"grpc_method", "EdgeLink"}}),
+                      {{"grpc_service", "chat.v1.EdgeGateway"}, {"grpc_method", "EdgeLink"}}),
             1);
+  // The store worker: the 8 sends committed in at least one transaction each
+  // timed, none failed or refused; every series exists from the start.
+  EXPECT_GE(PromValue(ms, "chat_store_commit_batch_size_count"), 1);
+  EXPECT_GE(PromValue(ms, "chat_store_commit_batch_size_sum"), 8);
+  EXPECT_EQ(PromValue(ms, "chat_store_commit_seconds_count"),
+            PromValue(ms, "chat_store_commit_batch_size_count"));
+  EXPECT_GT(PromValue(ms, "chat_store_commit_seconds_sum"), 0);
+  EXPECT_EQ(PromValue(ms, "chat_store_commit_failures_total"), 0);
+  EXPECT_GE(PromValue(ms, "chat_store_queue_depth"), 0);
+  EXPECT_EQ(PromValue(ms, "chat_store_queue_rejected_total"), 0);
+  EXPECT_EQ(PromValue(ms, "chat_store_pruned_total"), 0);  // no retention configured
+  EXPECT_GE(PromValue(ms, "chat_store_query_seconds_count", {{"kind", "history"}}), 1);
+  EXPECT_GE(PromValue(ms, "chat_store_query_seconds_count", {{"kind", "conversations"}}), 1);
+  for (const char* kind : {"sync", "unread", "read"}) {
+    EXPECT_GE(PromValue(ms, "chat_store_query_seconds_count", {{"kind", kind}}), 0) << kind;
+  }
 
   // A normal close is counted by its code.
   const double closed_before = std::max(
@@ -286,6 +309,7 @@ TEST_F(MetricsTest, APrometheusServerScrapesAllThreeAndSeesSends) {
       << query("sum(chat_edge_sends_total{result=\"ok\"})");
   EXPECT_GT(query("sum(chat_edge_delivery_latency_seconds_count)"), 0);
   EXPECT_GT(query("sum(grpc_server_handled_total{job=\"connection-service\"})"), 0);
+  EXPECT_GT(query("sum(chat_store_commit_batch_size_count{job=\"message-service\"})"), 0);
 
   // Every query of the shipped Grafana dashboard is valid PromQL for this
   // server, and every metric it names is exported by one of the three.
