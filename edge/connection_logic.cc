@@ -1,5 +1,31 @@
 #include "edge/connection_logic.h"
 
+// Copies of a message's text on the edge (counted from the code; plain TCP,
+// no permessage-deflate; TLS adds its encryption on either side).
+//
+// Socket read to EdgeLink write, 3 (plus Beast's own, below):
+//   1. ParseRequest: Boost.JSON builds a DOM; "message" becomes a json::string.
+//   2. StringField: that json::string into the SendAction's std::string.
+//      From there it is moved: SendAction -> OutgoingSend -> EdgeSend (set_message
+//      with an rvalue) -> EdgeUp (protobuf move, no arena: a swap).
+//   3. gRPC serializes the EdgeUp into its slices.
+//   Before 1, Beast reads the frame into its small read buffer (about 1.5 KB)
+//   and copies what arrived there into the session's ReadBuffer (a large
+//   payload's rest is read into the ReadBuffer directly; unmasking is in
+//   place); the ReadBuffer's growth re-copies what it holds (geometric).
+//   OnText sees a string_view into the ReadBuffer: no copy.
+//
+// EdgeLink read to socket write, 3, once per delivery whatever the number of
+// the recipient's connections on this edge:
+//   1. gRPC parses the EdgeDown from its slices.
+//      MessageLink takes the strings out of the Delivery (moved, not copied).
+//   2. EncodeDelivery: the text into the Boost.JSON DOM.
+//   3. json::serialize writes the escaped frame into a std::string.
+//      From there one shared_ptr<const std::string> is shared by every target
+//      connection: the strand hop, the catch-up holds and the write queue pass
+//      the pointer, and Beast writes the unmasked frame from it in one gather
+//      write (header + payload).
+
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"

@@ -8,34 +8,34 @@
 namespace chat::edge {
 namespace {
 
-// Delivery and StoredMessage carry the same message fields.
+// Delivery and StoredMessage carry the same message fields. Each proto is
+// read once, so its strings (the message text above all) are moved out, not
+// copied; `m` is left with empty strings.
 template <typename Proto>
-MessageObject MessageOf(const Proto& m) {
+MessageObject TakeMessage(Proto* m) {
   MessageObject out;
-  out.id = m.id();
-  out.conversation = m.conversation();
-  out.seq = m.seq();
-  out.useq = m.useq();
-  out.sent_by = m.sent_by();
-  out.send_to = m.send_to();
-  out.message = m.message();
-  out.ts_ms = m.ts_ms();
-  out.server = m.server();
-  out.type = m.type();
-  out.metadata = m.metadata();
+  out.id = std::move(*m->mutable_id());
+  out.conversation = std::move(*m->mutable_conversation());
+  out.seq = m->seq();
+  out.useq = m->useq();
+  out.sent_by = std::move(*m->mutable_sent_by());
+  out.send_to = std::move(*m->mutable_send_to());
+  out.message = std::move(*m->mutable_message());
+  out.ts_ms = m->ts_ms();
+  out.server = m->server();
+  out.type = std::move(*m->mutable_type());
+  out.metadata = std::move(*m->mutable_metadata());
   return out;
 }
 
-MessageObject FromProto(const chat::v1::StoredMessage& m) { return MessageOf(m); }
-
-SyncReply FromProto(const chat::v1::SyncResponse& r) {
+SyncReply TakeSync(chat::v1::SyncResponse* r) {
   SyncReply out;
-  out.messages.reserve(r.messages_size());
-  for (const auto& m : r.messages()) out.messages.push_back(FromProto(m));
-  out.useq = r.useq();
-  out.more = r.more();
-  out.epoch = r.epoch();
-  out.reset = r.reset();
+  out.messages.reserve(r->messages_size());
+  for (auto& m : *r->mutable_messages()) out.messages.push_back(TakeMessage(&m));
+  out.useq = r->useq();
+  out.more = r->more();
+  out.epoch = std::move(*r->mutable_epoch());
+  out.reset = r->reset();
   return out;
 }
 
@@ -92,7 +92,7 @@ class MessageLink::Stream final
       greeted_ = true;
       StepTowardsUp();
     }
-    link_->OnDown(down_);
+    link_->OnDown(&down_);
     StartRead(&down_);
   }
   void OnDone(const grpc::Status& status) override {
@@ -306,7 +306,8 @@ void MessageLink::Send(OutgoingSend send, std::function<void(const SendResult&)>
                        : "message service unavailable; nothing was delivered"));
 }
 
-void MessageLink::OnDown(const chat::v1::EdgeDown& down) {
+void MessageLink::OnDown(chat::v1::EdgeDown* down_ptr) {
+  chat::v1::EdgeDown& down = *down_ptr;
   // Attach answers first: a connection's hello goes out before anything
   // delivered to it in the same batch.
   if (down.attached_size() > 0) {
@@ -328,21 +329,20 @@ void MessageLink::OnDown(const chat::v1::EdgeDown& down) {
     }
     for (auto& [done, info] : ready) done(std::move(info));
   }
-  for (const auto& d : down.deliveries()) {
-    const MessageObject m = MessageOf(d);
-    auto frame = std::make_shared<const std::string>(EncodeDelivery(m));
+  for (auto& d : *down.mutable_deliveries()) {
     const bool own_copy = d.user() == d.sent_by() && d.sent_by() != d.send_to();
+    auto frame = std::make_shared<const std::string>(EncodeDelivery(TakeMessage(&d)));
     const int64_t useq = d.useq();
     const int64_t received_us = d.edge_received_us();
     hub_->ForEach(d.connection_ids(),
                   [&](LocalConnection& c) { c.DeliverStored(frame, useq, own_copy, received_us); });
   }
   if (down.query_results_size() > 0) {
-    std::vector<std::pair<Done<chat::v1::EdgeQueryResult>, const chat::v1::EdgeQueryResult*>> ready;
+    std::vector<std::pair<Done<chat::v1::EdgeQueryResult>, chat::v1::EdgeQueryResult*>> ready;
     {
       absl::MutexLock lock(&mu_);
       last_answer_ = absl::Now();
-      for (const auto& r : down.query_results()) {
+      for (auto& r : *down.mutable_query_results()) {
         auto it = queries_.find(r.seq());
         if (it == queries_.end()) continue;
         ready.emplace_back(std::move(it->second), &r);
@@ -352,7 +352,7 @@ void MessageLink::OnDown(const chat::v1::EdgeDown& down) {
     for (auto& [done, r] : ready) {
       absl::Status status = StatusOf(*r);
       if (status.ok()) {
-        done(*r);
+        done(std::move(*r));  // a page of messages: moved, not copied
       } else {
         done(status);
       }
@@ -493,7 +493,7 @@ void MessageLinks::Sync(const std::string& user, int64_t since, int limit, const
   r->set_epoch(epoch);
   Query(user, std::move(q), [done = std::move(done)](absl::StatusOr<chat::v1::EdgeQueryResult> r) {
     if (!r.ok()) return done(r.status());
-    done(FromProto(r->sync()));
+    done(TakeSync(r->mutable_sync()));
   });
 }
 
@@ -505,7 +505,7 @@ void MessageLinks::Unread(const std::string& user, int64_t after, int limit, Don
   r->set_limit(limit);
   Query(user, std::move(q), [done = std::move(done)](absl::StatusOr<chat::v1::EdgeQueryResult> r) {
     if (!r.ok()) return done(r.status());
-    done(FromProto(r->sync()));
+    done(TakeSync(r->mutable_sync()));
   });
 }
 
@@ -519,11 +519,12 @@ void MessageLinks::History(const std::string& user, const std::string& with, int
   r->set_limit(limit);
   Query(user, std::move(q), [done = std::move(done)](absl::StatusOr<chat::v1::EdgeQueryResult> r) {
     if (!r.ok()) return done(r.status());
-    const auto& h = r->history();
+    auto& h = *r->mutable_history();
     HistoryReply out;
     out.with = h.with();
     out.conversation = h.conversation();
-    for (const auto& m : h.messages()) out.messages.push_back(FromProto(m));
+    out.messages.reserve(h.messages_size());
+    for (auto& m : *h.mutable_messages()) out.messages.push_back(TakeMessage(&m));
     out.more = h.more();
     done(std::move(out));
   });
@@ -539,8 +540,8 @@ void MessageLinks::Conversations(const std::string& user, int limit, const std::
   Query(user, std::move(q), [done = std::move(done)](absl::StatusOr<chat::v1::EdgeQueryResult> r) {
     if (!r.ok()) return done(r.status());
     ConversationsReply out;
-    for (const auto& c : r->conversations().items()) {
-      out.items.push_back({c.with(), c.conversation(), FromProto(c.last()), c.unread(),
+    for (auto& c : *r->mutable_conversations()->mutable_items()) {
+      out.items.push_back({c.with(), c.conversation(), TakeMessage(c.mutable_last()), c.unread(),
                            c.read_seq(), c.peer_read_seq(), c.delivered_seq()});
     }
     out.next = r->conversations().next();

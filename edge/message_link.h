@@ -13,11 +13,11 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "chat/v1/chat.grpc.pb.h"
-#include "grpcpp/channel.h"
 #include "common/service_auth.h"
 #include "edge/backends.h"
 #include "edge/edge_metrics.h"
 #include "edge/local_hub.h"
+#include "grpcpp/channel.h"
 
 namespace chat::edge {
 
@@ -60,7 +60,8 @@ class MessageLink {
   // Called by the stream reactor.
   void OnStreamUp(Stream* stream);
   void OnWriteDone(Stream* stream);
-  void OnDown(const chat::v1::EdgeDown& down);
+  // Takes what it hands on out of `down` (the stream reads into it again).
+  void OnDown(chat::v1::EdgeDown* down);
   void OnStreamDone(Stream* stream);
   void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Whether anything sent up waits for its answer (the watchdog's business).
@@ -78,7 +79,7 @@ class MessageLink {
   Stream* stream_ ABSL_GUARDED_BY(mu_) = nullptr;  // the live attempt, if up
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool stream_done_ ABSL_GUARDED_BY(mu_) = false;
-  bool ever_up_ ABSL_GUARDED_BY(mu_) = false;  // a later up is a reconnect
+  bool ever_up_ ABSL_GUARDED_BY(mu_) = false;     // a later up is a reconnect
   bool attempt_up_ ABSL_GUARDED_BY(mu_) = false;  // the current attempt came up
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
   std::deque<chat::v1::EdgeSend> pending_ ABSL_GUARDED_BY(mu_);
