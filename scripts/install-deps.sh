@@ -11,7 +11,7 @@ packages=(
   libjwt-dev libssl-dev libcurl4-openssl-dev
   libjemalloc-dev clang-14 libclang-rt-14-dev
   libsqlite3-dev libpq-dev postgresql-15
-  prometheus-cpp-dev prometheus
+  prometheus-cpp-dev prometheus haproxy
   python3 python3-yaml curl
   python3-grpcio python3-protobuf python3-websocket openssl
 )
