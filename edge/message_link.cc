@@ -233,6 +233,18 @@ void MessageLink::Detach(const std::string& connection_id) {
 void MessageLink::Reached(const std::string& user, int64_t from, int64_t to) {
   absl::MutexLock lock(&mu_);
   if (stream_ == nullptr) return;  // lost: after a crash messages may be pushed twice
+  // Frames written while the previous EdgeUp was on its way: a user's
+  // adjacent ranges go up as one (one report, one worker task on the other
+  // side, instead of one per frame).
+  auto [it, added] = pending_reached_.try_emplace(user, pending_other_.reached_size());
+  if (!added) {
+    chat::v1::Reached* last = pending_other_.mutable_reached(it->second);
+    if (last->to_useq() + 1 == from) {
+      last->set_to_useq(to);
+      return;  // already waiting for the next write
+    }
+    it->second = pending_other_.reached_size();
+  }
   auto* r = pending_other_.add_reached();
   r->set_user(user);
   r->set_from_useq(from);
@@ -271,6 +283,7 @@ void MessageLink::WriteNextLocked() {
   if (has_other_) {
     up.Swap(&pending_other_);
     has_other_ = false;
+    pending_reached_.clear();
   }
   const int n = std::min<int>(pending_.size(), options_.max_sends_per_batch);
   up.mutable_sends()->Reserve(n);
@@ -405,6 +418,7 @@ void MessageLink::OnStreamDone(Stream* stream) {
     writing_ = false;
     pending_.clear();
     pending_other_.Clear();
+    pending_reached_.clear();
     has_other_ = false;
     failed.swap(waiting_);
     failed_queries.swap(queries_);

@@ -85,6 +85,8 @@ class MessageLink {
   std::deque<chat::v1::EdgeSend> pending_ ABSL_GUARDED_BY(mu_);
   // Attaches, detaches, reached marks and queries waiting for the next write.
   chat::v1::EdgeUp pending_other_ ABSL_GUARDED_BY(mu_);
+  // Per user, the index of their last entry in pending_other_.reached().
+  absl::flat_hash_map<std::string, int> pending_reached_ ABSL_GUARDED_BY(mu_);
   bool has_other_ ABSL_GUARDED_BY(mu_) = false;
   absl::flat_hash_map<uint64_t, Done<chat::v1::EdgeQueryResult>> queries_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, Done<AttachInfo>> attaches_ ABSL_GUARDED_BY(mu_);
