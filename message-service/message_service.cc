@@ -1,5 +1,6 @@
 #include "message-service/message_service.h"
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 
@@ -412,6 +413,21 @@ grpc::ServerUnaryReactor* MessageServiceImpl::Batch(grpc::CallbackServerContext*
     reactor->Finish(ToGrpcStatus(
         WithReason(absl::InvalidArgumentError(absl::StrCat("more than ", kMaxBatchSends, " sends")),
                    kTooManySends)));
+    return reactor;
+  }
+  int messages = 0;
+  size_t text_bytes = 0;
+  for (const chat::v1::SendRequest& send : request->sends()) {
+    const int copies = std::max(1, send.recipients_size());
+    messages += copies;
+    text_bytes += send.message().size() * copies;
+  }
+  if (messages > kMaxBatchMessages || text_bytes > kMaxBatchTextBytes) {
+    reactor->Finish(
+        ToGrpcStatus(WithReason(absl::InvalidArgumentError(absl::StrCat(
+                                    "a batch may fan out to at most ", kMaxBatchMessages,
+                                    " messages and ", kMaxBatchTextBytes >> 20, " MiB of text")),
+                                kTooManySends)));
     return reactor;
   }
   const int n = request->sends_size();

@@ -19,6 +19,11 @@ inline constexpr size_t kMaxTypeBytes = 64;
 inline constexpr size_t kMaxMetadataBytes = 16 << 10;
 inline constexpr int kMaxRecipients = 100;
 inline constexpr int kMaxBatchSends = 100;
+// A Batch fans out to at most this many messages (sends times recipients)
+// and this much stored text: without it one call of 100 sends to 100
+// recipients each could store 10,000 copies of 128 KiB.
+inline constexpr int kMaxBatchMessages = 1000;
+inline constexpr size_t kMaxBatchTextBytes = 32 << 20;
 
 // Reasons of the refusals (ErrorInfo.reason).
 inline constexpr char kInvalidName[] = "INVALID_NAME";

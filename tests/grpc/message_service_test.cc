@@ -1686,6 +1686,17 @@ TEST_F(MessageServiceTest, BatchAnswersEachSendOnItsOwn) {
   status = stub_->Batch(Ctx().get(), full, &response);
   EXPECT_EQ(status.error_code(), grpc::INVALID_ARGUMENT) << Show(status);
   EXPECT_EQ(ReasonOf(status), "TOO_MANY_SENDS");
+  // Fan-out is bounded too: 11 sends to 100 recipients each are 1,100 messages.
+  v1::BatchRequest wide;
+  for (int i = 0; i < 11; ++i) {
+    v1::SendRequest* send = wide.add_sends();
+    send->set_sent_by("billing");
+    send->set_message("notice");
+    for (int r = 0; r < 100; ++r) send->add_recipients(absl::StrCat("u", r));
+  }
+  status = stub_->Batch(Ctx().get(), wide, &response);
+  EXPECT_EQ(status.error_code(), grpc::INVALID_ARGUMENT) << Show(status);
+  EXPECT_EQ(ReasonOf(status), "TOO_MANY_SENDS");
   // The store down: every item UNAVAILABLE, the call itself OK.
   store_->Break();
   v1::BatchRequest two;
