@@ -192,6 +192,13 @@ absl::StatusOr<int64_t> BanMs(const google::protobuf::Duration& ban) {
   return ban.seconds() * 1000 + (ban.nanos() + 999'999) / 1'000'000;
 }
 
+absl::Status GetUserInto(const Registry& registry, const std::string& name,
+                         chat::v1::User* response) {
+  auto result = registry.GetUser(name);
+  if (result.ok()) ToProto(*result, response);
+  return result.status();
+}
+
 absl::Status ListUsersInto(const Registry& registry, const chat::v1::ListUsersRequest& request,
                            chat::v1::ListUsersResponse* response) {
   auto result =
@@ -245,9 +252,7 @@ grpc::ServerUnaryReactor* ConnectionServiceImpl::GetUser(grpc::CallbackServerCon
                                                          const chat::v1::GetUserRequest* request,
                                                          chat::v1::User* response) {
   if (auto* refused = Refused(ctx)) return refused;
-  auto result = registry_->GetUser(request->name());
-  if (result.ok()) ToProto(*result, response);
-  return Done(ctx, result.status());
+  return Done(ctx, GetUserInto(*registry_, request->name(), response));
 }
 
 grpc::ServerUnaryReactor* ConnectionServiceImpl::GetUsers(grpc::CallbackServerContext* ctx,
@@ -390,9 +395,7 @@ grpc::ServerUnaryReactor* EdgeRegistryImpl::LookupUser(grpc::CallbackServerConte
                                                        const chat::v1::GetUserRequest* request,
                                                        chat::v1::User* response) {
   if (auto* refused = Refused(ctx)) return refused;
-  auto result = registry_->GetUser(request->name());
-  if (result.ok()) ToProto(*result, response);
-  return Done(ctx, result.status());
+  return Done(ctx, GetUserInto(*registry_, request->name(), response));
 }
 
 grpc::ServerUnaryReactor* EdgeRegistryImpl::ForgetUser(grpc::CallbackServerContext* ctx,
