@@ -20,6 +20,7 @@
 
 #include "absl/strings/str_split.h"
 #include "tests/e2e/e2e_util.h"
+#include "tests/support/process.h"
 
 namespace chat::testing {
 namespace {
@@ -30,25 +31,6 @@ constexpr char kHaproxy[] = "/usr/sbin/haproxy";
 
 long long Millis(Clock::duration d) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
-}
-
-// A loopback port that is free right now (bound to port 0, then released):
-// HAProxy takes its ports from its configuration file, not from port 0.
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return 0;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof(addr);
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  close(fd);
-  return port;
 }
 
 // A real HAProxy in the foreground (-db), with a configuration written to a
@@ -80,8 +62,8 @@ class Haproxy {
     // The ports are free when picked but not reserved: another test may take
     // one before HAProxy binds it, so a failed start is retried on new ones.
     for (int attempt = 0; attempt < 3; ++attempt) {
-      port_ = FreePort();
-      stats_port_ = FreePort();
+      port_ = chat::testing::FreeLoopbackPort();
+      stats_port_ = chat::testing::FreeLoopbackPort();
       const std::string config = dir_ + "/haproxy.cfg";
       std::ofstream(config) << Config(servers);
       process_ = std::make_unique<ChildProcess>();

@@ -17,6 +17,7 @@
 #include "absl/strings/str_split.h"
 #include "boost/asio/ip/tcp.hpp"
 #include "tests/e2e/e2e_util.h"
+#include "tests/support/process.h"
 #include "tests/support/prom_text.h"
 
 namespace chat::testing {
@@ -76,14 +77,6 @@ std::vector<PromSample> Parse(const std::string& text) {
   auto samples = ParsePromText(text);
   EXPECT_TRUE(samples.ok()) << samples.status();
   return samples.ok() ? *samples : std::vector<PromSample>{};
-}
-
-// A port nothing listens on right now (for a process that takes no port 0).
-int FreePort() {
-  boost::asio::io_context ioc;
-  boost::asio::ip::tcp::acceptor acceptor(
-      ioc, {boost::asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(0)});
-  return acceptor.local_endpoint().port();
 }
 
 std::string UrlEncode(const std::string& s) {
@@ -261,7 +254,7 @@ TEST_F(MetricsTest, APrometheusServerScrapesAllThreeAndSeesSends) {
       cluster_->connection_metrics_port(), "']}]\n",
       "  - job_name: message-service\n    static_configs: [{targets: ['127.0.0.1:",
       cluster_->message_metrics_port(), "']}]\n");
-  const int port = FreePort();
+  const int port = chat::testing::FreeLoopbackPort();
   ChildProcess server;
   ASSERT_TRUE(server
                   .Start({prometheus, "--config.file=" + config,

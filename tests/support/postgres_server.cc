@@ -14,6 +14,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "tests/support/process.h"
 
 namespace chat::testing {
 namespace {
@@ -69,21 +70,6 @@ absl::Status EnsureTemplate() {
   return status;
 }
 
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  close(fd);
-  return port;
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<PostgresServer>> PostgresServer::Start(Options options) {
@@ -110,7 +96,7 @@ absl::Status PostgresServer::StartOnFreePort() {
   // bind: then try another one.
   absl::Status status;
   for (int attempt = 0; attempt < 3; ++attempt) {
-    port_ = FreePort();
+    port_ = FreeLoopbackPort();
     status = Restart();
     if (status.ok()) return status;
   }
