@@ -10,6 +10,13 @@
 #            a fresh SQLite file pair, or a fresh database on one PostgreSQL 15 server
 #            started for the whole bench, for every run
 #            --baseline=DIR/latest.json  adds "ours / baseline" to the report (e.g. an older build)
+#            --registry=memory|redis  connection-service's live state: in its memory (default) or
+#            in one redis-server started for the whole bench (flushed before every run)
+#            --replicas=N  connection-services and message-services each (default 1; N > 1 needs
+#            --store=postgresql and --registry=redis): edges list every replica
+# With Redis or PostgreSQL, every run's JSON line also counts the engines' work:
+# redis_cmds (Redis commands processed) and pg_calls (statements executed, from
+# pg_stat_statements), for ops per message and per connect (docs/scaling.md).
 #
 # Servers run pinned to one core (SERVER_CPUS, default 0), the load generator to
 # another (CLIENT_CPUS, default 1). Every run gets freshly started servers.
@@ -38,6 +45,8 @@ REPS=3
 SERVERS=ours,ws,bun
 WORKLOADS=dm_closed,dm_open,idle,storm,sync10k
 STORE=sqlite
+REGISTRY=memory
+REPLICAS=1
 BASELINE=
 for arg in "$@"; do
   case $arg in
@@ -46,6 +55,8 @@ for arg in "$@"; do
     --servers=*) SERVERS=${arg#*=} ;;
     --workloads=*) WORKLOADS=${arg#*=} ;;
     --store=*) STORE=${arg#*=} ;;
+    --registry=*) REGISTRY=${arg#*=} ;;
+    --replicas=*) REPLICAS=${arg#*=} ;;
     --baseline=*) BASELINE=$(realpath "${arg#*=}") ;;
     -h|--help) sed -n 2,28p "$0"; exit 0 ;;
     *) echo "unknown argument: $arg" >&2; exit 2 ;;
@@ -55,6 +66,15 @@ case $STORE in
   sqlite|postgresql) ;;
   *) echo "--store must be sqlite or postgresql" >&2; exit 2 ;;
 esac
+case $REGISTRY in
+  memory|redis) ;;
+  *) echo "--registry must be memory or redis" >&2; exit 2 ;;
+esac
+if ! [[ $REPLICAS =~ ^[1-9][0-9]*$ ]]; then echo "--replicas must be a positive number" >&2; exit 2; fi
+if ((REPLICAS > 1)) && [[ $STORE != postgresql || $REGISTRY != redis ]]; then
+  echo "--replicas > 1 needs --store=postgresql and --registry=redis (shared state)" >&2
+  exit 2
+fi
 if [[ $QUICK == 1 && $REPS == 3 ]]; then REPS=1; fi
 
 # Workload parameters: full, then quick.
@@ -162,6 +182,7 @@ PG_DIR=
 cleanup() {
   stop_servers
   stop_postgres
+  stop_redis
   rm -rf "$TMP" "$STORE_DIR"
 }
 trap cleanup EXIT
@@ -216,13 +237,73 @@ start_postgres() {
 }
 pg_ctl_do() {
   taskset -c "$SERVER_CPUS" 9>&- "${AS_PG[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
-    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_DIR" "$@" >/dev/null
+    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_DIR -c shared_preload_libraries=pg_stat_statements" \
+    "$@" >/dev/null
 }
 stop_postgres() {
   [[ -n $PG_DIR ]] || return 0
   [[ -n $PG_PID ]] && pg_ctl_do stop -m fast || true
   rm -rf "$PG_DIR"
   PG_DIR= PG_PID=
+}
+
+# ---- Redis: one server for the whole bench, flushed before every run -------
+REDIS_PORT=
+REDIS_PID=
+start_redis() {
+  command -v redis-server >/dev/null || { echo "redis-server is not installed" >&2; exit 1; }
+  local try
+  for try in 1 2 3 4 5; do
+    REDIS_PORT=$((20000 + RANDOM % 40000))
+    if (exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT") 2>/dev/null; then continue; fi
+    taskset -c "$SERVER_CPUS" 9>&- redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" \
+      --appendonly no --dir "$TMP" >"$TMP/redis.out" 2>&1 &
+    REDIS_PID=$!
+    local deadline=$((SECONDS + 10))
+    while ((SECONDS < deadline)); do
+      if [[ $(redis-cli -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]; then
+        log "Redis on 127.0.0.1:$REDIS_PORT (pid $REDIS_PID, CPUs $SERVER_CPUS)"
+        return 0
+      fi
+      kill -0 "$REDIS_PID" 2>/dev/null || break
+      sleep 0.05
+    done
+    kill -KILL "$REDIS_PID" 2>/dev/null || true
+    wait "$REDIS_PID" 2>/dev/null || true
+  done
+  echo "redis-server did not start:" >&2
+  cat "$TMP/redis.out" >&2 || true
+  exit 1
+}
+stop_redis() {
+  [[ -n $REDIS_PID ]] || return 0
+  kill -TERM "$REDIS_PID" 2>/dev/null || true
+  wait "$REDIS_PID" 2>/dev/null || true
+  REDIS_PID=
+}
+# The engines' work so far, as JSON fields (empty without Redis/PostgreSQL).
+engine_counts() {
+  local out=
+  if [[ -n $REDIS_PID ]]; then
+    local n
+    n=$(redis-cli -p "$REDIS_PORT" info stats | tr -d '\r' | sed -n 's/^total_commands_processed://p')
+    out+=",\"redis_cmds\":${n:-0}"
+  fi
+  if [[ -n $PG_PID && $RUN_NO -gt 0 ]]; then
+    local calls
+    calls=$(9>&- psql -h 127.0.0.1 -p "$PG_PORT" -U chat -d "run$RUN_NO" -Atq \
+      -c "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements" 2>/dev/null || echo 0)
+    out+=",\"pg_calls\":${calls:-0}"
+  fi
+  printf '%s' "$out"
+}
+# Subtracts two engine_counts outputs field by field.
+engine_delta() {
+  python3 -c '
+import json, sys
+a = json.loads("{" + sys.argv[1].lstrip(",") + "}")
+b = json.loads("{" + sys.argv[2].lstrip(",") + "}")
+print("".join(",\"%s\":%d" % (k, b[k] - a.get(k, 0)) for k in b), end="")' "$1" "$2"
 }
 
 # A fresh store for one run of our services: sets MS_STORE and CS_STORE flags.
@@ -237,6 +318,8 @@ new_store() {
       CS_STORE=(--store="sqlite:$STORE_DIR/run$RUN_NO/users.db") ;;
     postgresql)
       9>&- "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U chat "run$RUN_NO"
+      9>&- psql -h 127.0.0.1 -p "$PG_PORT" -U chat -d "run$RUN_NO" -q \
+        -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" -c "SELECT pg_stat_statements_reset()" >/dev/null
       MS_STORE=(--store="postgresql://chat@127.0.0.1:$PG_PORT/run$RUN_NO")
       CS_STORE=("${MS_STORE[@]}") ;;
   esac
@@ -252,19 +335,36 @@ drop_store() {
 # start_X sets URL, SERVER_PIDS and HELLO for the loadgen.
 start_ours() {
   new_store
-  taskset -c "$SERVER_CPUS" 9>&- "$CS" --listen=127.0.0.1:0 "${CS_FLAGS[@]}" "${CS_STORE[@]}" \
-    >"$TMP/cs.out" 2>"$TMP/cs.out.err" &
-  local cs_pid=$!; PIDS+=("$cs_pid")
-  local cs_port; cs_port=$(wait_listening "$TMP/cs.out" "$cs_pid")
-  taskset -c "$SERVER_CPUS" 9>&- "$MS" --listen=127.0.0.1:0 --connection_service=127.0.0.1:"$cs_port" \
-    "${MS_FLAGS[@]}" "${MS_STORE[@]}" >"$TMP/ms.out" 2>"$TMP/ms.out.err" &
-  local ms_pid=$!; PIDS+=("$ms_pid")
-  local ms_port; ms_port=$(wait_listening "$TMP/ms.out" "$ms_pid")
-  # Several edges share one connection-service and message-service (idle100k).
+  local registry=()
+  if [[ $REGISTRY == redis ]]; then
+    9>&- redis-cli -p "$REDIS_PORT" flushall >/dev/null
+    registry=(--registry="redis://127.0.0.1:$REDIS_PORT")
+  fi
+  # REPLICAS connection-services and message-services; every edge lists them all.
+  local r cs_pid cs_port ms_pid ms_port cs_targets=() ms_targets=() service_pids=()
+  for ((r = 0; r < REPLICAS; r++)); do
+    taskset -c "$SERVER_CPUS" 9>&- "$CS" --listen=127.0.0.1:0 "${CS_FLAGS[@]}" "${CS_STORE[@]}" \
+      "${registry[@]}" >"$TMP/cs$r.out" 2>"$TMP/cs$r.out.err" &
+    cs_pid=$!; PIDS+=("$cs_pid")
+    cs_port=$(wait_listening "$TMP/cs$r.out" "$cs_pid")
+    cs_targets+=("127.0.0.1:$cs_port")
+    service_pids+=("connection-service$r=$cs_pid")
+  done
+  local cs_list; cs_list=$(IFS=,; echo "${cs_targets[*]}")
+  for ((r = 0; r < REPLICAS; r++)); do
+    taskset -c "$SERVER_CPUS" 9>&- "$MS" --listen=127.0.0.1:0 --connection_service="$cs_list" \
+      "${MS_FLAGS[@]}" "${MS_STORE[@]}" >"$TMP/ms$r.out" 2>"$TMP/ms$r.out.err" &
+    ms_pid=$!; PIDS+=("$ms_pid")
+    ms_port=$(wait_listening "$TMP/ms$r.out" "$ms_pid")
+    ms_targets+=("127.0.0.1:$ms_port")
+    service_pids+=("message-service$r=$ms_pid")
+  done
+  local ms_list; ms_list=$(IFS=,; echo "${ms_targets[*]}")
+  # Several edges share the services (idle100k).
   local i urls=() pids=() edge_pid edge_port
   for ((i = 0; i < ${EDGES:-1}; i++)); do
-    taskset -c "$SERVER_CPUS" 9>&- "$EDGE" --listen=127.0.0.1:0 --connection_service=127.0.0.1:"$cs_port" \
-      --message_service=127.0.0.1:"$ms_port" --messages_per_second=1000000 \
+    taskset -c "$SERVER_CPUS" 9>&- "$EDGE" --listen=127.0.0.1:0 --connection_service="$cs_list" \
+      --message_service="$ms_list" --messages_per_second=1000000 \
       >"$TMP/edge$i.out" 2>"$TMP/edge$i.out.err" &
     edge_pid=$!; PIDS+=("$edge_pid")
     edge_port=$(wait_listening "$TMP/edge$i.out" "$edge_pid")
@@ -272,11 +372,16 @@ start_ours() {
     pids+=("edge$i=$edge_pid")
   done
   URL=$(IFS=,; echo "${urls[*]}")
-  SERVER_PIDS=$(IFS=,; echo "${pids[*]}"),connection-service=$cs_pid,message-service=$ms_pid
+  SERVER_PIDS=$(IFS=,; echo "${pids[*]},${service_pids[*]}")
   if ((${EDGES:-1} == 1)); then SERVER_PIDS=${SERVER_PIDS/edge0=/edge=}; fi
-  # The database server's work is the services' work: its CPU, context
-  # switches and memory count in "all server processes".
+  if ((REPLICAS == 1)); then
+    SERVER_PIDS=${SERVER_PIDS/connection-service0=/connection-service=}
+    SERVER_PIDS=${SERVER_PIDS/message-service0=/message-service=}
+  fi
+  # The engines' work is the services' work: their CPU, context switches and
+  # memory count in "all server processes".
   [[ $STORE == postgresql ]] && SERVER_PIDS+=",postgres=tree:$PG_PID"
+  [[ $REGISTRY == redis ]] && SERVER_PIDS+=",redis=$REDIS_PID"
   HELLO=1
 }
 start_ws() {
@@ -313,6 +418,7 @@ if [[ ${BENCH_LOCK:-1} == 1 ]]; then
   flock 9
 fi
 if [[ $STORE == postgresql && ,$SERVERS, == *,ours,* ]]; then start_postgres; fi
+if [[ $REGISTRY == redis && ,$SERVERS, == *,ours,* ]]; then start_redis; fi
 
 mkdir -p "$OUT/raw"
 rm -f "$OUT"/raw/*.txt
@@ -345,6 +451,7 @@ for rep in $(seq "$REPS"); do
       "start_$server"
       raw=$OUT/raw/$server-$workload-$rep.txt
       log "rep $rep/$REPS  $workload  $server"
+      engines_before=$(engine_counts)
       # shellcheck disable=SC2086
       if ! taskset -c "$CLIENT_CPUS" "$LOADGEN" 9>&- $args --url="$URL" --label="$server" \
           --wait-hello="$HELLO" --server-pids="$SERVER_PIDS" >"$raw" 2>&1; then
@@ -353,9 +460,12 @@ for rep in $(seq "$REPS"); do
       grep -v '^{' "$raw" | sed 's/^/    /' >&2 || true
       line=$(grep '^{"workload"' "$raw" | tail -1 || true)
       if [[ -n $line ]]; then
-        store=none
-        [[ $server == ours ]] && store=$STORE
-        printf '%s\n' "${line%\}},\"case\":\"$workload\",\"rep\":$rep,\"store\":\"$store\"}" >>"$JSONL"
+        store=none engines=
+        if [[ $server == ours ]]; then
+          store=$STORE
+          engines=$(engine_delta "$engines_before" "$(engine_counts)")
+        fi
+        printf '%s\n' "${line%\}},\"case\":\"$workload\",\"rep\":$rep,\"store\":\"$store\"$engines}" >>"$JSONL"
       fi
       for pid in "${PIDS[@]}"; do
         kill -0 "$pid" 2>/dev/null || log "WARNING: a $server process ($pid) died during $workload"
