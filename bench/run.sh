@@ -15,7 +15,8 @@
 #            --replicas=N  connection-services and message-services each (default 1; N > 1 needs
 #            --store=postgresql and --registry=redis): edges list every replica
 # With Redis or PostgreSQL, every run's JSON line also counts the engines' work:
-# redis_cmds (Redis commands processed) and pg_calls (statements executed, from
+# redis_cmds (Redis commands processed, those run by scripts included), redis_scripts
+# (script calls: round trips) and pg_calls (statements executed, from
 # pg_stat_statements), for ops per message and per connect (docs/scaling.md).
 #
 # Servers run pinned to one core (SERVER_CPUS, default 0), the load generator to
@@ -286,8 +287,12 @@ engine_counts() {
   local out=
   if [[ -n $REDIS_PID ]]; then
     local n
+    local n scripts
     n=$(redis-cli -p "$REDIS_PORT" info stats | tr -d '\r' | sed -n 's/^total_commands_processed://p')
-    out+=",\"redis_cmds\":${n:-0}"
+    # Round trips that ran a script (each also counts its commands in redis_cmds).
+    scripts=$(redis-cli -p "$REDIS_PORT" info commandstats | tr -d '\r' |
+      sed -n 's/^cmdstat_eval\(sha\)\{0,1\}:calls=\([0-9]*\),.*/\2/p' | awk '{s += $1} END {print s + 0}')
+    out+=",\"redis_cmds\":${n:-0},\"redis_scripts\":${scripts:-0}"
   fi
   if [[ -n $PG_PID && $RUN_NO -gt 0 ]]; then
     local calls
