@@ -125,11 +125,18 @@ class RouteStream final : public RouteWatcher {
   StreamWriter<RouteUpdate>* writer_;  // owns itself; deletes us in OnDone
 };
 
+// The instance id edges and backends see: the shared registry's epoch (the
+// same on every replica) when there is one, else this server's own id.
+std::string InstanceId(const Registry& registry, const std::string& own) {
+  std::string shared = registry.instance_id();
+  return shared.empty() ? own : shared;
+}
+
 class PresenceStream final : public PresenceWatcher {
  public:
   PresenceStream(Registry* registry, std::string instance_id)
       : registry_(registry),
-        instance_id_(std::move(instance_id)),
+        own_instance_id_(std::move(instance_id)),
         writer_(new StreamWriter<PresenceEvent>(kMaxQueuedUpdates, [this] {
           registry_->RemovePresenceWatcher(this);
           delete this;
@@ -140,6 +147,7 @@ class PresenceStream final : public PresenceWatcher {
   void OnPresenceSnapshot(const std::vector<PresenceChange>& users, int64_t now_ms) override {
     // Whole, however large: the queue's bound is for watchers that fall
     // behind on changes, not for the state they asked for.
+    const std::string instance_id = InstanceId(*registry_, own_instance_id_);
     std::vector<PresenceEvent> events;
     events.reserve(users.size() + 1);
     for (const auto& user : users) {
@@ -148,29 +156,30 @@ class PresenceStream final : public PresenceWatcher {
       event.set_online(user.online);
       event.set_ts_ms(now_ms);
       event.set_snapshot(true);
-      event.set_instance_id(instance_id_);
+      event.set_instance_id(instance_id);
     }
     PresenceEvent& end = events.emplace_back();
     end.set_ts_ms(now_ms);
     end.set_snapshot_end(true);
-    end.set_instance_id(instance_id_);
+    end.set_instance_id(instance_id);
     writer_->PushSnapshot(std::move(events));
   }
 
   void OnPresence(const std::vector<PresenceChange>& changes) override {
+    const std::string instance_id = InstanceId(*registry_, own_instance_id_);
     for (const auto& change : changes) {
       PresenceEvent event;
       event.set_name(change.user);
       event.set_online(change.online);
       event.set_ts_ms(change.ts_ms);
-      event.set_instance_id(instance_id_);
+      event.set_instance_id(instance_id);
       if (!writer_->Push(std::move(event))) return;
     }
   }
 
  private:
   Registry* registry_;
-  const std::string instance_id_;
+  const std::string own_instance_id_;
   StreamWriter<PresenceEvent>* writer_;
 };
 
@@ -351,19 +360,21 @@ grpc::ServerUnaryReactor* EdgeRegistryImpl::Register(grpc::CallbackServerContext
   std::vector<ConnectionInfo> connections;
   connections.reserve(request->connections_size());
   for (const auto& c : request->connections()) connections.push_back(FromProto(c));
-  response->set_instance_id(instance_id_);
-  return Done(
-      ctx, registry_->Register(request->edge_id(), request->incarnation(), std::move(connections)));
+  const absl::Status status =
+      registry_->Register(request->edge_id(), request->incarnation(), std::move(connections));
+  response->set_instance_id(InstanceId(*registry_, instance_id_));
+  return Done(ctx, status);
 }
 
 grpc::ServerUnaryReactor* EdgeRegistryImpl::Unregister(grpc::CallbackServerContext* ctx,
                                                        const chat::v1::UnregisterRequest* request,
                                                        chat::v1::UnregisterResponse* response) {
   if (auto* refused = Refused(ctx)) return refused;
-  response->set_instance_id(instance_id_);
-  return Done(ctx, registry_->Unregister(
-                       request->edge_id(), request->incarnation(),
-                       {request->connection_ids().begin(), request->connection_ids().end()}));
+  const absl::Status status =
+      registry_->Unregister(request->edge_id(), request->incarnation(),
+                            {request->connection_ids().begin(), request->connection_ids().end()});
+  response->set_instance_id(InstanceId(*registry_, instance_id_));
+  return Done(ctx, status);
 }
 
 grpc::ServerUnaryReactor* EdgeRegistryImpl::Heartbeat(grpc::CallbackServerContext* ctx,
@@ -372,7 +383,7 @@ grpc::ServerUnaryReactor* EdgeRegistryImpl::Heartbeat(grpc::CallbackServerContex
   if (auto* refused = Refused(ctx)) return refused;
   auto result = registry_->Heartbeat(request->edge_id(), request->incarnation());
   if (result.ok()) {
-    response->set_instance_id(instance_id_);
+    response->set_instance_id(InstanceId(*registry_, instance_id_));
     response->set_lease_known(result->lease_known);
     response->set_lease_timeout_ms(registry_->lease_timeout_ms());
   }

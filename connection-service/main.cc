@@ -14,6 +14,8 @@
 #include "connection-service/connection_service.h"
 #include "connection-service/lease_reaper.h"
 #include "connection-service/memory_store.h"
+#include "connection-service/redis_registry.h"
+#include "connection-service/registry_url.h"
 #include "spdlog/spdlog.h"
 #include "store/open_store.h"
 
@@ -22,6 +24,11 @@ ABSL_FLAG(int64_t, lease_timeout_ms, 10000,
           "an edge that has not heartbeated for this long loses all its connections");
 ABSL_FLAG(int, max_message_bytes, 16 << 20, "largest gRPC message accepted or sent");
 ABSL_FLAG(int, max_concurrent_streams, 1000, "HTTP/2 streams per client connection");
+ABSL_FLAG(std::string, registry, "memory",
+          "where live connections, edge leases, bans and the change feed are kept: memory "
+          "(this process; one replica), redis://HOST:PORT[/DB], or "
+          "redis-sentinel://H1:P1,H2:P2,H3:P3/MASTER_NAME (replicas sharing one Redis; any "
+          "replica answers any call)");
 ABSL_FLAG(std::string, store, "sqlite:data/users.db",
           "durable table of users ever seen: sqlite:PATH (created if missing) or a "
           "postgresql:// URL");
@@ -57,6 +64,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "--lease_timeout_ms must be positive\n");
     return 2;
   }
+  absl::StatusOr<chat::connection::RegistryUrl> registry_url =
+      chat::connection::ParseRegistryUrl(absl::GetFlag(FLAGS_registry));
+  if (!registry_url.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(registry_url.status().message()).c_str());
+    return 2;
+  }
   std::random_device rd;
   const std::string instance_id = absl::StrFormat("%08x%08x", rd(), rd());
 
@@ -89,6 +102,17 @@ int main(int argc, char** argv) {
   // user is committed there first, so no edge can hold connections to
   // re-register, and snapshots need not wait.
   registry_options.presence_warmup_ms = known->empty() ? 0 : lease_ms;
+  // Replicas share Redis; this one mirrors it (the users come from --store,
+  // the rest from Redis's snapshot and feed).
+  std::unique_ptr<chat::connection::RedisRegistry> shared;
+  if (registry_url->kind != chat::connection::RegistryUrl::Kind::kMemory) {
+    chat::connection::RedisRegistryOptions redis_options;
+    redis_options.target = *registry_url;
+    redis_options.lease_timeout_ms = lease_ms;
+    shared = std::make_unique<chat::connection::RedisRegistry>(redis_options);
+    registry_options.shared = shared.get();
+    spdlog::info("live registry shared in {}", absl::GetFlag(FLAGS_registry));
+  }
   chat::connection::Registry registry(std::move(memory), chat::SystemClock::Get(), registry_options,
                                       &registry_metrics, users->get());
   // Who owns each name (edges claim names resolved from users' profiles),

@@ -66,15 +66,38 @@ Registry::Registry(std::unique_ptr<RegistryStore> store, const Clock* clock,
                    store::UserStore* durable_users)
     : clock_(clock),
       lease_timeout_ms_(options.lease_timeout_ms),
-      presence_ready_ms_(clock->NowMs() + (options.presence_warmup_ms < 0
-                                               ? options.lease_timeout_ms
-                                               : options.presence_warmup_ms)),
       max_presence_watchers_(options.max_presence_watchers),
       metrics_(metrics),
       durable_users_(durable_users),
       store_(std::move(store)),
-      warming_up_(clock->NowMs() < presence_ready_ms_) {
-  if (metrics_ == nullptr) return;
+      // With a shared state the mirror is empty until its first snapshot:
+      // presence snapshots wait for that (ApplySnapshot sets the time).
+      presence_ready_ms_(options.shared != nullptr
+                             ? std::numeric_limits<int64_t>::max()
+                             : clock->NowMs() + (options.presence_warmup_ms < 0
+                                                     ? options.lease_timeout_ms
+                                                     : options.presence_warmup_ms)),
+      warming_up_(clock->NowMs() < presence_ready_ms_),
+      shared_(options.shared) {
+  if (metrics_ != nullptr) InitMetrics();
+  if (shared_ != nullptr) shared_->Start(this);
+}
+
+Registry::~Registry() {
+  if (shared_ != nullptr) shared_->Stop();
+}
+
+std::string Registry::instance_id() const {
+  absl::MutexLock lock(&epoch_mu_);
+  return epoch_;
+}
+
+absl::Status Registry::AwaitShared(const absl::StatusOr<SharedWrite>& write) {
+  if (!write.ok()) return write.status();
+  return shared_->AwaitApplied(write->position);
+}
+
+void Registry::InitMetrics() {
   // A store may start with state (a durable one); from here on the gauges
   // follow every change.
   absl::MutexLock lock(&mu_);
@@ -135,32 +158,62 @@ absl::Status Registry::Register(const std::string& edge_id, const std::string& i
       }
     }
   }
+  for (auto& c : connections) c.edge_id = edge_id;
+  if (shared_ != nullptr) {
+    // The feed brings the change back to this replica's mirror.
+    return AwaitShared(shared_->Register(edge_id, incarnation, connections));
+  }
   absl::MutexLock lock(&mu_);
   Changes changes;
   TouchLocked(edge_id, incarnation, &changes);
-  for (auto& c : connections) {
-    c.edge_id = edge_id;
-    if (store_->AddUser(c.user)) {
-      if (metrics_ != nullptr) metrics_->users.Increment();
-      changes.routes.push_back(UserEvent(RouteEventKind::kUserCreated, c.user));
-    }
-    if (!store_->AddConnection(c)) continue;  // re-registration of a known connection
-    const bool first = store_->ConnectionCount(c.user) == 1;
-    if (metrics_ != nullptr) {
-      metrics_->connections.Increment();
-      if (first) metrics_->online_users.Increment();
-    }
-    if (first) changes.presence.push_back({c.user, true, now});
-    changes.routes.push_back(
-        ConnectionEvent(RouteEventKind::kAdded, std::move(c), RemoveReason::kNone));
-  }
+  for (const auto& c : connections) AddLocked(c, &changes);  // a known one: nothing
   PublishLocked(changes);
   return absl::OkStatus();
+}
+
+bool Registry::AddLocked(const ConnectionInfo& c, Changes* changes) {
+  if (store_->AddUser(c.user)) {
+    if (metrics_ != nullptr) metrics_->users.Increment();
+    changes->routes.push_back(UserEvent(RouteEventKind::kUserCreated, c.user));
+  }
+  if (!store_->AddConnection(c)) return false;
+  const bool first = store_->ConnectionCount(c.user) == 1;
+  if (metrics_ != nullptr) {
+    metrics_->connections.Increment();
+    if (first) metrics_->online_users.Increment();
+  }
+  if (first) changes->presence.push_back({c.user, true, clock_->NowMs()});
+  changes->routes.push_back(ConnectionEvent(RouteEventKind::kAdded, c, RemoveReason::kNone));
+  return true;
+}
+
+void Registry::SetBanLocked(const std::string& user, int64_t until_ms, Changes* changes) {
+  if (until_ms > 0) {
+    bans_[user] = until_ms;
+  } else {
+    bans_.erase(user);
+  }
+  RouteEvent banned = UserEvent(RouteEventKind::kBanned, user);
+  banned.ban_until_ms = until_ms;
+  changes->routes.push_back(std::move(banned));
+}
+
+void Registry::DropEdgeLocked(const std::string& edge_id, bool expired) {
+  store_->RemoveEdge(edge_id);
+  if (metrics_ != nullptr) {
+    metrics_->edges.Decrement();
+    if (expired) metrics_->lease_expiries.Increment();
+  }
+}
+
+void Registry::ForgetLocked(const std::string& name) {
+  if (store_->RemoveUser(name) && metrics_ != nullptr) metrics_->users.Decrement();
 }
 
 absl::Status Registry::Unregister(const std::string& edge_id, const std::string& incarnation,
                                   const std::vector<std::string>& ids) {
   if (edge_id.empty()) return absl::InvalidArgumentError("edge_id is required");
+  if (shared_ != nullptr) return AwaitShared(shared_->Unregister(edge_id, incarnation, ids));
   absl::MutexLock lock(&mu_);
   Changes changes;
   TouchLocked(edge_id, incarnation, &changes);
@@ -176,6 +229,11 @@ absl::Status Registry::Unregister(const std::string& edge_id, const std::string&
 absl::StatusOr<HeartbeatResult> Registry::Heartbeat(const std::string& edge_id,
                                                     const std::string& incarnation) {
   if (edge_id.empty()) return absl::InvalidArgumentError("edge_id is required");
+  if (shared_ != nullptr) {
+    absl::StatusOr<SharedWrite> write = shared_->Heartbeat(edge_id, incarnation);
+    if (absl::Status s = AwaitShared(write); !s.ok()) return s;
+    return HeartbeatResult{write->lease_known};
+  }
   absl::MutexLock lock(&mu_);
   Changes changes;
   const bool known = TouchLocked(edge_id, incarnation, &changes);
@@ -184,6 +242,13 @@ absl::StatusOr<HeartbeatResult> Registry::Heartbeat(const std::string& edge_id,
 }
 
 size_t Registry::ExpireLeases() {
+  if (shared_ != nullptr) {
+    // Any replica may do it (the step is atomic and idempotent); the feed
+    // brings the removals to every mirror.
+    if (!shared_->MayExpireLeases()) return 0;
+    absl::StatusOr<SharedWrite> write = shared_->ExpireLeases(lease_timeout_ms_);
+    return write.ok() ? static_cast<size_t>(write->count) : 0;
+  }
   absl::MutexLock lock(&mu_);
   Changes changes;
   size_t removed = 0;
@@ -192,11 +257,7 @@ size_t Registry::ExpireLeases() {
       RemoveLocked(id, RemoveReason::kLeaseExpired, &changes);
       ++removed;
     }
-    store_->RemoveEdge(edge);
-    if (metrics_ != nullptr) {
-      metrics_->edges.Decrement();
-      metrics_->lease_expiries.Increment();
-    }
+    DropEdgeLocked(edge, /*expired=*/true);
   }
   if (metrics_ != nullptr) metrics_->expired_connections.Increment(static_cast<double>(removed));
   PublishLocked(changes);
@@ -228,6 +289,21 @@ absl::StatusOr<KickResult> Registry::Disconnect(const KickRequest& request) {
                       "INVALID_BAN");
   }
   const int64_t now = clock_->NowMs();
+  if (shared_ != nullptr) {
+    if (!request.user.empty()) {
+      absl::ReaderMutexLock lock(&mu_);
+      if (!store_->HasUser(request.user)) return UserNotFound();
+    }
+    absl::StatusOr<SharedWrite> write =
+        shared_->Kick(request.user, request.connection_id, *code, request.reason, request.set_ban,
+                      request.ban_ms);
+    if (absl::Status s = AwaitShared(write); !s.ok()) return s;
+    if (!request.connection_id.empty() && write->count == 0) {
+      return WithReason(absl::NotFoundError("no live connection with that id"),
+                        "CONNECTION_NOT_FOUND");
+    }
+    return KickResult{write->count, write->banned_until_ms};
+  }
   absl::MutexLock lock(&mu_);
   std::vector<std::string> ids;
   Changes changes;
@@ -240,15 +316,7 @@ absl::StatusOr<KickResult> Registry::Disconnect(const KickRequest& request) {
     if (request.set_ban) {
       // The ban reaches every edge before the kicks, so a client that
       // reconnects at once is refused. A zero ban lifts it (until 0).
-      const int64_t until = request.ban_ms > 0 ? now + request.ban_ms : 0;
-      if (until > 0) {
-        bans_[request.user] = until;
-      } else {
-        bans_.erase(request.user);
-      }
-      RouteEvent banned = UserEvent(RouteEventKind::kBanned, request.user);
-      banned.ban_until_ms = until;
-      changes.routes.push_back(std::move(banned));
+      SetBanLocked(request.user, request.ban_ms > 0 ? now + request.ban_ms : 0, &changes);
     }
     result.banned_until_ms = BannedUntilLocked(request.user, now);
   }
@@ -279,15 +347,23 @@ absl::StatusOr<ForgetResult> Registry::ForgetUser(const std::string& name, int c
     }
     result.existed = *deleted;
   }
+  if (shared_ != nullptr) {
+    {
+      absl::ReaderMutexLock lock(&mu_);
+      if (store_->HasUser(name)) result.existed = true;
+    }
+    absl::StatusOr<SharedWrite> write = shared_->Forget(name, *close_code, reason);
+    if (absl::Status s = AwaitShared(write); !s.ok()) return s;
+    result.disconnected = write->count;
+    return result;
+  }
   absl::MutexLock lock(&mu_);
   Changes changes;
   std::vector<std::string> ids;
   for (const auto& c : store_->ConnectionsOfUser(name)) ids.push_back(c.connection_id);
   result.disconnected = KickLocked(ids, *close_code, reason, &changes);
-  if (store_->RemoveUser(name)) {
-    result.existed = true;
-    if (metrics_ != nullptr) metrics_->users.Decrement();
-  }
+  if (store_->HasUser(name)) result.existed = true;
+  ForgetLocked(name);
   if (bans_.erase(name) > 0) {
     changes.routes.push_back(UserEvent(RouteEventKind::kBanned, name));  // 0: lifted
   }
@@ -503,6 +579,10 @@ void Registry::StartSnapshotLocked(PresenceSubscription& sub) {
 
 void Registry::StartDueSnapshots() {
   absl::MutexLock lock(&mu_);
+  StartDueSnapshotsLocked();
+}
+
+void Registry::StartDueSnapshotsLocked() {
   if (!warming_up_ || clock_->NowMs() < presence_ready_ms_) return;
   for (auto& sub : presence_watchers_) {
     if (!sub.started) StartSnapshotLocked(sub);
@@ -523,6 +603,102 @@ void Registry::RemovePresenceWatcher(PresenceWatcher* watcher) {
   presence_watchers_.erase(std::remove_if(presence_watchers_.begin(), presence_watchers_.end(),
                                           [&](const auto& s) { return s.watcher == watcher; }),
                            presence_watchers_.end());
+}
+
+void Registry::ApplyFeed(const std::vector<FeedEvent>& events) {
+  absl::MutexLock lock(&mu_);
+  Changes changes;
+  for (const FeedEvent& e : events) {
+    switch (e.kind) {
+      case FeedEvent::Kind::kAdded:
+        AddLocked(e.connection, &changes);
+        break;
+      case FeedEvent::Kind::kRemoved: {
+        const size_t before = changes.routes.size();
+        RemoveLocked(e.connection.connection_id, e.reason, &changes);
+        if (changes.routes.size() == before) break;
+        if (e.reason == RemoveReason::kKicked) {
+          changes.routes.back().close_code = e.close_code;
+          changes.routes.back().close_reason = e.close_reason;
+        } else if (e.reason == RemoveReason::kLeaseExpired && metrics_ != nullptr) {
+          metrics_->expired_connections.Increment();
+        }
+        break;
+      }
+      case FeedEvent::Kind::kBanned:
+        SetBanLocked(e.connection.user, e.ban_until_ms, &changes);
+        break;
+      case FeedEvent::Kind::kForgotten:
+        ForgetLocked(e.connection.user);
+        break;
+      case FeedEvent::Kind::kEdgeUp:
+        // The shared step already removed a previous process's connections
+        // (events before this one): the mirror's edge has none left.
+        TouchLocked(e.connection.edge_id, e.incarnation, &changes);
+        break;
+      case FeedEvent::Kind::kEdgeDown:
+        DropEdgeLocked(e.connection.edge_id, /*expired=*/true);
+        break;
+    }
+  }
+  PublishLocked(changes);
+}
+
+void Registry::ApplySnapshot(const SharedSnapshot& snapshot) {
+  absl::MutexLock lock(&mu_);
+  bool new_epoch;
+  {
+    absl::MutexLock epoch_lock(&epoch_mu_);
+    new_epoch = epoch_ != snapshot.epoch;
+    epoch_ = snapshot.epoch;
+  }
+  Changes changes;
+  // Edges first: a new incarnation drops the mirror's connections of the
+  // old one, and the snapshot's connections come back right after.
+  absl::flat_hash_set<std::string> edges;
+  for (const auto& [edge, incarnation] : snapshot.edges) {
+    edges.insert(edge);
+    TouchLocked(edge, incarnation, &changes);
+  }
+  for (const auto& edge : store_->EdgesSeenBefore(std::numeric_limits<int64_t>::max())) {
+    if (!edges.contains(edge)) DropEdgeLocked(edge, /*expired=*/false);
+  }
+  // Additions before removals: a user whose connection changed stays online.
+  absl::flat_hash_set<std::string> ids;
+  for (const auto& c : snapshot.connections) {
+    ids.insert(c.connection_id);
+    AddLocked(c, &changes);
+  }
+  for (const auto& c : store_->AllConnections()) {
+    // Gone from the shared state while this replica was not following it:
+    // most likely a lease that ended (never a kick: edges close kicked
+    // sockets, and only the feed knows who was kicked).
+    if (!ids.contains(c.connection_id)) {
+      RemoveLocked(c.connection_id, RemoveReason::kLeaseExpired, &changes);
+    }
+  }
+  const int64_t now = clock_->NowMs();
+  absl::flat_hash_map<std::string, int64_t> bans;
+  for (const auto& ban : snapshot.bans) {
+    if (ban.until_ms > now) bans[ban.user] = ban.until_ms;
+  }
+  std::vector<std::string> lifted;
+  for (const auto& [user, until] : bans_) {
+    if (!bans.contains(user) && until > now) lifted.push_back(user);
+  }
+  for (const auto& user : lifted) SetBanLocked(user, 0, &changes);
+  for (const auto& [user, until] : bans) {
+    auto it = bans_.find(user);
+    if (it == bans_.end() || it->second != until) SetBanLocked(user, until, &changes);
+  }
+  PublishLocked(changes);
+  // The first snapshot, or a shared state that started afresh (its edges
+  // are still re-registering): presence snapshots wait for what is left of
+  // a lease since the epoch began.
+  if (new_epoch) {
+    presence_ready_ms_ = now + std::max<int64_t>(0, snapshot.warmup_left_ms);
+    StartDueSnapshotsLocked();
+  }
 }
 
 }  // namespace chat::connection

@@ -13,12 +13,12 @@
 #include "common/clock.h"
 #include "connection-service/registry_metrics.h"
 #include "connection-service/registry_store.h"
+#include "connection-service/shared_registry.h"
 #include "store/user_store.h"
 
 namespace chat::connection {
 
 enum class RouteEventKind { kAdded, kRemoved, kUserCreated, kBanned };
-enum class RemoveReason { kNone, kUnregistered, kLeaseExpired, kKicked };
 
 struct RouteEvent {
   RouteEventKind kind;
@@ -27,12 +27,6 @@ struct RouteEvent {
   int close_code = 0;        // kKicked: the WebSocket close code (4000-4999)
   std::string close_reason;  // kKicked
   int64_t ban_until_ms = 0;  // kBanned: 0 = lifted
-};
-
-// A user refused new connections until `until_ms`.
-struct Ban {
-  std::string user;
-  int64_t until_ms;
 };
 
 struct PresenceChange {
@@ -124,6 +118,12 @@ struct RegistryOptions {
   int64_t presence_warmup_ms = -1;
   // Server-wide bound on presence watchers (RESOURCE_EXHAUSTED beyond).
   size_t max_presence_watchers = 10'000;
+  // Null: the state lives in this process only (`store`). Otherwise every
+  // mutation goes to the shared state and `store` is this replica's mirror
+  // of it, kept by the shared feed; reads and watches are served from the
+  // mirror. Must outlive the registry. The warm-up then follows the shared
+  // state's epoch (presence_warmup_ms is not used).
+  SharedRegistry* shared = nullptr;
 };
 
 inline constexpr size_t kMaxListUsers = 1000;
@@ -136,7 +136,7 @@ inline constexpr size_t kMaxConnectionIdBytes = 256;
 
 // Users ever seen, live connections, edge leases and the change feeds built on
 // them. Thread-safe.
-class Registry {
+class Registry : private FeedSink {
  public:
   // `metrics` (may be null) must outlive the registry.
   // `durable_users` (optional): users ever seen are committed there before
@@ -147,6 +147,7 @@ class Registry {
            RegistryMetrics* metrics = nullptr, store::UserStore* durable_users = nullptr)
       : Registry(std::move(store), clock, RegistryOptions{lease_timeout_ms}, metrics,
                  durable_users) {}
+  ~Registry() override;
 
   // `incarnation` identifies the edge process; a new one for a known edge id
   // drops the connections the previous process left (it restarted).
@@ -193,6 +194,10 @@ class Registry {
   void RemovePresenceWatcher(PresenceWatcher* watcher);
 
   int64_t lease_timeout_ms() const { return lease_timeout_ms_; }
+  // With a shared state: its epoch, the same on every replica, new when the
+  // shared state lost everything (edges then register again); empty until
+  // the first snapshot. Without one: empty (the server has its own id).
+  std::string instance_id() const;
 
  private:
   struct RouteSubscription {
@@ -210,6 +215,21 @@ class Registry {
     std::vector<PresenceChange> presence;
   };
 
+  // FeedSink: the shared feed, applied to the mirror.
+  void ApplyFeed(const std::vector<FeedEvent>& events) override;
+  void ApplySnapshot(const SharedSnapshot& snapshot) override;
+  absl::Status AwaitShared(const absl::StatusOr<SharedWrite>& write);
+
+  // The steps shared by both modes: the in-process mutations and the feed.
+  // Adds a connection (and its user, when new); false if already present.
+  bool AddLocked(const ConnectionInfo& c, Changes* changes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // until_ms 0 lifts the ban.
+  void SetBanLocked(const std::string& user, int64_t until_ms, Changes* changes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DropEdgeLocked(const std::string& edge_id, bool expired) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ForgetLocked(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StartDueSnapshotsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   // Renews the lease; returns false when the registry held nothing for this
   // edge process (new edge, new incarnation, or expired lease).
   bool TouchLocked(const std::string& edge_id, const std::string& incarnation, Changes* changes)
@@ -224,10 +244,10 @@ class Registry {
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   void StartSnapshotLocked(PresenceSubscription& sub) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartDueSnapshots();
+  void InitMetrics();
 
   const Clock* clock_;
   const int64_t lease_timeout_ms_;
-  const int64_t presence_ready_ms_;  // presence snapshots wait until then
   const size_t max_presence_watchers_;
   RegistryMetrics* const metrics_;  // null: not counted
   // Commits new users before they are registered; taken before mu_, never
@@ -238,7 +258,12 @@ class Registry {
   std::unique_ptr<RegistryStore> store_ ABSL_GUARDED_BY(mu_);
   std::vector<RouteSubscription> route_watchers_ ABSL_GUARDED_BY(mu_);
   std::vector<PresenceSubscription> presence_watchers_ ABSL_GUARDED_BY(mu_);
-  bool warming_up_ ABSL_GUARDED_BY(mu_);  // some presence snapshots still wait
+  int64_t presence_ready_ms_ ABSL_GUARDED_BY(mu_);  // presence snapshots wait until then
+  bool warming_up_ ABSL_GUARDED_BY(mu_);            // some presence snapshots still wait
+  SharedRegistry* const shared_;
+  // Apart from mu_: watchers (called under mu_) read it.
+  mutable absl::Mutex epoch_mu_;
+  std::string epoch_ ABSL_GUARDED_BY(epoch_mu_);
   // Bans live in memory only: they do not survive a restart of
   // connection-service (the user store has no place for them). Expired ones
   // are dropped by Tick(); edges compare the time themselves.
