@@ -186,8 +186,8 @@ absl::Status EdgeServer::Start() {
     message_channels.push_back(MakeChannel(target, &grpc_metrics_, options_.grpc_security));
     channels_.push_back(message_channels.back());
   }
-  messages_ =
-      std::make_unique<MessageLinks>(message_channels, context_.edge_id, &hub_, link_options);
+  messages_ = std::make_unique<MessageLinks>(message_channels, context_.edge_id, &hub_,
+                                             link_options, options_.message_services);
   context_.directory = directory_.get();
   context_.messages = messages_.get();
 

@@ -1,5 +1,9 @@
 #include "edge/message_link.h"
 
+#include <algorithm>
+#include <string_view>
+
+#include "absl/strings/str_cat.h"
 #include "common/backoff.h"
 #include "common/grpc_server.h"
 #include "edge/protocol.h"
@@ -437,35 +441,149 @@ void MessageLink::OnStreamDone(Stream* stream) {
   }
 }
 
-MessageLinks::MessageLinks(const std::vector<std::shared_ptr<grpc::Channel>>& channels,
-                           const std::string& edge_id, LocalHub* hub, LinkOptions options) {
-  for (const auto& channel : channels) {
-    links_.push_back(std::make_unique<MessageLink>(channel, edge_id, hub, options));
+namespace {
+
+// base64url without padding, as the store spells names in conversation ids.
+std::string Base64Url(std::string_view bytes) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  uint32_t acc = 0;
+  int bits = 0;
+  for (char c : bytes) {
+    acc = (acc << 8) | static_cast<uint8_t>(c);
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      out.push_back(kAlphabet[(acc >> bits) & 0x3F]);
+    }
+    acc &= (1u << bits) - 1;
   }
+  if (bits > 0) out.push_back(kAlphabet[(acc << (6 - bits)) & 0x3F]);
+  return out;
+}
+
+}  // namespace
+
+std::string ConversationKey(const std::string& a, const std::string& b) {
+  const std::string& first = std::min(a, b);
+  const std::string& second = std::max(a, b);
+  return absl::StrCat(Base64Url(first), ".", Base64Url(second));
+}
+
+namespace {
+
+// Stable across processes and builds (every edge must weigh a key the same
+// way; absl::Hash is seeded per process): FNV-1a, then a 64-bit finalizer so
+// that nearby inputs spread.
+uint64_t StableHash(std::string_view bytes, uint64_t seed = 0) {
+  uint64_t h = 1469598103934665603ULL ^ seed;
+  for (char c : bytes) {
+    h ^= static_cast<uint8_t>(c);
+    h *= 1099511628211ULL;
+  }
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ULL;
+  h ^= h >> 33;
+  return h;
+}
+
+}  // namespace
+
+MessageLinks::MessageLinks(const std::vector<std::shared_ptr<grpc::Channel>>& channels,
+                           const std::string& edge_id, LocalHub* hub, LinkOptions options,
+                           std::vector<std::string> names) {
+  for (size_t i = 0; i < channels.size(); ++i) {
+    links_.push_back(std::make_unique<MessageLink>(channels[i], edge_id, hub, options));
+    const std::string name = i < names.size() ? names[i] : absl::StrCat("replica-", i);
+    seeds_.push_back(StableHash(name));
+  }
+}
+
+int MessageLinks::Rank(const std::string& key) const {
+  const uint64_t h = StableHash(key);
+  int best = -1;
+  uint64_t best_weight = 0;
+  for (size_t i = 0; i < links_.size(); ++i) {
+    if (!links_[i]->Up()) continue;
+    // The key's weight on this replica; ties (never in practice) go to the
+    // lower index, the same on every edge.
+    const uint64_t weight =
+        StableHash(std::string_view(reinterpret_cast<const char*>(&h), sizeof h), seeds_[i]);
+    if (best < 0 || weight > best_weight) {
+      best = static_cast<int>(i);
+      best_weight = weight;
+    }
+  }
+  return best;
 }
 
 MessageLink* MessageLinks::Pick(const std::string& key) const {
-  const size_t n = links_.size();
-  const size_t first = std::hash<std::string>()(key) % n;
-  for (size_t i = 0; i < n; ++i) {
-    MessageLink* link = links_[(first + i) % n].get();
-    if (link->Up()) return link;
+  const int i = Rank(key);
+  return i < 0 ? nullptr : links_[i].get();
+}
+
+int MessageLinks::LinkForConversation(const std::string& a, const std::string& b) const {
+  const std::string key = ConversationKey(a, b);
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = in_flight_.find(key);
+    if (it != in_flight_.end()) return static_cast<int>(it->second.link);
   }
-  return nullptr;
+  return Rank(key);
 }
 
 void MessageLinks::Send(OutgoingSend send, std::function<void(const SendResult&)> done) {
-  MessageLink* link = Pick(send.from_connection_id);
-  if (link == nullptr) link = links_[0].get();  // fails as unavailable
-  link->Send(std::move(send), std::move(done));
+  std::string key = ConversationKey(send.sent_by, send.send_to);
+  int index;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = in_flight_.find(key);
+    if (it != in_flight_.end()) {
+      // Earlier sends of this conversation still wait on that link: this one
+      // queues behind them there (or fails with them), whatever the hashing
+      // says now.
+      index = static_cast<int>(it->second.link);
+      ++it->second.sends;
+    } else {
+      index = Rank(key);
+      if (index >= 0) in_flight_.emplace(key, InFlight{static_cast<size_t>(index), 1});
+    }
+  }
+  if (index < 0) {
+    links_[0]->Send(std::move(send), std::move(done));  // none is up: fails as unavailable
+    return;
+  }
+  // Queued on the link outside mu_: the answer may come at once (a link
+  // that just went down) and takes mu_ to let go of the conversation.
+  links_[index]->Send(std::move(send), [this, key = std::move(key),
+                                        done = std::move(done)](const SendResult& result) {
+    Answered(key);
+    done(result);
+  });
 }
 
-bool MessageLinks::Ready() const { return Pick("") != nullptr; }
+void MessageLinks::Answered(const std::string& conversation) {
+  absl::MutexLock lock(&mu_);
+  auto it = in_flight_.find(conversation);
+  if (it != in_flight_.end() && --it->second.sends == 0) in_flight_.erase(it);
+}
+
+bool MessageLinks::Ready() const {
+  for (const auto& link : links_) {
+    if (link->Up()) return true;
+  }
+  return false;
+}
 
 void MessageLinks::Attach(const std::string& connection_id, const std::string& user,
                           int64_t after_useq, Done<AttachInfo> done) {
-  // Every replica routes to every connection; one answers.
-  MessageLink* home = Pick(connection_id);
+  // Every replica delivers what it commits to every connection; the user's
+  // replica (the one their reached marks go to) answers with the marks.
+  MessageLink* home = Pick(user);
   if (home == nullptr) {
     done(absl::UnavailableError("message service unavailable"));
     return;

@@ -98,12 +98,33 @@ class MessageLink {
   std::thread thread_;
 };
 
-// Every message-service replica's link; a connection's sends always take the
-// same live link so that its messages stay in order.
+// The id message-service's store gives the direct conversation of `a` and
+// `b` (store::ConversationId): the unordered pair, so both directions of a
+// conversation share it.
+std::string ConversationKey(const std::string& a, const std::string& b);
+
+// One link per message-service replica. Everything of one conversation (the
+// sends of both its users) goes to one replica, and everything keyed by a
+// user (attach answers, reached marks, queries) to one replica, chosen by
+// rendezvous (highest random weight) hashing over the replicas whose link is
+// up: each edge picks the same replica for the same key, and a replica that
+// goes down or comes back only moves its own keys.
+//
+// Order within a conversation: while sends of a conversation wait for their
+// answers on one link, further sends of it from this edge take the same link
+// (or fail with it), even if the hashing would now pick another; it moves
+// only once none is in flight, so a send is never committed ahead of an
+// earlier one of the same pair.
 class MessageLinks : public MessageBackend {
  public:
+  // `names`: one stable name per channel (its address), the same on every
+  // edge, so that every edge hashes a conversation to the same replica;
+  // empty: "replica-<index>".
   MessageLinks(const std::vector<std::shared_ptr<grpc::Channel>>& channels,
-               const std::string& edge_id, LocalHub* hub, LinkOptions options);
+               const std::string& edge_id, LocalHub* hub, LinkOptions options,
+               std::vector<std::string> names = {});
+  // The links go first: their ends answer sends, which reach Answered.
+  ~MessageLinks() override { links_.clear(); }
 
   void Send(OutgoingSend send, std::function<void(const SendResult&)> done) override;
   bool Ready() const override;
@@ -121,14 +142,31 @@ class MessageLinks : public MessageBackend {
   void MarkRead(const std::string& user, const std::string& with, int64_t seq,
                 Done<ReadReply> done) override;
 
+  // The index of the link the hashing picks for `key` among those up, or -1
+  // when none is up (no stickiness; for tests and logs).
+  int Rank(const std::string& key) const;
+  // The link a send of this conversation would take now (stickiness
+  // included), or -1 when none is up.
+  int LinkForConversation(const std::string& a, const std::string& b) const;
+  size_t size() const { return links_.size(); }
+  bool LinkUp(size_t i) const { return links_[i]->Up(); }
+
  private:
-  // The live link that carries everything keyed by `key` (a connection id
-  // or a user), so that their order holds; null when none is up.
+  // A conversation with sends in flight: the link they wait on.
+  struct InFlight {
+    size_t link = 0;
+    int sends = 0;
+  };
   MessageLink* Pick(const std::string& key) const;
   void Query(const std::string& user, chat::v1::EdgeQuery query,
              Done<chat::v1::EdgeQueryResult> done);
+  void Answered(const std::string& conversation);
 
   std::vector<std::unique_ptr<MessageLink>> links_;
+  std::vector<uint64_t> seeds_;  // per link, from its name
+
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, InFlight> in_flight_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace chat::edge
