@@ -12,6 +12,7 @@ packages=(
   libjemalloc-dev clang-14 libclang-rt-14-dev
   libsqlite3-dev libpq-dev postgresql-15
   prometheus-cpp-dev prometheus haproxy
+  redis-server redis-sentinel libhiredis-dev
   python3 python3-yaml curl
   python3-grpcio python3-protobuf python3-websocket openssl
 )
