@@ -1,10 +1,10 @@
 #include "edge/directory_client.h"
 
+#include <algorithm>
 #include <random>
 
 #include "absl/strings/str_format.h"
 #include "common/grpc_status.h"
-#include "edge/connection_logic.h"
 #include "spdlog/spdlog.h"
 
 namespace chat::edge {
@@ -164,7 +164,7 @@ void DirectoryClient::Register(NewConnection connection, std::function<void(absl
     mu_.Lock();
     return;
   }
-  queue_.push_back({true, std::move(connection), {}, std::move(done)});
+  queue_.push_back({true, std::move(connection), {}, std::move(done), false});
   KickLocked();
 }
 
@@ -173,20 +173,27 @@ void DirectoryClient::Unregister(const std::string& connection_id) {
   live_.erase(connection_id);
   // Unregisters are never dropped: the registry would show a ghost until our
   // lease ends, which is never while we live.
-  queue_.push_back({false, {}, connection_id, nullptr});
+  queue_.push_back({false, {}, connection_id, nullptr, false});
   KickLocked();
 }
 
 void DirectoryClient::KickLocked() {
-  if (in_flight_ || queue_.empty()) return;
+  if (in_flight_) return;
   // A batch is a run of the same kind, so order between register and
   // unregister of one connection is kept.
   std::vector<Op> batch;
-  const bool is_register = queue_.front().is_register;
-  while (!queue_.empty() && queue_.front().is_register == is_register &&
-         batch.size() < options_.max_batch) {
-    batch.push_back(std::move(queue_.front()));
-    queue_.pop_front();
+  bool is_register = false;
+  while (batch.empty()) {
+    if (queue_.empty()) return;
+    is_register = queue_.front().is_register;
+    while (!queue_.empty() && queue_.front().is_register == is_register &&
+           batch.size() < options_.max_batch) {
+      Op& op = queue_.front();
+      // A re-registration of a connection that closed since it was queued
+      // would leave a ghost (its unregister may be gone: see NoteInstance).
+      if (!op.again || live_.contains(op.connection.connection_id)) batch.push_back(std::move(op));
+      queue_.pop_front();
+    }
   }
   in_flight_ = true;
   struct Call {
@@ -232,16 +239,24 @@ void DirectoryClient::OnBatchDone(std::vector<Op> batch, const grpc::Status& sta
                                   const std::string& instance) {
   const bool ok = status.ok();
   if (ok) NoteInstance(instance);
+  // Unregisters and re-registrations are retried after a failure (the
+  // heartbeat kicks the queue once the registry answers): a registry that
+  // restarted never knew of the first, and nothing else would send the
+  // second again while the lease holds and the instance stays the same.
+  const bool retry = !ok && status.error_code() != grpc::StatusCode::INVALID_ARGUMENT;
   std::vector<std::function<void(absl::Status)>> callbacks;
   {
     absl::MutexLock lock(&mu_);
     in_flight_ = false;
     for (auto& op : batch) {
-      if (op.is_register) {
+      if (op.is_register && op.again) {
+        // live_ holds it already, unless it closed meanwhile: then it stays
+        // out, or every later re-registration would bring it back.
+        if (retry && live_.contains(op.connection.connection_id)) queue_.push_back(std::move(op));
+      } else if (op.is_register) {
         if (ok) live_[op.connection.connection_id] = op.connection;
         if (op.done) callbacks.push_back(std::move(op.done));
-      } else if (!ok && status.error_code() != grpc::StatusCode::INVALID_ARGUMENT) {
-        // Retry later; a registry that restarted in between never knew it.
+      } else if (retry) {
         queue_.push_back(std::move(op));
       }
     }
@@ -282,7 +297,9 @@ bool DirectoryClient::NoteInstance(const std::string& instance) {
 
 void DirectoryClient::RegisterAllAgain() {
   absl::MutexLock lock(&mu_);
-  for (const auto& [id, connection] : live_) queue_.push_back({true, connection, {}, nullptr});
+  for (const auto& [id, connection] : live_) {
+    queue_.push_back({true, connection, {}, nullptr, true});
+  }
   KickLocked();
 }
 

@@ -59,7 +59,10 @@ class DirectoryClient : public DirectoryBackend {
     bool is_register;
     NewConnection connection;                // register
     std::string connection_id;               // unregister
-    std::function<void(absl::Status)> done;  // register only; may be empty (re-register)
+    std::function<void(absl::Status)> done;  // register only; empty when `again`
+    // A re-registration of a connection in live_ (the registry lost it):
+    // never adds to live_, and is dropped once the connection closed.
+    bool again = false;
   };
   void KickLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnBatchDone(std::vector<Op> batch, const grpc::Status& status, const std::string& instance);
