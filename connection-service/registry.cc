@@ -646,6 +646,9 @@ void Registry::ApplyFeed(const std::vector<FeedEvent>& events) {
 
 void Registry::ApplySnapshot(const SharedSnapshot& snapshot) {
   absl::MutexLock lock(&mu_);
+  // No user ever seen: no edge can hold connections to register again, so
+  // presence need not wait (as a first start in memory mode).
+  const bool first_start = store_->UserCount() == 0;
   bool new_epoch;
   {
     absl::MutexLock epoch_lock(&epoch_mu_);
@@ -696,7 +699,7 @@ void Registry::ApplySnapshot(const SharedSnapshot& snapshot) {
   // are still re-registering): presence snapshots wait for what is left of
   // a lease since the epoch began.
   if (new_epoch) {
-    presence_ready_ms_ = now + std::max<int64_t>(0, snapshot.warmup_left_ms);
+    presence_ready_ms_ = now + (first_start ? 0 : std::max<int64_t>(0, snapshot.warmup_left_ms));
     StartDueSnapshotsLocked();
   }
 }

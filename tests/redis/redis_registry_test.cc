@@ -111,17 +111,20 @@ class Recorder : public RouteWatcher, public PresenceWatcher {
 
 // One connection-service replica, wired like main.cc does.
 struct Replica {
-  Replica(const std::string& url, int64_t lease_ms) {
+  // `known_users`: users loaded from the durable store at start.
+  Replica(const std::string& url, int64_t lease_ms, int64_t new_epoch_warmup_ms = 0,
+          const std::vector<std::string>& known_users = {}) {
     RedisRegistryOptions options;
     options.target = *ParseRegistryUrl(url);
     options.lease_timeout_ms = lease_ms;
-    options.new_epoch_warmup_ms = 0;
+    options.new_epoch_warmup_ms = new_epoch_warmup_ms;
     shared = std::make_unique<RedisRegistry>(options);
     RegistryOptions registry_options;
     registry_options.lease_timeout_ms = lease_ms;
     registry_options.shared = shared.get();
-    registry = std::make_unique<Registry>(std::make_unique<MemoryStore>(), SystemClock::Get(),
-                                          registry_options);
+    auto store = std::make_unique<MemoryStore>();
+    for (const auto& user : known_users) store->AddUser(user);
+    registry = std::make_unique<Registry>(std::move(store), SystemClock::Get(), registry_options);
   }
   ~Replica() {
     registry.reset();  // stops the tailer first
@@ -445,6 +448,32 @@ TEST_F(RedisRegistryTest, FeedGapResynchronisesWithTheDifferences) {
   EXPECT_EQ(b.shared->resyncs(), resyncs + 1);
   b->RemoveRouteWatcher(&on_b);
   b->RemovePresenceWatcher(&on_b);
+}
+
+TEST_F(RedisRegistryTest, PresenceSnapshotsWaitALeaseAfterANewEpoch) {
+  // Users were seen before (the durable store has them): edges may hold
+  // connections that a new, empty Redis does not know yet.
+  constexpr int64_t kWarmupMs = 800;
+  Replica a(redis_->Url(), 10'000, kWarmupMs, {"alice"});
+  Recorder watcher;
+  const auto start = Clock::now();
+  ASSERT_TRUE(a->AddPresenceWatcher(&watcher, {}).ok());
+  ASSERT_TRUE(WaitUntil([&] {
+    a->Tick();
+    return watcher.presence_started();
+  }));
+  const auto took =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+  EXPECT_GE(took, kWarmupMs - 100);
+  a->RemovePresenceWatcher(&watcher);
+  // Nobody ever seen: nothing to wait for.
+  ASSERT_TRUE(redis_->Command({"FLUSHALL"}).ok());
+  Replica fresh(redis_->Url(), 10'000, kWarmupMs);
+  WaitFollowing(fresh);
+  Recorder at_once;
+  ASSERT_TRUE(fresh->AddPresenceWatcher(&at_once, {}).ok());
+  EXPECT_TRUE(at_once.presence_started());
+  fresh->RemovePresenceWatcher(&at_once);
 }
 
 TEST_F(RedisRegistryTest, ScriptsReloadAfterTheScriptCacheIsEmptied) {

@@ -1,0 +1,121 @@
+// The real binaries: two connection-services sharing one redis-server, an
+// edge registered on the first, message-service looking users up on the
+// second.
+#include <sys/wait.h>
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "chat/v1/chat.grpc.pb.h"
+#include "grpcpp/create_channel.h"
+#include "tests/e2e/e2e_util.h"
+#include "tests/support/redis_server.h"
+
+namespace chat::testing {
+namespace {
+
+std::unique_ptr<chat::v1::ConnectionService::Stub> Public(int port) {
+  return chat::v1::ConnectionService::NewStub(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+}
+
+bool OnlineOn(int port, const std::string& user) {
+  auto stub = Public(port);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + 2s);
+  chat::v1::GetUserRequest request;
+  request.set_name(user);
+  chat::v1::User response;
+  return stub->GetUser(&ctx, request, &response).ok() && response.online();
+}
+
+TEST(RedisE2eTest, TwoConnectionServicesShareOneRedis) {
+  auto redis = RedisServer::Start();
+  ASSERT_TRUE(redis.ok()) << redis.status();
+  const std::string registry = "--registry=" + (*redis)->Url();
+  std::string dir = "/tmp/chat-redis-e2e-XXXXXX";
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+
+  // Replica B, started by hand; the cluster's own connection-service is A.
+  ChildProcess b;
+  ASSERT_TRUE(
+      b.Start({BinaryDir() + "/connection-service/connection-service", "--listen=127.0.0.1:0",
+               "--metrics_listen=127.0.0.1:0", registry, "--store=sqlite:" + dir + "/users-b.db"},
+              {}, dir + "/connection-service-b.log")
+          .ok());
+  absl::StatusOr<int> b_port = b.WaitListening(10s);
+  ASSERT_TRUE(b_port.ok()) << b_port.status();
+
+  ClusterOptions options;
+  options.connection_flags = {registry};
+  // Flags given twice: the last one counts.
+  options.message_flags = {absl::StrCat("--connection_service=127.0.0.1:", *b_port)};
+  Cluster cluster("redis-e2e", options);
+  ASSERT_TRUE(cluster.Start().ok());
+
+  auto alice = Connect(cluster.edge_port(), "alice");
+  auto bob = Connect(cluster.edge_port(), "bob");
+  auto mallory = Connect(cluster.edge_port(), "mallory");
+  ASSERT_TRUE(alice && bob && mallory);
+  // Registered on A, seen on B.
+  EXPECT_TRUE(Eventually([&] { return OnlineOn(*b_port, "bob"); }, 5s));
+  // bob is a recipient message-service looks up on B.
+  ASSERT_TRUE(
+      alice->SendText(R"({"action":"send","message":"via two registries","send_to":"bob"})").ok());
+  auto got = bob->ReadAction("send");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(Str(*got, "message"), "via two registries");
+  EXPECT_EQ(Str(*got, "sent_by"), "alice");
+
+  // An operator's kick on B closes the socket the edge registered on A.
+  {
+    auto stub = Public(*b_port);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 5s);
+    chat::v1::DisconnectRequest request;
+    request.set_user("mallory");
+    request.set_code(4005);
+    request.set_reason("not here");
+    chat::v1::DisconnectResponse response;
+    grpc::Status status = stub->Disconnect(&ctx, request, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(response.disconnected(), 1);
+  }
+  absl::StatusOr<Frame> closed = mallory->Read(5s);
+  while (closed.ok() && !closed->closed) closed = mallory->Read(5s);
+  ASSERT_TRUE(closed.ok()) << closed.status();
+  EXPECT_EQ(closed->close_code, 4005);
+  EXPECT_EQ(closed->close_reason, "not here");
+  EXPECT_TRUE(Eventually([&] { return !OnlineOn(cluster.connection_port(), "mallory"); }, 5s));
+
+  // Both answer with the same counts and the same instance id.
+  auto counts = [](int port) {
+    auto stub = Public(port);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 2s);
+    chat::v1::GetCountsResponse response;
+    stub->GetCounts(&ctx, chat::v1::GetCountsRequest(), &response);
+    return response.connections();
+  };
+  EXPECT_EQ(counts(*b_port), 2);
+  EXPECT_EQ(counts(cluster.connection_port()), 2);
+  std::error_code ignored;
+  std::filesystem::remove_all(dir, ignored);
+}
+
+TEST(RedisE2eTest, BadRegistryFormStopsTheServiceAtStart) {
+  ChildProcess cs;
+  ASSERT_TRUE(cs.Start({BinaryDir() + "/connection-service/connection-service",
+                        "--listen=127.0.0.1:0", "--metrics_listen=", "--registry=redis://nowhere"})
+                  .ok());
+  absl::StatusOr<int> status = cs.Wait(10s);
+  ASSERT_TRUE(status.ok()) << status.status();
+  ASSERT_TRUE(WIFEXITED(*status));
+  EXPECT_EQ(WEXITSTATUS(*status), 2);
+}
+
+}  // namespace
+}  // namespace chat::testing
