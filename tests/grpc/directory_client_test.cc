@@ -123,6 +123,7 @@ struct RegistryState {
   std::vector<v1::UnregisterRequest> unregisters;
   std::vector<v1::HeartbeatRequest> heartbeats;
   std::vector<v1::WatchRoutesRequest> route_watches;
+  std::vector<v1::ListUsersRequest> list_requests;
   int presence_watches = 0;
   size_t held = 0;  // Register calls waiting for ReleaseHeld
 
@@ -212,6 +213,29 @@ class FakeRegistry final : public v1::EdgeRegistry::CallbackService {
       response->set_lease_known(lease_known_);
       response->set_lease_timeout_ms(10000);
       lease_known_ = true;
+    }
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+  // Two users a page; the token is the last name of the page.
+  grpc::ServerUnaryReactor* ListUsers(grpc::CallbackServerContext* ctx,
+                                      const v1::ListUsersRequest* request,
+                                      v1::ListUsersResponse* response) override {
+    {
+      absl::MutexLock lock(&mu_);
+      state_.list_requests.push_back(*request);
+      for (const char* name : {"amy", "bob", "cat"}) {
+        if (response->users_size() == 2) {
+          response->set_next_page_token(response->users(1).name());
+          break;
+        }
+        if (name <= request->page_token()) continue;
+        auto* user = response->add_users();
+        user->set_name(name);
+        user->set_online(std::string(name) != "bob");
+      }
     }
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     reactor->Finish(grpc::Status::OK);
@@ -724,6 +748,50 @@ TEST_F(DirectoryClientTest, PresenceStreamResumesWithTheChangesMissed) {
     if (frame.find("\"name\":\"dave\"") != std::string::npos) ++dave_online;
   }
   EXPECT_EQ(dave_online, 1) << "dave stayed online: nothing to tell";
+}
+
+// The `users` action's pages, and the error when the registry is away.
+TEST_F(DirectoryClientTest, ListUsersPagesAndReportsErrors) {
+  StartRegistry("i1");
+  StartClient(FastOptions());
+  // Shared with the callback: it may outlive a wait that timed out.
+  struct Answer {
+    absl::Notification done;
+    absl::StatusOr<UserPage> page;
+  };
+  auto list = [&](const std::string& after) -> absl::StatusOr<UserPage> {
+    auto answer = std::make_shared<Answer>();
+    client_->ListUsers(true, 2, after, [answer](absl::StatusOr<UserPage> page) {
+      answer->page = std::move(page);
+      answer->done.Notify();
+    });
+    if (!answer->done.WaitForNotificationWithTimeout(kWait)) {
+      return absl::DeadlineExceededError("ListUsers never answered");
+    }
+    return answer->page;
+  };
+  auto first = list("");
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->users.size(), 2u);
+  EXPECT_EQ(first->users[0].name, "amy");
+  EXPECT_TRUE(first->users[0].online);
+  EXPECT_EQ(first->users[1].name, "bob");
+  EXPECT_FALSE(first->users[1].online);
+  EXPECT_EQ(first->next, "bob");
+  auto second = list(first->next);
+  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_EQ(second->users.size(), 1u);
+  EXPECT_EQ(second->users[0].name, "cat");
+  EXPECT_EQ(second->next, "");
+  const RegistryState state = registry_->state();
+  ASSERT_EQ(state.list_requests.size(), 2u);
+  EXPECT_TRUE(state.list_requests[0].online_only());
+  EXPECT_EQ(state.list_requests[0].page_size(), 2);
+  EXPECT_EQ(state.list_requests[1].page_token(), "bob");
+
+  StopRegistry();
+  auto away = list("");
+  EXPECT_EQ(away.status().code(), absl::StatusCode::kUnavailable) << away.status();
 }
 
 // Registrations beyond max_queued_ops fail at once instead of waiting.
