@@ -134,7 +134,12 @@ absl::Status RedisConnection::Connect() {
   // A Sentinel may still name a primary that was demoted (or not yet
   // promoted): write only to one that says it is the master.
   absl::StatusOr<RedisReply> role = Run(ctx, {"ROLE"});
-  if (!role.ok() || role->type != RedisReply::Type::kArray || role->elements.empty() ||
+  if (!role.ok()) {
+    redisFree(ctx);
+    return absl::UnavailableError(
+        absl::StrCat("redis ", primary.host, ":", primary.port, ": ", role.status().message()));
+  }
+  if (role->type != RedisReply::Type::kArray || role->elements.empty() ||
       role->elements[0].str != "master") {
     redisFree(ctx);
     return absl::UnavailableError(

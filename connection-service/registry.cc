@@ -139,7 +139,7 @@ absl::Status Registry::Register(const std::string& edge_id, const std::string& i
     }
   }
   const int64_t now = clock_->NowMs();
-  absl::MutexLock durable_lock(&durable_mu_);
+  absl::ReleasableMutexLock durable_lock(&durable_mu_);
   if (durable_users_ != nullptr) {
     // A user exists once committed: the edge says hello only after this
     // answer, so anything that asks afterwards finds them.
@@ -160,6 +160,9 @@ absl::Status Registry::Register(const std::string& edge_id, const std::string& i
   }
   for (auto& c : connections) c.edge_id = edge_id;
   if (shared_ != nullptr) {
+    // Other replicas commit users and register concurrently anyway: holding
+    // the lock through the round trip would only serialise this replica.
+    durable_lock.Release();
     // The feed brings the change back to this replica's mirror.
     return AwaitShared(shared_->Register(edge_id, incarnation, connections));
   }
