@@ -2,9 +2,9 @@
 #define CHAT_COMMON_GRPC_STATUS_H_
 
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "grpcpp/support/status.h"
 
 namespace chat {
@@ -27,10 +27,9 @@ bool IsRetryable(absl::StatusCode code);
 
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
-inline absl::Status FromGrpcStatus(const grpc::Status& status) {
-  if (status.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
-}
+// The client side of ToGrpcStatus: the code, the message and, when the
+// details carry our ErrorInfo, its reason (ReasonOf reads it back).
+absl::Status FromGrpcStatus(const grpc::Status& status);
 
 }  // namespace chat
 

@@ -263,12 +263,17 @@ void DirectoryClient::OnBatchDone(std::vector<Op> batch, const grpc::Status& sta
     // After a failure the next heartbeat retries, once the registry answers.
     if (ok) {
       KickLocked();
-    } else {
+    } else if (!RegistryStoreAway(status)) {
       healthy_ = false;
     }
   }
   const absl::Status result = FromGrpcStatus(status);
   for (auto& done : callbacks) done(result);
+}
+
+bool DirectoryClient::RegistryStoreAway(const grpc::Status& status) {
+  return status.error_code() == grpc::StatusCode::UNAVAILABLE &&
+         ReasonOf(FromGrpcStatus(status)) == "REGISTRY_UNAVAILABLE";
 }
 
 bool DirectoryClient::NoteInstance(const std::string& instance) {
@@ -313,6 +318,7 @@ void DirectoryClient::HeartbeatLoop() {
     ctx.set_deadline(std::chrono::system_clock::now() + options_.rpc_deadline);
     options_.auth.Apply(&ctx);
     const grpc::Status status = stub_->Heartbeat(&ctx, request, &response);
+    bool retry_soon = false;
     if (status.ok()) {
       healthy_ = true;
       const bool restarted = NoteInstance(response.instance_id());
@@ -323,16 +329,25 @@ void DirectoryClient::HeartbeatLoop() {
         absl::MutexLock lock(&mu_);
         KickLocked();  // retry whatever failed since the last heartbeat
       }
+    } else if (RegistryStoreAway(status)) {
+      // connection-service answered, but the shared state it keeps (Redis)
+      // is out of reach. This edge stays ready for load balancers: its live
+      // connections keep working, and handshakes get 503 + Retry-After from
+      // the registration that fails meanwhile. Asked again soon.
+      healthy_ = true;
+      retry_soon = true;
+      spdlog::warn("connection-service: registry unavailable: {}", status.error_message());
     } else {
       if (healthy_.exchange(false)) {
         spdlog::warn("connection-service heartbeat failed: {}", status.error_message());
       }
+      retry_soon = true;
     }
     absl::MutexLock lock(&mu_);
     auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
-    mu_.AwaitWithTimeout(
-        absl::Condition(&stop),
-        absl::FromChrono(healthy_ ? options_.heartbeat_interval : std::chrono::milliseconds(300)));
+    mu_.AwaitWithTimeout(absl::Condition(&stop),
+                         absl::FromChrono(retry_soon ? std::chrono::milliseconds(300)
+                                                     : options_.heartbeat_interval));
     if (stopping_) return;
   }
 }

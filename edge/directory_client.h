@@ -68,6 +68,9 @@ class DirectoryClient : public DirectoryBackend {
   void OnBatchDone(std::vector<Op> batch, const grpc::Status& status, const std::string& instance);
   // Returns true when the registry restarted (and re-registration began).
   bool NoteInstance(const std::string& instance) ABSL_LOCKS_EXCLUDED(mu_);
+  // connection-service answered `status`, saying that the shared registry
+  // behind it (Redis) is unreachable: it is up, its state is not.
+  static bool RegistryStoreAway(const grpc::Status& status);
   void RegisterAllAgain() ABSL_LOCKS_EXCLUDED(mu_);
   void HeartbeatLoop();
   void OnRouteUpdate(const chat::v1::RouteUpdate& update);

@@ -22,6 +22,7 @@
 #include "absl/time/time.h"
 #include "chat/v1/chat.grpc.pb.h"
 #include "common/grpc_server.h"
+#include "common/grpc_status.h"
 #include "edge/local_hub.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -159,7 +160,9 @@ class FakeRegistry final : public v1::EdgeRegistry::CallbackService {
     {
       absl::MutexLock lock(&mu_);
       state_.registers.push_back(*request);
-      if (failures_left_ > 0) {
+      if (store_away_) {
+        finish = [reactor] { reactor->Finish(StoreAwayStatus()); };
+      } else if (failures_left_ > 0) {
         --failures_left_;
         finish = [reactor, code = failure_code_] {
           reactor->Finish(grpc::Status(code, "fake registry refused"));
@@ -208,6 +211,11 @@ class FakeRegistry final : public v1::EdgeRegistry::CallbackService {
     {
       absl::MutexLock lock(&mu_);
       state_.heartbeats.push_back(*request);
+      if (store_away_) {
+        grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+        reactor->Finish(StoreAwayStatus());
+        return reactor;
+      }
       response->set_instance_id(instance_);
       // As the real registry: a heartbeat (re)creates the lease it reports.
       response->set_lease_known(lease_known_);
@@ -300,6 +308,16 @@ class FakeRegistry final : public v1::EdgeRegistry::CallbackService {
     state_.table.clear();
     instance_ = std::move(instance);
   }
+  // As connection-service answers while its Redis is out of reach: Register
+  // and Heartbeat fail UNAVAILABLE with the reason REGISTRY_UNAVAILABLE.
+  void SetStoreAway(bool away) {
+    absl::MutexLock lock(&mu_);
+    store_away_ = away;
+  }
+  static grpc::Status StoreAwayStatus() {
+    return ToGrpcStatus(
+        WithReason(absl::UnavailableError("registry unavailable"), "REGISTRY_UNAVAILABLE"));
+  }
   // The next `n` Register calls fail with `code`.
   void FailRegisters(int n, grpc::StatusCode code) {
     absl::MutexLock lock(&mu_);
@@ -337,6 +355,7 @@ class FakeRegistry final : public v1::EdgeRegistry::CallbackService {
   std::string instance_ ABSL_GUARDED_BY(mu_);
   bool lease_known_ ABSL_GUARDED_BY(mu_) = false;  // a new registry knows no lease
   int failures_left_ ABSL_GUARDED_BY(mu_) = 0;
+  bool store_away_ ABSL_GUARDED_BY(mu_) = false;
   grpc::StatusCode failure_code_ ABSL_GUARDED_BY(mu_) = grpc::StatusCode::UNAVAILABLE;
   bool hold_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::function<void()>> held_ ABSL_GUARDED_BY(mu_);
@@ -653,6 +672,29 @@ TEST_F(DirectoryClientTest, RefusedRegisterIsReportedAndTheNextOneWorks) {
   ASSERT_TRUE(registry_->WaitUntil([](const RegistryState& s) { return s.ids() == Ids({2}); }));
   // A refused connection is never registered later (the edge closed it).
   EXPECT_EQ(registry_->state().ids(), Ids({2}));
+}
+
+// connection-service is up but its shared registry (Redis) is not: the edge
+// stays ready, so a load balancer keeps sending it clients, and it refuses
+// their handshakes itself (the failing Register becomes 503 + Retry-After);
+// its live connections stay, and registrations work again once Redis is back.
+TEST_F(DirectoryClientTest, RegistryStoreAwayKeepsTheEdgeReadyAndRefusesRegistrations) {
+  StartRegistry("i1");
+  StartClient(FastOptions());
+  ASSERT_TRUE(RegisterNow(Conn(1)).ok());
+  ASSERT_TRUE(Eventually([&] { return client_->Ready(); }));
+  registry_->SetStoreAway(true);
+  const size_t mark = registry_->state().heartbeats.size();
+  ASSERT_TRUE(registry_->WaitUntil(
+      [mark](const RegistryState& s) { return s.heartbeats.size() >= mark + 3; }));
+  EXPECT_TRUE(client_->Ready()) << "a registry without Redis made the edge unready";
+  const absl::Status refused = RegisterNow(Conn(2));
+  EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable) << refused;
+  EXPECT_EQ(ReasonOf(refused), "REGISTRY_UNAVAILABLE");
+  EXPECT_TRUE(client_->Ready());
+  registry_->SetStoreAway(false);
+  EXPECT_TRUE(RegisterNow(Conn(3)).ok());
+  ASSERT_TRUE(registry_->WaitUntil([](const RegistryState& s) { return s.ids() == Ids({1, 3}); }));
 }
 
 // connection-service dies and comes back on the same port with an empty
