@@ -59,6 +59,11 @@ class RouteStream final : public RouteWatcher {
 
   StreamWriter<RouteUpdate>* writer() { return writer_; }
 
+  void OnReset() override {
+    writer_->Close(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                "the registry started afresh; watch again for a snapshot"));
+  }
+
   void OnRouteSnapshot(const std::vector<std::string>& users,
                        const std::vector<ConnectionInfo>& connections,
                        const std::vector<Ban>& bans) override {
@@ -143,6 +148,11 @@ class PresenceStream final : public PresenceWatcher {
         })) {}
 
   StreamWriter<PresenceEvent>* writer() { return writer_; }
+
+  void OnReset() override {
+    writer_->Close(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                "the registry started afresh; watch again for a snapshot"));
+  }
 
   void OnPresenceSnapshot(const std::vector<PresenceChange>& users, int64_t now_ms) override {
     // Whole, however large: the queue's bound is for watchers that fall

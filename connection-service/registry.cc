@@ -9,6 +9,7 @@
 #include "absl/strings/strip.h"
 #include "common/grpc_status.h"
 #include "common/names.h"
+#include "spdlog/spdlog.h"
 
 namespace chat::connection {
 namespace {
@@ -652,11 +653,25 @@ void Registry::ApplySnapshot(const SharedSnapshot& snapshot) {
   // No user ever seen: no edge can hold connections to register again, so
   // presence need not wait (as a first start in memory mode).
   const bool first_start = store_->UserCount() == 0;
-  bool new_epoch;
+  bool new_epoch, restarted;
   {
     absl::MutexLock epoch_lock(&epoch_mu_);
     new_epoch = epoch_ != snapshot.epoch;
+    restarted = new_epoch && !epoch_.empty();
     epoch_ = snapshot.epoch;
+  }
+  if (restarted) {
+    // Redis lost everything and edges are about to register again: the
+    // differences would be every connection going and coming back (users
+    // flapping offline and online). End the watches instead, as a restart of
+    // a single connection-service does; watchers come back for a snapshot
+    // (presence ones once the warm-up below is over).
+    spdlog::warn("the shared registry started afresh (epoch {}): watchers must watch again",
+                 snapshot.epoch);
+    for (auto& sub : route_watchers_) sub.watcher->OnReset();
+    for (auto& sub : presence_watchers_) sub.watcher->OnReset();
+    route_watchers_.clear();
+    presence_watchers_.clear();
   }
   Changes changes;
   // Edges first: a new incarnation drops the mirror's connections of the

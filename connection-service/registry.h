@@ -47,6 +47,10 @@ class RouteWatcher {
                                const std::vector<ConnectionInfo>& connections,
                                const std::vector<Ban>& bans) = 0;
   virtual void OnRouteEvents(const std::vector<RouteEvent>& events) = 0;
+  // The shared registry lost everything (a new epoch): the watch is over and
+  // the watcher is dropped right after this call; its client watches again
+  // for a fresh snapshot, as after a restart of a single connection-service.
+  virtual void OnReset() {}
 };
 
 class PresenceWatcher {
@@ -56,6 +60,8 @@ class PresenceWatcher {
   // before any OnPresence; `now_ms` is when it was taken.
   virtual void OnPresenceSnapshot(const std::vector<PresenceChange>& users, int64_t now_ms) = 0;
   virtual void OnPresence(const std::vector<PresenceChange>& changes) = 0;
+  // As RouteWatcher::OnReset.
+  virtual void OnReset() {}
 };
 
 struct ListUsersResult {

@@ -106,6 +106,58 @@ TEST(RedisE2eTest, TwoConnectionServicesShareOneRedis) {
   std::filesystem::remove_all(dir, ignored);
 }
 
+TEST(RedisE2eTest, RedisLostAndRestartedEmptyIsRefilledByTheEdge) {
+  auto redis = RedisServer::Start();
+  ASSERT_TRUE(redis.ok()) << redis.status();
+  ClusterOptions options;
+  options.connection_flags = {"--registry=" + (*redis)->Url()};
+  Cluster cluster("redis-restart", options);
+  ASSERT_TRUE(cluster.Start().ok());
+  auto alice = Connect(cluster.edge_port(), "alice");
+  auto bob = Connect(cluster.edge_port(), "bob");
+  ASSERT_TRUE(alice && bob);
+
+  ASSERT_TRUE((*redis)->Kill().ok());
+  // While Redis is away: live sockets stay, messages between them flow, a
+  // new handshake is refused with 503 and Retry-After, lookups still answer.
+  ASSERT_TRUE(
+      alice->SendText(R"({"action":"send","message":"redis is down","send_to":"bob"})").ok());
+  auto got = bob->ReadAction("send");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(Str(*got, "message"), "redis is down");
+  WsClient carol;
+  HandshakeOptions handshake;
+  handshake.target = "/?name=carol";
+  EXPECT_FALSE(carol.Connect(cluster.edge_port(), handshake).ok());
+  EXPECT_EQ(carol.http_status(), 503);
+  EXPECT_TRUE(OnlineOn(cluster.connection_port(), "alice"));
+
+  ASSERT_TRUE((*redis)->Restart().ok());
+  const auto restarted = std::chrono::steady_clock::now();
+  // The edge sees a new instance id (or an unknown lease) on its next
+  // heartbeat and registers its connections again.
+  ASSERT_TRUE(Eventually(
+      [&] {
+        absl::StatusOr<std::string> n = (*redis)->Command({"HLEN", "chat:conns"});
+        return n.ok() && *n == "2";
+      },
+      15s));
+  const auto healed = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now() - restarted)
+                          .count();
+  std::printf(
+      "[ timing ] redis-server restarted empty -> the edge's 2 connections back in it: "
+      "%lld ms\n",
+      static_cast<long long>(healed));
+  EXPECT_TRUE(Eventually([&] { return OnlineOn(cluster.connection_port(), "bob"); }, 5s));
+  auto carol_again = Connect(cluster.edge_port(), "carol");
+  ASSERT_TRUE(carol_again);
+  ASSERT_TRUE(alice->SendText(R"({"action":"send","message":"back","send_to":"carol"})").ok());
+  auto back = carol_again->ReadAction("send");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(Str(*back, "message"), "back");
+}
+
 TEST(RedisE2eTest, BadRegistryFormStopsTheServiceAtStart) {
   ChildProcess cs;
   ASSERT_TRUE(cs.Start({BinaryDir() + "/connection-service/connection-service",
