@@ -472,6 +472,19 @@ for rep in $(seq "$REPS"); do
         fi
         printf '%s\n' "${line%\}},\"case\":\"$workload\",\"rep\":$rep,\"store\":\"$store\"$engines}" >>"$JSONL"
       fi
+      if [[ $server == ours && -n $PG_PID ]]; then
+        # Where the database work went: the statements run most, with their calls.
+        { echo "PostgreSQL statements by calls (this run):"
+          9>&- psql -h 127.0.0.1 -p "$PG_PORT" -U chat -d "run$RUN_NO" -Atq -F ' | ' -c \
+            "SELECT calls, round(total_exec_time::numeric, 1) AS ms, left(regexp_replace(query, '\s+', ' ', 'g'), 160)
+             FROM pg_stat_statements ORDER BY calls DESC LIMIT 15" 2>&1 || true
+        } >>"$raw"
+      fi
+      if [[ $server == ours && -n $REDIS_PID ]]; then
+        { echo "Redis commands by calls (since the bench started):"
+          redis-cli -p "$REDIS_PORT" info commandstats | tr -d '\r' | grep '^cmdstat' | sort -t= -k2 -rn | head -15
+        } >>"$raw"
+      fi
       for pid in "${PIDS[@]}"; do
         kill -0 "$pid" 2>/dev/null || log "WARNING: a $server process ($pid) died during $workload"
       done
