@@ -154,6 +154,8 @@ absl::Status RedisConnection::Connect() {
   }
   ctx_ = ctx;
   peer_ = absl::StrCat(primary.host, ":", primary.port);
+  // ROLE of a primary: "master", offset, [[ip, port, offset], ...].
+  has_replicas_ = role->elements.size() >= 3 && !role->elements[2].elements.empty();
   return absl::OkStatus();
 }
 
@@ -199,6 +201,15 @@ absl::StatusOr<RedisReply> RedisConnection::Eval(const RedisScript& script,
   return reply;
 }
 
+void RedisConnection::WaitForReplica(absl::Duration timeout) {
+  if (ctx_ == nullptr || !has_replicas_) return;
+  absl::StatusOr<RedisReply> acked =
+      Command({"WAIT", "1", absl::StrCat(absl::ToInt64Milliseconds(timeout))});
+  if (acked.ok() && acked->type == RedisReply::Type::kInteger && acked->integer == 0) {
+    has_replicas_ = false;
+  }
+}
+
 RedisPool::RedisPool(const RegistryUrl& target, RedisTimeouts timeouts, size_t size) {
   for (size_t i = 0; i < size; ++i) {
     auto slot = std::make_unique<Slot>();
@@ -233,6 +244,19 @@ absl::StatusOr<RedisReply> RedisPool::Command(const std::vector<std::string>& ar
 absl::StatusOr<RedisReply> RedisPool::Eval(const RedisScript& script,
                                            const std::vector<std::string>& args) {
   return WithConnection([&](RedisConnection& c) { return c.Eval(script, args); });
+}
+
+absl::StatusOr<RedisReply> RedisPool::EvalWrite(const RedisScript& script,
+                                                const std::vector<std::string>& args,
+                                                const std::function<bool(const RedisReply&)>& wrote,
+                                                absl::Duration replica_timeout) {
+  return WithConnection([&](RedisConnection& c) {
+    absl::StatusOr<RedisReply> reply = c.Eval(script, args);
+    if (reply.ok() && replica_timeout > absl::ZeroDuration() && wrote(*reply)) {
+      c.WaitForReplica(replica_timeout);
+    }
+    return reply;
+  });
 }
 
 }  // namespace chat::connection

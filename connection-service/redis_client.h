@@ -2,6 +2,7 @@
 #define CHAT_CONNECTION_SERVICE_REDIS_CLIENT_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -62,6 +63,12 @@ class RedisConnection {
   // EVALSHA, falling back to EVAL on NOSCRIPT. No KEYS: the scripts name
   // their keys themselves (one Redis, not a Cluster).
   absl::StatusOr<RedisReply> Eval(const RedisScript& script, const std::vector<std::string>& args);
+  // After a write: waits (at most `timeout`) until a replica acknowledged
+  // it, so that a failover soon after does not lose it (replication is
+  // asynchronous). Only when the primary had replicas when we connected,
+  // and not again on this connection once a wait timed out (a replica that
+  // is gone would cost every write the timeout). Best effort: never fails.
+  void WaitForReplica(absl::Duration timeout);
   bool connected() const { return ctx_ != nullptr; }
   void Disconnect();
   // "host:port" of the server connected to (empty when not connected).
@@ -74,6 +81,7 @@ class RedisConnection {
   const RedisTimeouts timeouts_;
   redisContext* ctx_ = nullptr;
   std::string peer_;
+  bool has_replicas_ = false;  // per ROLE when connecting; cleared by a wait that timed out
 };
 
 // A few RedisConnections for the gRPC threads: each call takes a free one (a
@@ -84,6 +92,12 @@ class RedisPool {
 
   absl::StatusOr<RedisReply> Command(const std::vector<std::string>& argv);
   absl::StatusOr<RedisReply> Eval(const RedisScript& script, const std::vector<std::string>& args);
+  // Eval, then (when `wrote` says the reply shows a write and
+  // `replica_timeout` is positive) WaitForReplica on the same connection.
+  absl::StatusOr<RedisReply> EvalWrite(const RedisScript& script,
+                                       const std::vector<std::string>& args,
+                                       const std::function<bool(const RedisReply&)>& wrote,
+                                       absl::Duration replica_timeout);
 
  private:
   struct Slot {

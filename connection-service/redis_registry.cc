@@ -355,7 +355,14 @@ void RedisRegistry::Stop() {
 absl::StatusOr<SharedWrite> RedisRegistry::Run(const RedisScript& script,
                                                std::vector<std::string> args) {
   args.insert(args.begin(), CandidateEpoch());
-  absl::StatusOr<RedisReply> reply = pool_.Eval(script, args);
+  // Element 1 of every script's reply is the feed entry ('' when nothing changed).
+  absl::StatusOr<RedisReply> reply = pool_.EvalWrite(
+      script, args,
+      [](const RedisReply& r) {
+        return r.type == RedisReply::Type::kArray && r.elements.size() > 1 &&
+               !r.elements[1].str.empty();
+      },
+      options_.replica_ack_timeout);
   if (!reply.ok()) return Unavailable(reply.status().message());
   if (reply->is_error()) return absl::InternalError(absl::StrCat("redis script: ", reply->str));
   if (reply->type != RedisReply::Type::kArray || reply->elements.size() < 3) {

@@ -24,6 +24,10 @@ struct RedisRegistryOptions {
   int64_t new_epoch_warmup_ms = -1;
   // How long a mutation waits for this replica's mirror to apply it.
   absl::Duration apply_timeout = absl::Seconds(2);
+  // After a mutation that wrote, how long to wait for a replica to have it
+  // (WAIT 1): a Sentinel failover right after then loses nothing that was
+  // answered. Zero: do not wait. Only when the primary has replicas.
+  absl::Duration replica_ack_timeout = absl::Milliseconds(100);
   // How long one XREAD waits for new entries (a resync asked for by a
   // mutation waits at most this long).
   absl::Duration block = absl::Milliseconds(500);

@@ -59,6 +59,9 @@ TEST(RedisFailoverTest, RegistryFollowsSentinelToThePromotedReplica) {
   }
   ASSERT_TRUE(acked) << "the replica did not acknowledge the writes";
 
+  // Answered just before the primary dies: the registry waited for the
+  // replica to have it (WAIT 1), so the failover does not lose it.
+  ASSERT_TRUE(registry.Register("e1", "i1", {Conn("e1-3", "carol")}).ok());
   ASSERT_TRUE((*primary)->Kill().ok());
   const auto killed = Clock::now();
   // Writes fail (UNAVAILABLE, quickly) until the replica is promoted, then work.
@@ -86,6 +89,7 @@ TEST(RedisFailoverTest, RegistryFollowsSentinelToThePromotedReplica) {
   EXPECT_EQ(registry.instance_id(), epoch);
   EXPECT_TRUE(Online(registry, "alice"));
   EXPECT_TRUE(Online(registry, "bob"));
+  EXPECT_TRUE(Online(registry, "carol"));
   absl::StatusOr<HeartbeatResult> beat = registry.Heartbeat("e1", "i1");
   ASSERT_TRUE(beat.ok()) << beat.status();
   EXPECT_TRUE(beat->lease_known);
