@@ -470,10 +470,14 @@ void RedisRegistry::TailLoop() {
   bool resync = true;
   std::string last_id;
   int64_t last_n = 0;
+  bool warned = false;  // once per outage (and at start)
   auto lost = [&](absl::string_view why) {
     absl::MutexLock lock(&mu_);
-    if (connected_since_ != absl::InfiniteFuture()) {
-      spdlog::warn("registry feed lost: {}", std::string(why));
+    if (!warned) {
+      spdlog::warn("registry feed {}: {} (retrying)",
+                   connected_since_ == absl::InfiniteFuture() ? "not reachable" : "lost",
+                   std::string(why));
+      warned = true;
     }
     connected_since_ = absl::InfiniteFuture();
   };
@@ -500,6 +504,7 @@ void RedisRegistry::TailLoop() {
       sink_->ApplySnapshot(*snapshot);
       resync = false;
       absl::MutexLock lock(&mu_);
+      warned = false;
       if (connected_since_ == absl::InfiniteFuture()) {
         spdlog::info("registry feed followed on {} (epoch {})", connection.peer(), snapshot->epoch);
         connected_since_ = absl::Now();
