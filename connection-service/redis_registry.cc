@@ -1,5 +1,6 @@
 #include "connection-service/redis_registry.h"
 
+#include <algorithm>
 #include <random>
 #include <utility>
 
@@ -460,9 +461,11 @@ bool RedisRegistry::SleepUnlessStopped(absl::Duration d) {
 }
 
 void RedisRegistry::TailLoop() {
-  // Its own connection: XREAD BLOCK holds it, and its timeout must outlast the block.
+  // Its own connection: XREAD BLOCK holds it, and its timeout must outlast
+  // the block; a snapshot of many connections takes a while to send too.
+  // (A server that died closes the socket: this bounds only a silent one.)
   RedisTimeouts timeouts = options_.timeouts;
-  timeouts.command = options_.block + options_.timeouts.command;
+  timeouts.command = options_.block + std::max(options_.timeouts.command, absl::Seconds(5));
   RedisConnection connection(options_.target, timeouts);
   const int64_t warmup_ms =
       options_.new_epoch_warmup_ms < 0 ? options_.lease_timeout_ms : options_.new_epoch_warmup_ms;
