@@ -104,10 +104,13 @@ int main(int argc, char** argv) {
   registry_options.presence_warmup_ms = known->empty() ? 0 : lease_ms;
   // Replicas share Redis; this one mirrors it (the users come from --store,
   // the rest from Redis's snapshot and feed).
+  std::unique_ptr<chat::connection::RedisRegistryMetrics> redis_metrics;
   std::unique_ptr<chat::connection::RedisRegistry> shared;
   if (registry_url->kind != chat::connection::RegistryUrl::Kind::kMemory) {
+    redis_metrics = std::make_unique<chat::connection::RedisRegistryMetrics>(metrics.registry());
     chat::connection::RedisRegistryOptions redis_options;
     redis_options.target = *registry_url;
+    redis_options.metrics = redis_metrics.get();
     redis_options.lease_timeout_ms = lease_ms;
     shared = std::make_unique<chat::connection::RedisRegistry>(redis_options);
     registry_options.shared = shared.get();

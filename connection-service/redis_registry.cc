@@ -364,7 +364,10 @@ absl::StatusOr<SharedWrite> RedisRegistry::Run(const RedisScript& script,
                !r.elements[1].str.empty();
       },
       options_.replica_ack_timeout);
-  if (!reply.ok()) return Unavailable(reply.status().message());
+  if (!reply.ok()) {
+    if (options_.metrics != nullptr) options_.metrics->unavailable.Increment();
+    return Unavailable(reply.status().message());
+  }
   if (reply->is_error()) return absl::InternalError(absl::StrCat("redis script: ", reply->str));
   if (reply->type != RedisReply::Type::kArray || reply->elements.size() < 3) {
     return absl::InternalError("redis script: unexpected reply");
@@ -433,6 +436,7 @@ absl::Status RedisRegistry::AwaitApplied(const FeedPosition& position) {
                      (position.entry.empty() || EntryId(applied_entry_) >= target));
   };
   if (!mu_.AwaitWithTimeout(absl::Condition(&applied), options_.apply_timeout) || stop_) {
+    if (options_.metrics != nullptr) options_.metrics->unavailable.Increment();
     return Unavailable("this replica has not caught up with the shared feed");
   }
   return absl::OkStatus();
@@ -483,6 +487,7 @@ void RedisRegistry::TailLoop() {
       warned = true;
     }
     connected_since_ = absl::InfiniteFuture();
+    if (options_.metrics != nullptr) options_.metrics->up.Set(0);
   };
   while (true) {
     {
@@ -515,6 +520,10 @@ void RedisRegistry::TailLoop() {
       applied_epoch_ = snapshot->epoch;
       applied_entry_ = last_id;
       ++resyncs_;
+      if (options_.metrics != nullptr) {
+        options_.metrics->up.Set(1);
+        options_.metrics->resyncs.Increment();
+      }
       continue;
     }
     absl::StatusOr<RedisReply> reply = connection.Command(

@@ -11,8 +11,37 @@
 #include "connection-service/redis_client.h"
 #include "connection-service/registry_url.h"
 #include "connection-service/shared_registry.h"
+#include "prometheus/counter.h"
+#include "prometheus/gauge.h"
+#include "prometheus/registry.h"
 
 namespace chat::connection {
+
+// What the Redis registry counts (connection-service with --registry=redis...).
+struct RedisRegistryMetrics {
+  explicit RedisRegistryMetrics(prometheus::Registry& registry)
+      : up(prometheus::BuildGauge()
+               .Name("chat_registry_redis_up")
+               .Help("1 while this replica follows the shared registry's feed in Redis")
+               .Register(registry)
+               .Add({})),
+        resyncs(prometheus::BuildCounter()
+                    .Name("chat_registry_redis_resyncs_total")
+                    .Help("Snapshots of the shared registry applied (start, reconnects, feed "
+                          "gaps, a Redis that started afresh)")
+                    .Register(registry)
+                    .Add({})),
+        unavailable(prometheus::BuildCounter()
+                        .Name("chat_registry_redis_unavailable_total")
+                        .Help("Registry changes refused because Redis could not be reached "
+                              "or this replica's feed was behind")
+                        .Register(registry)
+                        .Add({})) {}
+
+  prometheus::Gauge& up;
+  prometheus::Counter& resyncs;
+  prometheus::Counter& unavailable;
+};
 
 struct RedisRegistryOptions {
   RegistryUrl target;  // kRedis or kSentinel
@@ -31,6 +60,7 @@ struct RedisRegistryOptions {
   // How long one XREAD waits for new entries (a resync asked for by a
   // mutation waits at most this long).
   absl::Duration block = absl::Milliseconds(500);
+  RedisRegistryMetrics* metrics = nullptr;  // optional; must outlive the registry
 };
 
 // The shared registry in Redis (keys under "chat:"):

@@ -102,6 +102,10 @@ TEST(RedisE2eTest, TwoConnectionServicesShareOneRedis) {
   };
   EXPECT_EQ(counts(*b_port), 2);
   EXPECT_EQ(counts(cluster.connection_port()), 2);
+  absl::StatusOr<HttpResult> metrics = HttpGet(cluster.connection_metrics_port(), "/metrics");
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_NE(metrics->body.find("\nchat_registry_redis_up 1\n"), std::string::npos);
+  EXPECT_NE(metrics->body.find("\nchat_registry_connections 2\n"), std::string::npos);
   std::error_code ignored;
   std::filesystem::remove_all(dir, ignored);
 }
