@@ -162,6 +162,56 @@ TEST(RedisE2eTest, RedisLostAndRestartedEmptyIsRefilledByTheEdge) {
   EXPECT_EQ(Str(*back, "message"), "back");
 }
 
+TEST(RedisE2eTest, NewHandshakesWorkAgainAfterTheRedisPrimaryIsKilled) {
+  auto primary = RedisServer::Start();
+  ASSERT_TRUE(primary.ok()) << primary.status();
+  auto replica = RedisServer::Start({(*primary)->port()});
+  ASSERT_TRUE(replica.ok()) << replica.status();
+  auto sentinels = SentinelGroup::Start((*primary)->port(), 3);
+  ASSERT_TRUE(sentinels.ok()) << sentinels.status();
+  ASSERT_TRUE((*sentinels)->WaitReady(1, 20s).ok());
+  ClusterOptions options;
+  options.connection_flags = {"--registry=" + (*sentinels)->Url()};
+  Cluster cluster("redis-sentinel", options);
+  ASSERT_TRUE(cluster.Start().ok());
+  auto alice = Connect(cluster.edge_port(), "alice");
+  ASSERT_TRUE(alice);
+
+  ASSERT_TRUE((*primary)->Kill().ok());
+  const auto killed = std::chrono::steady_clock::now();
+  int refused = 0;
+  std::unique_ptr<WsClient> bob;
+  ASSERT_TRUE(Eventually(
+      [&] {
+        auto client = std::make_unique<WsClient>();
+        HandshakeOptions handshake;
+        handshake.target = "/?name=bob";
+        if (!client->Connect(cluster.edge_port(), handshake).ok()) {
+          EXPECT_EQ(client->http_status(), 503);
+          ++refused;
+          return false;
+        }
+        bob = std::move(client);
+        return true;
+      },
+      30s));
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now() - killed)
+                        .count();
+  std::printf(
+      "[ timing ] Redis primary SIGKILLed -> a new handshake accepted: %lld ms "
+      "(%d refused with 503 before)\n",
+      static_cast<long long>(took), refused);
+  EXPECT_LT(took, 10'000);
+  // alice never noticed, and she and bob talk.
+  ASSERT_TRUE(
+      alice->SendText(R"({"action":"send","message":"after failover","send_to":"bob"})").ok());
+  auto got = bob->ReadAction("send");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(Str(*got, "message"), "after failover");
+  EXPECT_TRUE(Eventually([&] { return OnlineOn(cluster.connection_port(), "bob"); }, 5s));
+}
+
 TEST(RedisE2eTest, BadRegistryFormStopsTheServiceAtStart) {
   ChildProcess cs;
   ASSERT_TRUE(cs.Start({BinaryDir() + "/connection-service/connection-service",
