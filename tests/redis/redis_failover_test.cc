@@ -9,8 +9,10 @@
 
 #include "common/clock.h"
 #include "connection-service/memory_store.h"
+#include "connection-service/redis_client.h"
 #include "connection-service/redis_registry.h"
 #include "connection-service/registry.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/redis_server.h"
 
@@ -97,6 +99,22 @@ TEST(RedisFailoverTest, RegistryFollowsSentinelToThePromotedReplica) {
   ASSERT_TRUE(on_new.ok());
   EXPECT_EQ(*on_new, "1");
   EXPECT_LT(took, 10'000);
+}
+
+TEST(RedisFailoverTest, AReplicaIsNotWrittenTo) {
+  auto primary = testing::RedisServer::Start();
+  ASSERT_TRUE(primary.ok()) << primary.status();
+  auto replica = testing::RedisServer::Start({(*primary)->port()});
+  ASSERT_TRUE(replica.ok()) << replica.status();
+  RedisPool pool(*ParseRegistryUrl((*replica)->Url()), RedisTimeouts(), 1);
+  absl::StatusOr<RedisReply> reply = pool.Command({"SET", "k", "v"});
+  ASSERT_FALSE(reply.ok());
+  EXPECT_EQ(reply.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(reply.status().message()), ::testing::HasSubstr("not a primary"));
+  RedisPool to_primary(*ParseRegistryUrl((*primary)->Url()), RedisTimeouts(), 1);
+  reply = to_primary.Command({"SET", "k", "v"});
+  ASSERT_TRUE(reply.ok()) << reply.status();
+  EXPECT_EQ(reply->str, "OK");
 }
 
 }  // namespace
