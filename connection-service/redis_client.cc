@@ -165,7 +165,12 @@ absl::StatusOr<RedisReply> RedisConnection::Command(const std::vector<std::strin
     if (absl::Status s = Connect(); !s.ok()) return s;
   }
   absl::StatusOr<RedisReply> reply = Run(ctx_, argv);
-  if (!reply.ok() && reused) {
+  // Closed by the other side, as opposed to a timeout (a server that hangs
+  // is not asked twice: the caller hears within one command timeout).
+  const bool closed =
+      !reply.ok() && (ctx_->err == REDIS_ERR_EOF || absl::StrContains(ctx_->errstr, "reset") ||
+                      absl::StrContains(ctx_->errstr, "Broken pipe"));
+  if (closed && reused) {
     // A connection that sat idle while Redis restarted or failed over is
     // found dead only now: one more try on a fresh one. (Should the command
     // have run before the connection died, it runs twice: the registry's

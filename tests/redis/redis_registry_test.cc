@@ -426,6 +426,26 @@ TEST_F(RedisRegistryTest, RedisDownMutationsFailFastReadsStillAnswer) {
   EXPECT_EQ(a->ExpireLeases(), 0u);
 }
 
+TEST_F(RedisRegistryTest, AHungRedisFailsMutationsWithinTheCommandTimeout) {
+  Replica a(redis_->Url(), 10'000);
+  WaitFollowing(a);
+  ASSERT_TRUE(a->Register("e1", "i1", {Conn("e1-1", "alice")}).ok());
+  ASSERT_TRUE(redis_->Suspend().ok());
+  const auto start = Clock::now();
+  absl::Status registered = a->Register("e1", "i1", {Conn("e1-2", "bob")});
+  const auto took =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+  redis_->Resume();
+  EXPECT_EQ(registered.code(), absl::StatusCode::kUnavailable) << registered;
+  std::printf("[ timing ] Register with Redis hung (SIGSTOP) failed in %lld ms\n",
+              static_cast<long long>(took));
+  EXPECT_LT(took, 1600);
+  EXPECT_TRUE(a.Online("alice"));
+  // Once it answers again, so does the registry.
+  ASSERT_TRUE(WaitUntil([&] { return a->Register("e1", "i1", {Conn("e1-2", "bob")}).ok(); }));
+  EXPECT_TRUE(a.Online("bob"));
+}
+
 TEST_F(RedisRegistryTest, RedisRestartedEmptyGetsANewEpochAndEdgesHealIt) {
   Replica a(redis_->Url(), 10'000), b(redis_->Url(), 10'000);
   WaitFollowing(a);

@@ -184,6 +184,15 @@ absl::Status RedisServer::Restart() {
   return status;
 }
 
+absl::Status RedisServer::Suspend() {
+  if (process_ == nullptr) return absl::FailedPreconditionError("not running");
+  return process_->Suspend();
+}
+
+void RedisServer::Resume() {
+  if (process_ != nullptr) process_->Resume();
+}
+
 std::string RedisServer::Url() const { return absl::StrCat("redis://127.0.0.1:", port_); }
 
 absl::StatusOr<std::string> RedisServer::Command(const std::vector<std::string>& argv) const {

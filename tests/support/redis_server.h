@@ -27,6 +27,10 @@ class RedisServer {
   absl::Status Stop();     // SIGTERM, waits for the exit
   absl::Status Kill();     // SIGKILL, waits for the exit
   absl::Status Restart();  // starts again on the same port, empty
+  // SIGSTOP / SIGCONT: a server that hangs (connections accepted by the
+  // kernel, nothing answered).
+  absl::Status Suspend();
+  void Resume();
   bool running() const { return process_ != nullptr; }
 
   int port() const { return port_; }
