@@ -17,7 +17,8 @@
 # With Redis or PostgreSQL, every run's JSON line also counts the engines' work:
 # redis_cmds (Redis commands processed, those run by scripts included), redis_scripts
 # (script calls: round trips) and pg_calls (statements executed, from
-# pg_stat_statements), for ops per message and per connect (docs/scaling.md).
+# pg_stat_statements), for ops per message and per connect (docs/scaling.md), and
+# redis_mem_growth: Redis's used_memory at its highest during the run minus before.
 #
 # Servers run pinned to one core (SERVER_CPUS, default 0), the load generator to
 # another (CLIENT_CPUS, default 1). Every run gets freshly started servers.
@@ -282,6 +283,9 @@ stop_redis() {
   wait "$REDIS_PID" 2>/dev/null || true
   REDIS_PID=
 }
+redis_used_memory() {
+  redis-cli -p "$REDIS_PORT" info memory 2>/dev/null | tr -d '\r' | sed -n 's/^used_memory://p'
+}
 # The engines' work so far, as JSON fields (empty without Redis/PostgreSQL).
 engine_counts() {
   local out=
@@ -457,12 +461,33 @@ for rep in $(seq "$REPS"); do
       raw=$OUT/raw/$server-$workload-$rep.txt
       log "rep $rep/$REPS  $workload  $server"
       engines_before=$(engine_counts)
+      # Redis memory at its highest during the run (per connection: idle, storm).
+      redis_sampler=
+      if [[ $server == ours && -n $REDIS_PID ]]; then
+        redis_mem_base=$(redis_used_memory)
+        (
+          peak=0
+          while kill -0 "$REDIS_PID" 2>/dev/null; do
+            m=$(redis_used_memory)
+            ((m > peak)) && peak=$m && echo "$peak" >"$TMP/redis_peak"
+            sleep 0.2
+          done
+        ) 9>&- &
+        redis_sampler=$!
+      fi
       # shellcheck disable=SC2086
       if ! taskset -c "$CLIENT_CPUS" "$LOADGEN" 9>&- $args --url="$URL" --label="$server" \
           --wait-hello="$HELLO" --server-pids="$SERVER_PIDS" >"$raw" 2>&1; then
         log "loadgen failed for $server $workload (see $raw)"
       fi
       grep -v '^{' "$raw" | sed 's/^/    /' >&2 || true
+      redis_growth=
+      if [[ -n $redis_sampler ]]; then
+        kill "$redis_sampler" 2>/dev/null || true
+        wait "$redis_sampler" 2>/dev/null || true
+        redis_growth=$(($(cat "$TMP/redis_peak" 2>/dev/null || echo "$redis_mem_base") - redis_mem_base))
+        rm -f "$TMP/redis_peak"
+      fi
       line=$(grep '^{"workload"' "$raw" | tail -1 || true)
       if [[ -n $line ]]; then
         store=none engines=
@@ -470,6 +495,7 @@ for rep in $(seq "$REPS"); do
           store=$STORE
           engines=$(engine_delta "$engines_before" "$(engine_counts)")
         fi
+        [[ -n $redis_growth ]] && engines+=",\"redis_mem_growth\":$redis_growth"
         printf '%s\n' "${line%\}},\"case\":\"$workload\",\"rep\":$rep,\"store\":\"$store\"$engines}" >>"$JSONL"
       fi
       if [[ $server == ours && -n $PG_PID ]]; then
