@@ -225,21 +225,39 @@ RedisPool::RedisPool(const RegistryUrl& target, RedisTimeouts timeouts, size_t s
 
 template <typename F>
 absl::StatusOr<RedisReply> RedisPool::WithConnection(F&& f) {
+  {
+    // Redis failed a moment ago: answer at once rather than queue behind
+    // the connections still trying (a hung server holds each for the
+    // command timeout). One call in kRetryAfter tries again.
+    absl::MutexLock lock(&state_mu_);
+    const absl::Time now = absl::Now();
+    if (failing_ && now - last_try_ < kRetryAfter) {
+      return absl::UnavailableError(absl::StrCat("redis: ", last_error_));
+    }
+    last_try_ = now;
+  }
+  auto call = [&](RedisConnection& c) {
+    absl::StatusOr<RedisReply> reply = f(c);
+    absl::MutexLock lock(&state_mu_);
+    failing_ = !reply.ok();
+    if (failing_) last_error_ = std::string(reply.status().message());
+    return reply;
+  };
   // A free connection if there is one, else wait for the next in turn.
   for (auto& slot : slots_) {
     if (slot->mu.TryLock()) {
-      absl::StatusOr<RedisReply> reply = f(*slot->connection);
+      absl::StatusOr<RedisReply> reply = call(*slot->connection);
       slot->mu.Unlock();
       return reply;
     }
   }
   size_t i;
   {
-    absl::MutexLock lock(&next_mu_);
+    absl::MutexLock lock(&state_mu_);
     i = next_++ % slots_.size();
   }
   absl::MutexLock lock(&slots_[i]->mu);
-  return f(*slots_[i]->connection);
+  return call(*slots_[i]->connection);
 }
 
 absl::StatusOr<RedisReply> RedisPool::Command(const std::vector<std::string>& argv) {

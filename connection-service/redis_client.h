@@ -108,8 +108,12 @@ class RedisPool {
   absl::StatusOr<RedisReply> WithConnection(F&& f);
 
   std::vector<std::unique_ptr<Slot>> slots_;
-  absl::Mutex next_mu_;
-  size_t next_ ABSL_GUARDED_BY(next_mu_) = 0;
+  static constexpr absl::Duration kRetryAfter = absl::Milliseconds(200);
+  absl::Mutex state_mu_;
+  size_t next_ ABSL_GUARDED_BY(state_mu_) = 0;
+  bool failing_ ABSL_GUARDED_BY(state_mu_) = false;  // the last call could not reach Redis
+  absl::Time last_try_ ABSL_GUARDED_BY(state_mu_);
+  std::string last_error_ ABSL_GUARDED_BY(state_mu_);
 };
 
 }  // namespace chat::connection
