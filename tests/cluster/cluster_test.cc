@@ -29,6 +29,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <filesystem>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -348,24 +349,23 @@ class ChatUser {
 
   void Run() {
     while (!traffic_->stop) {
-      if (traffic_->paused) {
-        Update([](UserState& s) { s.idle = true; });
+      const bool paused = traffic_->paused;
+      if (paused) Update([](UserState& s) { s.idle = true; });
+      if (ws_ == nullptr && !held_ && !Connect()) {
+        // A client's reconnect backoff (short: the test measures how soon
+        // HAProxy gets it back in).
+        std::this_thread::sleep_for(50ms);
+        continue;
+      }
+      if (paused || ws_ == nullptr) {
         if (ws_ != nullptr) {
           Pump(50ms);
         } else {
-          std::this_thread::sleep_for(20ms);  // a paused, disconnected user waits for resume
+          std::this_thread::sleep_for(20ms);  // held away: the test lets it back
         }
         continue;
       }
       Update([](UserState& s) { s.idle = false; });
-      if (ws_ == nullptr) {
-        if (held_ || !Connect()) {
-          // A client's reconnect backoff (short: the test measures how soon
-          // HAProxy gets it back in).
-          std::this_thread::sleep_for(50ms);
-          continue;
-        }
-      }
       SendNext();
       if (ws_ != nullptr) Pump(kPace);
     }
@@ -630,7 +630,19 @@ class ClusterTest : public ::testing::Test {
           absl::StrFormat("user%02d", i), absl::StrFormat("user%02d", partner), i % 3 == 2 ? 1 : 2,
           deployment_->port(), traffic_));
     }
+    // Everyone connects once before anyone sends: a user who never
+    // connected does not exist (a send to them is unknown_user).
+    traffic_->paused = true;
     for (auto& u : users_) u->Start();
+    const bool connected = Eventually(
+        [] {
+          return std::all_of(users_.begin(), users_.end(), [](const auto& u) {
+            return u->With([](const UserState& s) { return !s.connects.empty(); });
+          });
+        },
+        20s);
+    if (!connected) setup_ = absl::DeadlineExceededError("users did not all connect in 20 s");
+    traffic_->paused = false;
   }
 
   static void TearDownTestSuite() {
@@ -713,6 +725,8 @@ class ClusterTest : public ::testing::Test {
   // were told, and lets the traffic go on.
   static void Verify(const std::string& scenario);
 
+  void Drain(const std::string& scenario, size_t index);
+
   static void Print(const std::string& scenario, const std::string& what, Clock::duration d) {
     std::printf("[cluster] %-28s %-62s %6lld ms\n", scenario.c_str(), what.c_str(), Millis(d));
     std::fflush(stdout);
@@ -724,6 +738,7 @@ class ClusterTest : public ::testing::Test {
   static std::vector<std::unique_ptr<ChatUser>> users_;
   static std::vector<Window> windows_;
   static Totals totals_;
+  static std::map<std::string, std::pair<size_t, size_t>> reported_;  // failures, duplicates
   Clock::time_point scenario_start_;
 };
 
@@ -733,40 +748,63 @@ Traffic* ClusterTest::traffic_ = nullptr;
 std::vector<std::unique_ptr<ChatUser>> ClusterTest::users_;
 std::vector<Window> ClusterTest::windows_;
 Totals ClusterTest::totals_;
+std::map<std::string, std::pair<size_t, size_t>> ClusterTest::reported_;
 
-// A user's whole stream, by sync from 0 on a connection of its own.
-absl::StatusOr<std::vector<json::object>> SyncAll(int edge_port, const std::string& user) {
+// What the store holds for one user, read on a connection of its own.
+struct Stored {
+  std::vector<json::object> stream;   // sync from 0, every page
+  std::vector<json::object> history;  // the conversation with the partner, every page
+};
+
+// One request on `ws` and its reply (matched by request_id).
+absl::StatusOr<json::object> Ask(WsClient& ws, json::object request, const std::string& id) {
+  request["request_id"] = id;
+  if (absl::Status s = ws.SendJson(request); !s.ok()) return s;
+  while (true) {
+    auto frame = ws.Read(10s);
+    if (!frame.ok()) return frame.status();
+    if (frame->closed) return absl::UnavailableError("closed during the check");
+    if (Str(frame->json, "request_id") == id) return frame->json;
+  }
+}
+
+absl::StatusOr<Stored> ReadStored(int edge_port, const std::string& user,
+                                  const std::string& partner) {
   WsClient ws;
   HandshakeOptions options;
   options.target = absl::StrCat("/?name=", user);
   if (absl::Status s = ws.Connect(edge_port, options, 5s); !s.ok()) return s;
-  std::vector<json::object> messages;
+  Stored stored;
   int64_t since = 0;
-  for (int page = 0; page < 1000; ++page) {
-    const std::string request_id = absl::StrCat("check", page);
-    if (absl::Status s = ws.SendJson(
-            {{"action", "sync"}, {"since", since}, {"limit", 500}, {"request_id", request_id}});
-        !s.ok()) {
-      return s;
+  for (int page = 0;; ++page) {
+    if (page == 1000) return absl::InternalError("sync never ended");
+    auto synced =
+        Ask(ws, {{"action", "sync"}, {"since", since}, {"limit", 500}}, absl::StrCat("sync", page));
+    if (!synced.ok()) return synced.status();
+    if (Str(*synced, "action") != "synced") {
+      return absl::InternalError(absl::StrCat("sync: ", json::serialize(*synced)));
     }
-    json::object synced;
-    while (synced.empty()) {
-      auto frame = ws.Read(10s);
-      if (!frame.ok()) return frame.status();
-      if (frame->closed) return absl::UnavailableError("closed during the check");
-      if (Str(frame->json, "request_id") == request_id) synced = frame->json;
-    }
-    if (Str(synced, "action") != "synced") {
-      return absl::InternalError(absl::StrCat("sync: ", json::serialize(synced)));
-    }
-    for (const auto& m : synced.at("messages").as_array()) messages.push_back(m.as_object());
-    since = Int(synced, "useq");
-    if (!Bool(synced, "more")) {
-      ws.Close();
-      return messages;
-    }
+    for (const auto& m : synced->at("messages").as_array()) stored.stream.push_back(m.as_object());
+    since = Int(*synced, "useq");
+    if (!Bool(*synced, "more")) break;
   }
-  return absl::InternalError("sync never ended");
+  int64_t before = 0;  // newest first
+  for (int page = 0;; ++page) {
+    if (page == 1000) return absl::InternalError("history never ended");
+    json::object request{{"action", "history"}, {"with", partner}, {"limit", 500}};
+    if (before > 0) request["before"] = before;
+    auto history = Ask(ws, request, absl::StrCat("history", page));
+    if (!history.ok()) return history.status();
+    if (Str(*history, "action") != "history") {
+      return absl::InternalError(absl::StrCat("history: ", json::serialize(*history)));
+    }
+    const auto& messages = history->at("messages").as_array();
+    for (const auto& m : messages) stored.history.push_back(m.as_object());
+    if (!Bool(*history, "more") || messages.empty()) break;
+    before = Int(messages.front().as_object(), "seq");
+  }
+  ws.Close();
+  return stored;
 }
 
 void ClusterTest::Verify(const std::string& scenario) {
@@ -787,11 +825,12 @@ void ClusterTest::Verify(const std::string& scenario) {
   const auto started = Clock::now();
   // e1 is never killed.
   const int edge_port = d().edges()[0].port;
-  std::map<std::string, std::vector<json::object>> streams;
+  std::map<std::string, std::vector<json::object>> streams, histories;
   for (auto& u : users_) {
-    auto stream = SyncAll(edge_port, u->name());
-    ASSERT_TRUE(stream.ok()) << u->name() << ": " << stream.status();
-    streams[u->name()] = std::move(*stream);
+    auto stored = ReadStored(edge_port, u->name(), u->partner());
+    ASSERT_TRUE(stored.ok()) << u->name() << ": " << stored.status();
+    streams[u->name()] = std::move(stored->stream);
+    histories[u->name()] = std::move(stored->history);
   }
   int acked = 0, v1_unknown_fate = 0;
   for (auto& u : users_) {
@@ -840,27 +879,60 @@ void ClusterTest::Verify(const std::string& scenario) {
         }
       });
     }
+    // The history of the conversation with the partner holds the same
+    // messages (the users write to nobody else), seq 1, 2, 3... without gaps.
+    std::set<std::string> history_ids;
+    std::vector<int64_t> history_seqs;
+    for (const json::object& m : histories[u->name()]) {
+      history_ids.insert(Str(m, "id"));
+      history_seqs.push_back(Int(m, "seq"));
+    }
+    std::sort(history_seqs.begin(), history_seqs.end());
+    for (size_t i = 0; i < history_seqs.size(); ++i) {
+      if (history_seqs[i] != static_cast<int64_t>(i + 1)) {
+        ADD_FAILURE() << scenario << ": " << u->name() << "'s history with " << u->partner()
+                      << " has seq " << history_seqs[i] << " at position " << i + 1;
+        break;
+      }
+    }
+    EXPECT_EQ(history_seqs.size(), history_ids.size())
+        << scenario << ": an id twice in " << u->name() << "'s history";
+    std::vector<std::string> differ;
+    std::set_symmetric_difference(ids.begin(), ids.end(), history_ids.begin(), history_ids.end(),
+                                  std::back_inserter(differ));
+    EXPECT_TRUE(differ.empty()) << scenario << ": " << differ.size() << " messages (first "
+                                << differ.front() << ") in only one of " << u->name()
+                                << "'s stream and its history with " << u->partner();
     // Version 1 messages that got an error instead of `sent` may or may not
     // be stored: count them for the report.
     u->With([&](const UserState& s) {
       for (const auto& [code, n] : s.temporary) {
         if (u->version() == 1) v1_unknown_fate += n;
       }
-      for (const std::string& f : s.failures) ADD_FAILURE() << scenario << ": " << f;
+      // Each failure and duplicate is reported by the check that follows it.
+      auto& [failures_seen, duplicates_seen] = reported_[u->name()];
+      for (; failures_seen < s.failures.size(); ++failures_seen) {
+        ADD_FAILURE() << scenario << ": " << s.failures[failures_seen];
+      }
       // A version 1 client sees a live frame twice only around a crash
       // (version 2 clients tell repeats by id and useq).
-      for (const auto& [at, id] : s.live_duplicates) {
-        if (u->version() != 1) break;
+      int unexcused = 0;
+      std::string first;
+      for (; duplicates_seen < s.live_duplicates.size(); ++duplicates_seen) {
+        const auto& [at, id] = s.live_duplicates[duplicates_seen];
+        if (u->version() != 1) continue;
         const bool excused = std::any_of(windows_.begin(), windows_.end(), [&](const Window& w) {
           return at >= w.from && at <= w.to;
         });
-        EXPECT_TRUE(excused) << u->name() << " got message " << id
-                             << " live twice, outside any crash window";
+        if (!excused && unexcused++ == 0) first = id;
       }
+      EXPECT_EQ(unexcused, 0) << scenario << ": " << u->name() << " (version 1) got " << unexcused
+                              << " messages live twice outside any crash window, first " << first;
     });
   }
-  std::printf("[cluster] %-28s checked %d acknowledged messages in %zu streams in %lld ms\n",
-              scenario.c_str(), acked, streams.size(), Millis(Clock::now() - started));
+  std::printf(
+      "[cluster] %-28s checked %d acknowledged messages in %zu streams and histories in %lld ms\n",
+      scenario.c_str(), acked, streams.size(), Millis(Clock::now() - started));
   // What the clients went through since the last check.
   Totals now;
   for (auto& u : users_) {
@@ -1078,10 +1150,11 @@ TEST_F(ClusterTest, RedisPrimarySigkill) {
   Verify(scenario);
 }
 
-TEST_F(ClusterTest, EdgeSigtermDrain) {
-  const std::string scenario = "edge SIGTERM (drain)";
+// SIGTERM to edge `index`: its clients get 1001 and come back through
+// HAProxy on the others; the edge exits 0 and is started again.
+void ClusterTest::Drain(const std::string& scenario, size_t index) {
   ExpectTrafficFlows();
-  Service& victim = d().edges()[2];
+  Service& victim = d().edges()[index];
   std::vector<ChatUser*> on_victim = UsersOn(victim.name);
   ASSERT_FALSE(on_victim.empty()) << "nobody on " << victim.name;
   const auto drained = Clock::now();
@@ -1121,10 +1194,35 @@ TEST_F(ClusterTest, EdgeSigtermDrain) {
   EXPECT_TRUE(WIFEXITED(*exit_status) && WEXITSTATUS(*exit_status) == 0)
       << "wait status " << *exit_status;
   ASSERT_TRUE(d().StartService(victim).ok());
-  ASSERT_TRUE(d().WaitEdgeReady(2, 10s).ok());
-  ASSERT_TRUE(d().WaitEdgeInRotation(2, 10s).ok());
+  ASSERT_TRUE(d().WaitEdgeReady(index, 10s).ok());
+  ASSERT_TRUE(d().WaitEdgeInRotation(index, 10s).ok());
   ExpectNoDisconnects(scenario_start_, victim.name);
   Verify(scenario);
+}
+
+TEST_F(ClusterTest, EdgeSigtermDrain) { Drain("edge SIGTERM (drain)", 2); }
+
+// A drain is no crash: no client may see a live frame twice because of it
+// (docs/protocol.md §6.2: a repeated frame can only follow a crash). This
+// one starts once the grace after the crashes is over, and after 10 s of
+// chatting since the last check (whose sync counted as reaching everything).
+// Not in ctest yet (tests/cluster/CMakeLists.txt): with two message-service
+// replicas, the clients of the drained edge are pushed again, after their
+// new hello, many of the messages they had already received live.
+TEST_F(ClusterTest, CleanDrainRepeatsNoFrame) {
+  Clock::time_point quiet = Clock::now() + 10s;  // traffic to repeat, if it would be
+  for (const Window& w : windows_) quiet = std::max(quiet, w.to);
+  std::this_thread::sleep_until(quiet);
+  const auto started = Clock::now();
+  Drain("edge SIGTERM, no crash nearby", 1);
+  for (auto& u : users_) {
+    u->With([&](const UserState& s) {
+      const auto repeated = std::count_if(s.live_duplicates.begin(), s.live_duplicates.end(),
+                                          [&](const auto& d) { return d.first >= started; });
+      EXPECT_EQ(repeated, 0) << u->name() << " (version " << u->version() << ") got " << repeated
+                             << " messages live twice after a clean drain";
+    });
+  }
 }
 
 }  // namespace
