@@ -42,11 +42,11 @@ void Dispatcher::Attach(const std::shared_ptr<Outbox>& link, const std::string& 
   if (!marks.ok()) {
     answer.set_error(absl::StrCat("message store unavailable: ", marks.status().message()));
   } else {
-    if (!state.marks_loaded) {
-      state.marks_loaded = true;
-      state.mark = std::max(state.mark, marks->reached_useq);
-      state.persisted_mark = marks->reached_useq;
-    }
+    // Always the store's mark too: another replica may have moved it since
+    // this one loaded it (the user's reports went there meanwhile).
+    state.marks_loaded = true;
+    state.mark = std::max(state.mark, marks->reached_useq);
+    state.persisted_mark = std::max(state.persisted_mark, marks->reached_useq);
     Advance(&state);  // reached reports merged so far count
     answer.set_last_useq(marks->last_useq);
     answer.set_reached_useq(state.mark);
@@ -207,6 +207,7 @@ void Dispatcher::Reached(const std::string& user, int64_t from, int64_t to) {
 
 void Dispatcher::EraseUser(const std::string& user) {
   dirty_.erase(user);
+  holes_.erase(user);
   read_.erase(user);
   erased_.insert(user);
   auto it = users_.find(user);
@@ -250,9 +251,41 @@ void Dispatcher::FillReadHoles(const std::string& user, UserState* state,
   }
 }
 
+void Dispatcher::ResolveHole(const std::string& user, UserState* state, store::MessageStore* store,
+                             int64_t now_ms) {
+  if (now_ms < state->next_resolve_ms) return;
+  absl::StatusOr<store::UserMarks> marks = store->Marks(user);
+  if (!marks.ok()) return;
+  state->mark = std::max(state->mark, marks->reached_useq);
+  state->persisted_mark = std::max(state->persisted_mark, marks->reached_useq);
+  Advance(state);
+  if (!state->above.empty()) FillReadHoles(user, state, store);
+  if (state->above.empty()) {
+    state->resolve_backoff_ms = 0;
+    state->next_resolve_ms = 0;
+  } else {
+    // Still held: a message to the user that reached nobody yet. Its
+    // report will move the mark; until then, look less often (up to a
+    // minute), so users who never read cost little.
+    state->resolve_backoff_ms =
+        std::min<int64_t>(60'000, std::max<int64_t>(kHoleSweepMs, 2 * state->resolve_backoff_ms));
+    state->next_resolve_ms = now_ms + state->resolve_backoff_ms;
+  }
+}
+
 void Dispatcher::FlushMarks(store::MessageStore* store) {
-  if (dirty_.empty()) return;
+  const int64_t now = clock_->NowMs();
+  const bool sweep = !holes_.empty() && now >= next_sweep_ms_;
+  if (dirty_.empty() && !sweep) return;
   std::vector<std::string> users(dirty_.begin(), dirty_.end());
+  absl::flat_hash_set<std::string> holed;
+  if (sweep) {
+    next_sweep_ms_ = now + kHoleSweepMs;
+    holed.swap(holes_);
+    for (const std::string& user : holed) {
+      if (!dirty_.contains(user)) users.push_back(user);
+    }
+  }
   dirty_.clear();
   absl::flat_hash_set<std::string> read;
   read.swap(read_);
@@ -270,6 +303,8 @@ void Dispatcher::FlushMarks(store::MessageStore* store) {
     // received. (Not on every hole: most are deliveries whose write is
     // still being reported, and the look-up costs a query.)
     if (read.contains(user)) FillReadHoles(user, state, store);
+    if (!state->above.empty() && holed.contains(user)) ResolveHole(user, state, store, now);
+    if (!state->above.empty()) holes_.insert(user);
     if (state->mark > state->persisted_mark) moved.emplace_back(user, state->mark);
   }
   std::vector<store::MarkChange> changes;

@@ -23,6 +23,8 @@ namespace chat::message {
 // when marks move.
 class Dispatcher {
  public:
+  static constexpr int64_t kHoleSweepMs = 1000;
+
   Dispatcher(const Clock* clock, std::string epoch) : clock_(clock), epoch_(std::move(epoch)) {}
 
   // A connection is live on `link`'s edge. Answers Attached on the link with
@@ -43,7 +45,8 @@ class Dispatcher {
   // useq from..to of `user`'s stream reached the user.
   void Reached(const std::string& user, int64_t from, int64_t to);
   // Persists the marks that moved since the last call and sends the
-  // receipts that follow. Called after each batch of work.
+  // receipts that follow. Called after each batch of work, and at least
+  // once a second (the sweep of marks held back by holes).
   void FlushMarks(store::MessageStore* store);
   // `user` read something: messages read count as reached, so their holes in
   // the reached prefix are filled at the next flush.
@@ -76,11 +79,22 @@ class Dispatcher {
     int64_t mark = 0;                  // every useq up to here reached the user
     int64_t persisted_mark = 0;        // what the store holds
     std::map<int64_t, int64_t> above;  // reached ranges beyond the mark: from -> to
+    // ResolveHole's back-off: a hole that the store cannot explain either
+    // (a message to the user not reached yet) is looked at less and less.
+    int64_t next_resolve_ms = 0;
+    int64_t resolve_backoff_ms = 0;
   };
   UserState* LoadMarks(const std::string& user, store::MessageStore* store);
   // Moves the prefix over what is the user's own or read (what Unread does
   // not return): only reaching can fill the rest.
   void FillReadHoles(const std::string& user, UserState* state, store::MessageStore* store);
+  // A hole that outlived a sweep interval: with several replicas it may be
+  // the user's own message committed by another replica (reached there, at
+  // commit), or this replica's mark may be older than the store's (another
+  // replica moved it while the user's reports went there). Takes the store's
+  // mark, then fills what is own or read.
+  void ResolveHole(const std::string& user, UserState* state, store::MessageStore* store,
+                   int64_t now_ms);
   static void Advance(UserState* state);
   void ForgetIfIdle(const std::string& user);
   // One Delivery per link for `conns` (except `skip`); returns how many
@@ -96,6 +110,10 @@ class Dispatcher {
   absl::flat_hash_set<std::string> dirty_;   // users whose mark moved since the last flush
   absl::flat_hash_set<std::string> read_;    // users who read since the last flush
   absl::flat_hash_set<std::string> erased_;  // EraseUser'd, not used again since
+  // Users whose mark stopped at a hole at the last flush; looked at again by
+  // the next sweep (at most one per kHoleSweepMs).
+  absl::flat_hash_set<std::string> holes_;
+  int64_t next_sweep_ms_ = 0;
 };
 
 }  // namespace chat::message

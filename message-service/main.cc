@@ -1,7 +1,10 @@
 // message-service: stores chat messages and delivers them through the edges.
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <memory>
 #include <random>
+#include <thread>
 
 #include "absl/flags/flag.h"
 #include "common/env_flags.h"
@@ -84,6 +87,16 @@ int main(int argc, char** argv) {
   chat::store::StoreOptions store_options;
   store_options.fsync = absl::GetFlag(FLAGS_store_fsync);
   auto store = chat::store::OpenMessageStore(absl::GetFlag(FLAGS_store), store_options);
+  // A replica starting next to live ones may lose a lock conflict on the
+  // schema check (PostgreSQL answers a deadlock by failing one side): a
+  // transient failure is tried again for a while.
+  for (int attempt = 1;
+       !store.ok() && store.status().code() == absl::StatusCode::kUnavailable && attempt < 10;
+       ++attempt) {
+    spdlog::warn("--store: {}; trying again", store.status().ToString());
+    std::this_thread::sleep_for(std::chrono::milliseconds(250 * std::min(attempt, 4)));
+    store = chat::store::OpenMessageStore(absl::GetFlag(FLAGS_store), store_options);
+  }
   if (!store.ok()) {
     spdlog::critical("--store={}: {}", absl::GetFlag(FLAGS_store), store.status().ToString());
     return 1;

@@ -62,15 +62,17 @@ std::vector<std::pair<std::string, std::string>> AddedMessageColumns(const SqlDb
 
 absl::Status AddMissingColumns(SqlDb& db) {
   const auto added = AddedMessageColumns(db);
-  if (db.dialect() == SqlDb::Dialect::kPostgres) {
-    for (const auto& [name, type] : added) {
-      STORE_RETURN_IF_ERROR(db.Execute(
-          absl::StrCat("ALTER TABLE messages ADD COLUMN IF NOT EXISTS ", name, " ", type)));
-    }
-    return absl::OkStatus();
-  }
-  // SQLite has no ADD COLUMN IF NOT EXISTS.
-  absl::StatusOr<SqlRows> columns = db.Run("SELECT name FROM pragma_table_info('messages')", {});
+  // Only the missing ones are added. On PostgreSQL even ALTER TABLE ... ADD
+  // COLUMN IF NOT EXISTS takes an ACCESS EXCLUSIVE lock on messages: a
+  // replica starting while another one commits deadlocked on it (the index
+  // checks above hold a SHARE lock that this would upgrade).
+  absl::StatusOr<SqlRows> columns =
+      db.dialect() == SqlDb::Dialect::kPostgres
+          ? db.Run(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_schema = current_schema() AND table_name = 'messages'",
+                {})
+          : db.Run("SELECT name FROM pragma_table_info('messages')", {});
   if (!columns.ok()) return columns.status();
   std::set<std::string> present;
   for (size_t r = 0; r < columns->size(); ++r) present.insert(columns->Text(r, 0));
