@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -10,6 +11,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/ip/tcp.hpp"
 #include "boost/asio/ssl/host_name_verification.hpp"
@@ -183,6 +185,9 @@ Cluster::Cluster(std::string name, ClusterOptions options)
     : name_(std::move(name)), options_(std::move(options)) {
   edges_.resize(options_.edges);
   edge_ports_.resize(options_.edges, 0);
+  messages_.resize(std::max(1, options_.message_services));
+  message_ports_.resize(messages_.size(), 0);
+  message_metrics_ports_.resize(messages_.size(), 0);
   std::filesystem::create_directories(BinaryDir() + "/test-logs");
   if (options_.message_store.empty() || options_.connection_store.empty()) {
     // Each cluster its own data: tests run in parallel and must not see each
@@ -199,7 +204,7 @@ Cluster::Cluster(std::string name, ClusterOptions options)
 
 Cluster::~Cluster() {
   edges_.clear();
-  message_.reset();
+  messages_.clear();
   connection_.reset();
   if (!data_dir_.empty()) {
     std::error_code ignored;
@@ -226,20 +231,23 @@ absl::Status Cluster::StartConnectionService() {
   return absl::OkStatus();
 }
 
-absl::Status Cluster::StartMessageService() {
-  message_ = std::make_unique<ChildProcess>();
+absl::Status Cluster::StartMessageService(int index) {
+  auto& process = messages_[index];
+  process = std::make_unique<ChildProcess>();
+  const std::string log =
+      index == 0 ? LogPath("message-service") : LogPath(absl::StrCat("message-service", index + 1));
   std::vector<std::string> argv = {
       BinaryDir() + "/message-service/message-service",
-      absl::StrCat("--listen=127.0.0.1:", message_port_),
+      absl::StrCat("--listen=127.0.0.1:", message_ports_[index]),
       absl::StrCat("--connection_service=127.0.0.1:", connection_port_)};
   if (!options_.message_store.empty()) argv.push_back("--store=" + options_.message_store);
   argv.push_back("--metrics_listen=127.0.0.1:0");
   argv.insert(argv.end(), options_.message_flags.begin(), options_.message_flags.end());
-  if (auto s = message_->Start(argv, {}, LogPath("message-service")); !s.ok()) return s;
-  auto port = message_->WaitListening(10s);
+  if (auto s = process->Start(argv, {}, log); !s.ok()) return s;
+  auto port = process->WaitListening(10s);
   if (!port.ok()) return port.status();
-  message_port_ = *port;
-  message_metrics_port_ = MetricsPortFromLog(LogPath("message-service"));
+  message_ports_[index] = *port;
+  message_metrics_ports_[index] = MetricsPortFromLog(log);
   return absl::OkStatus();
 }
 
@@ -248,7 +256,10 @@ absl::Status Cluster::StartEdge(int index) {
   std::vector<std::string> argv = {
       BinaryDir() + "/edge/edge", absl::StrCat("--listen=127.0.0.1:", edge_ports_[index]),
       absl::StrCat("--connection_service=127.0.0.1:", connection_port_),
-      absl::StrCat("--message_service=127.0.0.1:", message_port_),
+      "--message_service=" + absl::StrJoin(message_ports_, ",",
+                                           [](std::string* out, int port) {
+                                             absl::StrAppend(out, "127.0.0.1:", port);
+                                           }),
       absl::StrCat("--edge_id=e", index + 1)};
   argv.insert(argv.end(), options_.edge_flags.begin(), options_.edge_flags.end());
   if (auto s = edges_[index]->Start(argv, {}, LogPath(absl::StrCat("edge", index + 1))); !s.ok()) {
@@ -274,7 +285,9 @@ absl::Status Cluster::WaitEdgeReady(int index, std::chrono::milliseconds timeout
 
 absl::Status Cluster::Start() {
   if (auto s = StartConnectionService(); !s.ok()) return s;
-  if (auto s = StartMessageService(); !s.ok()) return s;
+  for (size_t i = 0; i < messages_.size(); ++i) {
+    if (auto s = StartMessageService(static_cast<int>(i)); !s.ok()) return s;
+  }
   for (int i = 0; i < options_.edges; ++i) {
     if (auto s = StartEdge(i); !s.ok()) return s;
   }

@@ -45,6 +45,9 @@ struct ClusterOptions {
   std::vector<std::string> message_flags;
   std::vector<std::string> edge_flags;
   int edges = 1;
+  // message-service replicas on one store (give them a postgresql:// URL
+  // when more than one); every edge links to all of them.
+  int message_services = 1;
   // Set when edge_flags turn TLS on: readiness is then probed over https://,
   // trusting this PEM file.
   std::string edge_tls_ca;
@@ -64,7 +67,7 @@ class Cluster {
   absl::Status Start();  // all of them, waiting until the first edge is ready
 
   absl::Status StartConnectionService();
-  absl::Status StartMessageService();
+  absl::Status StartMessageService(int index = 0);  // again on the same port
   absl::Status StartEdge(int index);
   // Sends `sig` and waits for exit; returns the wait status.
   absl::StatusOr<int> Stop(ChildProcess& process, int sig, std::chrono::milliseconds timeout = 10s);
@@ -72,25 +75,28 @@ class Cluster {
   absl::Status WaitEdgeReady(int index, std::chrono::milliseconds timeout = 10s);
 
   ChildProcess& connection_service() { return *connection_; }
-  ChildProcess& message_service() { return *message_; }
+  ChildProcess& message_service(int index = 0) { return *messages_[index]; }
   ChildProcess& edge(int index) { return *edges_[index]; }
   int connection_port() const { return connection_port_; }
-  int message_port() const { return message_port_; }
+  int message_port(int index = 0) const { return message_ports_[index]; }
   // Where the gRPC services serve /metrics (the cluster starts them with
   // --metrics_listen=127.0.0.1:0); 0 when a test turned it off. The edge
   // serves /metrics on edge_port().
   int connection_metrics_port() const { return connection_metrics_port_; }
-  int message_metrics_port() const { return message_metrics_port_; }
+  int message_metrics_port(int index = 0) const { return message_metrics_ports_[index]; }
   int edge_port(int index = 0) const { return edge_ports_[index]; }
   std::string LogPath(const std::string& process) const;
 
  private:
   std::string name_;
   ClusterOptions options_;
-  std::unique_ptr<ChildProcess> connection_, message_;
+  std::unique_ptr<ChildProcess> connection_;
+  std::vector<std::unique_ptr<ChildProcess>> messages_;
   std::vector<std::unique_ptr<ChildProcess>> edges_;
-  int connection_port_ = 0, message_port_ = 0;
-  int connection_metrics_port_ = 0, message_metrics_port_ = 0;
+  int connection_port_ = 0;
+  std::vector<int> message_ports_;
+  int connection_metrics_port_ = 0;
+  std::vector<int> message_metrics_ports_;
   std::vector<int> edge_ports_;
   std::string data_dir_;  // the default stores' directory, if made here
 };
