@@ -5,7 +5,7 @@ RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-ins
       libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev \
       libboost1.81-dev libboost-json1.81-dev libabsl-dev libspdlog-dev \
       libjwt-dev libssl-dev libcurl4-openssl-dev libjemalloc-dev prometheus-cpp-dev \
-      libsqlite3-dev libpq-dev \
+      libsqlite3-dev libpq-dev libhiredis-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -16,7 +16,7 @@ FROM debian:12
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libgrpc++1.51 libprotobuf32 libabsl20220623 libspdlog1.10 libboost-json1.81.0 \
       libjwt0 libssl3 libcurl4 libjemalloc2 libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 \
-      libsqlite3-0 libpq5 \
+      libsqlite3-0 libpq5 libhiredis0.14 \
       ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --no-create-home chat \

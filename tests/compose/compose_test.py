@@ -414,6 +414,51 @@ def healthcheck_argv(name, svc, port):
     return argv
 
 
+def check_image_libraries():
+    """The image's last stage installs (with what apt pulls in) the package
+    of every shared library our binaries link: else they would not start in
+    the container (compose cannot be run here, ldd can)."""
+    with open(os.path.join(ROOT, "Dockerfile")) as f:
+        dockerfile = f.read().replace("\\\n", " ")
+    runtime = re.split(r"(?m)^FROM\s", dockerfile)[-1]
+    packages = []
+    for m in re.finditer(r"apt-get install ([^&\n]*)", runtime):
+        packages += [p for p in m.group(1).split() if not p.startswith("-")]
+    if not packages:
+        fail("Dockerfile: no apt-get install in the runtime stage")
+    closure = subprocess.run(
+        ["apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests",
+         "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances"] + packages,
+        capture_output=True, text=True).stdout
+    installed = {line.split(":")[0] for line in closure.splitlines()
+                 if line and not line.startswith((" ", "<"))}
+    installed |= {"libc6", "libgcc-s1", "libstdc++6", "zlib1g"}  # in debian:12 already
+    for name, binary in BINARIES.items():
+        dynamic = subprocess.run(["readelf", "-d", binary], capture_output=True,
+                                 text=True).stdout
+        paths = dict(re.findall(r"^\s*(\S+) => (\S+)", subprocess.run(
+            ["ldd", binary], capture_output=True, text=True).stdout, re.M))
+        for library in re.findall(r"\(NEEDED\)\s+Shared library: \[(.+?)\]", dynamic):
+            path = paths.get(library)
+            if path is None:
+                fail(f"{name}: ldd cannot find {library}")
+            # Debian 12 merged /lib into /usr/lib: dpkg knows one of the two.
+            candidates = {path, os.path.realpath(path)}
+            candidates |= {c[len("/usr"):] if c.startswith("/usr/") else "/usr" + c
+                           for c in set(candidates)}
+            owner = ""
+            for candidate in sorted(candidates):
+                owner = subprocess.run(["dpkg", "-S", candidate], capture_output=True,
+                                       text=True).stdout.split(":")[0]
+                if owner:
+                    break
+            if owner not in installed:
+                fail(f"{name} links {library} ({owner or 'no package'}), which the Dockerfile's "
+                     f"runtime stage does not install")
+    print(f"Dockerfile: the runtime stage provides every library the binaries link "
+          f"({len(packages)} packages)")
+
+
 def main():
     with open(os.path.join(ROOT, "docker-compose.yml")) as f:
         compose = interpolate(yaml.safe_load(f), compose_variables())
@@ -437,6 +482,8 @@ def main():
     for binary in BINARIES:
         if len(kinds.get(binary, [])) < 2:
             fail(f"expected at least two replicas of {binary}, got {kinds.get(binary)}")
+
+    check_image_libraries()
 
     # Every setting is a flag the binary knows (a misspelt variable would be
     # ignored silently).
