@@ -586,13 +586,28 @@ class Observer {
 };
 
 // A new user handshake through HAProxy succeeds, within `timeout`.
-bool Handshake(int port, std::chrono::milliseconds timeout) {
+// `refusals` (when given) counts the HTTP status of each refusal (0: no
+// answer in time).
+bool Handshake(int port, std::chrono::milliseconds timeout,
+               std::map<int, int>* refusals = nullptr) {
   WsClient ws;
   HandshakeOptions options;
   options.target = "/?name=probe";
-  if (!ws.Connect(port, options, timeout).ok()) return false;
+  if (!ws.Connect(port, options, timeout).ok()) {
+    if (refusals != nullptr) ++(*refusals)[ws.http_status()];
+    return false;
+  }
   ws.Close();
   return true;
+}
+
+std::string Describe(const std::map<int, int>& refusals) {
+  std::string out;
+  for (const auto& [status, n] : refusals) {
+    absl::StrAppend(&out, out.empty() ? "" : ", ", n, " x ",
+                    status == 0 ? "no answer" : absl::StrCat("HTTP ", status));
+  }
+  return out.empty() ? "none" : out;
 }
 
 // ---------------------------------------------------------------------------
@@ -1102,10 +1117,13 @@ TEST_F(ClusterTest, ConnectionServiceSigkill) {
     ASSERT_TRUE(d().StartService(victim).ok());
     restarted = Clock::now();
   }
-  ASSERT_TRUE(Eventually([&] { return Handshake(d().port(), 1s); }, 30s))
+  std::map<int, int> refusals;
+  ASSERT_TRUE(Eventually([&] { return Handshake(d().port(), 1s, &refusals); }, 30s))
       << "no new handshake within 30 s";
   Print(scenario,
-        alone ? "first new handshake (the only replica restarted at once)" : "first new handshake",
+        absl::StrCat(alone ? "first new handshake (the only replica restarted at once)"
+                           : "first new handshake",
+                     " (refused before: ", Describe(refusals), ")"),
         Clock::now() - killed);
   auto acked = AllAckedAfter(killed, 10s);
   ASSERT_TRUE(acked.has_value()) << "some senders got no `sent` within 10 s of the kill";
@@ -1130,9 +1148,16 @@ TEST_F(ClusterTest, RedisPrimarySigkill) {
   ASSERT_NE(primary, nullptr);
   const auto killed = Clock::now();
   ASSERT_TRUE(primary->Kill().ok());
-  ASSERT_TRUE(Eventually([&] { return Handshake(d().port(), 1s); }, 30s))
+  std::map<int, int> refusals;
+  ASSERT_TRUE(Eventually([&] { return Handshake(d().port(), 1s, &refusals); }, 30s))
       << "no new handshake within 30 s of the Redis primary's death";
-  Print(scenario, "first new handshake", Clock::now() - killed);
+  Print(scenario, absl::StrCat("first new handshake (refused before: ", Describe(refusals), ")"),
+        Clock::now() - killed);
+  // While the registry cannot be reached the edge itself refuses handshakes
+  // with 503 (and Retry-After), and stays in HAProxy's rotation.
+  for (const auto& [status, n] : refusals) {
+    EXPECT_TRUE(status == 503 || status == 0) << n << " handshakes refused with HTTP " << status;
+  }
   auto promoted = d().sentinels().WaitForFailover(*primary_port, 30s);
   ASSERT_TRUE(promoted.ok()) << promoted.status();
   Print(scenario, "Sentinel promoted the replica", Clock::now() - killed);
