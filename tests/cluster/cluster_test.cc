@@ -729,6 +729,18 @@ class ClusterTest : public ::testing::Test {
     }
   }
 
+  // Presence agrees with the sockets after the scenario: every user is
+  // online (asked through e1, which is never killed).
+  static void ExpectAllOnline(const std::string& scenario) {
+    std::vector<std::string> names;
+    for (auto& u : users_) names.push_back(u->name());
+    Observer observer(d().edges()[0].port);
+    const auto from = Clock::now();
+    EXPECT_TRUE(observer.WaitFor(names, true, from + 10s))
+        << scenario << ": some connected users not online 10 s after the scenario";
+    Print(scenario, "every user shown online afterwards", Clock::now() - from);
+  }
+
   // Waits until every user has been acknowledged at least once after now:
   // traffic flows everywhere before a scenario starts.
   static void ExpectTrafficFlows() {
@@ -964,7 +976,9 @@ void ClusterTest::Verify(const std::string& scenario) {
   }
   std::string temporary;
   for (const auto& [code, n] : now.temporary) {
-    absl::StrAppend(&temporary, " ", code, "=", n - totals_.temporary[code]);
+    if (n > totals_.temporary[code]) {
+      absl::StrAppend(&temporary, " ", code, "=", n - totals_.temporary[code]);
+    }
   }
   std::printf(
       "[cluster] %-28s clients: %d reconnects, %d refused handshakes, %d sends unanswered, "
@@ -988,6 +1002,7 @@ TEST_F(ClusterTest, Steady) {
   std::printf("\n");
   EXPECT_EQ(per_edge.size(), 3u) << "HAProxy did not spread the users over the three edges";
   ExpectNoDisconnects(scenario_start_);
+  ExpectAllOnline("steady");
   Verify("steady");
 }
 
@@ -1079,6 +1094,7 @@ TEST_F(ClusterTest, EdgeSigkill) {
   Print(scenario, "returning users online after their hello", Clock::now() - last_hello);
 
   ExpectNoDisconnects(scenario_start_, victim.name);
+  ExpectAllOnline(scenario);
   Verify(scenario);
 }
 
@@ -1100,6 +1116,7 @@ TEST_F(ClusterTest, MessageServiceSigkill) {
   ASSERT_TRUE(again.has_value()) << "some senders stuck after the restart";
   Print(scenario, "every sender acknowledged after the restart", *again);
   ExpectNoDisconnects(scenario_start_);
+  ExpectAllOnline(scenario);
   Verify(scenario);
 }
 
@@ -1135,6 +1152,7 @@ TEST_F(ClusterTest, ConnectionServiceSigkill) {
   windows_.push_back({scenario, killed, *restarted + kDuplicateGrace});
   ASSERT_TRUE(Eventually([&] { return Handshake(d().port(), 1s); }, 10s));
   ExpectNoDisconnects(scenario_start_);
+  ExpectAllOnline(scenario);
   Verify(scenario);
 }
 
@@ -1172,6 +1190,7 @@ TEST_F(ClusterTest, RedisPrimarySigkill) {
       << "the old primary did not come back as a replica";
   ASSERT_TRUE(Eventually([&] { return Handshake(d().port(), 1s); }, 10s));
   ExpectNoDisconnects(scenario_start_);
+  ExpectAllOnline(scenario);
   Verify(scenario);
 }
 
@@ -1222,6 +1241,7 @@ void ClusterTest::Drain(const std::string& scenario, size_t index) {
   ASSERT_TRUE(d().WaitEdgeReady(index, 10s).ok());
   ASSERT_TRUE(d().WaitEdgeInRotation(index, 10s).ok());
   ExpectNoDisconnects(scenario_start_, victim.name);
+  ExpectAllOnline(scenario);
   Verify(scenario);
 }
 
