@@ -299,6 +299,9 @@ struct UserState {
 struct Traffic {
   std::atomic<bool> paused{false};
   std::atomic<bool> stop{false};
+  // Every user sends again as soon as `sent` arrives: sends are always in
+  // flight (a kill catches some of them).
+  std::atomic<bool> flood{false};
 };
 
 // A chat user through HAProxy, on a thread of its own: it connects (and
@@ -367,7 +370,7 @@ class ChatUser {
       }
       Update([](UserState& s) { s.idle = false; });
       SendNext();
-      if (ws_ != nullptr) Pump(kPace);
+      if (ws_ != nullptr && !traffic_->flood) Pump(kPace);
     }
     if (ws_ != nullptr) ws_->Close();
   }
@@ -1100,6 +1103,12 @@ TEST_F(ClusterTest, EdgeSigkill) {
 
 TEST_F(ClusterTest, MessageServiceSigkill) {
   const std::string scenario = "message-service SIGKILL";
+  // Sends back to back, so that the kill catches some in flight on the
+  // dead replica (unavailable, then retried with the same key).
+  traffic_->flood = true;
+  struct Unflood {
+    ~Unflood() { traffic_->flood = false; }
+  } unflood;
   ExpectTrafficFlows();
   Service& victim = d().messages()[0];
   const auto killed = Clock::now();
