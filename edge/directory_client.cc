@@ -319,8 +319,15 @@ void DirectoryClient::HeartbeatLoop() {
     options_.auth.Apply(&ctx);
     const grpc::Status status = stub_->Heartbeat(&ctx, request, &response);
     bool retry_soon = false;
+    std::chrono::milliseconds interval = options_.heartbeat_interval;
     if (status.ok()) {
       healthy_ = true;
+      // Three heartbeats per lease at least, whatever lease the registry
+      // was started with: one lost or late heartbeat never expires us.
+      if (response.lease_timeout_ms() > 0) {
+        interval = std::clamp(std::chrono::milliseconds(response.lease_timeout_ms() / 3),
+                              std::chrono::milliseconds(20), interval);
+      }
       const bool restarted = NoteInstance(response.instance_id());
       if (!response.lease_known() && !restarted) {
         // Our lease ran out (or this is a new registry): it forgot us.
@@ -346,8 +353,7 @@ void DirectoryClient::HeartbeatLoop() {
     absl::MutexLock lock(&mu_);
     auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
     mu_.AwaitWithTimeout(absl::Condition(&stop),
-                         absl::FromChrono(retry_soon ? std::chrono::milliseconds(300)
-                                                     : options_.heartbeat_interval));
+                         absl::FromChrono(retry_soon ? std::chrono::milliseconds(300) : interval));
     if (stopping_) return;
   }
 }

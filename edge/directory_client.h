@@ -22,6 +22,8 @@ namespace chat::edge {
 
 struct DirectoryOptions {
   std::chrono::milliseconds rpc_deadline{3000};
+  // At most; a third of the registry's lease when that is shorter (the
+  // heartbeat's answer says the lease), so that any --lease_timeout_ms works.
   std::chrono::milliseconds heartbeat_interval{3000};
   size_t max_batch = 1000;         // connections per Register/Unregister call
   size_t max_queued_ops = 200000;  // registrations waiting; beyond it they fail at once

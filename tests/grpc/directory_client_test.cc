@@ -219,7 +219,7 @@ class FakeRegistry final : public v1::EdgeRegistry::CallbackService {
       response->set_instance_id(instance_);
       // As the real registry: a heartbeat (re)creates the lease it reports.
       response->set_lease_known(lease_known_);
-      response->set_lease_timeout_ms(10000);
+      response->set_lease_timeout_ms(lease_timeout_ms_);
       lease_known_ = true;
     }
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
@@ -318,6 +318,10 @@ class FakeRegistry final : public v1::EdgeRegistry::CallbackService {
     return ToGrpcStatus(
         WithReason(absl::UnavailableError("registry unavailable"), "REGISTRY_UNAVAILABLE"));
   }
+  void SetLeaseTimeoutMs(int64_t ms) {
+    absl::MutexLock lock(&mu_);
+    lease_timeout_ms_ = ms;
+  }
   // The next `n` Register calls fail with `code`.
   void FailRegisters(int n, grpc::StatusCode code) {
     absl::MutexLock lock(&mu_);
@@ -356,6 +360,7 @@ class FakeRegistry final : public v1::EdgeRegistry::CallbackService {
   bool lease_known_ ABSL_GUARDED_BY(mu_) = false;  // a new registry knows no lease
   int failures_left_ ABSL_GUARDED_BY(mu_) = 0;
   bool store_away_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t lease_timeout_ms_ ABSL_GUARDED_BY(mu_) = 10000;
   grpc::StatusCode failure_code_ ABSL_GUARDED_BY(mu_) = grpc::StatusCode::UNAVAILABLE;
   bool hold_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::function<void()>> held_ ABSL_GUARDED_BY(mu_);
@@ -672,6 +677,19 @@ TEST_F(DirectoryClientTest, RefusedRegisterIsReportedAndTheNextOneWorks) {
   ASSERT_TRUE(registry_->WaitUntil([](const RegistryState& s) { return s.ids() == Ids({2}); }));
   // A refused connection is never registered later (the edge closed it).
   EXPECT_EQ(registry_->state().ids(), Ids({2}));
+}
+
+// A registry started with a lease shorter than three heartbeat intervals:
+// the edge heartbeats three times per lease instead, so it never expires.
+TEST_F(DirectoryClientTest, HeartbeatsFollowAShortLease) {
+  StartRegistry("i1");
+  registry_->SetLeaseTimeoutMs(600);
+  DirectoryOptions options = FastOptions();
+  options.heartbeat_interval = std::chrono::seconds(60);
+  StartClient(options);
+  // 60 s apart they would take minutes; at 200 ms, about a second.
+  ASSERT_TRUE(registry_->WaitUntil([](const RegistryState& s) { return s.heartbeats.size() >= 5; }))
+      << "heartbeats did not follow the 600 ms lease";
 }
 
 // connection-service is up but its shared registry (Redis) is not: the edge
