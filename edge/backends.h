@@ -113,6 +113,20 @@ inline int64_t ExpiryMs(int64_t expires_at_s, int64_t skew_s) {
   return (expires_at_s + skew_s) * 1000;
 }
 
+// Who owns a user name: the first identity-provider subject bound to it.
+// A display name is not an identity (users may edit it), so before a
+// connection speaks as a name taken from a profile, the name is claimed.
+// (The gRPC client is GrpcNameClaims in name_claims.h.)
+class NameClaims {
+ public:
+  virtual ~NameClaims() = default;
+  // done(true): `subject` owns `name` (now or already); done(false): another
+  // subject does. An error: the owner could not be asked. `done` may run on
+  // any thread.
+  virtual void Claim(const std::string& name, const std::string& subject,
+                     std::function<void(absl::StatusOr<bool>)> done) = 0;
+};
+
 // Checks a bearer token (jwt mode). The answer may come on another thread.
 class TokenVerifier {
  public:

@@ -7,7 +7,6 @@
 
 #include "absl/status/statusor.h"
 #include "edge/backends.h"
-#include "edge/name_claims.h"
 #include "edge/profile_resolver.h"
 
 namespace chat::edge {
