@@ -14,6 +14,7 @@
 #include "boost/asio/strand.hpp"
 #include "common/grpc_server.h"
 #include "edge/http_session.h"
+#include "edge/name_claims.h"
 #include "edge/pooled_verifier.h"
 #include "spdlog/spdlog.h"
 
@@ -86,8 +87,10 @@ absl::StatusOr<std::unique_ptr<net::ssl::context>> MakeServerTlsContext(
   return context;
 }
 
-EdgeServer::EdgeServer(EdgeOptions options)
-    : options_(std::move(options)), acceptor_(ioc_), accept_retry_(ioc_) {}
+EdgeServer::EdgeServer(EdgeOptions options) : EdgeServer(std::move(options), EdgeBackends{}) {}
+
+EdgeServer::EdgeServer(EdgeOptions options, EdgeBackends backends)
+    : options_(std::move(options)), injected_(backends), acceptor_(ioc_), accept_retry_(ioc_) {}
 
 EdgeServer::~EdgeServer() { Shutdown(std::chrono::milliseconds(0)); }
 
@@ -159,23 +162,50 @@ absl::Status EdgeServer::Start() {
     static_files_ = std::make_unique<StaticFiles>(options_.web_root);
     context_.static_files = static_files_.get();
   }
+  NameClaims* claims = injected_.claims;
+  if (injected_.directory != nullptr || injected_.messages != nullptr) {
+    if (injected_.directory == nullptr || injected_.messages == nullptr) {
+      return absl::InvalidArgumentError("EdgeBackends needs both a directory and messages");
+    }
+    context_.directory = injected_.directory;
+    context_.messages = injected_.messages;
+  } else {
+    ConnectGrpcBackends();
+    claims = claims_.get();
+  }
+  if (tokens_ != nullptr) {
+    if (options_.profile.has_value()) {
+      if (claims == nullptr) {
+        return absl::InvalidArgumentError("profiles need name claims (EdgeBackends::claims)");
+      }
+      const ProfileConfig& profile = *options_.profile;
+      profiles_ = std::make_unique<ProfileResolver>(MakeHttpProfileFetcher(profile), context_.clock,
+                                                    profile.threads, profile.max_queued,
+                                                    profile.max_cached);
+    }
+    // Profiles and claims go together (JwtIdentities).
+    identities_ = std::make_unique<JwtIdentities>(tokens_.get(), profiles_.get(),
+                                                  profiles_ != nullptr ? claims : nullptr);
+    context_.identities = identities_.get();
+  }
+
+  DoAccept();
+  for (int i = 0; i < std::max(1, options_.threads); ++i) {
+    threads_.emplace_back([this] { ioc_.run(); });
+  }
+  return absl::OkStatus();
+}
+
+void EdgeServer::ConnectGrpcBackends() {
   DirectoryOptions directory_options;
   directory_options.auth = ServiceAuth(options_.service_token);
   channels_.push_back(
       MakeChannel(options_.connection_service, &grpc_metrics_, options_.grpc_security));
   directory_ = std::make_unique<DirectoryClient>(channels_.back(), context_.edge_id, &hub_,
                                                  directory_options);
-  if (tokens_ != nullptr) {
-    if (options_.profile.has_value()) {
-      const ProfileConfig& profile = *options_.profile;
-      profiles_ = std::make_unique<ProfileResolver>(MakeHttpProfileFetcher(profile), context_.clock,
-                                                    profile.threads, profile.max_queued,
-                                                    profile.max_cached);
-      claims_ =
-          std::make_unique<GrpcNameClaims>(channels_.back(), ServiceAuth(options_.service_token));
-    }
-    identities_ = std::make_unique<JwtIdentities>(tokens_.get(), profiles_.get(), claims_.get());
-    context_.identities = identities_.get();
+  if (tokens_ != nullptr && options_.profile.has_value()) {
+    claims_ =
+        std::make_unique<GrpcNameClaims>(channels_.back(), ServiceAuth(options_.service_token));
   }
   LinkOptions link_options;
   link_options.auth = ServiceAuth(options_.service_token);
@@ -190,12 +220,6 @@ absl::Status EdgeServer::Start() {
                                              link_options, options_.message_services);
   context_.directory = directory_.get();
   context_.messages = messages_.get();
-
-  DoAccept();
-  for (int i = 0; i < std::max(1, options_.threads); ++i) {
-    threads_.emplace_back([this] { ioc_.run(); });
-  }
-  return absl::OkStatus();
 }
 
 void EdgeServer::DoAccept() {

@@ -71,11 +71,25 @@ struct EdgeOptions {
 absl::StatusOr<std::unique_ptr<boost::asio::ssl::context>> MakeServerTlsContext(
     const std::string& cert_file, const std::string& key_file);
 
+// The services behind an edge, given to it instead of the gRPC clients it
+// would build from EdgeOptions (tests pass fakes). Not owned: they outlive
+// the server. Their callbacks may run on any thread; they reach this edge's
+// connections through EdgeServer::hub().
+struct EdgeBackends {
+  DirectoryBackend* directory = nullptr;  // required
+  MessageBackend* messages = nullptr;     // required
+  NameClaims* claims = nullptr;           // jwt mode with EdgeOptions::profile
+};
+
 // The whole edge: listener, sessions, and the clients of the services behind
 // it. main() only parses flags into EdgeOptions; tests run it in-process.
 class EdgeServer {
  public:
+  // Talks to connection- and message-service over gRPC, as `options` say.
   explicit EdgeServer(EdgeOptions options);
+  // Talks to `backends` instead; options naming services and their channels
+  // are ignored.
+  EdgeServer(EdgeOptions options, EdgeBackends backends);
   ~EdgeServer();
 
   // Binds, connects to the backends and starts serving.
@@ -84,15 +98,21 @@ class EdgeServer {
   const std::string& edge_id() const { return context_.edge_id; }
   // Everything GET /metrics serves.
   const Metrics& metrics() const { return metrics_; }
+  // This edge's live connections: what the backends deliver to and kick.
+  LocalHub& hub() { return hub_; }
 
   // Stops accepting, closes every connection with 1001, waits up to `drain`
   // for them to finish and for unregistrations to reach the registry.
   void Shutdown(std::chrono::milliseconds drain);
 
  private:
+  // The gRPC clients of connection- and message-service (and name claims).
+  void ConnectGrpcBackends();
   void DoAccept();
 
   EdgeOptions options_;
+  // Set by the second constructor; otherwise Start() builds the gRPC clients.
+  const EdgeBackends injected_;
   // Everything sessions point to is declared before ioc_, so it outlives the
   // sessions that die with ioc_'s pending handlers (tls_: their SSL objects).
   std::unique_ptr<boost::asio::ssl::context> tls_;  // null: plaintext

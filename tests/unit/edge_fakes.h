@@ -1,9 +1,13 @@
 #ifndef CHAT_TESTS_UNIT_EDGE_FAKES_H_
 #define CHAT_TESTS_UNIT_EDGE_FAKES_H_
 
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -13,7 +17,8 @@
 #include "edge/connection_logic.h"
 
 // Recording fakes for the edge's interfaces. Single-threaded: the tests call
-// everything from their own thread.
+// everything from their own thread. The Serving* variants at the end wrap
+// them for a running EdgeServer, whose I/O threads call them.
 namespace chat::edge::testing {
 
 // A local connection that remembers what it was handed.
@@ -181,6 +186,124 @@ class FakeDirectory : public DirectoryBackend {
   std::vector<ListCall> list_calls;
   std::vector<NewConnection> registered;
   std::vector<std::string> unregistered;
+};
+
+// What the Serving* fakes share: the lock over their records, and a wait
+// for a condition on them (signalled on every call).
+class CallLog {
+ public:
+  // Waits until `pred` (run under `mu`) holds; false when `timeout` passed.
+  template <typename Pred>
+  bool WaitFor(Pred pred, std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, timeout, pred);
+  }
+  // Runs `fn` under `mu`, for reading the records.
+  template <typename Fn>
+  auto Locked(Fn fn) {
+    std::lock_guard<std::mutex> lock(mu);
+    return fn();
+  }
+
+  std::mutex mu;
+
+ protected:
+  // Records under the lock, then wakes waiters.
+  template <typename Fn>
+  void Record(Fn fn) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      fn();
+    }
+    cv.notify_all();
+  }
+
+ private:
+  std::condition_variable cv;
+};
+
+// FakeMessageBackend for a running EdgeServer: thread-safe, and it answers
+// attaches by itself (with `attach_info`) so connections reach their hello.
+// Sends wait for the test (AnswerSend) unless `send_answer` is set.
+class ServingMessageBackend : public FakeMessageBackend, public CallLog {
+ public:
+  void Send(OutgoingSend send, std::function<void(const SendResult&)> done) override {
+    std::optional<SendResult> answer;
+    Record([&] {
+      answer = send_answer;
+      FakeMessageBackend::Send(std::move(send), answer ? nullptr : done);
+    });
+    if (answer) done(*answer);
+  }
+  // Answers send `i` (in arrival order) outside the lock, as the link would.
+  void AnswerSend(size_t i, const SendResult& result) {
+    auto done = Locked([&] { return std::move(calls.at(i).done); });
+    done(result);
+  }
+  bool Ready() const override { return ready.load(); }
+  void Attach(const std::string& connection_id, const std::string& user, int64_t after_useq,
+              Done<AttachInfo> done) override {
+    AttachInfo info;
+    Record([&] {
+      info = attach_info;
+      attaches.push_back({connection_id, user, after_useq, nullptr});
+    });
+    done(info);
+  }
+  void Detach(const std::string& connection_id) override {
+    Record([&] { FakeMessageBackend::Detach(connection_id); });
+  }
+  void Reached(const std::string& user, int64_t from, int64_t to) override {
+    Record([&] { FakeMessageBackend::Reached(user, from, to); });
+  }
+  void Sync(const std::string& user, int64_t since, int limit, const std::string& epoch,
+            Done<SyncReply> done) override {
+    Record([&] { FakeMessageBackend::Sync(user, since, limit, epoch, std::move(done)); });
+  }
+  void Unread(const std::string& user, int64_t after, int limit, Done<SyncReply> done) override {
+    Record([&] { FakeMessageBackend::Unread(user, after, limit, std::move(done)); });
+  }
+  void History(const std::string& user, const std::string& with, int64_t before, int limit,
+               Done<HistoryReply> done) override {
+    Record([&] { FakeMessageBackend::History(user, with, before, limit, std::move(done)); });
+  }
+  void Conversations(const std::string& user, int limit, const std::string& after,
+                     Done<ConversationsReply> done) override {
+    Record([&] { FakeMessageBackend::Conversations(user, limit, after, std::move(done)); });
+  }
+  void MarkRead(const std::string& user, const std::string& with, int64_t seq,
+                Done<ReadReply> done) override {
+    Record([&] { FakeMessageBackend::MarkRead(user, with, seq, std::move(done)); });
+  }
+
+  std::atomic<bool> ready{true};
+  AttachInfo attach_info{"epoch-1", 0, 0};  // guarded by mu
+  std::optional<SendResult> send_answer;    // guarded by mu
+};
+
+// FakeDirectory for a running EdgeServer: thread-safe; Register answers
+// `register_status` at once.
+class ServingDirectory : public FakeDirectory, public CallLog {
+ public:
+  void ListUsers(bool online_only, int limit, const std::string& after,
+                 std::function<void(absl::StatusOr<UserPage>)> done) override {
+    Record([&] { FakeDirectory::ListUsers(online_only, limit, after, std::move(done)); });
+  }
+  void Register(NewConnection connection, std::function<void(absl::Status)> done) override {
+    absl::Status status;
+    Record([&] {
+      status = register_status;
+      registered.push_back(std::move(connection));
+    });
+    done(status);
+  }
+  void Unregister(const std::string& connection_id) override {
+    Record([&] { FakeDirectory::Unregister(connection_id); });
+  }
+  bool Ready() const override { return ready.load(); }
+
+  std::atomic<bool> ready{true};
+  absl::Status register_status;  // guarded by mu
 };
 
 }  // namespace chat::edge::testing
