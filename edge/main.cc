@@ -18,7 +18,9 @@ ABSL_FLAG(std::string, connection_service, "127.0.0.1:50051",
           "connection-service address: host:port, a gRPC target (dns:///name:port), or several "
           "replicas as IP:port,IP:port (calls balanced round-robin)");
 ABSL_FLAG(std::string, message_service, "127.0.0.1:50052",
-          "message-service address; comma-separated for several replicas");
+          "message-service address, or several replicas as H1:P1,H2:P2: one link to each, "
+          "every conversation sent to one replica by rendezvous hashing over the links that "
+          "are up (give every edge the same addresses, in any order)");
 ABSL_FLAG(std::string, web_root, "",
           "directory of the web UI; empty = look for edge/web next to the binary's source tree "
           "or /usr/share/chat/web");

@@ -412,9 +412,11 @@ void MessageLink::OnStreamDone(Stream* stream) {
   absl::flat_hash_map<uint64_t, std::function<void(const SendResult&)>> failed;
   absl::flat_hash_map<uint64_t, Done<chat::v1::EdgeQueryResult>> failed_queries;
   absl::flat_hash_map<std::string, Done<AttachInfo>> failed_attaches;
+  bool was_up = false;
   {
     absl::MutexLock lock(&mu_);
     if (stream_ == stream) {  // it was up
+      was_up = true;
       stream_ = nullptr;
       if (options_.metrics != nullptr) options_.metrics->LinkDown();
     }
@@ -439,6 +441,12 @@ void MessageLink::OnStreamDone(Stream* stream) {
   for (auto& [seq, done] : failed) {
     done(Unavailable("message service connection lost; the message may not have been delivered"));
   }
+  // What that replica committed but had not yet handed down is lost to the
+  // live path (a retry of the send answers `duplicate` and delivers
+  // nothing): every connection catches up from the store through the
+  // replicas still up, as after a reconnect. With none up the attach fails
+  // and the next link up does it.
+  if (was_up) hub_->ForAll([](LocalConnection& c) { c.Reattach(); });
 }
 
 namespace {
@@ -559,9 +567,15 @@ void MessageLinks::Send(OutgoingSend send, std::function<void(const SendResult&)
   }
   // Queued on the link outside mu_: the answer may come at once (a link
   // that just went down) and takes mu_ to let go of the conversation.
-  links_[index]->Send(std::move(send), [this, key = std::move(key),
+  std::string sender = send.sent_by;
+  links_[index]->Send(std::move(send), [this, key = std::move(key), sender = std::move(sender),
                                         done = std::move(done)](const SendResult& result) {
     Answered(key);
+    // The sender's own copy reached them when it was committed. Reported
+    // here, to the sender's replica with their other reached ranges: the
+    // conversation's replica may be another one, and the sender's mark
+    // would wait at a hole there.
+    if (result.status.ok() && result.useq > 0) Reached(sender, result.useq, result.useq);
     done(result);
   });
 }

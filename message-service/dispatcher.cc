@@ -162,8 +162,11 @@ int Dispatcher::Deliver(
     erased_.erase(m.sent_by);
     erased_.erase(m.send_to);
   }
-  // The sender's own copy reached the sender when it was committed.
-  Reached(m.sent_by, m.useq, m.useq);
+  // The sender's own copy reached the sender when it was committed. An
+  // edge's send is reported by the edge, with the sender's other reached
+  // ranges, to the sender's replica (this one may only be the
+  // conversation's); the public API's sends are marked here.
+  if (from_connection_id.empty()) Reached(m.sent_by, m.useq, m.useq);
   if (m.sent_by == m.send_to) {
     auto it = users_.find(m.send_to);
     if (it == users_.end()) return 0;
@@ -259,14 +262,34 @@ void Dispatcher::ResolveHole(const std::string& user, UserState* state, store::M
   state->mark = std::max(state->mark, marks->reached_useq);
   state->persisted_mark = std::max(state->persisted_mark, marks->reached_useq);
   Advance(state);
+  if (!state->above.empty()) {
+    // The user's own messages in the held range reached them at commit,
+    // wherever that was. A few pages at most: the range is what reports
+    // left open, normally the last moments.
+    const int64_t end = state->above.rbegin()->second;
+    int64_t since = state->mark;
+    for (int page = 0; page < 4 && since < end; ++page) {
+      absl::StatusOr<store::SyncPage> got = store->Sync(user, since, 500, 1 << 20);
+      if (!got.ok() || got->messages.empty()) break;
+      for (const store::Message& m : got->messages) {
+        if (m.useq > end) break;
+        if (m.sent_by == user) Reached(user, m.useq, m.useq);
+      }
+      since = got->useq;
+      if (!got->more) break;
+    }
+    Advance(state);
+  }
   if (!state->above.empty()) FillReadHoles(user, state, store);
-  if (state->above.empty()) {
+  const bool progress = state->mark > state->resolved_mark;
+  state->resolved_mark = state->mark;
+  if (state->above.empty() || progress) {
     state->resolve_backoff_ms = 0;
     state->next_resolve_ms = 0;
   } else {
-    // Still held: a message to the user that reached nobody yet. Its
-    // report will move the mark; until then, look less often (up to a
-    // minute), so users who never read cost little.
+    // Held by a message to the user that reached nobody yet: its report
+    // will move the mark. Until then, look less often (up to a minute), so
+    // that users who are away cost little.
     state->resolve_backoff_ms =
         std::min<int64_t>(60'000, std::max<int64_t>(kHoleSweepMs, 2 * state->resolve_backoff_ms));
     state->next_resolve_ms = now_ms + state->resolve_backoff_ms;

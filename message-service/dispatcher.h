@@ -83,6 +83,7 @@ class Dispatcher {
     // (a message to the user not reached yet) is looked at less and less.
     int64_t next_resolve_ms = 0;
     int64_t resolve_backoff_ms = 0;
+    int64_t resolved_mark = 0;  // the mark after the last ResolveHole
   };
   UserState* LoadMarks(const std::string& user, store::MessageStore* store);
   // Moves the prefix over what is the user's own or read (what Unread does
@@ -92,7 +93,7 @@ class Dispatcher {
   // the user's own message committed by another replica (reached there, at
   // commit), or this replica's mark may be older than the store's (another
   // replica moved it while the user's reports went there). Takes the store's
-  // mark, then fills what is own or read.
+  // mark, then fills what is the user's own (in the held range) or read.
   void ResolveHole(const std::string& user, UserState* state, store::MessageStore* store,
                    int64_t now_ms);
   static void Advance(UserState* state);

@@ -162,6 +162,7 @@ class FakeGateway final : public v1::EdgeGateway::CallbackService {
         auto* r = down.add_results();
         r->set_seq(seq);
         r->set_id(absl::StrCat("m", seq));
+        r->set_useq(static_cast<int64_t>(seq) + 100);  // the sender's, as a store would
       }
       held_.clear();
       QueueLocked(std::move(down));
@@ -527,6 +528,26 @@ TEST_F(MessageLinksTest, ADeadLinksSendsInFlightFailUnavailable) {
   const int got = ReceivedBy("retry");
   EXPECT_GE(got, 0);
   EXPECT_NE(got, home);
+}
+
+// A send's own copy is reported reached to the sender's replica (the one
+// their other reached ranges go to), not only known to the conversation's.
+TEST_F(MessageLinksTest, TheOwnCopyOfASendIsReportedToTheSendersReplica) {
+  // A sender whose replica is not the conversation's.
+  std::string from, to;
+  for (int p = 0;; ++p) {
+    from = absl::StrCat("u", p);
+    to = absl::StrCat("v", p);
+    if (links_->Rank(from) != links_->Rank(ConversationKey(from, to))) break;
+  }
+  SendOne(from, to, "mine");
+  ASSERT_TRUE(WaitResults(1));
+  ASSERT_TRUE(ResultOf("mine").ok());
+  const int conversation = links_->Rank(ConversationKey(from, to));
+  const int home = links_->Rank(from);
+  ASSERT_EQ(ReceivedBy("mine"), conversation);
+  // The fake answers useq = 100 + its seq for the link: 101 for a first send.
+  EXPECT_TRUE(gateways_[home].WaitReached(from, 101, absl::Seconds(20)));
 }
 
 }  // namespace
