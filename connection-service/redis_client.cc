@@ -90,7 +90,14 @@ RedisScript::RedisScript(std::string body) : body_(std::move(body)) {
 }
 
 RedisConnection::RedisConnection(RegistryUrl target, RedisTimeouts timeouts)
-    : target_(std::move(target)), timeouts_(timeouts) {}
+    : target_(std::move(target)), timeouts_(timeouts), command_timeout_(timeouts.command) {}
+
+void RedisConnection::SetCommandTimeout(absl::Duration timeout) {
+  if (timeout == command_timeout_) return;
+  command_timeout_ = timeout;
+  // A context that refuses the new timeout keeps the old one: still bounded.
+  if (ctx_ != nullptr) redisSetTimeout(ctx_, absl::ToTimeval(timeout));
+}
 
 RedisConnection::~RedisConnection() { Disconnect(); }
 
@@ -152,10 +159,13 @@ absl::Status RedisConnection::Connect() {
       return absl::UnavailableError(absl::StrCat("redis: SELECT ", target_.db, " failed"));
     }
   }
+  if (command_timeout_ != timeouts_.command)
+    redisSetTimeout(ctx, absl::ToTimeval(command_timeout_));
   ctx_ = ctx;
   peer_ = absl::StrCat(primary.host, ":", primary.port);
   // ROLE of a primary: "master", offset, [[ip, port, offset], ...].
   has_replicas_ = role->elements.size() >= 3 && !role->elements[2].elements.empty();
+  replicas_checked_ = absl::Now();
   return absl::OkStatus();
 }
 
@@ -207,11 +217,22 @@ absl::StatusOr<RedisReply> RedisConnection::Eval(const RedisScript& script,
 }
 
 void RedisConnection::WaitForReplica(absl::Duration timeout) {
-  if (ctx_ == nullptr || !has_replicas_) return;
+  if (ctx_ == nullptr) return;
+  if (!has_replicas_) {
+    const absl::Time now = absl::Now();
+    if (now - replicas_checked_ < absl::Seconds(1)) return;
+    absl::StatusOr<RedisReply> role = Command({"ROLE"});
+    if (ctx_ == nullptr || !role.ok()) return;
+    replicas_checked_ = now;
+    has_replicas_ = role->type == RedisReply::Type::kArray && role->elements.size() >= 3 &&
+                    !role->elements[2].elements.empty();
+    if (!has_replicas_) return;
+  }
   absl::StatusOr<RedisReply> acked =
       Command({"WAIT", "1", absl::StrCat(absl::ToInt64Milliseconds(timeout))});
   if (acked.ok() && acked->type == RedisReply::Type::kInteger && acked->integer == 0) {
     has_replicas_ = false;
+    replicas_checked_ = absl::Now();
   }
 }
 
@@ -225,22 +246,25 @@ RedisPool::RedisPool(const RegistryUrl& target, RedisTimeouts timeouts, size_t s
 
 template <typename F>
 absl::StatusOr<RedisReply> RedisPool::WithConnection(F&& f) {
+  const absl::Time entered = absl::Now();
   {
     // Redis failed a moment ago: answer at once rather than queue behind
     // the connections still trying (a hung server holds each for the
     // command timeout). One call in kRetryAfter tries again.
     absl::MutexLock lock(&state_mu_);
-    const absl::Time now = absl::Now();
-    if (failing_ && now - last_try_ < kRetryAfter) {
+    if (failing_ && entered - last_try_ < kRetryAfter) {
       return absl::UnavailableError(absl::StrCat("redis: ", last_error_));
     }
-    last_try_ = now;
+    last_try_ = entered;
   }
   auto call = [&](RedisConnection& c) {
     absl::StatusOr<RedisReply> reply = f(c);
     absl::MutexLock lock(&state_mu_);
     failing_ = !reply.ok();
-    if (failing_) last_error_ = std::string(reply.status().message());
+    if (failing_) {
+      last_error_ = std::string(reply.status().message());
+      failed_at_ = absl::Now();
+    }
     return reply;
   };
   // A free connection if there is one, else wait for the next in turn.
@@ -257,6 +281,15 @@ absl::StatusOr<RedisReply> RedisPool::WithConnection(F&& f) {
     i = next_++ % slots_.size();
   }
   absl::MutexLock lock(&slots_[i]->mu);
+  {
+    // Redis failed while this caller waited for the connection: answer
+    // now, or each caller queued behind a hung server would wait a command
+    // timeout of its own after the one ahead of it.
+    absl::MutexLock state(&state_mu_);
+    if (failing_ && failed_at_ >= entered) {
+      return absl::UnavailableError(absl::StrCat("redis: ", last_error_));
+    }
+  }
   return call(*slots_[i]->connection);
 }
 

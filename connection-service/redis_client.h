@@ -65,10 +65,16 @@ class RedisConnection {
   absl::StatusOr<RedisReply> Eval(const RedisScript& script, const std::vector<std::string>& args);
   // After a write: waits (at most `timeout`) until a replica acknowledged
   // it, so that a failover soon after does not lose it (replication is
-  // asynchronous). Only when the primary had replicas when we connected,
-  // and not again on this connection once a wait timed out (a replica that
-  // is gone would cost every write the timeout). Best effort: never fails.
+  // asynchronous). Only when the primary has replicas (ROLE when connecting,
+  // and again at most once a second while it had none: one may attach
+  // later, as the old primary does after a failover), and not again for a
+  // second once a wait timed out (a replica that is gone would cost every
+  // write the timeout). Best effort: never fails.
   void WaitForReplica(absl::Duration timeout);
+  // The timeout of the commands that follow (connecting keeps
+  // RedisTimeouts::command): a caller that expects a slow reply (a large
+  // snapshot) raises it for that command only.
+  void SetCommandTimeout(absl::Duration timeout);
   bool connected() const { return ctx_ != nullptr; }
   void Disconnect();
   // "host:port" of the server connected to (empty when not connected).
@@ -81,7 +87,9 @@ class RedisConnection {
   const RedisTimeouts timeouts_;
   redisContext* ctx_ = nullptr;
   std::string peer_;
-  bool has_replicas_ = false;  // per ROLE when connecting; cleared by a wait that timed out
+  bool has_replicas_ = false;    // per ROLE; cleared by a wait that timed out
+  absl::Time replicas_checked_;  // when has_replicas_ was last set
+  absl::Duration command_timeout_;
 };
 
 // A few RedisConnections for the gRPC threads: each call takes a free one (a
@@ -113,6 +121,7 @@ class RedisPool {
   size_t next_ ABSL_GUARDED_BY(state_mu_) = 0;
   bool failing_ ABSL_GUARDED_BY(state_mu_) = false;  // the last call could not reach Redis
   absl::Time last_try_ ABSL_GUARDED_BY(state_mu_);
+  absl::Time failed_at_ ABSL_GUARDED_BY(state_mu_);  // when a call last could not reach Redis
   std::string last_error_ ABSL_GUARDED_BY(state_mu_);
 };
 

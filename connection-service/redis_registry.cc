@@ -466,11 +466,19 @@ bool RedisRegistry::SleepUnlessStopped(absl::Duration d) {
 
 void RedisRegistry::TailLoop() {
   // Its own connection: XREAD BLOCK holds it, and its timeout must outlast
-  // the block; a snapshot of many connections takes a while to send too.
-  // (A server that died closes the socket: this bounds only a silent one.)
-  RedisTimeouts timeouts = options_.timeouts;
-  timeouts.command = options_.block + std::max(options_.timeouts.command, absl::Seconds(5));
-  RedisConnection connection(options_.target, timeouts);
+  // the block. (A server that died closes the socket: this bounds only a
+  // silent one.) Not by much: a hung primary holds this thread for the
+  // timeout, and meanwhile neither a Sentinel failover is followed (this
+  // replica's writes fail, not caught up) nor a shutdown finishes. A
+  // snapshot of many connections takes Redis a while to build before the
+  // first byte comes: that command alone gets a longer timeout. Connecting
+  // (Sentinel, ROLE) keeps the ordinary one: the Sentinels may name the
+  // hung primary a few more times before they fail over.
+  const absl::Duration read_timeout = options_.block + 2 * options_.timeouts.command;
+  const absl::Duration snapshot_timeout =
+      options_.block + std::max(options_.timeouts.command, absl::Seconds(5));
+  RedisConnection connection(options_.target, options_.timeouts);
+  connection.SetCommandTimeout(read_timeout);
   const int64_t warmup_ms =
       options_.new_epoch_warmup_ms < 0 ? options_.lease_timeout_ms : options_.new_epoch_warmup_ms;
   const std::string block_ms = absl::StrCat(absl::ToInt64Milliseconds(options_.block));
@@ -499,7 +507,9 @@ void RedisRegistry::TailLoop() {
       resync_asked_ = false;
     }
     if (resync) {
+      connection.SetCommandTimeout(snapshot_timeout);
       absl::StatusOr<RedisReply> reply = connection.Eval(Script(kSnapshot), {CandidateEpoch()});
+      connection.SetCommandTimeout(read_timeout);
       absl::StatusOr<SharedSnapshot> snapshot =
           !reply.ok()         ? absl::Status(reply.status())
           : reply->is_error() ? absl::InternalError(reply->str)

@@ -101,6 +101,106 @@ TEST(RedisFailoverTest, RegistryFollowsSentinelToThePromotedReplica) {
   EXPECT_LT(took, 10'000);
 }
 
+TEST(RedisFailoverTest, AHungPrimaryIsLeftForThePromotedReplicaSoonAfterTheFailover) {
+  // SIGSTOP rather than SIGKILL: no socket closes, every connection to the
+  // old primary only times out. Writes must work again soon after Sentinel
+  // promoted the replica, which needs this replica's feed to follow it too.
+  auto primary = testing::RedisServer::Start();
+  ASSERT_TRUE(primary.ok()) << primary.status();
+  auto replica = testing::RedisServer::Start({(*primary)->port()});
+  ASSERT_TRUE(replica.ok()) << replica.status();
+  auto sentinels = testing::SentinelGroup::Start((*primary)->port(), 3);
+  ASSERT_TRUE(sentinels.ok()) << sentinels.status();
+  ASSERT_TRUE((*sentinels)->WaitReady(1, std::chrono::seconds(20)).ok());
+
+  RedisRegistryOptions options;
+  absl::StatusOr<RegistryUrl> url = ParseRegistryUrl((*sentinels)->Url());
+  ASSERT_TRUE(url.ok()) << url.status();
+  options.target = *url;
+  options.lease_timeout_ms = 10'000;
+  options.new_epoch_warmup_ms = 0;
+  RedisRegistry shared(options);
+  RegistryOptions registry_options;
+  registry_options.shared = &shared;
+  Registry registry(std::make_unique<MemoryStore>(), SystemClock::Get(), registry_options);
+  ASSERT_TRUE(registry.Register("e1", "i1", {Conn("e1-1", "alice")}).ok());
+  bool acked = false;
+  for (int i = 0; i < 10 && !acked; ++i) {
+    absl::StatusOr<std::string> replicas = (*primary)->Command({"WAIT", "1", "1000"});
+    acked = replicas.ok() && *replicas == "1";
+  }
+  ASSERT_TRUE(acked) << "the replica did not acknowledge the writes";
+
+  ASSERT_TRUE((*primary)->Suspend().ok());
+  const auto stopped = Clock::now();
+  absl::StatusOr<int> promoted =
+      (*sentinels)->WaitForFailover((*primary)->port(), std::chrono::seconds(30));
+  ASSERT_TRUE(promoted.ok()) << promoted.status();
+  const auto failed_over = Clock::now();
+  absl::Status written;
+  while (Clock::now() - failed_over < std::chrono::seconds(30)) {
+    written = registry.Register("e1", "i1", {Conn("e1-2", "bob")});
+    if (written.ok()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  const auto ms = [](Clock::duration d) {
+    return static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
+  };
+  std::printf(
+      "[ timing ] primary SIGSTOPped -> promoted after %lld ms, first write %lld ms after that\n",
+      ms(failed_over - stopped), ms(Clock::now() - failed_over));
+  (*primary)->Resume();
+  ASSERT_TRUE(written.ok()) << written;
+  EXPECT_LT(ms(Clock::now() - failed_over), 2000);
+  EXPECT_TRUE(Online(registry, "alice"));
+  EXPECT_TRUE(Online(registry, "bob"));
+}
+
+// "cmdstat_wait:calls=N,..." from INFO commandstats (0 when never called).
+int WaitCalls(const testing::RedisServer& server) {
+  absl::StatusOr<std::string> info = server.Command({"INFO", "commandstats"});
+  if (!info.ok()) return -1;
+  const size_t at = info->find("cmdstat_wait:calls=");
+  return at == std::string::npos ? 0 : std::atoi(info->c_str() + at + 19);
+}
+
+TEST(RedisFailoverTest, WritesWaitForAReplicaThatAttachedAfterTheConnection) {
+  // After a failover the new primary has no replica until the old one comes
+  // back as one; registrations answered after that must still wait for it,
+  // or the next failover loses them.
+  auto primary = testing::RedisServer::Start();
+  ASSERT_TRUE(primary.ok()) << primary.status();
+  RedisRegistryOptions options;
+  options.target = *ParseRegistryUrl((*primary)->Url());
+  options.new_epoch_warmup_ms = 0;
+  RedisRegistry shared(options);
+  RegistryOptions registry_options;
+  registry_options.shared = &shared;
+  Registry registry(std::make_unique<MemoryStore>(), SystemClock::Get(), registry_options);
+  ASSERT_TRUE(registry.Register("e1", "i1", {Conn("e1-1", "alice")}).ok());
+  EXPECT_EQ(WaitCalls(**primary), 0);  // no replica: nothing to wait for
+
+  auto replica = testing::RedisServer::Start({(*primary)->port()});
+  ASSERT_TRUE(replica.ok()) << replica.status();
+  bool acked = false;
+  for (int i = 0; i < 20 && !acked; ++i) {
+    absl::StatusOr<std::string> replicas = (*primary)->Command({"WAIT", "1", "1000"});
+    acked = replicas.ok() && *replicas == "1";
+  }
+  ASSERT_TRUE(acked) << "the replica did not attach";
+  const int before = WaitCalls(**primary);
+  // Registrations until one waited (the replica is looked for again at most
+  // once a second per connection).
+  const auto start = Clock::now();
+  int n = 2;
+  while (WaitCalls(**primary) == before && Clock::now() - start < std::chrono::seconds(5)) {
+    const std::string id = "e1-" + std::to_string(n++);
+    ASSERT_TRUE(registry.Register("e1", "i1", {Conn(id, "bob")}).ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_GT(WaitCalls(**primary), before) << "no registration waited for the replica";
+}
+
 TEST(RedisFailoverTest, AReplicaIsNotWrittenTo) {
   auto primary = testing::RedisServer::Start();
   ASSERT_TRUE(primary.ok()) << primary.status();

@@ -2,6 +2,7 @@
 // builds them) on one real redis-server.
 #include "connection-service/redis_registry.h"
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -444,6 +445,52 @@ TEST_F(RedisRegistryTest, AHungRedisFailsMutationsWithinTheCommandTimeout) {
   // Once it answers again, so does the registry.
   ASSERT_TRUE(WaitUntil([&] { return a->Register("e1", "i1", {Conn("e1-2", "bob")}).ok(); }));
   EXPECT_TRUE(a.Online("bob"));
+}
+
+TEST_F(RedisRegistryTest, ConcurrentCallersOnAHungRedisAllFailWithinOneTimeout) {
+  // More callers than pooled connections: those queued behind a connection
+  // stuck on the hung server must not each wait a command timeout of their own.
+  Replica a(redis_->Url(), 10'000);
+  WaitFollowing(a);
+  ASSERT_TRUE(a->Register("e1", "i1", {Conn("e1-1", "alice")}).ok());
+  ASSERT_TRUE(redis_->Suspend().ok());
+  constexpr int kCallers = 16;
+  std::vector<int64_t> took(kCallers, 0);
+  std::vector<absl::StatusCode> codes(kCallers, absl::StatusCode::kOk);
+  std::vector<std::thread> callers;
+  for (int i = 0; i < kCallers; ++i) {
+    callers.emplace_back([&, i] {
+      const auto start = Clock::now();
+      codes[i] = a->Heartbeat("e1", "i1").status().code();
+      took[i] = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+    });
+  }
+  for (auto& t : callers) t.join();
+  redis_->Resume();
+  const int64_t slowest = *std::max_element(took.begin(), took.end());
+  std::printf("[ timing ] %d concurrent heartbeats on a hung Redis: slowest failed in %lld ms\n",
+              kCallers, static_cast<long long>(slowest));
+  for (int i = 0; i < kCallers; ++i) EXPECT_EQ(codes[i], absl::StatusCode::kUnavailable) << i;
+  EXPECT_LT(slowest, 1800);
+}
+
+TEST_F(RedisRegistryTest, StopsPromptlyWhileRedisIsHung) {
+  // SIGTERM with a hung Redis: the feed thread must not hold the exit up for
+  // long (it was blocked in XREAD with a timeout of several seconds).
+  auto a = std::make_unique<Replica>(redis_->Url(), 10'000);
+  WaitFollowing(*a);
+  ASSERT_TRUE((*a)->Register("e1", "i1", {Conn("e1-1", "alice")}).ok());
+  ASSERT_TRUE(redis_->Suspend().ok());
+  // Whatever the feed thread was doing (an XREAD BLOCK, most likely), the
+  // server will not answer it now.
+  const auto start = Clock::now();
+  a.reset();
+  const auto took =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+  redis_->Resume();
+  std::printf("[ timing ] replica stopped with Redis hung in %lld ms\n",
+              static_cast<long long>(took));
+  EXPECT_LT(took, 3000);
 }
 
 TEST_F(RedisRegistryTest, RedisRestartedEmptyGetsANewEpochAndEdgesHealIt) {
