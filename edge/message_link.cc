@@ -416,7 +416,7 @@ void MessageLink::OnStreamDone(Stream* stream) {
   {
     absl::MutexLock lock(&mu_);
     if (stream_ == stream) {  // it was up
-      was_up = true;
+      was_up = !stopping_;    // (shutting down: nobody to catch up)
       stream_ = nullptr;
       if (options_.metrics != nullptr) options_.metrics->LinkDown();
     }
@@ -575,7 +575,9 @@ void MessageLinks::Send(OutgoingSend send, std::function<void(const SendResult&)
     // here, to the sender's replica with their other reached ranges: the
     // conversation's replica may be another one, and the sender's mark
     // would wait at a hole there.
-    if (result.status.ok() && result.useq > 0) Reached(sender, result.useq, result.useq);
+    if (result.status.ok() && result.useq > 0 && !closing_) {
+      Reached(sender, result.useq, result.useq);
+    }
     done(result);
   });
 }

@@ -123,8 +123,12 @@ class MessageLinks : public MessageBackend {
   MessageLinks(const std::vector<std::shared_ptr<grpc::Channel>>& channels,
                const std::string& edge_id, LocalHub* hub, LinkOptions options,
                std::vector<std::string> names = {});
-  // The links go first: their ends answer sends, which reach Answered.
-  ~MessageLinks() override { links_.clear(); }
+  // The links go first: their ends answer sends, which reach Answered (and
+  // no longer report own copies, which would look at the links).
+  ~MessageLinks() override {
+    closing_ = true;
+    links_.clear();
+  }
 
   void Send(OutgoingSend send, std::function<void(const SendResult&)> done) override;
   bool Ready() const override;
@@ -164,6 +168,7 @@ class MessageLinks : public MessageBackend {
 
   std::vector<std::unique_ptr<MessageLink>> links_;
   std::vector<uint64_t> seeds_;  // per link, from its name
+  std::atomic<bool> closing_{false};
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, InFlight> in_flight_ ABSL_GUARDED_BY(mu_);
