@@ -288,6 +288,14 @@ void MessageLink::WriteNextLocked() {
     up.Swap(&pending_other_);
     has_other_ = false;
     pending_reached_.clear();
+    if (options_.on_lost_reached && up.reached_size() > 0) {
+      const absl::Time now = absl::Now();
+      for (const auto& r : up.reached()) recent_reached_.emplace_back(now, r);
+      while (!recent_reached_.empty() &&
+             recent_reached_.front().first < now - options_.reached_replay) {
+        recent_reached_.pop_front();
+      }
+    }
   }
   const int n = std::min<int>(pending_.size(), options_.max_sends_per_batch);
   up.mutable_sends()->Reserve(n);
@@ -413,6 +421,7 @@ void MessageLink::OnStreamDone(Stream* stream) {
   absl::flat_hash_map<uint64_t, Done<chat::v1::EdgeQueryResult>> failed_queries;
   absl::flat_hash_map<std::string, Done<AttachInfo>> failed_attaches;
   bool was_up = false;
+  std::vector<chat::v1::Reached> lost_reached;
   {
     absl::MutexLock lock(&mu_);
     if (stream_ == stream) {  // it was up
@@ -420,6 +429,11 @@ void MessageLink::OnStreamDone(Stream* stream) {
       stream_ = nullptr;
       if (options_.metrics != nullptr) options_.metrics->LinkDown();
     }
+    if (was_up && options_.on_lost_reached) {
+      for (auto& [when, r] : recent_reached_) lost_reached.push_back(std::move(r));
+      for (auto& r : *pending_other_.mutable_reached()) lost_reached.push_back(std::move(r));
+    }
+    recent_reached_.clear();
     up_ = false;
     writing_ = false;
     pending_.clear();
@@ -441,6 +455,9 @@ void MessageLink::OnStreamDone(Stream* stream) {
   for (auto& [seq, done] : failed) {
     done(Unavailable("message service connection lost; the message may not have been delivered"));
   }
+  // Reports the dead replica may not have stored go to the users' new
+  // replica (reports are ranges: a repeated one changes nothing).
+  if (!lost_reached.empty()) options_.on_lost_reached(std::move(lost_reached));
   // What that replica committed but had not yet handed down is lost to the
   // live path (a retry of the send answers `duplicate` and delivers
   // nothing): every connection catches up from the store through the
@@ -504,6 +521,11 @@ uint64_t StableHash(std::string_view bytes, uint64_t seed = 0) {
 MessageLinks::MessageLinks(const std::vector<std::shared_ptr<grpc::Channel>>& channels,
                            const std::string& edge_id, LocalHub* hub, LinkOptions options,
                            std::vector<std::string> names) {
+  // A broken link's recent reached reports go to each user's new replica.
+  options.on_lost_reached = [this](std::vector<chat::v1::Reached> lost) {
+    if (closing_) return;
+    for (const auto& r : lost) Reached(r.user(), r.from_useq(), r.to_useq());
+  };
   for (size_t i = 0; i < channels.size(); ++i) {
     links_.push_back(std::make_unique<MessageLink>(channels[i], edge_id, hub, options));
     const std::string name = i < names.size() ? names[i] : absl::StrCat("replica-", i);

@@ -30,6 +30,11 @@ struct LinkOptions {
   // torn down, its sends fail as unavailable, and it reconnects.
   absl::Duration answer_timeout = absl::Seconds(10);
   EdgeMetrics* metrics = nullptr;  // set: link up/down and reconnects are counted
+  // Set: when a link that was up breaks, the reached reports it sent in the
+  // last `reached_replay`, and those still waiting, are handed to it (for
+  // another replica: the dead one may have held them in memory only).
+  std::function<void(std::vector<chat::v1::Reached>)> on_lost_reached;
+  absl::Duration reached_replay = absl::Seconds(2);
 };
 
 // One EdgeLink stream to one message-service replica, kept open for as long
@@ -85,6 +90,9 @@ class MessageLink {
   std::deque<chat::v1::EdgeSend> pending_ ABSL_GUARDED_BY(mu_);
   // Attaches, detaches, reached marks and queries waiting for the next write.
   chat::v1::EdgeUp pending_other_ ABSL_GUARDED_BY(mu_);
+  // Reached reports written in the last options_.reached_replay, oldest
+  // first (kept only with options_.on_lost_reached).
+  std::deque<std::pair<absl::Time, chat::v1::Reached>> recent_reached_ ABSL_GUARDED_BY(mu_);
   // Per user, the index of their last entry in pending_other_.reached().
   absl::flat_hash_map<std::string, int> pending_reached_ ABSL_GUARDED_BY(mu_);
   bool has_other_ ABSL_GUARDED_BY(mu_) = false;

@@ -550,5 +550,23 @@ TEST_F(MessageLinksTest, TheOwnCopyOfASendIsReportedToTheSendersReplica) {
   EXPECT_TRUE(gateways_[home].WaitReached(from, 101, absl::Seconds(20)));
 }
 
+// Reached reports a replica received shortly before it died may exist only
+// in its memory: the edge hands them to the user's new replica.
+TEST_F(MessageLinksTest, ADeadLinksRecentReachedReportsGoToTheUsersNewReplica) {
+  const std::string user = "carol";
+  const int home = links_->Rank(user);
+  ASSERT_GE(home, 0);
+  links_->Reached(user, 1, 5);
+  links_->Reached(user, 7, 9);
+  ASSERT_TRUE(gateways_[home].WaitReached(user, 9, absl::Seconds(20)));
+  gateways_[home].Kill();
+  ASSERT_TRUE(WaitUp(home, false));
+  const int next = links_->Rank(user);
+  ASSERT_GE(next, 0);
+  ASSERT_NE(next, home);
+  EXPECT_TRUE(gateways_[next].WaitReached(user, 5, absl::Seconds(20)));
+  EXPECT_TRUE(gateways_[next].WaitReached(user, 9, absl::Seconds(20)));
+}
+
 }  // namespace
 }  // namespace chat::edge
