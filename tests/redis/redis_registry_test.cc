@@ -3,6 +3,7 @@
 #include "connection-service/redis_registry.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -601,6 +602,54 @@ TEST_F(RedisRegistryTest, PresenceSnapshotsWaitALeaseAfterANewEpoch) {
   ASSERT_TRUE(fresh->AddPresenceWatcher(&at_once, {}).ok());
   EXPECT_TRUE(at_once.presence_started());
   fresh->RemovePresenceWatcher(&at_once);
+}
+
+TEST_F(RedisRegistryTest, ASnapshotOfManyConnectionsLeavesRedisAnswering) {
+  // 500,000 connections in Redis. A replica's snapshot must not stop Redis
+  // from answering everyone else for seconds (a Lua script copies every
+  // value into a Lua table and back, and Redis serves nobody meanwhile).
+  constexpr int kConnections = 500'000;
+  ASSERT_TRUE(redis_
+                  ->Command({"EVAL",
+                             "for i = 1, tonumber(ARGV[1]) do redis.call('HSET', 'chat:conns', "
+                             "'e1-' .. i, '{\"id\":\"e1-' .. i .. '\",\"user\":\"u' .. i .. "
+                             "'\",\"edge\":\"e1\",\"at\":1700000000000,\"ua\":\"Mozilla/5.0 "
+                             "(X11; Linux x86_64)\",\"ip\":\"127.0.0.1\"}') end return 1",
+                             "0", absl::StrCat(kConnections)})
+                  .ok());
+  std::atomic<bool> done{false};
+  std::atomic<int64_t> slowest_ping_ms{0};
+  std::atomic<int> failed_pings{0};
+  std::thread prober([&] {
+    while (!done) {
+      const auto start = Clock::now();
+      // Fails after 2 s without an answer.
+      if (!testing::RedisCommand(redis_->port(), {"PING"}).ok()) ++failed_pings;
+      const int64_t ms =
+          std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+      if (ms > slowest_ping_ms) slowest_ping_ms = ms;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  const auto start = Clock::now();
+  Replica a(redis_->Url(), 10'000);
+  const bool followed =
+      WaitUntil([&] { return !a->instance_id().empty(); }, std::chrono::seconds(60));
+  done = true;
+  prober.join();
+  std::printf(
+      "[ timing ] snapshot of %d connections applied in %lld ms; slowest PING meanwhile "
+      "%lld ms (%d unanswered in 2 s)\n",
+      kConnections,
+      static_cast<long long>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count()),
+      static_cast<long long>(slowest_ping_ms.load()), failed_pings.load());
+  ASSERT_TRUE(followed);
+  EXPECT_EQ(a->GetCounts().connections, kConnections);
+  EXPECT_EQ(failed_pings, 0);
+  // And the replica follows the feed from there.
+  ASSERT_TRUE(a->Register("e2", "i1", {Conn("e2-1", "alice")}).ok());
+  EXPECT_EQ(a->GetCounts().connections, kConnections + 1);
 }
 
 TEST_F(RedisRegistryTest, ScriptsReloadAfterTheScriptCacheIsEmptied) {
