@@ -141,10 +141,10 @@ void StoreWorker::Run() {
           waiting->second.push_back(std::move(*job));
           continue;
         }
-        if (!known_.contains(to)) {
+        if (!Known(to)) {
           absl::StatusOr<bool> has = store_->HasUser(to);
           if (has.ok() && *has) {
-            known_.insert(to);
+            NoteKnownUser(to);
           } else if (has.ok()) {
             const std::string recipient = to;
             awaiting_lookup_[recipient].push_back(std::move(*job));
@@ -162,7 +162,7 @@ void StoreWorker::Run() {
         auto node = awaiting_lookup_.extract(resolved->recipient);
         if (node.empty()) continue;
         if (resolved->status.ok()) {
-          known_.insert(resolved->recipient);
+          NoteKnownUser(resolved->recipient);
           for (SendJob& job : node.mapped()) batch.push_back(std::move(job));
         } else {
           for (SendJob& job : node.mapped()) job.done(resolved->status);
@@ -198,8 +198,8 @@ void StoreWorker::CommitBatch(std::vector<SendJob>* batch) {
     for (SendJob& job : *batch) job.done(committed.status());
   } else {
     for (size_t i = 0; i < batch->size(); ++i) {
-      known_.insert((*committed)[i].for_sender.sent_by);
-      known_.insert((*committed)[i].for_sender.send_to);
+      NoteKnownUser((*committed)[i].for_sender.sent_by);
+      NoteKnownUser((*committed)[i].for_sender.send_to);
       (*batch)[i].done(std::move((*committed)[i]));
     }
   }

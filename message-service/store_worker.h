@@ -11,6 +11,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "message-service/store_metrics.h"
 #include "message-service/user_lookup.h"
@@ -58,7 +59,7 @@ class StoreWorker {
   // Runs on this thread after each wake-up's work (flushes mark moves).
   void SetAfterBatch(std::function<void(store::MessageStore*)> fn);
   // Remembers that the store knows `user` (skips the lookup). Worker thread only.
-  void NoteKnownUser(const std::string& user) { known_.insert(user); }
+  void NoteKnownUser(const std::string& user) { known_[user] = absl::Now() + kKnownFor; }
   // The store erased `user`: the next send to them asks the store (and then
   // connection-service) again. Worker thread only.
   void ForgetKnownUser(const std::string& user) { known_.erase(user); }
@@ -102,7 +103,16 @@ class StoreWorker {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 
   // Worker thread only.
-  absl::flat_hash_set<std::string> known_;
+  // Recipients the store knew, until when: another replica may erase one
+  // (DeleteUser) without this one hearing of it, so the store is asked
+  // again after kKnownFor, which bounds how long a send through this replica
+  // can recreate an erased name's stream.
+  static constexpr absl::Duration kKnownFor = absl::Seconds(10);
+  bool Known(const std::string& user) const {
+    auto it = known_.find(user);
+    return it != known_.end() && it->second > absl::Now();
+  }
+  absl::flat_hash_map<std::string, absl::Time> known_;
   // Sends to a recipient being looked up, in arrival order: later sends to
   // them wait here too, so one sender's messages are stored in order.
   absl::flat_hash_map<std::string, std::vector<SendJob>> awaiting_lookup_;
