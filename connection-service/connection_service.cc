@@ -1,6 +1,7 @@
 #include "connection-service/connection_service.h"
 
 #include <algorithm>
+#include <functional>
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
@@ -19,6 +20,24 @@ constexpr size_t kSnapshotChunk = 5000;
 grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const absl::Status& status) {
   auto* reactor = ctx->DefaultReactor();
   reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+// Runs `body` (it fills the response and says how the call ends) on
+// `blocking` when there is one, else at once; finishes the call either way.
+grpc::ServerUnaryReactor* Offload(grpc::CallbackServerContext* ctx, BlockingCalls* blocking,
+                                  std::function<absl::Status()> body) {
+  auto* reactor = ctx->DefaultReactor();
+  if (blocking == nullptr) {
+    reactor->Finish(ToGrpcStatus(body()));
+    return reactor;
+  }
+  if (!blocking->Run(
+          [reactor, body = std::move(body)] { reactor->Finish(ToGrpcStatus(body())); })) {
+    reactor->Finish(ToGrpcStatus(
+        WithReason(absl::UnavailableError("registry unavailable: too many calls waiting for it"),
+                   "REGISTRY_UNAVAILABLE")));
+  }
   return reactor;
 }
 
@@ -329,12 +348,14 @@ grpc::ServerUnaryReactor* ConnectionServiceImpl::Disconnect(
     kick.set_ban = true;
     kick.ban_ms = *ban_ms;
   }
-  auto result = registry_->Disconnect(kick);
-  if (result.ok()) {
-    response->set_disconnected(result->disconnected);
-    response->set_banned_until_ms(result->banned_until_ms);
-  }
-  return Done(ctx, result.status());
+  return Offload(ctx, blocking_, [this, kick, response] {
+    auto result = registry_->Disconnect(kick);
+    if (result.ok()) {
+      response->set_disconnected(result->disconnected);
+      response->set_banned_until_ms(result->banned_until_ms);
+    }
+    return result.status();
+  });
 }
 
 grpc::ServerWriteReactor<chat::v1::PresenceEvent>* ConnectionServiceImpl::WatchPresence(
@@ -370,34 +391,40 @@ grpc::ServerUnaryReactor* EdgeRegistryImpl::Register(grpc::CallbackServerContext
   std::vector<ConnectionInfo> connections;
   connections.reserve(request->connections_size());
   for (const auto& c : request->connections()) connections.push_back(FromProto(c));
-  const absl::Status status =
-      registry_->Register(request->edge_id(), request->incarnation(), std::move(connections));
-  response->set_instance_id(InstanceId(*registry_, instance_id_));
-  return Done(ctx, status);
+  return Offload(ctx, blocking_, [this, request, response, connections]() mutable {
+    const absl::Status status =
+        registry_->Register(request->edge_id(), request->incarnation(), std::move(connections));
+    response->set_instance_id(InstanceId(*registry_, instance_id_));
+    return status;
+  });
 }
 
 grpc::ServerUnaryReactor* EdgeRegistryImpl::Unregister(grpc::CallbackServerContext* ctx,
                                                        const chat::v1::UnregisterRequest* request,
                                                        chat::v1::UnregisterResponse* response) {
   if (auto* refused = Refused(ctx)) return refused;
-  const absl::Status status =
-      registry_->Unregister(request->edge_id(), request->incarnation(),
-                            {request->connection_ids().begin(), request->connection_ids().end()});
-  response->set_instance_id(InstanceId(*registry_, instance_id_));
-  return Done(ctx, status);
+  return Offload(ctx, blocking_, [this, request, response] {
+    const absl::Status status =
+        registry_->Unregister(request->edge_id(), request->incarnation(),
+                              {request->connection_ids().begin(), request->connection_ids().end()});
+    response->set_instance_id(InstanceId(*registry_, instance_id_));
+    return status;
+  });
 }
 
 grpc::ServerUnaryReactor* EdgeRegistryImpl::Heartbeat(grpc::CallbackServerContext* ctx,
                                                       const chat::v1::HeartbeatRequest* request,
                                                       chat::v1::HeartbeatResponse* response) {
   if (auto* refused = Refused(ctx)) return refused;
-  auto result = registry_->Heartbeat(request->edge_id(), request->incarnation());
-  if (result.ok()) {
-    response->set_instance_id(InstanceId(*registry_, instance_id_));
-    response->set_lease_known(result->lease_known);
-    response->set_lease_timeout_ms(registry_->lease_timeout_ms());
-  }
-  return Done(ctx, result.status());
+  return Offload(ctx, blocking_, [this, request, response] {
+    auto result = registry_->Heartbeat(request->edge_id(), request->incarnation());
+    if (result.ok()) {
+      response->set_instance_id(InstanceId(*registry_, instance_id_));
+      response->set_lease_known(result->lease_known);
+      response->set_lease_timeout_ms(registry_->lease_timeout_ms());
+    }
+    return result.status();
+  });
 }
 
 grpc::ServerUnaryReactor* EdgeRegistryImpl::ClaimName(grpc::CallbackServerContext* ctx,
@@ -423,17 +450,19 @@ grpc::ServerUnaryReactor* EdgeRegistryImpl::ForgetUser(grpc::CallbackServerConte
                                                        const chat::v1::ForgetUserRequest* request,
                                                        chat::v1::ForgetUserResponse* response) {
   if (auto* refused = Refused(ctx)) return refused;
-  auto result = registry_->ForgetUser(request->name(), request->code(), request->reason());
-  if (!result.ok()) return Done(ctx, result.status());
-  if (claims_ != nullptr) {
-    if (absl::Status released = claims_->Release(request->name()); !released.ok()) {
-      return Done(ctx, absl::UnavailableError(
-                           absl::StrCat("name claims unavailable: ", released.message())));
+  return Offload(ctx, blocking_, [this, request, response] {
+    auto result = registry_->ForgetUser(request->name(), request->code(), request->reason());
+    if (!result.ok()) return result.status();
+    if (claims_ != nullptr) {
+      if (absl::Status released = claims_->Release(request->name()); !released.ok()) {
+        return absl::UnavailableError(
+            absl::StrCat("name claims unavailable: ", released.message()));
+      }
     }
-  }
-  response->set_existed(result->existed);
-  response->set_disconnected(result->disconnected);
-  return Done(ctx, absl::OkStatus());
+    response->set_existed(result->existed);
+    response->set_disconnected(result->disconnected);
+    return absl::OkStatus();
+  });
 }
 
 grpc::ServerUnaryReactor* EdgeRegistryImpl::ListUsers(grpc::CallbackServerContext* ctx,

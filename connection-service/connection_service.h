@@ -5,6 +5,7 @@
 
 #include "chat/v1/chat.grpc.pb.h"
 #include "common/service_auth.h"
+#include "connection-service/blocking_calls.h"
 #include "connection-service/name_claims.h"
 #include "connection-service/registry.h"
 
@@ -18,6 +19,9 @@ namespace chat::connection {
 class ConnectionServiceImpl final : public chat::v1::ConnectionService::CallbackService {
  public:
   ConnectionServiceImpl(Registry* registry, std::string instance_id, ServiceAuth auth = {});
+  // Where mutations run (null: on gRPC's thread); with a shared registry
+  // they block on Redis. Must outlive the calls.
+  void set_blocking_calls(BlockingCalls* calls) { blocking_ = calls; }
 
   grpc::ServerUnaryReactor* ListUsers(grpc::CallbackServerContext* ctx,
                                       const chat::v1::ListUsersRequest* request,
@@ -44,6 +48,7 @@ class ConnectionServiceImpl final : public chat::v1::ConnectionService::Callback
   Registry* registry_;
   const std::string instance_id_;
   const ServiceAuth auth_;
+  BlockingCalls* blocking_ = nullptr;
 };
 
 // Internal: edges register their connections; message-service looks users up.
@@ -52,6 +57,8 @@ class EdgeRegistryImpl final : public chat::v1::EdgeRegistry::CallbackService {
   // `claims` may be null: ClaimName is then UNIMPLEMENTED.
   EdgeRegistryImpl(Registry* registry, std::string instance_id, ServiceAuth auth = {},
                    NameClaims* claims = nullptr);
+  // As ConnectionServiceImpl::set_blocking_calls.
+  void set_blocking_calls(BlockingCalls* calls) { blocking_ = calls; }
 
   grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* ctx,
                                      const chat::v1::RegisterRequest* request,
@@ -87,6 +94,7 @@ class EdgeRegistryImpl final : public chat::v1::EdgeRegistry::CallbackService {
   const std::string instance_id_;
   const ServiceAuth auth_;
   NameClaims* const claims_;
+  BlockingCalls* blocking_ = nullptr;
 };
 
 }  // namespace chat::connection

@@ -131,6 +131,14 @@ int main(int argc, char** argv) {
   const chat::ServiceAuth auth(absl::GetFlag(FLAGS_service_token), absl::GetFlag(FLAGS_api_token));
   chat::connection::ConnectionServiceImpl service(&registry, instance_id, auth);
   chat::connection::EdgeRegistryImpl edge_registry(&registry, instance_id, auth, &claims);
+  // With Redis, mutations block on it (and on the feed): off gRPC's threads,
+  // so that reads from the mirror keep answering. Destroyed after the server.
+  std::unique_ptr<chat::connection::BlockingCalls> blocking_calls;
+  if (shared != nullptr) {
+    blocking_calls = std::make_unique<chat::connection::BlockingCalls>(16, 10'000);
+    service.set_blocking_calls(blocking_calls.get());
+    edge_registry.set_blocking_calls(blocking_calls.get());
+  }
   chat::GrpcServerOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
