@@ -77,11 +77,12 @@ struct RedisRegistryOptions {
 // Every mutation is one Lua script (atomic, one round trip) that decides
 // what happened and appends it to the feed.
 //
-// Threads: the gRPC callback threads run the scripts synchronously over a
-// small pool of connections (RedisPool, one mutex each), then wait for the
-// tailer; one tailer thread reads the feed (XREAD BLOCK, its own
-// connection) and applies it in order to the FeedSink, or a snapshot after
-// a reconnect or a gap. Users ever seen are not here: they are in --store.
+// Threads: the server's blocking-call threads (BlockingCalls, not gRPC's
+// own) run the scripts synchronously over a small pool of connections
+// (RedisPool, one mutex each), then wait for the tailer; one tailer thread
+// reads the feed (XREAD BLOCK, its own connection) and applies it in order
+// to the FeedSink, or a snapshot (one MULTI/EXEC) after a reconnect or a
+// gap. Users ever seen are not here: they are in --store.
 class RedisRegistry final : public SharedRegistry {
  public:
   explicit RedisRegistry(RedisRegistryOptions options);
