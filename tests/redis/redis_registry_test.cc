@@ -272,7 +272,9 @@ TEST_F(RedisRegistryTest, ConcurrentWritersOnBothReplicasLeaveOneOrder) {
         const std::string id = absl::StrCat(edge, "-", i);
         const std::string user = absl::StrCat("u", i % 7);
         EXPECT_TRUE(r->Register(edge, "i", {Conn(id, user)}).ok());
-        if (i % 3 == 0) EXPECT_TRUE(r->Unregister(edge, "i", {id}).ok());
+        if (i % 3 == 0) {
+          EXPECT_TRUE(r->Unregister(edge, "i", {id}).ok());
+        }
       }
     });
   }
