@@ -69,6 +69,10 @@ void ConnectionLogic::Attach(int64_t after_useq) {
   messages_->Attach(connection_id_, user_, after_useq,
                     OnStrand<AttachInfo>([this, after_useq](absl::StatusOr<AttachInfo> info) {
                       OnAttached(std::move(info), after_useq);
+                      if (reattach_again_) {
+                        reattach_again_ = false;
+                        Reattach();
+                      }
                     }));
 }
 
@@ -107,7 +111,14 @@ void ConnectionLogic::OnAttached(absl::StatusOr<AttachInfo> info, int64_t after_
 }
 
 void ConnectionLogic::Reattach() {
-  if (closed_ || !hello_sent_) return;  // a new connection's own attach is under way
+  if (closed_) return;
+  if (attach_pending_) {
+    // The attach under way went to the links up when it left; the one that
+    // just changed may not have had it.
+    reattach_again_ = true;
+    return;
+  }
+  if (!hello_sent_) return;  // a new connection's own attach is under way
   attached_ = false;
   Attach(seen_useq_);
 }

@@ -159,6 +159,9 @@ class ConnectionLogic {
   std::vector<int64_t> sent_here_;
   bool v2_ = false;  // its first sync was accepted
   bool attach_pending_ = false;
+  // A link came up or went down while an attach was under way: the attach
+  // may have missed a replica, so it is done again once answered.
+  bool reattach_again_ = false;
   bool attached_ = false;   // message-service knows this connection
   int64_t seen_useq_ = -1;  // highest useq written (or the stream's end at attach); -1: none
   bool catching_up_ = false;
