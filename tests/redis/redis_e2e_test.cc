@@ -281,7 +281,9 @@ TEST(RedisE2eTest, ReadsAnswerWhileMutationsWaitOnAHungRedis) {
   (*redis)->Resume();
   std::printf("[ timing ] %d GetUser while %d heartbeats wait on a hung Redis: slowest %lld ms\n",
               reads, kCalls, static_cast<long long>(slowest));
-  EXPECT_LT(slowest, 300);
+  // Had a read waited on Redis, it would have taken a whole command timeout
+  // (1 s); answered from the mirror it takes milliseconds.
+  EXPECT_LT(slowest, 900);
 }
 
 TEST(RedisE2eTest, BadRegistryFormStopsTheServiceAtStart) {

@@ -151,7 +151,9 @@ TEST(RedisFailoverTest, AHungPrimaryIsLeftForThePromotedReplicaSoonAfterTheFailo
       ms(failed_over - stopped), ms(Clock::now() - failed_over));
   (*primary)->Resume();
   ASSERT_TRUE(written.ok()) << written;
-  EXPECT_LT(ms(Clock::now() - failed_over), 2000);
+  // What operators are promised: registrations work again well within 10 s
+  // of the promotion (measured ~1 s here; the figure is printed above).
+  EXPECT_LT(ms(Clock::now() - failed_over), 10'000);
   EXPECT_TRUE(Online(registry, "alice"));
   EXPECT_TRUE(Online(registry, "bob"));
 }

@@ -256,7 +256,11 @@ TEST_F(DispatcherTest, MalformedRangesAreIgnored) {
   EXPECT_EQ(PersistedMark("bob"), 0);
 }
 
-TEST_F(DispatcherTest, OwnSentMessagesCountAsReachedAtCommit) {
+// A WebSocket user's own copy is reported reached by their edge, with their
+// other reached ranges, to the user's replica (with several message-service
+// replicas the one committing may only be the conversation's); until then it
+// holds the user's mark like any unreached message.
+TEST_F(DispatcherTest, OwnSentMessagesOfAnEdgeSendAreReportedByTheEdge) {
   FakeEdge e1("e1"), e2("e2");
   Attach(&e1, "a1", "alice");
   Attach(&e2, "b1", "bob");
@@ -266,16 +270,24 @@ TEST_F(DispatcherTest, OwnSentMessagesCountAsReachedAtCommit) {
   EXPECT_EQ(Send("bob", "alice", "b1").for_sender.useq, 2);
   EXPECT_EQ(Send("alice", "bob", "a1").recipient_useq, 3);
 
-  // The edge reports only what it wrote to bob's socket: 1 and 3.
+  // What bob's edge wrote to his socket: 1 and 3; his own 2 not yet reported.
   dispatcher_->Reached("bob", 1, 1);
   dispatcher_->Reached("bob", 3, 3);
   dispatcher_->FlushMarks(store_.get());
-  EXPECT_EQ(PersistedMark("bob"), 3) << "bob's own message (useq 2) reached him when committed";
+  EXPECT_EQ(PersistedMark("bob"), 1) << "bob's own message (useq 2) waits for his edge's report";
+  // His edge reports it when `sent` comes back.
+  dispatcher_->Reached("bob", 2, 2);
+  dispatcher_->FlushMarks(store_.get());
+  EXPECT_EQ(PersistedMark("bob"), 3);
   EXPECT_EQ(DeliveredSeqSeenBy("alice", "bob"), 3);
-  // alice: her own 1 and 3 count, bob's message (2) has not reached her.
+  // alice: her own 1 and 3 reported, bob's message (2) has not reached her.
+  dispatcher_->Reached("alice", 1, 1);
+  dispatcher_->Reached("alice", 3, 3);
+  dispatcher_->FlushMarks(store_.get());
   EXPECT_EQ(PersistedMark("alice"), 1);
   EXPECT_EQ(DeliveredSeqSeenBy("bob", "alice"), 0) << "alice's own messages move no mark";
-  EXPECT_THAT(Describe(e2.Receipts()), ElementsAre("bob:delivered=3@b1,"));
+  // alice hears of each flush's progress: her 1 first, then 3.
+  EXPECT_THAT(Describe(e2.Receipts()), ElementsAre("bob:delivered=1@b1,", "bob:delivered=3@b1,"));
 
   dispatcher_->Reached("alice", 2, 2);
   dispatcher_->FlushMarks(store_.get());
@@ -283,7 +295,19 @@ TEST_F(DispatcherTest, OwnSentMessagesCountAsReachedAtCommit) {
   EXPECT_EQ(DeliveredSeqSeenBy("bob", "alice"), 2);
 }
 
-TEST_F(DispatcherTest, AMessageToYourselfIsReachedAtCommitAndSendsNoReceipt) {
+// A send through the public API has no edge to report the sender's copy: it
+// reached the sender when committed.
+TEST_F(DispatcherTest, OwnCopiesOfPublicApiSendsAreReachedAtCommit) {
+  FakeEdge e2("e2");
+  Attach(&e2, "b1", "bob");
+  EXPECT_EQ(Send("alice", "bob").for_sender.useq, 1);
+  EXPECT_EQ(Send("alice", "bob").for_sender.useq, 2);
+  dispatcher_->FlushMarks(store_.get());
+  EXPECT_EQ(PersistedMark("alice"), 2);
+  EXPECT_EQ(PersistedMark("bob"), 0) << "bob's copies reach him only when his edge says so";
+}
+
+TEST_F(DispatcherTest, AMessageToYourselfGoesToEveryConnectionAndSendsNoReceipt) {
   FakeEdge e1("e1");
   Attach(&e1, "a1", "alice");
   Attach(&e1, "a2", "alice");
@@ -293,8 +317,14 @@ TEST_F(DispatcherTest, AMessageToYourselfIsReachedAtCommitAndSendsNoReceipt) {
   ASSERT_EQ(deliveries.size(), 1u);
   EXPECT_THAT(deliveries[0].connection_ids(), UnorderedElementsAre("a1", "a2"))
       << "to yourself: every connection, the sending one included";
+  dispatcher_->Reached("alice", 1, 1);  // the edge wrote it
   dispatcher_->FlushMarks(store_.get());
   EXPECT_EQ(PersistedMark("alice"), 1);
+  EXPECT_THAT(e1.Receipts(), IsEmpty());
+  // Through the public API it is reached at commit, and still no receipt.
+  EXPECT_EQ(Send("alice", "alice").for_sender.useq, 2);
+  dispatcher_->FlushMarks(store_.get());
+  EXPECT_EQ(PersistedMark("alice"), 2);
   EXPECT_THAT(e1.Receipts(), IsEmpty());
 }
 
