@@ -1260,9 +1260,9 @@ TEST_F(ClusterTest, EdgeSigtermDrain) { Drain("edge SIGTERM (drain)", 2); }
 // (docs/protocol.md §6.2: a repeated frame can only follow a crash). This
 // one starts once the grace after the crashes is over, and after 10 s of
 // chatting since the last check (whose sync counted as reaching everything).
-// Not in ctest yet (tests/cluster/CMakeLists.txt): with two message-service
-// replicas, the clients of the drained edge are pushed again, after their
-// new hello, many of the messages they had already received live.
+// With two message-service replicas this once failed: the drained edge's
+// clients were pushed again what they had received live, because reached
+// reports went to the conversation's replica instead of the user's.
 TEST_F(ClusterTest, CleanDrainRepeatsNoFrame) {
   Clock::time_point quiet = Clock::now() + 10s;  // traffic to repeat, if it would be
   for (const Window& w : windows_) quiet = std::max(quiet, w.to);
