@@ -59,9 +59,16 @@ local function touch(edge, inc)
   ev[#ev + 1] = '{"k":"edge_up","edge":' .. q(edge) .. ',"inc":' .. q(inc) .. '}'
   return false
 end
--- One feed entry for all of this script's events ('' when none).
+-- One feed entry for all of this script's events. With none, the feed's
+-- last entry ('' when empty): a caller that changed nothing still waits until
+-- its replica has applied what earlier calls did (one of them may be its own
+-- retried call, timed out but executed), so it reads the state it was told.
 local function emit()
-  if #ev == 0 then return '' end
+  if #ev == 0 then
+    local last = redis.call('XREVRANGE', P .. 'feed', '+', '-', 'COUNT', 1)
+    if #last == 0 then return '' end
+    return last[1][1]
+  end
   local n = redis.call('INCR', P .. 'seq')
   return redis.call('XADD', P .. 'feed', 'MAXLEN', '~', '100000', '*', 'n', n,
                     'ev', '[' .. table.concat(ev, ',') .. ']')
@@ -422,7 +429,10 @@ void RedisRegistry::Stop() {
 absl::StatusOr<SharedWrite> RedisRegistry::Run(const RedisScript& script,
                                                std::vector<std::string> args) {
   args.insert(args.begin(), CandidateEpoch());
-  // Element 1 of every script's reply is the feed entry ('' when nothing changed).
+  // Element 1 of every script's reply is the feed entry it wrote or, when it
+  // changed nothing, the feed's last one ('' only while the feed is empty).
+  // Either way the script touched the lease table or the connections, which
+  // a replica should hold before the answer.
   absl::StatusOr<RedisReply> reply = pool_.EvalWrite(
       script, args,
       [](const RedisReply& r) {

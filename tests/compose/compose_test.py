@@ -362,6 +362,12 @@ def start_haproxy(name, svc, port, rewrite, work):
     if binds != 1:
         fail(f"{name}: expected one `bind :{published}` in {mounted}")
     config = rewrite(config)
+    # Tests on this machine pick free ports and bind them later: HAProxy's
+    # default SO_REUSEPORT would let it share a port some other process got in
+    # between (and take half of that process's connections) instead of failing.
+    config, globals_ = re.subn(r"(?m)^global\s*$", "global\n    noreuseport", config, count=1)
+    if globals_ != 1:
+        fail(f"{name}: no `global` section in {mounted}")
     # HAProxy wants two descriptors per connection of `maxconn`; containers
     # allow many more open files than this machine may.
     limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]

@@ -107,3 +107,23 @@ TEST(ChannelTargetTest, AChannelOverTwoReplicasUsesBoth) {
 
 }  // namespace
 }  // namespace chat
+
+namespace chat {
+namespace {
+
+// gRPC would set SO_REUSEPORT on its own: two processes on one port would
+// then share its connections silently (a misconfigured replica; in tests, an
+// HAProxy handed the same "free" port took half of a server's connections).
+TEST(GrpcServerTest, ASecondServerOnTheSamePortFailsToStart) {
+  GrpcServerOptions options;
+  options.listen = "127.0.0.1:0";
+  absl::StatusOr<StartedServer> first = StartGrpcServer(options, {});
+  ASSERT_TRUE(first.ok()) << first.status();
+  options.listen = absl::StrCat("127.0.0.1:", first->port);
+  absl::StatusOr<StartedServer> second = StartGrpcServer(options, {});
+  EXPECT_FALSE(second.ok()) << "a second server took port " << first->port;
+  first->server->Shutdown();
+}
+
+}  // namespace
+}  // namespace chat

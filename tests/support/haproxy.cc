@@ -79,6 +79,10 @@ std::string Haproxy::Config(const std::vector<std::pair<std::string, int>>& serv
   std::string config = absl::StrCat(
       "global\n"
       "  maxconn 4096\n"
+      // The port was picked free earlier: without SO_REUSEPORT a process
+      // that took it in between makes the start fail instead of splitting
+      // that process's connections with HAProxy.
+      "  noreuseport\n"
       "defaults\n"
       "  mode http\n"
       "  timeout connect 1s\n"
