@@ -161,9 +161,15 @@ def eventually(check, what, deadline_s=15):
 
 def one_run(run, data_dir):
     for name, port in FIXED_PORTS.items():
-        if not port_free(port):
-            raise Failure(f"port {port} ({name}) is in use by something else: "
-                          "up.sh cannot start; stop it and run again")
+        # The fixed ports lie in the kernel's ephemeral range (32768-60999):
+        # a client socket of a test running alongside may hold one as its
+        # local port for a moment. Something listening there for long is a
+        # real conflict.
+        def free(port=port, name=name):
+            if not port_free(port):
+                raise Failure(f"port {port} ({name}) is in use by something else: "
+                              "up.sh cannot start; stop it and run again")
+        eventually(free, f"port {port}", deadline_s=30)
     env = dict(os.environ, CHAT_BUILD_DIR=BUILD, CHAT_DATA_DIR=data_dir)
     # Its own session, like a shell's foreground job: Ctrl-C is SIGINT to this group.
     proc = subprocess.Popen([os.path.join(ROOT, "scripts", "up.sh")], cwd=ROOT, env=env,
