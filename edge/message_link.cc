@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/backoff.h"
 #include "common/grpc_server.h"
+#include "edge/base64url.h"
 #include "edge/protocol.h"
 #include "spdlog/spdlog.h"
 
@@ -466,35 +467,11 @@ void MessageLink::OnStreamDone(Stream* stream) {
   if (was_up) hub_->ForAll([](LocalConnection& c) { c.Reattach(); });
 }
 
-namespace {
-
-// base64url without padding, as the store spells names in conversation ids.
-std::string Base64Url(std::string_view bytes) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  uint32_t acc = 0;
-  int bits = 0;
-  for (char c : bytes) {
-    acc = (acc << 8) | static_cast<uint8_t>(c);
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out.push_back(kAlphabet[(acc >> bits) & 0x3F]);
-    }
-    acc &= (1u << bits) - 1;
-  }
-  if (bits > 0) out.push_back(kAlphabet[(acc << (6 - bits)) & 0x3F]);
-  return out;
-}
-
-}  // namespace
-
+// The store's conversation id: both names, base64url without padding.
 std::string ConversationKey(const std::string& a, const std::string& b) {
   const std::string& first = std::min(a, b);
   const std::string& second = std::max(a, b);
-  return absl::StrCat(Base64Url(first), ".", Base64Url(second));
+  return absl::StrCat(Base64UrlEncode(first), ".", Base64UrlEncode(second));
 }
 
 namespace {
