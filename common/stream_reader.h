@@ -4,10 +4,10 @@
 #include <chrono>
 #include <functional>
 #include <memory>
-#include <thread>
+#include <utility>
 
 #include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
+#include "common/alarm_timer.h"
 #include "common/backoff.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/support/client_callback.h"
@@ -19,6 +19,9 @@ namespace chat {
 // network) reports `on_broken` and starts it again after a jittered backoff.
 // `start` begins the call with the given context and reactor (for example
 // `stub->async()->WatchRoutes(ctx, &request, reactor)`).
+//
+// It has no thread: the callbacks run on gRPC's threads, and the restart is
+// an alarm (AlarmTimer) set when the call ends.
 template <typename Resp>
 class ReconnectingReader {
  public:
@@ -28,85 +31,91 @@ class ReconnectingReader {
                      std::function<void(const grpc::Status&)> on_broken)
       : start_(std::move(start)),
         on_message_(std::move(on_message)),
-        on_broken_(std::move(on_broken)),
-        thread_([this] { Run(); }) {}
+        on_broken_(std::move(on_broken)) {
+    StartCall();
+  }
 
+  // Ends the call and returns once none of the callbacks can run any more.
   ~ReconnectingReader() {
     {
       absl::MutexLock lock(&mu_);
       stopping_ = true;
+      // (A call not started yet is cancelled as soon as it starts.)
       if (context_ != nullptr) context_->TryCancel();
     }
-    thread_.join();
+    // A restart that fires from now on finds stopping_ set.
+    restart_.Shutdown();
+    absl::MutexLock lock(&mu_);
+    auto ended = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !call_live_; };
+    mu_.Await(absl::Condition(&ended));
   }
 
  private:
-  struct Outcome {
-    absl::Notification done;
-    grpc::Status status;
-    bool received_any = false;
-  };
-
-  // Deletes itself in OnDone; the outcome outlives it.
+  // One attempt; deletes itself in OnDone, then tells the reader.
   class Call final : public grpc::ClientReadReactor<Resp> {
    public:
-    Call(ReconnectingReader* owner, std::shared_ptr<Outcome> outcome)
-        : owner_(owner), outcome_(std::move(outcome)) {}
+    explicit Call(ReconnectingReader* owner) : owner_(owner) {}
     void Begin() {
       this->StartRead(&msg_);
       this->StartCall();
     }
     void OnReadDone(bool ok) override {
       if (!ok) return;  // OnDone follows with the status
-      outcome_->received_any = true;
+      received_any_ = true;
       owner_->on_message_(msg_);
       this->StartRead(&msg_);
     }
     void OnDone(const grpc::Status& status) override {
-      {
-        absl::MutexLock lock(&owner_->mu_);
-        owner_->context_ = nullptr;
-      }
-      std::shared_ptr<Outcome> outcome = std::move(outcome_);
-      outcome->status = status;
+      ReconnectingReader* owner = owner_;
+      const bool received_any = received_any_;
+      const grpc::Status ended = status;
       delete this;
-      outcome->done.Notify();
+      owner->CallEnded(ended, received_any);
     }
     grpc::ClientContext context;
 
    private:
     ReconnectingReader* owner_;
-    std::shared_ptr<Outcome> outcome_;
     Resp msg_;
+    bool received_any_ = false;
   };
 
-  void Run() {
-    Backoff backoff(std::chrono::milliseconds(100), std::chrono::milliseconds(2000));
-    while (true) {
-      auto outcome = std::make_shared<Outcome>();
-      auto* call = new Call(this, outcome);
-      {
-        absl::MutexLock lock(&mu_);
-        if (stopping_) {
-          delete call;
-          return;
-        }
-        context_ = &call->context;
-      }
-      start_(&call->context, call);
-      call->Begin();
-      outcome->done.WaitForNotification();
-      {
-        absl::MutexLock lock(&mu_);
-        if (stopping_) return;
-      }
-      on_broken_(outcome->status);
-      if (outcome->received_any) backoff.Reset();
-      const auto delay = backoff.Next();
+  void StartCall() {
+    auto* call = new Call(this);
+    {
       absl::MutexLock lock(&mu_);
-      mu_.AwaitWithTimeout(absl::Condition(&stopping_), absl::FromChrono(delay));
-      if (stopping_) return;
+      if (stopping_) {
+        delete call;
+        return;
+      }
+      context_ = &call->context;
+      call_live_ = true;
     }
+    start_(&call->context, call);
+    call->Begin();
+  }
+
+  // The call's last word: schedules the next one. call_live_ is cleared only
+  // at the end, so the destructor waits for this to return.
+  void CallEnded(const grpc::Status& status, bool received_any) {
+    bool stopping;
+    std::chrono::milliseconds delay{0};
+    {
+      absl::MutexLock lock(&mu_);
+      context_ = nullptr;
+      stopping = stopping_;
+      if (!stopping) {
+        // A stream that delivered something was healthy: restart soon.
+        if (received_any) backoff_.Reset();
+        delay = backoff_.Next();
+      }
+    }
+    if (!stopping) {
+      on_broken_(status);
+      restart_.Schedule(delay, [this] { StartCall(); });
+    }
+    absl::MutexLock lock(&mu_);
+    call_live_ = false;
   }
 
   StartFn start_;
@@ -115,7 +124,11 @@ class ReconnectingReader {
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   grpc::ClientContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;
-  std::thread thread_;  // last: starts after everything above exists
+  // Between StartCall and the end of CallEnded: a call's callbacks may run.
+  bool call_live_ ABSL_GUARDED_BY(mu_) = false;
+  Backoff backoff_ ABSL_GUARDED_BY(mu_){std::chrono::milliseconds(100),
+                                        std::chrono::milliseconds(2000)};
+  AlarmTimer restart_;
 };
 
 }  // namespace chat

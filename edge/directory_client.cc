@@ -46,20 +46,24 @@ DirectoryClient::DirectoryClient(std::shared_ptr<grpc::Channel> channel, std::st
       },
       [this](const chat::v1::RouteUpdate& update) { OnRouteUpdate(update); },
       [](const grpc::Status&) {});
-  heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
+  Heartbeat();
 }
 
 DirectoryClient::~DirectoryClient() {
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
+    if (heartbeat_ctx_ != nullptr) heartbeat_ctx_->TryCancel();
   }
-  heartbeat_thread_.join();
+  // A heartbeat alarm that fires from now on finds stopping_ set.
+  heartbeat_timer_.Shutdown();
   presence_.reset();
   kicks_.reset();
-  // Wait for the call in flight: its callback touches this object.
+  // Wait for the calls in flight: their callbacks touch this object.
   absl::MutexLock lock(&mu_);
-  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !in_flight_; };
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !in_flight_ && !heartbeat_in_flight_;
+  };
   mu_.Await(absl::Condition(&idle));
 }
 
@@ -308,54 +312,78 @@ void DirectoryClient::RegisterAllAgain() {
   KickLocked();
 }
 
-void DirectoryClient::HeartbeatLoop() {
-  while (true) {
-    chat::v1::HeartbeatRequest request;
-    request.set_edge_id(edge_id_);
-    request.set_incarnation(incarnation_);
-    chat::v1::HeartbeatResponse response;
+void DirectoryClient::Heartbeat() {
+  struct Call {
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + options_.rpc_deadline);
-    options_.auth.Apply(&ctx);
-    const grpc::Status status = stub_->Heartbeat(&ctx, request, &response);
-    bool retry_soon = false;
-    std::chrono::milliseconds interval = options_.heartbeat_interval;
-    if (status.ok()) {
-      healthy_ = true;
-      // Three heartbeats per lease at least, whatever lease the registry
-      // was started with: one lost or late heartbeat never expires us.
-      if (response.lease_timeout_ms() > 0) {
-        interval = std::clamp(std::chrono::milliseconds(response.lease_timeout_ms() / 3),
-                              std::chrono::milliseconds(20), interval);
-      }
-      const bool restarted = NoteInstance(response.instance_id());
-      if (!response.lease_known() && !restarted) {
-        // Our lease ran out (or this is a new registry): it forgot us.
-        RegisterAllAgain();
-      } else {
-        absl::MutexLock lock(&mu_);
-        KickLocked();  // retry whatever failed since the last heartbeat
-      }
-    } else if (RegistryStoreAway(status)) {
-      // connection-service answered, but the shared state it keeps (Redis)
-      // is out of reach. This edge stays ready for load balancers: its live
-      // connections keep working, and handshakes get 503 + Retry-After from
-      // the registration that fails meanwhile. Asked again soon.
-      healthy_ = true;
-      retry_soon = true;
-      spdlog::warn("connection-service: registry unavailable: {}", status.error_message());
-    } else {
-      if (healthy_.exchange(false)) {
-        spdlog::warn("connection-service heartbeat failed: {}", status.error_message());
-      }
-      retry_soon = true;
-    }
+    chat::v1::HeartbeatRequest request;
+    chat::v1::HeartbeatResponse response;
+  };
+  auto call = std::make_shared<Call>();
+  call->request.set_edge_id(edge_id_);
+  call->request.set_incarnation(incarnation_);
+  call->ctx.set_deadline(std::chrono::system_clock::now() + options_.rpc_deadline);
+  options_.auth.Apply(&call->ctx);
+  {
     absl::MutexLock lock(&mu_);
-    auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
-    mu_.AwaitWithTimeout(absl::Condition(&stop),
-                         absl::FromChrono(retry_soon ? std::chrono::milliseconds(300) : interval));
     if (stopping_) return;
+    heartbeat_ctx_ = &call->ctx;
+    heartbeat_in_flight_ = true;
   }
+  stub_->async()->Heartbeat(&call->ctx, &call->request, &call->response,
+                            [this, call](grpc::Status status) {
+                              {
+                                absl::MutexLock lock(&mu_);
+                                heartbeat_ctx_ = nullptr;
+                              }
+                              OnHeartbeat(status, call->response);
+                              // Last touch of this object (the destructor waits for it).
+                              absl::MutexLock lock(&mu_);
+                              heartbeat_in_flight_ = false;
+                            });
+}
+
+void DirectoryClient::OnHeartbeat(const grpc::Status& status,
+                                  const chat::v1::HeartbeatResponse& response) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;  // cancelled by the destructor, most likely: nothing to say
+  }
+  bool retry_soon = false;
+  std::chrono::milliseconds interval = options_.heartbeat_interval;
+  if (status.ok()) {
+    healthy_ = true;
+    // Three heartbeats per lease at least, whatever lease the registry
+    // was started with: one lost or late heartbeat never expires us.
+    if (response.lease_timeout_ms() > 0) {
+      interval = std::clamp(std::chrono::milliseconds(response.lease_timeout_ms() / 3),
+                            std::chrono::milliseconds(20), interval);
+    }
+    const bool restarted = NoteInstance(response.instance_id());
+    if (!response.lease_known() && !restarted) {
+      // Our lease ran out (or this is a new registry): it forgot us.
+      RegisterAllAgain();
+    } else {
+      absl::MutexLock lock(&mu_);
+      KickLocked();  // retry whatever failed since the last heartbeat
+    }
+  } else if (RegistryStoreAway(status)) {
+    // connection-service answered, but the shared state it keeps (Redis)
+    // is out of reach. This edge stays ready for load balancers: its live
+    // connections keep working, and handshakes get 503 + Retry-After from
+    // the registration that fails meanwhile. Asked again soon.
+    healthy_ = true;
+    retry_soon = true;
+    spdlog::warn("connection-service: registry unavailable: {}", status.error_message());
+  } else {
+    if (healthy_.exchange(false)) {
+      spdlog::warn("connection-service heartbeat failed: {}", status.error_message());
+    }
+    retry_soon = true;
+  }
+  // The next one counts from this answer, as the interval always did. After
+  // shutdown began the alarm is refused (or finds stopping_ set).
+  heartbeat_timer_.Schedule(retry_soon ? std::chrono::milliseconds(300) : interval,
+                            [this] { Heartbeat(); });
 }
 
 void DirectoryClient::Flush(std::chrono::milliseconds deadline) {

@@ -6,12 +6,12 @@
 #include <deque>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "chat/v1/chat.grpc.pb.h"
+#include "common/alarm_timer.h"
 #include "common/service_auth.h"
 #include "common/stream_reader.h"
 #include "edge/backends.h"
@@ -35,7 +35,8 @@ struct DirectoryOptions {
 //   connect storm costs a few RPCs, not one per socket;
 // - the edge lease (heartbeat). When the registry lost our connections (it
 //   restarted: new instance id; or our lease expired) every live connection is
-//   registered again;
+//   registered again. One heartbeat call at a time, each set off by an alarm
+//   once the previous one was answered: no thread of its own;
 // - ListUsers for the `users` action;
 // - presence events (to the hub's watchers), and kicks of our connections and
 //   bans of users (operator Disconnect), from two streams that reconnect by
@@ -74,7 +75,9 @@ class DirectoryClient : public DirectoryBackend {
   // behind it (Redis) is unreachable: it is up, its state is not.
   static bool RegistryStoreAway(const grpc::Status& status);
   void RegisterAllAgain() ABSL_LOCKS_EXCLUDED(mu_);
-  void HeartbeatLoop();
+  // Starts one heartbeat call; its answer sets the alarm for the next one.
+  void Heartbeat();
+  void OnHeartbeat(const grpc::Status& status, const chat::v1::HeartbeatResponse& response);
   void OnRouteUpdate(const chat::v1::RouteUpdate& update);
   void OnPresenceEvent(const chat::v1::PresenceEvent& event);
 
@@ -92,6 +95,10 @@ class DirectoryClient : public DirectoryBackend {
   absl::flat_hash_map<std::string, NewConnection> live_ ABSL_GUARDED_BY(mu_);
   std::string instance_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // The heartbeat call in flight (cancelled on destruction), and whether its
+  // callback may still run.
+  grpc::ClientContext* heartbeat_ctx_ ABSL_GUARDED_BY(mu_) = nullptr;
+  bool heartbeat_in_flight_ ABSL_GUARDED_BY(mu_) = false;
 
   // Bans in force, from the route stream (its snapshot carries them all).
   mutable absl::Mutex bans_mu_;
@@ -110,7 +117,7 @@ class DirectoryClient : public DirectoryBackend {
   chat::v1::WatchRoutesRequest kicks_request_;
   std::unique_ptr<ReconnectingReader<chat::v1::PresenceEvent>> presence_;
   std::unique_ptr<ReconnectingReader<chat::v1::RouteUpdate>> kicks_;
-  std::thread heartbeat_thread_;
+  AlarmTimer heartbeat_timer_;  // the next heartbeat
 };
 
 }  // namespace chat::edge
