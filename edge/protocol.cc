@@ -11,6 +11,21 @@
 namespace chat::edge {
 namespace json = boost::json;
 
+namespace {
+// Memory for one frame's JSON tree: 2 KiB on the stack, then heap blocks
+// from one monotonic resource, released together when the frame is parsed or
+// encoded. A tree is built and dropped within one call; what outlives it is
+// copied out (the request id) or serialized, so no per-node malloc/free.
+class Scratch {
+ public:
+  json::storage_ptr get() { return json::storage_ptr(&resource_); }
+
+ private:
+  alignas(std::max_align_t) unsigned char buffer_[2048];
+  json::monotonic_resource resource_{buffer_, sizeof buffer_};
+};
+}  // namespace
+
 std::string_view ErrorCodeName(ErrorCode code) {
   switch (code) {
     case ErrorCode::kBadRequest:
@@ -242,8 +257,9 @@ std::variant<Request, RequestError> ParseRequest(std::string_view text) {
   json::error_code ec;
   json::parse_options options;
   options.max_depth = 16;
+  Scratch scratch;
   json::value root =
-      json::parse(json::string_view(text.data(), text.size()), ec, json::storage_ptr(), options);
+      json::parse(json::string_view(text.data(), text.size()), ec, scratch.get(), options);
   if (ec) return Bad(absl::StrCat("not valid JSON: ", ec.message()));
   if (!root.is_object()) return Bad("a frame must be a JSON object");
   json::object& obj = root.get_object();
@@ -257,7 +273,7 @@ std::variant<Request, RequestError> ParseRequest(std::string_view text) {
     } else if (!v->is_int64() && !v->is_uint64()) {
       return Bad("'request_id' must be a string or an integer");
     }
-    id = std::move(*v);
+    id = json::value(*v, json::storage_ptr());  // outlives the scratch tree
   }
   const json::value* action = obj.if_contains("action");
   if (action == nullptr || !action->is_string()) {
@@ -298,14 +314,15 @@ json::string_view Sv(std::string_view s) { return json::string_view(s.data(), s.
 
 std::string EncodeHello(std::string_view user, std::string_view connection_id,
                         std::string_view server, const Limits& limits, std::string_view epoch) {
-  json::object obj;
+  Scratch scratch;
+  json::object obj(scratch.get());
   obj["action"] = "hello";
   obj["protocol"] = kProtocolVersion;
   if (!epoch.empty()) obj["epoch"] = Sv(epoch);
   obj["user"] = Sv(user);
   obj["connection_id"] = Sv(connection_id);
   obj["server"] = Sv(server);
-  json::object l;
+  json::object l(obj.storage());
   l["max_message_bytes"] = limits.max_message_bytes;
   l["messages_per_second"] = limits.messages_per_second;
   l["idle_timeout_s"] = limits.idle_timeout_s;
@@ -314,7 +331,8 @@ std::string EncodeHello(std::string_view user, std::string_view connection_id,
 }
 
 std::string EncodeError(ErrorCode code, std::string_view message, const RequestId& request_id) {
-  json::object obj;
+  Scratch scratch;
+  json::object obj(scratch.get());
   obj["action"] = "error";
   obj["code"] = Sv(ErrorCodeName(code));
   obj["message"] = Sv(message);
@@ -324,7 +342,8 @@ std::string EncodeError(ErrorCode code, std::string_view message, const RequestI
 }
 
 std::string EncodeSent(const RequestId& request_id, const SendResult& sent) {
-  json::object obj;
+  Scratch scratch;
+  json::object obj(scratch.get());
   obj["action"] = "sent";
   PutId(obj, request_id);
   obj["id"] = Sv(sent.id);
@@ -359,15 +378,16 @@ void PutMessage(json::object& obj, const MessageObject& m) {
     // Embedded as the object it is (message-service accepted only objects);
     // anything else is left out rather than sent as a string.
     json::error_code ec;
-    json::value metadata = json::parse(Sv(m.metadata), ec);
+    json::value metadata = json::parse(Sv(m.metadata), ec, obj.storage());
     if (!ec && metadata.is_object()) obj["metadata"] = std::move(metadata);
   }
 }
-json::array MessageArray(const std::vector<MessageObject>& messages, size_t begin, size_t end) {
-  json::array arr;
+json::array MessageArray(const std::vector<MessageObject>& messages, size_t begin, size_t end,
+                         const json::storage_ptr& sp) {
+  json::array arr(sp);
   arr.reserve(end - begin);
   for (size_t i = begin; i < end; ++i) {
-    json::object o;
+    json::object o(sp);
     PutMessage(o, messages[i]);
     arr.push_back(std::move(o));
   }
@@ -376,7 +396,8 @@ json::array MessageArray(const std::vector<MessageObject>& messages, size_t begi
 }  // namespace
 
 std::string EncodeDelivery(const MessageObject& message) {
-  json::object obj;
+  Scratch scratch;
+  json::object obj(scratch.get());
   obj["action"] = "send";
   PutMessage(obj, message);
   return Serialize(obj);
@@ -386,9 +407,10 @@ std::string EncodeSynced(SyncReply* reply, const RequestId& request_id) {
   // Escaping can make a page larger than the store measured: drop messages
   // from the end until it fits (one always stays).
   for (;;) {
-    json::object obj;
+    Scratch scratch;
+    json::object obj(scratch.get());
     obj["action"] = "synced";
-    obj["messages"] = MessageArray(reply->messages, 0, reply->messages.size());
+    obj["messages"] = MessageArray(reply->messages, 0, reply->messages.size(), obj.storage());
     obj["useq"] = reply->useq;
     obj["more"] = reply->more;
     if (!reply->epoch.empty()) obj["epoch"] = Sv(reply->epoch);
@@ -407,11 +429,12 @@ std::string EncodeHistory(HistoryReply reply, const RequestId& request_id) {
   size_t begin = 0;
   const size_t end = reply.messages.size();
   for (;;) {
-    json::object obj;
+    Scratch scratch;
+    json::object obj(scratch.get());
     obj["action"] = "history";
     obj["with"] = Sv(reply.with);
     obj["conversation"] = Sv(reply.conversation);
-    obj["messages"] = MessageArray(reply.messages, begin, end);
+    obj["messages"] = MessageArray(reply.messages, begin, end, obj.storage());
     obj["more"] = reply.more || begin > 0;
     PutId(obj, request_id);
     std::string out = Serialize(obj);
@@ -423,16 +446,17 @@ std::string EncodeHistory(HistoryReply reply, const RequestId& request_id) {
 std::string EncodeConversations(const ConversationsReply& reply, const RequestId& request_id) {
   size_t n = reply.items.size();
   for (;;) {
-    json::object obj;
+    Scratch scratch;
+    json::object obj(scratch.get());
     obj["action"] = "conversations";
-    json::array items;
+    json::array items(obj.storage());
     items.reserve(n);
     for (size_t i = 0; i < n; ++i) {
       const ConversationEntry& c = reply.items[i];
-      json::object o;
+      json::object o(obj.storage());
       o["with"] = Sv(c.with);
       o["conversation"] = Sv(c.conversation);
-      json::object last;
+      json::object last(obj.storage());
       PutMessage(last, c.last);
       o["last"] = std::move(last);
       o["unread"] = c.unread;
@@ -457,7 +481,8 @@ std::string EncodeConversations(const ConversationsReply& reply, const RequestId
 }
 
 std::string EncodeReadMark(std::string_view with, int64_t seq, const RequestId& request_id) {
-  json::object obj;
+  Scratch scratch;
+  json::object obj(scratch.get());
   obj["action"] = "read";
   obj["with"] = Sv(with);
   obj["seq"] = seq;
@@ -466,7 +491,8 @@ std::string EncodeReadMark(std::string_view with, int64_t seq, const RequestId& 
 }
 
 std::string EncodeReceipt(const Receipt& receipt) {
-  json::object obj;
+  Scratch scratch;
+  json::object obj(scratch.get());
   obj["action"] = "receipt";
   obj["conversation"] = Sv(receipt.conversation);
   obj["user"] = Sv(receipt.user);
@@ -478,12 +504,13 @@ std::string EncodeReceipt(const Receipt& receipt) {
 
 std::string EncodeUsers(const std::vector<Contact>& contacts, std::string_view next,
                         const RequestId& request_id) {
-  json::object obj;
+  Scratch scratch;
+  json::object obj(scratch.get());
   obj["action"] = "users";
-  json::array arr;
+  json::array arr(obj.storage());
   arr.reserve(contacts.size());
   for (const auto& c : contacts) {
-    json::object o;
+    json::object o(obj.storage());
     o["name"] = Sv(c.name);
     o["status"] = c.status;
     arr.push_back(std::move(o));
@@ -495,9 +522,10 @@ std::string EncodeUsers(const std::vector<Contact>& contacts, std::string_view n
 }
 
 std::string EncodeWatching(const std::vector<std::string>& users, const RequestId& request_id) {
-  json::object obj;
+  Scratch scratch;
+  json::object obj(scratch.get());
   obj["action"] = "watching";
-  json::array arr;
+  json::array arr(obj.storage());
   for (const auto& u : users) arr.emplace_back(Sv(u));
   obj["users"] = std::move(arr);
   PutId(obj, request_id);
@@ -505,7 +533,8 @@ std::string EncodeWatching(const std::vector<std::string>& users, const RequestI
 }
 
 std::string EncodePresence(std::string_view name, bool status, int64_t ts_ms) {
-  json::object obj;
+  Scratch scratch;
+  json::object obj(scratch.get());
   obj["action"] = "presence";
   obj["name"] = Sv(name);
   obj["status"] = status;
@@ -514,7 +543,8 @@ std::string EncodePresence(std::string_view name, bool status, int64_t ts_ms) {
 }
 
 std::string EncodeRefreshed(int64_t expires_at_s, const RequestId& request_id) {
-  json::object obj;
+  Scratch scratch;
+  json::object obj(scratch.get());
   obj["action"] = "refreshed";
   if (expires_at_s > 0) obj["expires_at"] = expires_at_s;
   PutId(obj, request_id);
@@ -522,7 +552,8 @@ std::string EncodeRefreshed(int64_t expires_at_s, const RequestId& request_id) {
 }
 
 std::string EncodePong(int64_t ts_ms, const RequestId& request_id) {
-  json::object obj;
+  Scratch scratch;
+  json::object obj(scratch.get());
   obj["action"] = "pong";
   obj["ts"] = ts_ms;
   PutId(obj, request_id);
