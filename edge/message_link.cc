@@ -130,59 +130,65 @@ MessageLink::MessageLink(std::shared_ptr<grpc::Channel> channel, std::string edg
     : stub_(chat::v1::EdgeGateway::NewStub(channel)),
       edge_id_(std::move(edge_id)),
       hub_(hub),
-      options_(options),
-      thread_([this] { Run(); }) {}
+      options_(options) {
+  Connect();
+}
 
 MessageLink::~MessageLink() {
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
+    // (An attempt not started yet is cancelled as soon as it starts.)
+    if (attempt_ != nullptr) attempt_->Cancel();
   }
-  thread_.join();
+  // Alarms that fire from now on find stopping_ set; these wait for any
+  // that is running.
+  reconnect_.Shutdown();
+  watchdog_.Shutdown();
+  absl::MutexLock lock(&mu_);
+  auto ended = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return live_attempts_ == 0; };
+  mu_.Await(absl::Condition(&ended));
 }
 
-void MessageLink::Run() {
-  Backoff backoff(std::chrono::milliseconds(100), std::chrono::milliseconds(2000));
-  absl::MutexLock lock(&mu_);
-  while (!stopping_) {
-    stream_done_ = false;
-    attempt_up_ = false;
-    auto* stream = new Stream(this);
-    Stream* attempt = stream;
-    mu_.Unlock();
-    stream->Begin(stub_.get());
-    mu_.Lock();
-    // Wait for the attempt to end, or for shutdown; a stream that leaves
-    // sends unanswered too long is cut (its end fails them as unavailable).
-    auto done_or_stop = [this] { return stream_done_ || stopping_; };
-    const absl::Duration tick = std::min(absl::Seconds(1), options_.answer_timeout / 4);
-    while (!mu_.AwaitWithTimeout(absl::Condition(&done_or_stop), tick)) {
-      if (AwaitingLocked() && absl::Now() - last_answer_ > options_.answer_timeout) {
-        spdlog::warn(
-            "EdgeLink: {} sends, {} attaches and {} queries unanswered for {}; "
-            "reconnecting",
-            waiting_.size(), attaches_.size(), queries_.size(),
-            absl::FormatDuration(absl::Now() - last_answer_));
-        attempt->Cancel();
-        mu_.Await(absl::Condition(&stream_done_));
-        break;
-      }
-    }
+void MessageLink::Connect() {
+  auto* stream = new Stream(this);
+  {
+    absl::MutexLock lock(&mu_);
     if (stopping_) {
-      if (!stream_done_) {
-        attempt->Cancel();
-        mu_.Await(absl::Condition(&stream_done_));
-      }
-      break;
+      delete stream;
+      return;
     }
-    // OnStreamDone has cleared up_ already: whether this attempt ever came
-    // up decides between a quick reconnect and a longer backoff.
-    up_ = false;
-    if (attempt_up_) backoff.Reset();
-    const auto delay = backoff.Next();
-    auto stop = [this] { return stopping_; };
-    mu_.AwaitWithTimeout(absl::Condition(&stop), absl::FromChrono(delay));
+    attempt_up_ = false;
+    attempt_ = stream;
+    ++live_attempts_;
   }
+  stream->Begin(stub_.get());
+}
+
+void MessageLink::ArmWatchdogLocked() {
+  if (watchdog_armed_) return;
+  watchdog_armed_ = true;
+  const absl::Duration left =
+      std::max(last_answer_ + options_.answer_timeout - absl::Now(), absl::Milliseconds(1));
+  watchdog_.Schedule(absl::ToChronoNanoseconds(left), [this] { OnWatchdog(); });
+}
+
+// A stream that leaves what was sent up unanswered too long is cut: its end
+// fails the sends as unavailable, and the link reconnects.
+void MessageLink::OnWatchdog() {
+  absl::MutexLock lock(&mu_);
+  watchdog_armed_ = false;
+  if (stopping_ || !AwaitingLocked()) return;  // set again by the next wait
+  const absl::Duration waited = absl::Now() - last_answer_;
+  if (waited <= options_.answer_timeout) {
+    ArmWatchdogLocked();  // answers came meanwhile: the newest wait's deadline
+    return;
+  }
+  spdlog::warn(
+      "EdgeLink: {} sends, {} attaches and {} queries unanswered for {}; "
+      "reconnecting",
+      waiting_.size(), attaches_.size(), queries_.size(), absl::FormatDuration(waited));
+  if (attempt_ != nullptr) attempt_->Cancel();
 }
 
 void MessageLink::OnStreamUp(Stream* stream) {
@@ -217,6 +223,7 @@ void MessageLink::Attach(const std::string& connection_id, const std::string& us
         auto& slot = attaches_[connection_id];
         replaced = std::move(slot);
         slot = std::move(done);
+        ArmWatchdogLocked();
       }
       WriteNextLocked();
       if (!replaced) return;
@@ -268,6 +275,7 @@ void MessageLink::Query(chat::v1::EdgeQuery query, Done<chat::v1::EdgeQueryResul
       *pending_other_.add_queries() = std::move(query);
       has_other_ = true;
       queries_.emplace(seq, std::move(done));
+      ArmWatchdogLocked();
       WriteNextLocked();
       return;
     }
@@ -324,6 +332,7 @@ void MessageLink::Send(OutgoingSend send, std::function<void(const SendResult&)>
       r->set_edge_received_us(send.received_us);
       if (!AwaitingLocked()) last_answer_ = absl::Now();
       waiting_.emplace(seq, std::move(done));
+      ArmWatchdogLocked();
       WriteNextLocked();
       return;
     }
@@ -444,7 +453,6 @@ void MessageLink::OnStreamDone(Stream* stream) {
     failed.swap(waiting_);
     failed_queries.swap(queries_);
     failed_attaches.swap(attaches_);
-    stream_done_ = true;
   }
   for (auto& [seq, done] : failed_queries) {
     done(absl::UnavailableError("message service connection lost"));
@@ -465,6 +473,24 @@ void MessageLink::OnStreamDone(Stream* stream) {
   // replicas still up, as after a reconnect. With none up the attach fails
   // and the next link up does it.
   if (was_up) hub_->ForAll([](LocalConnection& c) { c.Reattach(); });
+
+  // The next attempt, after a backoff: a quick one if this attempt came up,
+  // longer and longer while attempts fail.
+  bool reconnect = false;
+  std::chrono::milliseconds delay{0};
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopping_) {
+      reconnect = true;
+      if (attempt_up_) backoff_.Reset();
+      delay = backoff_.Next();
+    }
+  }
+  if (reconnect) reconnect_.Schedule(delay, [this] { Connect(); });
+  // Last touch of this object (the destructor waits for it).
+  absl::MutexLock lock(&mu_);
+  if (attempt_ == stream) attempt_ = nullptr;
+  --live_attempts_;
 }
 
 // The store's conversation id: both names, base64url without padding.

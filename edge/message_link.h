@@ -6,13 +6,14 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "chat/v1/chat.grpc.pb.h"
+#include "common/alarm_timer.h"
+#include "common/backoff.h"
 #include "common/service_auth.h"
 #include "edge/backends.h"
 #include "edge/edge_metrics.h"
@@ -43,6 +44,11 @@ struct LinkOptions {
 // handed to the local hub. When the stream breaks, or answers nothing for
 // `answer_timeout` while sends wait, every unanswered send fails as
 // unavailable and the link reconnects with backoff.
+//
+// It has no thread of its own: the stream's callbacks run on gRPC's threads,
+// and the reconnect backoff and the watchdog are alarms (AlarmTimer). The
+// watchdog is set only while something waits for an answer, for the moment
+// that wait would exceed `answer_timeout`.
 class MessageLink {
  public:
   MessageLink(std::shared_ptr<grpc::Channel> channel, std::string edge_id, LocalHub* hub,
@@ -55,13 +61,19 @@ class MessageLink {
               Done<AttachInfo> done);
   void Detach(const std::string& connection_id);
   void Reached(const std::string& user, int64_t from, int64_t to);
-  // One store read; the answer comes back on the link's thread.
+  // One store read; the answer comes back on a gRPC thread.
   void Query(chat::v1::EdgeQuery query, Done<chat::v1::EdgeQueryResult> done);
   bool Up() const { return up_.load(); }
 
  private:
   class Stream;
-  void Run();
+  // Starts an attempt at the stream (at construction, then from the
+  // reconnect alarm).
+  void Connect();
+  // Sets the watchdog for when the current wait exceeds answer_timeout,
+  // unless it is set already.
+  void ArmWatchdogLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnWatchdog();
   // Called by the stream reactor.
   void OnStreamUp(Stream* stream);
   void OnWriteDone(Stream* stream);
@@ -82,8 +94,13 @@ class MessageLink {
 
   absl::Mutex mu_;
   Stream* stream_ ABSL_GUARDED_BY(mu_) = nullptr;  // the live attempt, if up
+  // The latest attempt, until its end was handled (what the watchdog and
+  // the destructor cancel).
+  Stream* attempt_ ABSL_GUARDED_BY(mu_) = nullptr;
+  // Attempts started whose OnStreamDone has not returned: their callbacks
+  // may still touch this object.
+  int live_attempts_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  bool stream_done_ ABSL_GUARDED_BY(mu_) = false;
   bool ever_up_ ABSL_GUARDED_BY(mu_) = false;     // a later up is a reconnect
   bool attempt_up_ ABSL_GUARDED_BY(mu_) = false;  // the current attempt came up
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
@@ -103,7 +120,11 @@ class MessageLink {
       ABSL_GUARDED_BY(mu_);
   // Last time the service answered, or something began to wait for it.
   absl::Time last_answer_ ABSL_GUARDED_BY(mu_);
-  std::thread thread_;
+  bool watchdog_armed_ ABSL_GUARDED_BY(mu_) = false;
+  Backoff backoff_ ABSL_GUARDED_BY(mu_){std::chrono::milliseconds(100),
+                                        std::chrono::milliseconds(2000)};
+  AlarmTimer reconnect_;
+  AlarmTimer watchdog_;
 };
 
 // The id message-service's store gives the direct conversation of `a` and
