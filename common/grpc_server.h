@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/grpc_tls.h"
+#include "grpcpp/completion_queue.h"
 #include "grpcpp/impl/codegen/service_type.h"
 #include "grpcpp/server.h"
 
@@ -24,11 +25,16 @@ struct GrpcServerOptions {
   // Cert and key set: the port serves only TLS; client CA set too: only
   // clients with a certificate it signed (mutual TLS).
   GrpcServerTls tls;
+  // True: the server gets one completion queue for its async services
+  // (StartedServer::completion_queue), which the caller must drive, and shut
+  // down after the server.
+  bool completion_queue = false;
 };
 
 struct StartedServer {
   std::unique_ptr<grpc::Server> server;
   int port = 0;
+  std::unique_ptr<grpc::ServerCompletionQueue> completion_queue;
 };
 
 // Starts a server with the given services plus grpc.health.v1.Health (every

@@ -7,8 +7,7 @@
 
 namespace chat {
 
-grpc::Status ServiceAuth::Matches(const grpc::CallbackServerContext* ctx,
-                                  const std::string& token) {
+grpc::Status ServiceAuth::Matches(const grpc::ServerContextBase* ctx, const std::string& token) {
   if (token.empty()) return grpc::Status::OK;
   const auto& metadata = ctx->client_metadata();
   auto it = metadata.find("authorization");
@@ -23,11 +22,11 @@ grpc::Status ServiceAuth::Matches(const grpc::CallbackServerContext* ctx,
                  "BAD_CREDENTIAL"));
 }
 
-grpc::Status ServiceAuth::Check(const grpc::CallbackServerContext* ctx) const {
+grpc::Status ServiceAuth::Check(const grpc::ServerContextBase* ctx) const {
   return Matches(ctx, internal_);
 }
 
-grpc::Status ServiceAuth::CheckPublic(const grpc::CallbackServerContext* ctx) const {
+grpc::Status ServiceAuth::CheckPublic(const grpc::ServerContextBase* ctx) const {
   return Matches(ctx, api_.empty() ? internal_ : api_);
 }
 

@@ -28,12 +28,12 @@ class ServiceAuth {
 
   bool enabled() const { return !internal_.empty(); }
   // Internal RPCs.
-  grpc::Status Check(const grpc::CallbackServerContext* ctx) const;
-  grpc::Status CheckPublic(const grpc::CallbackServerContext* ctx) const;
+  grpc::Status Check(const grpc::ServerContextBase* ctx) const;
+  grpc::Status CheckPublic(const grpc::ServerContextBase* ctx) const;
   void Apply(grpc::ClientContext* ctx) const;
 
  private:
-  static grpc::Status Matches(const grpc::CallbackServerContext* ctx, const std::string& token);
+  static grpc::Status Matches(const grpc::ServerContextBase* ctx, const std::string& token);
 
   std::string internal_;
   std::string api_;

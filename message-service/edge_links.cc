@@ -67,13 +67,29 @@ void Outbox::Detach() {
   pending_bytes_ = 0;
 }
 
+void Outbox::Flush() {
+  absl::MutexLock lock(&mu_);
+  flush_asked_ = false;
+  WriteLocked();
+}
+
 void Outbox::MaybeWriteLocked() {
-  if (writing_ || writer_ == nullptr) return;
-  if (pending_.deliveries_size() == 0 && pending_.results_size() == 0 &&
-      pending_.attached_size() == 0 && pending_.query_results_size() == 0 &&
-      pending_.receipts_size() == 0 && !greet_) {
+  if (flush_asked_ || writing_ || writer_ == nullptr || !HasPendingLocked()) return;
+  if (writer_->FlushLater()) {
+    flush_asked_ = true;
     return;
   }
+  WriteLocked();
+}
+
+bool Outbox::HasPendingLocked() const {
+  return pending_.deliveries_size() > 0 || pending_.results_size() > 0 ||
+         pending_.attached_size() > 0 || pending_.query_results_size() > 0 ||
+         pending_.receipts_size() > 0 || greet_;
+}
+
+void Outbox::WriteLocked() {
+  if (writing_ || writer_ == nullptr || !HasPendingLocked()) return;
   in_flight_.Clear();
   in_flight_.Swap(&pending_);
   if (greet_) in_flight_.set_epoch(epoch_);

@@ -9,11 +9,16 @@
 
 namespace chat::message {
 
-// Whatever can put one EdgeDown on the wire at a time (the EdgeLink reactor).
+// Whatever can put one EdgeDown on the wire at a time (the EdgeLink stream).
 class DownWriter {
  public:
   virtual ~DownWriter() = default;
   virtual void StartDownWrite(const chat::v1::EdgeDown* message) = 0;
+  // Something is waiting and no write is in flight. True: the writer calls
+  // Outbox::Flush once the work at hand is done (the store worker's
+  // wake-up), so everything it produced goes down in one EdgeDown; false:
+  // written at once.
+  virtual bool FlushLater() { return false; }
 };
 
 // Everything waiting to go down one edge's link. Items queued while a write is
@@ -36,11 +41,15 @@ class Outbox {
   void AddQueryResult(chat::v1::EdgeQueryResult result);
   // The writer finished the in-flight message.
   void OnWriteDone();
+  // Writes what is waiting, if no write is in flight (after FlushLater).
+  void Flush();
   // The link is gone: nothing more is accepted or written.
   void Detach();
 
  private:
   void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void WriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool HasPendingLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   absl::Mutex mu_;
   DownWriter* writer_ ABSL_GUARDED_BY(mu_);
@@ -50,6 +59,7 @@ class Outbox {
   chat::v1::EdgeDown in_flight_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool greet_ ABSL_GUARDED_BY(mu_) = false;
+  bool flush_asked_ ABSL_GUARDED_BY(mu_) = false;  // FlushLater said true
   std::string epoch_ ABSL_GUARDED_BY(mu_);
 };
 

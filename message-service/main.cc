@@ -151,11 +151,15 @@ int main(int argc, char** argv) {
   options.tls.key_file = absl::GetFlag(FLAGS_tls_key);
   options.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
   options.metrics = &grpc_metrics;
+  options.completion_queue = true;  // the EdgeLinks', driven by the store worker
   auto server = chat::StartGrpcServer(options, {&service, &gateway});
   if (!server.ok()) {
     spdlog::critical("{}", server.status().ToString());
     return 1;
   }
+  grpc::ServerCompletionQueue* link_queue = server->completion_queue.get();
+  worker->Start(std::move(server->completion_queue));
+  gateway.Serve(link_queue);
   if (absl::Status s = chat::ServeMetricsIfAsked(metrics, absl::GetFlag(FLAGS_metrics_listen));
       !s.ok()) {
     spdlog::critical("{}", s.ToString());
@@ -170,8 +174,11 @@ int main(int argc, char** argv) {
 
   const int sig = chat::WaitForTerminationSignal();
   spdlog::info("signal {}: shutting down", sig);
+  // The worker's thread keeps handling the links' events while the server
+  // ends their calls; then it finishes what was queued and shuts the queue
+  // down.
   server->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
-  worker.reset();  // finishes what was queued
+  worker.reset();
   stub.reset();
   chat::ReleaseChannel(std::move(channel), std::chrono::seconds(2));
   return 0;

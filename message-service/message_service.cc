@@ -44,22 +44,68 @@ const absl::Status& QueueFull() {
   return *status;
 }
 
-// One edge's EdgeLink: reads batches of sends, attaches, reached marks and
-// queries; everything going down is queued in its Outbox. One read and one
-// write in flight.
-class EdgeLinkReactor final : public grpc::ServerBidiReactor<EdgeUp, EdgeDown>, public DownWriter {
+// One edge's EdgeLink, on the async API: every event of the stream is
+// handled on the store worker's thread (its completion queue), so an EdgeUp
+// becomes store work where it was read, and what the work produces goes down
+// once the worker's wake-up is done (Outbox::Flush). Reads batches of sends,
+// attaches, reached marks and queries; everything going down is queued in
+// its Outbox. One read and one write in flight. Deletes itself once no
+// operation is pending and the call is finished.
+class EdgeLinkCall final : public DownWriter {
  public:
-  explicit EdgeLinkReactor(MessageServiceImpl* service)
-      : service_(service),
-        outbox_(std::make_shared<Outbox>(this, service->options().max_link_pending_bytes)) {
-    StartRead(&up_);
+  // Asks the server for the next link on `cq`.
+  EdgeLinkCall(EdgeGatewayImpl* gateway, MessageServiceImpl* service,
+               grpc::ServerCompletionQueue* cq)
+      : gateway_(gateway), service_(service), cq_(cq), stream_(&ctx_) {
+    gateway_->RequestEdgeLink(&ctx_, &stream_, cq_, cq_, &accepted_);
   }
 
-  void StartDownWrite(const EdgeDown* message) override { StartWrite(message); }
+  void StartDownWrite(const EdgeDown* message) override {
+    writing_ = true;
+    stream_.Write(*message, &written_);
+  }
+  bool FlushLater() override {
+    service_->worker()->AfterThisBatch([link = outbox_] { link->Flush(); });
+    return true;
+  }
 
-  void OnReadDone(bool ok) override {
+ private:
+  // A tag: which of this call's operations completed.
+  struct Op final : StoreWorker::CqEvent {
+    Op(EdgeLinkCall* c, void (EdgeLinkCall::*f)(bool)) : call(c), fn(f) {}
+    void Done(bool ok) override { (call->*fn)(ok); }
+    EdgeLinkCall* const call;
+    void (EdgeLinkCall::*const fn)(bool);
+  };
+
+  void OnAccepted(bool ok) {
+    if (!ok) {  // the server is shutting down
+      delete this;
+      return;
+    }
+    new EdgeLinkCall(gateway_, service_, cq_);  // the next edge's
+    outbox_ = std::make_shared<Outbox>(this, service_->options().max_link_pending_bytes);
+    if (grpc::Status denied = service_->options().auth.Check(&ctx_); !denied.ok()) {
+      FinishOnce(denied);
+      return;
+    }
+    StartRead();
+  }
+
+  void StartRead() {
+    reading_ = true;
+    stream_.Read(&up_, &read_);
+  }
+
+  void OnRead(bool ok) {
+    reading_ = false;
     if (!ok) {
       FinishOnce(grpc::Status::OK);
+      MaybeDelete();
+      return;
+    }
+    if (finish_asked_) {
+      MaybeDelete();
       return;
     }
     if (edge_id_.empty()) {
@@ -78,89 +124,115 @@ class EdgeLinkReactor final : public grpc::ServerBidiReactor<EdgeUp, EdgeDown>, 
                                            " sends in one EdgeUp")));
       return;
     }
+    HandleUp();
+    StartRead();
+  }
+
+  // This EdgeUp's work, in the order the worker runs it. Reached reports
+  // first: they describe frames written before anything else in this batch
+  // was asked, and an attach answers with the mark. Attaches before the
+  // sends: a send in the same batch to a user attaching here must reach the
+  // new connection. Queries and detaches after the sends, which the worker
+  // commits first.
+  void HandleUp() {
     Dispatcher* dispatcher = service_->dispatcher();
     StoreWorker* worker = service_->worker();
-    // Reached reports first: they describe frames written before anything
-    // else in this batch was asked, and an attach answers with the mark.
-    for (const auto& reached : up_.reached()) {
-      // Never refused: a lost report would leave a hole until a sync.
-      worker->SubmitAlways([dispatcher, reached](store::MessageStore*) {
-        dispatcher->Reached(reached.user(), reached.from_useq(), reached.to_useq());
+    if (up_.reached_size() > 0 || up_.attaches_size() > 0) {
+      worker->Post([dispatcher, link = outbox_, edge = edge_id_,
+                    reached = std::move(*up_.mutable_reached()),
+                    attaches = std::move(*up_.mutable_attaches())](store::MessageStore* store) {
+        for (const auto& r : reached) dispatcher->Reached(r.user(), r.from_useq(), r.to_useq());
+        for (const auto& attach : attaches) dispatcher->Attach(link, edge, attach, store);
       });
     }
-    // Attaches first: a send in the same batch to a user attaching here must
-    // reach the new connection.
-    for (auto& attach : *up_.mutable_attaches()) {
-      const std::string connection_id = attach.connection_id();
-      auto task = [dispatcher, link = outbox_, edge = edge_id_,
-                   attach = std::move(attach)](store::MessageStore* store) {
-        dispatcher->Attach(link, edge, attach, store);
-      };
-      if (!worker->Submit(task)) {
-        chat::v1::Attached refused;
-        refused.set_connection_id(connection_id);
-        refused.set_error(std::string(QueueFull().message()));
-        outbox_->AddAttached(std::move(refused));
+    if (up_.sends_size() > 0) {
+      std::vector<StoreWorker::SendJob> jobs;
+      jobs.reserve(up_.sends_size());
+      for (auto& send : *up_.mutable_sends()) {
+        service_->PrepareEdgeSend(
+            send.request(),
+            [link = outbox_, seq = send.seq()](absl::StatusOr<chat::v1::EdgeSendResult> result) {
+              chat::v1::EdgeSendResult out =
+                  result.ok() ? std::move(*result) : FailedResult(result.status());
+              out.set_seq(seq);
+              link->AddResult(std::move(out));
+            },
+            &jobs);
       }
+      worker->PostSends(std::move(jobs));
     }
-    // One hand-over for the whole batch: the worker sees it at once and
-    // commits it in one transaction.
-    std::vector<StoreWorker::SendJob> jobs;
-    jobs.reserve(up_.sends_size());
-    for (auto& send : *up_.mutable_sends()) {
-      service_->PrepareEdgeSend(
-          send.request(),
-          [link = outbox_, seq = send.seq()](absl::StatusOr<chat::v1::EdgeSendResult> result) {
-            chat::v1::EdgeSendResult out =
-                result.ok() ? std::move(*result) : FailedResult(result.status());
-            out.set_seq(seq);
-            link->AddResult(std::move(out));
-          },
-          &jobs);
-    }
-    worker->SubmitSends(std::move(jobs));
-    for (const auto& query : up_.queries()) service_->SubmitQuery(outbox_, query);
-    for (auto& id : *up_.mutable_detaches()) {
-      worker->Submit([dispatcher, link = outbox_.get(), id = std::move(id)](store::MessageStore*) {
-        dispatcher->Detach(link, id);
+    if (up_.queries_size() > 0 || up_.detaches_size() > 0) {
+      worker->Post([service = service_, dispatcher, link = outbox_,
+                    queries = std::move(*up_.mutable_queries()),
+                    detaches = std::move(*up_.mutable_detaches())](store::MessageStore* store) {
+        for (const auto& query : queries) service->RunQuery(store, link, query);
+        for (const auto& id : detaches) dispatcher->Detach(link.get(), id);
       });
     }
-    StartRead(&up_);
   }
 
-  void OnWriteDone(bool ok) override {
+  void OnWritten(bool ok) {
+    writing_ = false;
     if (!ok) {
       FinishOnce(grpc::Status(grpc::StatusCode::UNAVAILABLE, "write to edge failed"));
-      return;
+    } else if (!finish_asked_) {
+      outbox_->OnWriteDone();
     }
-    outbox_->OnWriteDone();
+    MaybeFinish();
+    MaybeDelete();
   }
 
-  void OnCancel() override { FinishOnce(grpc::Status::CANCELLED); }
+  // Nothing is written after this; the status goes once no write is in flight.
+  void FinishOnce(grpc::Status status) {
+    outbox_->Detach();
+    if (finish_asked_) return;
+    finish_asked_ = true;
+    status_ = std::move(status);
+    MaybeFinish();
+  }
+  void MaybeFinish() {
+    if (!finish_asked_ || finishing_ || finished_ || writing_) return;
+    finishing_ = true;
+    stream_.Finish(status_, &finished_op_);
+  }
+  void OnFinished(bool /*ok*/) {
+    finishing_ = false;
+    finished_ = true;
+    MaybeDelete();
+  }
 
-  void OnDone() override {
+  // The call is over once it is finished and nothing is pending (a read
+  // pending at Finish completes, failed, when the call ends).
+  void MaybeDelete() {
+    if (!finished_ || reading_ || writing_ || finishing_) return;
     outbox_->Detach();
     if (!edge_id_.empty()) spdlog::info("edge {} unlinked", edge_id_);
-    // The routes this link attached die with it. Queued behind everything
-    // already submitted for it; the task keeps the outbox alive until then.
+    // The routes this link attached die with it, behind everything already
+    // handed in for it; the task keeps the outbox alive until then.
     Dispatcher* dispatcher = service_->dispatcher();
-    service_->worker()->SubmitAlways(
+    service_->worker()->Post(
         [dispatcher, link = outbox_](store::MessageStore*) { dispatcher->DetachLink(link.get()); });
     delete this;
   }
 
- private:
-  void FinishOnce(grpc::Status status) {
-    outbox_->Detach();  // nothing starts after Finish
-    if (finished_.exchange(true)) return;
-    Finish(std::move(status));
-  }
-
-  MessageServiceImpl* service_;
+  EdgeGatewayImpl* const gateway_;
+  MessageServiceImpl* const service_;
+  grpc::ServerCompletionQueue* const cq_;
+  grpc::ServerContext ctx_;
+  grpc::ServerAsyncReaderWriter<EdgeDown, EdgeUp> stream_;
+  Op accepted_{this, &EdgeLinkCall::OnAccepted};
+  Op read_{this, &EdgeLinkCall::OnRead};
+  Op written_{this, &EdgeLinkCall::OnWritten};
+  Op finished_op_{this, &EdgeLinkCall::OnFinished};
   std::shared_ptr<Outbox> outbox_;
-  std::string edge_id_;  // only touched by the read chain
+  std::string edge_id_;
   EdgeUp up_;
-  std::atomic<bool> finished_{false};
+  bool reading_ = false;
+  bool writing_ = false;
+  bool finish_asked_ = false;
+  bool finishing_ = false;
+  bool finished_ = false;
+  grpc::Status status_;
 };
 
 template <typename Response>
@@ -323,9 +395,9 @@ void MessageServiceImpl::PreparePublicSend(const chat::v1::SendRequest& request,
   }
 }
 
-void MessageServiceImpl::SubmitQuery(const std::shared_ptr<Outbox>& link,
-                                     const chat::v1::EdgeQuery& query) {
-  auto task = [this, link, query](store::MessageStore* store) {
+void MessageServiceImpl::RunQuery(store::MessageStore* store, const std::shared_ptr<Outbox>& link,
+                                  const chat::v1::EdgeQuery& query) {
+  {
     chat::v1::EdgeQueryResult out;
     out.set_seq(query.seq());
     absl::Status status;
@@ -374,13 +446,6 @@ void MessageServiceImpl::SubmitQuery(const std::shared_ptr<Outbox>& link,
     }
     out.set_code(static_cast<int>(status.code()));
     out.set_error(std::string(status.message()));
-    link->AddQueryResult(std::move(out));
-  };
-  if (!worker_->Submit(task)) {
-    chat::v1::EdgeQueryResult out;
-    out.set_seq(query.seq());
-    out.set_code(static_cast<int>(QueueFull().code()));
-    out.set_error(std::string(QueueFull().message()));
     link->AddQueryResult(std::move(out));
   }
 }
@@ -543,12 +608,8 @@ void MessageServiceImpl::EraseOnWorker(store::MessageStore* store, const std::st
 
 EdgeGatewayImpl::EdgeGatewayImpl(MessageServiceImpl* service) : service_(service) {}
 
-grpc::ServerBidiReactor<EdgeUp, EdgeDown>* EdgeGatewayImpl::EdgeLink(
-    grpc::CallbackServerContext* ctx) {
-  if (grpc::Status denied = service_->options().auth.Check(ctx); !denied.ok()) {
-    return new RefusedBidi<EdgeUp, EdgeDown>(denied);
-  }
-  return new EdgeLinkReactor(service_);
+void EdgeGatewayImpl::Serve(grpc::ServerCompletionQueue* cq) {
+  new EdgeLinkCall(this, service_, cq);  // deletes itself
 }
 
 #define CHAT_UNARY_READ(Method, Kind, Request, Response, Body)                            \

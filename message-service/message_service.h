@@ -22,10 +22,11 @@ struct MessageServiceOptions {
 };
 
 // gRPC adapters. MessageServiceImpl is the public API for other services
-// (sends, stored-message reads, erasure); EdgeGatewayImpl the internal
-// EdgeLink streams from edges, over the same send and query paths.
-// Everything that touches the store or the routing state is handed to the
-// StoreWorker; answers come back from its thread.
+// (sends, stored-message reads, erasure), on gRPC's callback API: everything
+// that touches the store or the routing state is handed to the StoreWorker,
+// and answers come back from its thread. EdgeGatewayImpl serves the internal
+// EdgeLink streams from edges, over the same send and query paths, on the
+// async API: their events are handled on the store worker's own thread.
 //
 // Sends of the public API (Send, Batch) are the server's: stored and
 // delivered with `server` set, which the edges show as "server": true and
@@ -77,8 +78,9 @@ class MessageServiceImpl final : public chat::v1::MessageService::CallbackServic
                          std::function<void(absl::Status)> finished,
                          std::vector<StoreWorker::SendJob>* jobs);
 
-  // The edge's query on a link, answered on it.
-  void SubmitQuery(const std::shared_ptr<Outbox>& link, const chat::v1::EdgeQuery& query);
+  // The edge's query on a link, answered on it. Store worker thread.
+  void RunQuery(store::MessageStore* store, const std::shared_ptr<Outbox>& link,
+                const chat::v1::EdgeQuery& query);
 
   const MessageServiceOptions& options() const { return options_; }
   StoreWorker* worker() const { return worker_; }
@@ -103,12 +105,15 @@ class MessageServiceImpl final : public chat::v1::MessageService::CallbackServic
       SendDone done, std::vector<StoreWorker::SendJob>* jobs);
 };
 
-class EdgeGatewayImpl final : public chat::v1::EdgeGateway::CallbackService {
+// Register it with the server (StartGrpcServer with a completion queue),
+// hand that queue to the store worker (StoreWorker::Start), then Serve.
+class EdgeGatewayImpl final : public chat::v1::EdgeGateway::AsyncService {
  public:
   explicit EdgeGatewayImpl(MessageServiceImpl* service);
 
-  grpc::ServerBidiReactor<chat::v1::EdgeUp, chat::v1::EdgeDown>* EdgeLink(
-      grpc::CallbackServerContext* ctx) override;
+  // Accepts links on `cq`, the queue the store worker's thread drives; one
+  // accept is always pending until the server shuts down. Once.
+  void Serve(grpc::ServerCompletionQueue* cq);
 
  private:
   MessageServiceImpl* service_;

@@ -15,8 +15,17 @@ StoreWorker::StoreWorker(std::unique_ptr<store::MessageStore> store, Options opt
       metrics_(metrics),
       alive_(std::make_shared<Alive>(this)),
       epoch_(store_->Epoch()),
-      next_prune_(absl::Now()),
-      thread_([this] { Run(); }) {}
+      next_prune_(absl::Now()) {}
+
+void StoreWorker::Start(std::unique_ptr<grpc::CompletionQueue> cq) {
+  if (cq == nullptr) cq = std::make_unique<grpc::CompletionQueue>();
+  thread_cq_ = cq.get();
+  {
+    absl::MutexLock lock(&mu_);
+    cq_ = std::move(cq);
+  }
+  thread_ = std::thread([this] { Run(); });
+}
 
 StoreWorker::~StoreWorker() {
   {
@@ -26,8 +35,20 @@ StoreWorker::~StoreWorker() {
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
+    WakeLocked();
   }
-  thread_.join();
+  if (thread_.joinable()) thread_.join();
+  // Never started: what was queued is dropped; its sends fail.
+  std::vector<Item> dropped;
+  {
+    absl::MutexLock lock(&mu_);
+    dropped.swap(queue_);
+  }
+  for (Item& item : dropped) {
+    if (auto* job = std::get_if<SendJob>(&item)) {
+      job->done(absl::UnavailableError("message service shutting down"));
+    }
+  }
   for (auto& [recipient, jobs] : awaiting_lookup_) {
     for (SendJob& job : jobs) job.done(absl::UnavailableError("message service shutting down"));
   }
@@ -41,7 +62,24 @@ void StoreWorker::Ask(const std::string& recipient) {
     // Never refused: the sends it releases were admitted already.
     alive->worker->queue_.emplace_back(Resolved{recipient, std::move(status)});
     alive->worker->NoteDepth();
+    alive->worker->WakeLocked();
   });
+}
+
+void StoreWorker::WakeLocked() {
+  if (alarm_set_ || cq_ == nullptr || cq_closed_) return;
+  alarm_set_ = true;
+  // Due at once: the alarm's event is only there to end the thread's wait.
+  alarm_.Set(cq_.get(), gpr_time_0(GPR_CLOCK_MONOTONIC), &wake_);
+}
+
+void StoreWorker::Wake::Done(bool /*ok*/) {
+  absl::MutexLock lock(&worker->mu_);
+  worker->alarm_set_ = false;
+}
+
+void StoreWorker::PostSends(std::vector<SendJob> jobs) {
+  for (SendJob& job : jobs) local_.emplace_back(std::move(job));
 }
 
 void StoreWorker::SetAfterBatch(std::function<void(store::MessageStore*)> fn) {
@@ -64,6 +102,7 @@ bool StoreWorker::Submit(Task task) {
     if (queue_.size() < options_.max_queue) {
       queue_.emplace_back(std::move(task));
       NoteDepth();
+      WakeLocked();
       return true;
     }
   }
@@ -76,6 +115,7 @@ void StoreWorker::SubmitAlways(Task task) {
   if (stopping_) return;
   queue_.emplace_back(std::move(task));
   NoteDepth();
+  WakeLocked();
 }
 
 bool StoreWorker::SubmitSend(SendJob job) {
@@ -85,6 +125,7 @@ bool StoreWorker::SubmitSend(SendJob job) {
     if (queue_.size() < options_.max_queue) {
       queue_.emplace_back(std::move(job));
       NoteDepth();
+      WakeLocked();
       return true;
     }
   }
@@ -101,7 +142,10 @@ void StoreWorker::SubmitSends(std::vector<SendJob> jobs) {
     while (queued < jobs.size() && !stopping_ && queue_.size() < options_.max_queue) {
       queue_.emplace_back(std::move(jobs[queued++]));
     }
-    if (queued > 0) NoteDepth();
+    if (queued > 0) {
+      NoteDepth();
+      WakeLocked();
+    }
   }
   // Refusals while stopping are shutdown, not overload.
   if (!stopping) NoteRejected(jobs.size() - queued);
@@ -110,73 +154,123 @@ void StoreWorker::SubmitSends(std::vector<SendJob> jobs) {
   }
 }
 
+bool StoreWorker::WaitAndHandle(absl::Time deadline) {
+  void* tag = nullptr;
+  bool ok = false;
+  const absl::Duration wait = deadline - absl::Now();
+  const gpr_timespec until =
+      wait <= absl::ZeroDuration()
+          ? gpr_time_0(GPR_CLOCK_MONOTONIC)
+          : gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                         gpr_time_from_micros(absl::ToInt64Microseconds(wait), GPR_TIMESPAN));
+  grpc::CompletionQueue::NextStatus status = thread_cq_->AsyncNext(&tag, &ok, until);
+  for (int events = 0; status == grpc::CompletionQueue::GOT_EVENT;) {
+    static_cast<CqEvent*>(tag)->Done(ok);
+    if (++events == kMaxEventsPerWake) return true;
+    // Whatever else is ready joins this wake-up (a poll that never blocks).
+    status = thread_cq_->AsyncNext(&tag, &ok, gpr_time_0(GPR_CLOCK_MONOTONIC));
+  }
+  return false;
+}
+
 void StoreWorker::Run() {
   std::vector<Item> items;
+  std::vector<Item> posted;
   std::vector<SendJob> batch;
+  std::vector<std::function<void()>> after_this;
+  bool busy = true;  // work may have been submitted before Start
   for (;;) {
+    // Idle, the worker still wakes up every second: the after-batch step
+    // revisits reached marks held back by holes (another replica's
+    // commits) even when nothing else happens.
+    absl::Time deadline = absl::Now() + absl::Seconds(1);
+    if (options_.retention_ms > 0) deadline = std::min(deadline, next_prune_);
+    if (busy || prune_more_) deadline = absl::InfinitePast();
+    busy = WaitAndHandle(deadline);
     std::function<void(store::MessageStore*)> after;
+    bool stop = false;
     {
       absl::MutexLock lock(&mu_);
-      auto ready = [this] { return !queue_.empty() || stopping_; };
-      // Idle, the worker still wakes up every second: the after-batch step
-      // revisits reached marks held back by holes (another replica's
-      // commits) even when nothing else happens.
-      const absl::Time tick = absl::Now() + absl::Seconds(1);
-      if (options_.retention_ms > 0 && !prune_more_) {
-        mu_.AwaitWithDeadline(absl::Condition(&ready), std::min(next_prune_, tick));
-      } else if (options_.retention_ms > 0) {
-        // Pruning in progress: only look whether work arrived.
-      } else {
-        mu_.AwaitWithDeadline(absl::Condition(&ready), tick);
-      }
-      if (queue_.empty() && stopping_) return;
       items.swap(queue_);
       NoteDepth();
       after = after_batch_;
+      stop = stopping_;
     }
-    for (Item& item : items) {
-      if (auto* job = std::get_if<SendJob>(&item)) {
-        const std::string& to = job->message.send_to;
-        if (auto waiting = awaiting_lookup_.find(to); waiting != awaiting_lookup_.end()) {
-          waiting->second.push_back(std::move(*job));
-          continue;
-        }
-        if (!Known(to)) {
-          absl::StatusOr<bool> has = store_->HasUser(to);
-          if (has.ok() && *has) {
-            NoteKnownUser(to);
-          } else if (has.ok()) {
-            const std::string recipient = to;
-            awaiting_lookup_[recipient].push_back(std::move(*job));
-            Ask(recipient);
-            continue;
-          } else {
-            job->done(has.status());
-            continue;
-          }
-        }
-        batch.push_back(std::move(*job));
-        continue;
-      }
-      if (auto* resolved = std::get_if<Resolved>(&item)) {
-        auto node = awaiting_lookup_.extract(resolved->recipient);
-        if (node.empty()) continue;
-        if (resolved->status.ok()) {
-          NoteKnownUser(resolved->recipient);
-          for (SendJob& job : node.mapped()) batch.push_back(std::move(job));
-        } else {
-          for (SendJob& job : node.mapped()) job.done(resolved->status);
-        }
-        continue;
-      }
-      CommitBatch(&batch);  // what came before this task is committed first
-      std::get<Task>(item)(store_.get());
+    RunItems(&items, &batch);
+    // What the events brought; tasks among it may post more.
+    while (!local_.empty()) {
+      posted.swap(local_);
+      RunItems(&posted, &batch);
     }
     CommitBatch(&batch);
-    items.clear();
     if (after) after(store_.get());
+    after_this.swap(after_this_batch_);
+    for (auto& fn : after_this) fn();
+    after_this.clear();
     MaybePrune();
+    if (!stop) continue;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!queue_.empty()) continue;
+      // Nothing may start on the queue after Shutdown, alarms included.
+      cq_closed_ = true;
+    }
+    thread_cq_->Shutdown();
+    void* tag = nullptr;
+    bool ok = false;
+    while (thread_cq_->Next(&tag, &ok)) static_cast<CqEvent*>(tag)->Done(ok);
+    // The last events' clean-up (a link's routes).
+    while (!local_.empty()) {
+      posted.swap(local_);
+      RunItems(&posted, &batch);
+    }
+    CommitBatch(&batch);
+    after_this.swap(after_this_batch_);
+    for (auto& fn : after_this) fn();
+    return;
   }
+}
+
+void StoreWorker::RunItems(std::vector<Item>* items, std::vector<SendJob>* batch) {
+  for (Item& item : *items) {
+    if (auto* job = std::get_if<SendJob>(&item)) {
+      const std::string& to = job->message.send_to;
+      if (auto waiting = awaiting_lookup_.find(to); waiting != awaiting_lookup_.end()) {
+        waiting->second.push_back(std::move(*job));
+        continue;
+      }
+      if (!Known(to)) {
+        absl::StatusOr<bool> has = store_->HasUser(to);
+        if (has.ok() && *has) {
+          NoteKnownUser(to);
+        } else if (has.ok()) {
+          const std::string recipient = to;
+          awaiting_lookup_[recipient].push_back(std::move(*job));
+          Ask(recipient);
+          continue;
+        } else {
+          job->done(has.status());
+          continue;
+        }
+      }
+      batch->push_back(std::move(*job));
+      continue;
+    }
+    if (auto* resolved = std::get_if<Resolved>(&item)) {
+      auto node = awaiting_lookup_.extract(resolved->recipient);
+      if (node.empty()) continue;
+      if (resolved->status.ok()) {
+        NoteKnownUser(resolved->recipient);
+        for (SendJob& job : node.mapped()) batch->push_back(std::move(job));
+      } else {
+        for (SendJob& job : node.mapped()) job.done(resolved->status);
+      }
+      continue;
+    }
+    CommitBatch(batch);  // what came before this task is committed first
+    std::get<Task>(item)(store_.get());
+  }
+  items->clear();
 }
 
 void StoreWorker::CommitBatch(std::vector<SendJob>* batch) {

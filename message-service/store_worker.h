@@ -13,6 +13,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "grpcpp/alarm.h"
+#include "grpcpp/completion_queue.h"
 #include "message-service/store_metrics.h"
 #include "message-service/user_lookup.h"
 #include "store/message_store.h"
@@ -21,12 +23,30 @@ namespace chat::message {
 
 // The one thread that owns the message store. Everything that reads or
 // writes it, and the in-memory state derived from it (Dispatcher), runs here
-// in the order it was submitted, so an attach and the commits around it
+// in the order it was handed in, so an attach and the commits around it
 // never race. Sends are group-committed: each wake-up commits every send
-// already queued in one transaction; nothing waits to fill a batch.
+// already there in one transaction; nothing waits to fill a batch.
+//
+// The thread waits on a gRPC completion queue: the server's queue of the
+// EdgeLink streams (Start), so their reads and writes complete on this
+// thread and an edge's batch is handled where it is read, with no hand-over.
+// A wake-up handles every event that is ready, then the work they and other
+// threads brought, then the writes that work produced, and only then waits
+// again. Other threads (unary calls, user lookups) queue their work under a
+// lock and wake the thread with a grpc::Alarm due at once, at most one
+// outstanding.
 class StoreWorker {
  public:
   using Task = std::function<void(store::MessageStore*)>;
+  // What a tag on the worker's completion queue points to: Done runs on the
+  // worker's thread with the event's ok.
+  class CqEvent {
+   public:
+    virtual void Done(bool ok) = 0;
+
+   protected:
+    ~CqEvent() = default;
+  };
   struct SendJob {
     store::NewMessage message;
     // On this thread, after the commit (or its failure).
@@ -42,10 +62,20 @@ class StoreWorker {
 
   // `users` answers for recipients the store has never seen (connection-
   // service's durable table); it must outlive the worker, as must `metrics`
-  // (null: not counted).
+  // (null: not counted). Nothing runs before Start.
   StoreWorker(std::unique_ptr<store::MessageStore> store, Options options, UserLookup* users,
               StoreMetrics* metrics = nullptr);
-  ~StoreWorker();  // stops after the queued work; sends still waiting for a lookup fail
+  // Stops after the queued work; sends still waiting for a lookup fail. The
+  // server whose queue the thread drives must be shut down first
+  // (Server::Shutdown): its calls end only while this thread handles their
+  // events. Then the queue is shut down and drained here.
+  ~StoreWorker();
+
+  // Starts the thread, waiting on `cq`: the server's queue
+  // (ServerBuilder::AddCompletionQueue) for the async services whose events
+  // are handled on this thread, or null for a queue of its own. Work
+  // submitted before waits for it. Once.
+  void Start(std::unique_ptr<grpc::CompletionQueue> cq = nullptr);
 
   // False when the queue is full or the worker stopped.
   bool Submit(Task task);
@@ -58,6 +88,17 @@ class StoreWorker {
   void SubmitAlways(Task task);
   // Runs on this thread after each wake-up's work (flushes mark moves).
   void SetAfterBatch(std::function<void(store::MessageStore*)> fn);
+
+  // Worker thread only (completion-queue handlers): appended to this
+  // wake-up's work, behind what was handed in before, with no lock and no
+  // bound (a link's next read is handled only by a later event).
+  void Post(Task task) { local_.emplace_back(std::move(task)); }
+  void PostSends(std::vector<SendJob> jobs);
+  // Worker thread only: runs once this wake-up's work is committed and
+  // answered and marks are flushed (links start their writes there, so one
+  // EdgeDown per link carries all a wake-up produced).
+  void AfterThisBatch(std::function<void()> fn) { after_this_batch_.push_back(std::move(fn)); }
+
   // Remembers that the store knows `user` (skips the lookup). Worker thread only.
   void NoteKnownUser(const std::string& user) { known_[user] = absl::Now() + kKnownFor; }
   // The store erased `user`: the next send to them asks the store (and then
@@ -81,7 +122,22 @@ class StoreWorker {
     absl::Mutex mu;
     StoreWorker* worker ABSL_GUARDED_BY(mu);
   };
+  // The alarm's tag.
+  struct Wake final : CqEvent {
+    explicit Wake(StoreWorker* w) : worker(w) {}
+    void Done(bool ok) override;
+    StoreWorker* const worker;
+  };
   void Run();
+  // Waits for an event until `deadline` and handles it and every event
+  // ready after it (at most kMaxEventsPerWake: true when it stopped there,
+  // more may be ready).
+  bool WaitAndHandle(absl::Time deadline);
+  // Sends, tasks and lookup answers in order; sends before a task are
+  // committed before it runs.
+  void RunItems(std::vector<Item>* items, std::vector<SendJob>* batch);
+  // Wakes the thread if it may be waiting. mu_ held.
+  void WakeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Ask(const std::string& recipient);
   void CommitBatch(std::vector<SendJob>* batch);
   void MaybePrune();
@@ -101,8 +157,21 @@ class StoreWorker {
   absl::Mutex mu_;
   std::vector<Item> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Set by Start; the thread waits on it.
+  std::unique_ptr<grpc::CompletionQueue> cq_ ABSL_GUARDED_BY(mu_);
+  // The queue is shut down: no alarm may be set on it any more.
+  bool cq_closed_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Alarm alarm_ ABSL_GUARDED_BY(mu_);
+  bool alarm_set_ ABSL_GUARDED_BY(mu_) = false;
+  Wake wake_{this};
+  // A wake-up handles at most this many events before its work runs, so a
+  // fast link cannot hold a commit back.
+  static constexpr int kMaxEventsPerWake = 1024;
 
   // Worker thread only.
+  grpc::CompletionQueue* thread_cq_ = nullptr;
+  std::vector<Item> local_;  // Post: this wake-up's work from the queue's events
+  std::vector<std::function<void()>> after_this_batch_;
   // Recipients the store knew, until when: another replica may erase one
   // (DeleteUser) without this one hearing of it, so the store is asked
   // again after kKnownFor, which bounds how long a send through this replica

@@ -28,10 +28,14 @@ namespace chat::testing {
 class InProcessServer {
  public:
   absl::Status Start(grpc::Service* service) { return Start(std::vector<grpc::Service*>{service}); }
-  absl::Status Start(const std::vector<grpc::Service*>& services) {
-    auto started = StartGrpcServer({}, services);
+  // `completion_queue`: one for async services, taken by TakeCompletionQueue.
+  absl::Status Start(const std::vector<grpc::Service*>& services, bool completion_queue = false) {
+    GrpcServerOptions options;
+    options.completion_queue = completion_queue;
+    auto started = StartGrpcServer(options, services);
     if (!started.ok()) return started.status();
     server_ = std::move(started->server);
+    completion_queue_ = std::move(started->completion_queue);
     channel_ = MakeChannel(absl::StrCat("127.0.0.1:", started->port));
     return absl::OkStatus();
   }
@@ -39,9 +43,13 @@ class InProcessServer {
     if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   }
   const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
+  std::unique_ptr<grpc::ServerCompletionQueue> TakeCompletionQueue() {
+    return std::move(completion_queue_);
+  }
 
  private:
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<grpc::ServerCompletionQueue> completion_queue_;
   std::shared_ptr<grpc::Channel> channel_;
 };
 

@@ -490,8 +490,13 @@ class MessageServiceTest : public ::testing::Test {
                                                     &clock_, Options(), &lookup_);
     server_ = std::make_unique<chat::testing::InProcessServer>();
     gateway_service_ = std::make_unique<EdgeGatewayImpl>(service_.get());
-    absl::Status started = server_->Start({service_.get(), gateway_service_.get()});
+    absl::Status started =
+        server_->Start({service_.get(), gateway_service_.get()}, /*completion_queue=*/true);
     ASSERT_TRUE(started.ok()) << started;
+    std::unique_ptr<grpc::ServerCompletionQueue> queue = server_->TakeCompletionQueue();
+    grpc::ServerCompletionQueue* link_queue = queue.get();
+    worker_->Start(std::move(queue));
+    gateway_service_->Serve(link_queue);
     stub_ = v1::MessageService::NewStub(server_->channel());
     gateway_ = v1::EdgeGateway::NewStub(server_->channel());
   }

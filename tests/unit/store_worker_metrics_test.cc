@@ -63,6 +63,7 @@ class StoreWorkerMetricsTest : public ::testing::Test {
     auto flaky = std::make_unique<testing::FlakyMessageStore>(std::move(*real));
     store_ = flaky.get();
     worker_ = std::make_unique<StoreWorker>(std::move(flaky), options, &lookup_, &store_metrics_);
+    worker_->Start();
   }
 
   // A send from alice to bob whose outcome lands in `results`.
