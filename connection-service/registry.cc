@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -145,14 +146,16 @@ absl::Status Registry::Register(const std::string& edge_id, const std::string& i
     // A user exists once committed: the edge says hello only after this
     // answer, so anything that asks afterwards finds them.
     std::vector<std::string> fresh;
+    absl::flat_hash_set<std::string_view> seen;
     {
       absl::ReaderMutexLock lock(&mu_);
       for (const auto& c : connections) {
-        if (!store_->HasUser(c.user)) fresh.push_back(c.user);
+        // Once each: a batch often carries several connections of a user.
+        if (!store_->HasUser(c.user) && seen.insert(c.user).second) fresh.push_back(c.user);
       }
     }
-    for (const auto& user : fresh) {
-      absl::StatusOr<bool> added = durable_users_->AddUser(user, now);
+    if (!fresh.empty()) {
+      absl::StatusOr<int> added = durable_users_->AddUsers(fresh, now);
       if (!added.ok()) {
         return absl::UnavailableError(
             absl::StrCat("user store unavailable: ", added.status().message()));

@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 // Returns a failed absl::Status from the enclosing function.
 #define STORE_RETURN_IF_ERROR(expr)    \
@@ -36,6 +37,14 @@ struct SqlStatement {
   std::string sql;
   std::vector<SqlParam> params;
 };
+
+// Appends INSERTs of the rows in `values` (`width` values per row) to `out`,
+// several rows per statement: on both engines a statement costs more than a
+// row. `head` is "INSERT INTO t (a, b)", `tail` what follows the VALUES list
+// (e.g. "ON CONFLICT ... DO NOTHING", or ""). Rows per statement are powers
+// of two up to 64, so that few distinct statements are prepared and cached.
+void AppendInserts(absl::string_view head, size_t width, const std::vector<SqlParam>& values,
+                   std::vector<SqlStatement>& out, absl::string_view tail = "");
 
 class SqlRows {
  public:

@@ -22,33 +22,6 @@ constexpr char kBumpConversation[] =
 
 using SenderKey = std::pair<std::string, std::string>;  // (sent_by, idempotency key)
 
-// INSERTs of the rows in `values` (`width` values per row), several rows
-// per statement: on both engines a statement costs more than a row. Rows
-// per statement are powers of two up to 64, so that few distinct
-// statements are prepared and cached.
-void AppendInserts(const char* head, size_t width, const std::vector<SqlParam>& values,
-                   std::vector<SqlStatement>& out) {
-  constexpr size_t kMaxRows = 64;
-  size_t row = 0;
-  const size_t rows = values.size() / width;
-  while (row < rows) {
-    size_t n = kMaxRows;
-    while (n > rows - row) n /= 2;
-    SqlStatement s;
-    s.sql = absl::StrCat(head, " VALUES ");
-    for (size_t r = 0; r < n; ++r) {
-      absl::StrAppend(&s.sql, r == 0 ? "(" : ", (");
-      for (size_t c = 0; c < width; ++c) {
-        absl::StrAppend(&s.sql, c == 0 ? "$" : ", $", r * width + c + 1);
-      }
-      absl::StrAppend(&s.sql, ")");
-    }
-    s.params.assign(values.begin() + row * width, values.begin() + (row + n) * width);
-    out.push_back(std::move(s));
-    row += n;
-  }
-}
-
 // NULL for "": optional bytes cost (almost) nothing when absent.
 SqlParam OptionalBlob(const std::string& bytes) {
   return bytes.empty() ? SqlParam(nullptr) : SqlParam(Blob{bytes});

@@ -42,6 +42,27 @@ absl::StatusOr<bool> SqlUserStore::AddUser(const std::string& name, int64_t now_
   return added;
 }
 
+absl::StatusOr<int> SqlUserStore::AddUsers(const std::vector<std::string>& names, int64_t now_ms) {
+  std::vector<SqlParam> rows;
+  rows.reserve(names.size() * 2);
+  for (const std::string& name : names) {
+    STORE_RETURN_IF_ERROR(CheckName(name));
+    rows.insert(rows.end(), {name, now_ms});
+  }
+  std::vector<SqlStatement> inserts;
+  AppendInserts("INSERT INTO accounts (name, created_ms)", 2, rows, inserts,
+                "ON CONFLICT (name) DO NOTHING");
+  int added = 0;
+  STORE_RETURN_IF_ERROR(db_->Transaction(Mode::kWrite, [&]() -> absl::Status {
+    added = 0;  // a retried transaction counts again
+    absl::StatusOr<std::vector<SqlRows>> done = db_->RunAll(inserts);
+    if (!done.ok()) return done.status();
+    for (const SqlRows& r : *done) added += static_cast<int>(r.affected());
+    return absl::OkStatus();
+  }));
+  return added;
+}
+
 absl::StatusOr<std::vector<std::string>> SqlUserStore::AllUsers() {
   std::vector<std::string> names;
   STORE_RETURN_IF_ERROR(db_->Transaction(Mode::kRead, [&]() -> absl::Status {

@@ -18,6 +18,7 @@ class SqlUserStore final : public UserStore {
   static absl::StatusOr<std::unique_ptr<UserStore>> Create(std::unique_ptr<SqlDb> db);
 
   absl::StatusOr<bool> AddUser(const std::string& name, int64_t now_ms) override;
+  absl::StatusOr<int> AddUsers(const std::vector<std::string>& names, int64_t now_ms) override;
   absl::StatusOr<std::vector<std::string>> AllUsers() override;
   absl::StatusOr<std::string> ClaimName(const std::string& name, const std::string& subject,
                                         int64_t now_ms) override;

@@ -19,13 +19,17 @@ class UserStore {
 
   // Adds `name` if missing; returns true when it was new.
   virtual absl::StatusOr<bool> AddUser(const std::string& name, int64_t now_ms) = 0;
+  // Adds every missing name of `names` in one transaction (a connect storm
+  // of new users costs one commit per registration batch, not one per user);
+  // returns how many were new. All or nothing.
+  virtual absl::StatusOr<int> AddUsers(const std::vector<std::string>& names, int64_t now_ms) = 0;
   // Every user, sorted by name (loaded once at start).
   virtual absl::StatusOr<std::vector<std::string>> AllUsers() = 0;
   // Binds `name` to the identity-provider subject `subject` unless another
   // subject holds it. Returns the subject that owns the name afterwards (the
   // caller compares); the user is added as with AddUser.
-  virtual absl::StatusOr<std::string> ClaimName(const std::string& name,
-                                                const std::string& subject, int64_t now_ms) = 0;
+  virtual absl::StatusOr<std::string> ClaimName(const std::string& name, const std::string& subject,
+                                                int64_t now_ms) = 0;
   // Erases the user and their claim; returns false when there was none.
   virtual absl::StatusOr<bool> DeleteUser(const std::string& name) = 0;
 };

@@ -983,6 +983,12 @@ class FakeUserStore : public store::UserStore {
     if (fail) return absl::UnavailableError("disk on fire");
     return users.insert(name).second;
   }
+  absl::StatusOr<int> AddUsers(const std::vector<std::string>& names, int64_t) override {
+    if (fail) return absl::UnavailableError("disk on fire");
+    int added = 0;
+    for (const std::string& name : names) added += users.insert(name).second ? 1 : 0;
+    return added;
+  }
   absl::StatusOr<std::vector<std::string>> AllUsers() override {
     return std::vector<std::string>(users.begin(), users.end());
   }

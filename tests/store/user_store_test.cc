@@ -53,6 +53,29 @@ TYPED_TEST(UserStoreTest, AddsUsersOnceAndListsThemSorted) {
   EXPECT_FALSE(this->store_->AddUser("", kNow).ok());
 }
 
+TYPED_TEST(UserStoreTest, AddUsersAddsTheMissingOnesInOneGo) {
+  ASSIGN_OK(bool added, this->store_->AddUser("bob", kNow));
+  // 150 names: statements of 64, 64, 16, 4 and 2 rows; one is known, one
+  // given twice.
+  std::vector<std::string> names = {"bob", "carol", "carol"};
+  for (int i = 0; i < 147; ++i) names.push_back("user-" + std::to_string(1000 + i));
+  ASSIGN_OK(int count, this->store_->AddUsers(names, kNow));
+  EXPECT_EQ(count, 148);
+  ASSIGN_OK(count, this->store_->AddUsers(names, kNow));
+  EXPECT_EQ(count, 0);
+  ASSIGN_OK(count, this->store_->AddUsers({}, kNow));
+  EXPECT_EQ(count, 0);
+  this->Reopen();
+  ASSIGN_OK(std::vector<std::string> users, this->store_->AllUsers());
+  EXPECT_EQ(users.size(), 149u);
+  EXPECT_EQ(users.front(), "bob");
+  EXPECT_EQ(users.back(), "user-1146");
+  // An empty name fails the whole call: nothing of it is added.
+  EXPECT_FALSE(this->store_->AddUsers({"dave", ""}, kNow).ok());
+  ASSIGN_OK(added, this->store_->AddUser("dave", kNow));
+  EXPECT_TRUE(added);
+}
+
 TYPED_TEST(UserStoreTest, ClaimNameBindsTheFirstSubjectOnly) {
   ASSIGN_OK(std::string owner, this->store_->ClaimName("alice", "sub-1", kNow));
   EXPECT_EQ(owner, "sub-1");
