@@ -6,10 +6,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -46,6 +48,8 @@ void Tell(std::vector<Child>& children, const std::string& line) {
 struct CpuSample {
   std::vector<int64_t> server_us;
   std::vector<int64_t> server_vcsw;
+  // Per server process (not for trees), switches per thread name.
+  std::vector<std::map<std::string, int64_t>> server_vcsw_by_thread;
   int64_t client_us = 0;
   int64_t at_ns = 0;
 };
@@ -56,6 +60,8 @@ CpuSample SampleCpu(const Options& opts, const std::vector<Child>& children) {
   for (const ServerProcess& p : opts.servers) {
     s.server_us.push_back(ServerCpuMicros(p));
     s.server_vcsw.push_back(ServerVoluntarySwitches(p));
+    s.server_vcsw_by_thread.push_back(p.tree ? std::map<std::string, int64_t>{}
+                                             : VoluntarySwitchesByThreadName(p.pid));
   }
   for (const Child& c : children) s.client_us += std::max<int64_t>(0, ProcessCpuMicros(c.pid));
   return s;
@@ -142,6 +148,26 @@ void CpuJson(const Options& opts, const CpuSample& a, const CpuSample& b, double
     std::printf("  cpu %-18s %9.3f s  %6.1f %% of a core  %9" PRId64 " voluntary switches\n",
                 opts.servers[i].label.c_str(), static_cast<double>(d) / 1e6,
                 static_cast<double>(d) / 1e4 / seconds, v);
+    // Which threads were woken, most first (per unit when there is one).
+    std::vector<std::pair<int64_t, std::string>> woken;
+    for (const auto& [name, after] : b.server_vcsw_by_thread[i]) {
+      auto before = a.server_vcsw_by_thread[i].find(name);
+      int64_t n = after - (before == a.server_vcsw_by_thread[i].end() ? 0 : before->second);
+      if (n > 0) woken.emplace_back(n, name);
+    }
+    if (!woken.empty()) {
+      std::sort(woken.rbegin(), woken.rend());
+      std::printf("      switches by thread:");
+      for (const auto& [n, name] : woken) {
+        if (per_unit_divisor > 0) {
+          std::printf(" %s %.2f/%s", name.c_str(), static_cast<double>(n) / per_unit_divisor,
+                      per_unit_name.c_str());
+        } else {
+          std::printf(" %s %" PRId64, name.c_str(), n);
+        }
+      }
+      std::printf("\n");
+    }
   }
   double client = static_cast<double>(b.client_us - a.client_us);
   std::printf("  cpu %-18s %9.3f s  %6.1f %% of a core\n", "(load generator)", client / 1e6,

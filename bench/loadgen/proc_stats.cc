@@ -88,6 +88,25 @@ int64_t ThreadsVoluntarySwitches(pid_t pid) {
 
 }  // namespace
 
+std::map<std::string, int64_t> VoluntarySwitchesByThreadName(pid_t pid) {
+  std::map<std::string, int64_t> out;
+  std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  DIR* tasks = opendir(dir.c_str());
+  if (tasks == nullptr) return out;
+  while (dirent* e = readdir(tasks)) {
+    if (e->d_name[0] == '.') continue;
+    const std::string task = dir + "/" + e->d_name;
+    int64_t v = ReadField(task + "/status", "voluntary_ctxt_switches:");
+    if (v < 0) continue;
+    std::ifstream comm(task + "/comm");
+    std::string name;
+    std::getline(comm, name);
+    out[name.empty() ? "?" : name] += v;
+  }
+  closedir(tasks);
+  return out;
+}
+
 int64_t ProcessCpuMicros(pid_t pid) {
   StatFields f;
   if (!ReadStat(pid, &f)) return -1;

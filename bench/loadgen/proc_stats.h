@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,11 @@ int64_t ServerRssKib(const ServerProcess& p);
 // voluntary_ctxt_switches summed over every thread (/proc/PID/task/*/status)
 // of the process, or of every process of the tree; -1 if the process is gone.
 int64_t ServerVoluntarySwitches(const ServerProcess& p);
+
+// voluntary_ctxt_switches of one process's threads, summed per thread name
+// (/proc/PID/task/*/comm: "edge", "nexting_thread", ...): which threads are
+// woken. Empty if the process is gone; a thread that ended is not counted.
+std::map<std::string, int64_t> VoluntarySwitchesByThreadName(pid_t pid);
 
 // utime + stime of one process, in microseconds; -1 if it is gone.
 int64_t ProcessCpuMicros(pid_t pid);
