@@ -9,6 +9,7 @@
 #include "boost/beast/websocket/rfc6455.hpp"
 #include "common/metrics.h"
 #include "edge/name_decode.h"
+#include "edge/plain_ws_session.h"
 #include "edge/static_files.h"
 #include "edge/ws_session.h"
 #include "spdlog/spdlog.h"
@@ -361,10 +362,19 @@ void HttpSession<Stream>::Admit(std::shared_ptr<Request> req, Identity identity)
         self->Respond(req->version(), false, http::status::forbidden, "text/plain", kBannedBody);
         return;
       }
-      auto session = std::make_shared<WsSession<Stream>>(
-          std::move(self->stream_), self->context_, std::move(identity), std::move(connection_id),
-          answer_authorization);
-      session->Run(std::move(*req));
+      if constexpr (kIsTls<Stream>) {
+        auto session = std::make_shared<WsSession<Stream>>(
+            std::move(self->stream_), self->context_, std::move(identity), std::move(connection_id),
+            answer_authorization);
+        session->Run(std::move(*req));
+      } else {
+        // Plain connections drop tcp_stream (its timers) for the bare socket
+        // and frame with the codec (plain_ws_session.h).
+        auto session = std::make_shared<PlainWsSession>(
+            self->stream_.release_socket(), self->context_, std::move(identity),
+            std::move(connection_id), answer_authorization);
+        session->Run(*req);
+      }
     });
   });
 }

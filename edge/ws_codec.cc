@@ -109,7 +109,7 @@ bool IsValidUtf8(std::string_view text) {
 WsFrameParser::Event WsFrameParser::Fail(uint16_t code, const char* why) {
   stage_ = Stage::kFailed;
   std::string().swap(message_);
-  std::string().swap(control_);
+  control_.reset();
   Event event;
   event.kind = Event::kError;
   event.code = code;
@@ -120,7 +120,7 @@ WsFrameParser::Event WsFrameParser::Fail(uint16_t code, const char* why) {
 void WsFrameParser::ReleaseDelivered() {
   // Nothing is kept between messages: an idle connection holds no buffer.
   if (release_message_) std::string().swap(message_);
-  if (release_control_) std::string().swap(control_);
+  if (release_control_) control_.reset();
   release_message_ = false;
   release_control_ = false;
 }
@@ -187,8 +187,8 @@ bool WsFrameParser::StartFrame(Event* error) {
       utf8_.Reset();
     }
   }
-  if (IsControl(opcode_)) control_.clear();
-  frame_len_ = length;
+  if (IsControl(opcode_)) control_.reset();
+  payload_started_ = false;
   remaining_ = length;
   stage_ = Stage::kPayload;
   return true;
@@ -282,8 +282,7 @@ WsFrameParser::Event WsFrameParser::Next(char* data, size_t size, size_t* used) 
     const bool control = IsControl(opcode_);
     const size_t available = size - pos;
     Event event;
-    if (remaining_ == frame_len_ && remaining_ <= available &&
-        (control || (fin_ && message_.empty()))) {
+    if (!payload_started_ && remaining_ <= available && (control || (fin_ && message_.empty()))) {
       // The whole payload is in this chunk: unmasked where it lies.
       char* payload = data + pos;
       const size_t n = static_cast<size_t>(remaining_);
@@ -301,8 +300,10 @@ WsFrameParser::Event WsFrameParser::Next(char* data, size_t size, size_t* used) 
       Unmask(chunk, n);
       pos += n;
       remaining_ -= n;
+      payload_started_ = true;
       if (control) {
-        control_.append(chunk, n);
+        if (control_ == nullptr) control_ = std::make_unique<std::string>();
+        control_->append(chunk, n);
       } else {
         if (text_ && !utf8_.Feed(reinterpret_cast<const uint8_t*>(chunk), n)) {
           *used = pos;
@@ -314,7 +315,7 @@ WsFrameParser::Event WsFrameParser::Next(char* data, size_t size, size_t* used) 
         *used = pos;
         return Event{};
       }
-      event = FinishFrame(control ? std::string_view(control_) : std::string_view(message_), true);
+      event = FinishFrame(control ? std::string_view(*control_) : std::string_view(message_), true);
     }
     if (event.kind != Event::kNeedMore) {
       *used = pos;

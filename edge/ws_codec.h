@@ -37,6 +37,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -106,7 +107,9 @@ class WsFrameParser {
   Event Next(char* data, size_t size, size_t* used);
 
   // Bytes held for a frame or message not yet complete (0 between messages).
-  size_t buffered_bytes() const { return HeapBytes(message_) + HeapBytes(control_); }
+  size_t buffered_bytes() const {
+    return HeapBytes(message_) + (control_ ? sizeof(std::string) + HeapBytes(*control_) : 0);
+  }
   bool failed() const { return stage_ == Stage::kFailed; }
   // Between frames, with no data message open: nothing partial is held.
   bool idle() const { return !in_message_ && stage_ == Stage::kHeader && header_len_ == 0; }
@@ -141,14 +144,15 @@ class WsFrameParser {
   // The last event's payload lives in message_ / control_: dropped at the next call.
   bool release_message_ = false;
   bool release_control_ = false;
+  bool payload_started_ = false;  // some of the current frame's payload was consumed
   uint8_t mask_[4] = {0, 0, 0, 0};
   uint8_t mask_pos_ = 0;
-  uint64_t frame_len_ = 0;      // payload bytes of the current frame
   uint64_t remaining_ = 0;      // of which still to come
   uint64_t message_bytes_ = 0;  // payload of the open message so far (announced)
   Utf8Validator utf8_;          // of the open text message
   std::string message_;         // a message split across reads or fragments
-  std::string control_;         // a control frame's payload split across reads
+  // A control frame's payload split across reads (rare: not kept inline).
+  std::unique_ptr<std::string> control_;
 };
 
 // The largest server frame header: 2 bytes, then a 64-bit length.

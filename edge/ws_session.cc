@@ -362,7 +362,6 @@ void WsSession<Stream>::Kick(uint16_t close_code, std::string reason) {
             });
 }
 
-template class WsSession<PlainStream>;
 template class WsSession<TlsStream>;
 
 }  // namespace chat::edge

@@ -18,11 +18,12 @@
 
 namespace chat::edge {
 
-// One WebSocket connection: its strand, one read and one write in flight, a
-// bounded outbound queue (bytes) and the close handshake. The protocol itself
-// lives in ConnectionLogic. `Stream` is PlainStream or TlsStream
-// (transport.h): with TLS, Beast's close handshake is followed by the TLS
-// shutdown (close_notify), all within the close grace.
+// One WebSocket connection over TLS, framed by Beast: its strand, one read
+// and one write in flight, a bounded outbound queue (bytes) and the close
+// handshake. The protocol itself lives in ConnectionLogic. Beast's close
+// handshake is followed by the TLS shutdown (close_notify), all within the
+// close grace. Plain connections use PlainWsSession (plain_ws_session.h),
+// which holds far less per idle connection; `Stream` is TlsStream.
 template <class Stream>
 class WsSession final : public std::enable_shared_from_this<WsSession<Stream>>,
                         public ClientSink,
@@ -104,7 +105,6 @@ class WsSession final : public std::enable_shared_from_this<WsSession<Stream>>,
   uint64_t frames_out_ = 0;
 };
 
-extern template class WsSession<PlainStream>;
 extern template class WsSession<TlsStream>;
 
 }  // namespace chat::edge

@@ -1,0 +1,596 @@
+#include "edge/plain_ws_session.h"
+
+#include <algorithm>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "boost/asio/post.hpp"
+#include "boost/asio/write.hpp"
+#include "common/log_format.h"
+#include "spdlog/spdlog.h"
+
+namespace chat::edge {
+
+namespace net = boost::asio;
+namespace http = boost::beast::http;
+using boost::system::error_code;
+
+namespace {
+
+// What one read takes from the socket at most. Shared by every connection
+// of the thread: bytes are parsed before the next connection's turn.
+constexpr size_t kScratchBytes = 64 * 1024;
+
+char* Scratch() {
+  thread_local std::unique_ptr<char[]> scratch(new char[kScratchBytes]);
+  return scratch.get();
+}
+
+// Frames coalesced into one write at most (two buffers each; writev takes 64
+// at a time on Linux through Asio).
+constexpr size_t kMaxBatchFrames = 32;
+
+std::string Quoted(std::string_view text) {
+  std::string out;
+  AppendJsonString(text, out);
+  return out;
+}
+
+std::string Address(const net::ip::tcp::endpoint& endpoint) {
+  const auto address = endpoint.address();
+  return address.is_v6() ? absl::StrCat("[", address.to_string(), "]:", endpoint.port())
+                         : absl::StrCat(address.to_string(), ":", endpoint.port());
+}
+
+size_t HeaderSize(size_t payload) { return payload < 126 ? 2 : payload <= 0xFFFF ? 4 : 10; }
+
+std::string_view View(boost::beast::string_view s) { return std::string_view(s.data(), s.size()); }
+
+// The checks Beast's accept made beyond websocket::is_upgrade (which the
+// HTTP session applied): a key, and version 13. Empty if fine, else the
+// whole HTTP answer.
+std::string RefuseHandshake(const http::request<http::empty_body>& request) {
+  const std::string_view key = View(request[http::field::sec_websocket_key]);
+  const std::string_view version = View(request[http::field::sec_websocket_version]);
+  auto answer = [](std::string_view status, std::string_view extra, std::string_view body) {
+    std::string out = "HTTP/1.1 ";
+    out.append(status).append("\r\nServer: chat-edge\r\n").append(extra);
+    out.append("Content-Type: text/plain\r\nContent-Length: ")
+        .append(std::to_string(body.size()))
+        .append("\r\nConnection: close\r\n\r\n")
+        .append(body);
+    return out;
+  };
+  if (key.empty()) return answer("400 Bad Request", "", "Missing Sec-WebSocket-Key\n");
+  if (key.size() > 24) return answer("400 Bad Request", "", "Bad Sec-WebSocket-Key\n");
+  if (version != "13") {
+    return answer("426 Upgrade Required", "Sec-WebSocket-Version: 13\r\n",
+                  "Unsupported Sec-WebSocket-Version\n");
+  }
+  return "";
+}
+
+}  // namespace
+
+PlainWsSession::PlainWsSession(net::ip::tcp::socket socket, EdgeContext* context, Identity identity,
+                               std::string connection_id, bool answer_authorization)
+    : socket_(std::move(socket)),
+      timer_(socket_.get_executor()),
+      context_(context),
+      logic_(std::move(identity.user), std::move(connection_id), &context->logic, context->messages,
+             context->directory, context->hub, this, context->clock, context->tokens),
+      parser_(context->logic.max_message_bytes),
+      answer_authorization_(answer_authorization) {
+  logic_.set_subject(std::move(identity.subject));
+  if (identity.expires_at_s > 0 && context->tokens != nullptr) {
+    expires_at_ms_ = ExpiryMs(identity.expires_at_s, context->tokens->clock_skew_s());
+  }
+  if (context->max_connection_age.count() > 0) {
+    age_limit_ms_ =
+        context->clock->NowMs() +
+        std::chrono::duration_cast<std::chrono::milliseconds>(context->max_connection_age).count();
+  }
+}
+
+PlainWsSession::~PlainWsSession() { End(); }
+
+void PlainWsSession::Run(const http::request<http::empty_body>& request) {
+  error_code ec;
+  socket_.non_blocking(true, ec);  // reads are read_some after a readiness wait
+  batch_ = std::make_unique<WriteBatch>();
+  std::string refusal = RefuseHandshake(request);
+  const bool accept = refusal.empty();
+  if (accept) {
+    std::string& answer = batch_->bytes;
+    answer =
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Accept: ";
+    answer.append(WebSocketAccept(View(request[http::field::sec_websocket_key])));
+    answer.append("\r\nServer: chat-edge\r\n");
+    if (answer_authorization_) answer.append("Sec-WebSocket-Protocol: authorization\r\n");
+    answer.append("\r\n");
+  } else {
+    spdlog::debug("{}: handshake refused: {}", logic_.connection_id(),
+                  refusal.substr(0, refusal.find('\r')));
+    batch_->bytes = std::move(refusal);
+  }
+  writing_ = true;
+  ArmTimer(context_->handshake_timeout);
+  net::async_write(socket_, net::buffer(batch_->bytes),
+                   [self = shared_from_this(), accept](error_code ec, size_t) {
+                     self->OnHandshakeWritten(accept, ec);
+                   });
+}
+
+void PlainWsSession::OnHandshakeWritten(bool accepted, error_code ec) {
+  writing_ = false;
+  batch_.reset();
+  if (ec || !accepted) {
+    if (ec) spdlog::debug("{}: accept: {}", logic_.connection_id(), ec.message());
+    End();
+    return;
+  }
+  OnAccept();
+}
+
+void PlainWsSession::OnAccept() {
+  accepted_ = true;
+  opened_at_ = std::chrono::steady_clock::now();
+  error_code no_peer;  // an unknown address logs as 0.0.0.0:0
+  remote_ = socket_.remote_endpoint(no_peer);
+  spdlog::info("ws open {} user={} remote={}", logic_.connection_id(), Quoted(logic_.user()),
+               Address(remote_));
+  context_->metrics->ConnectionOpened();
+  context_->hub->Add(logic_.connection_id(), weak_from_this());
+  if (closing_) {
+    // Closed while the handshake was written (a kick, a drain): say so now.
+    ArmTimer(context_->close_grace);
+    DoWrite();
+    DoRead();
+    return;
+  }
+  timer_.cancel();
+  if (context_->logic.idle_timeout_s > 0) {
+    ArmTimer(std::chrono::milliseconds(context_->logic.idle_timeout_s * 500));
+  }
+  SetExpiry(expires_at_ms_);
+  logic_.Start();  // attaches, then the hello
+  if (context_->shutting_down) {
+    Close(kCloseGoingAway, "server shutting down");
+    return;
+  }
+  DoRead();
+}
+
+void PlainWsSession::DoRead() {
+  if (reading_ || ended_ || !accepted_) return;
+  if (read_paused_ && !closing_) return;
+  reading_ = true;
+  socket_.async_wait(net::ip::tcp::socket::wait_read,
+                     [self = shared_from_this()](error_code ec) { self->OnReadable(ec); });
+}
+
+void PlainWsSession::OnReadable(error_code ec) {
+  reading_ = false;
+  if (ended_) return;
+  if (ec) {
+    if (ec != net::error::operation_aborted) {
+      spdlog::debug("{}: wait: {}", logic_.connection_id(), ec.message());
+    }
+    End();
+    return;
+  }
+  char* scratch = Scratch();
+  const size_t n = socket_.read_some(net::buffer(scratch, kScratchBytes), ec);
+  if (ec == net::error::would_block || ec == net::error::try_again) {
+    DoRead();
+    return;
+  }
+  if (ec) {
+    // The peer hung up (after its close frame, or without one: 1006).
+    if (ec != net::error::eof && ec != net::error::connection_reset) {
+      spdlog::debug("{}: read: {}", logic_.connection_id(), ec.message());
+    }
+    End();
+    return;
+  }
+  activity_ = true;
+  if (paused_ != nullptr) {
+    // Bytes read before a pause come first (reads go on while closing).
+    std::unique_ptr<std::string> bytes = std::move(paused_);
+    bytes->append(scratch, n);
+    Consume(bytes->data(), bytes->size());
+  } else {
+    Consume(scratch, n);
+  }
+  DoRead();
+}
+
+void PlainWsSession::Consume(char* data, size_t size) {
+  size_t offset = 0;
+  while (offset < size && !ended_) {
+    if (read_paused_ && !closing_) {
+      // The logic asked for no more frames for now: what is left waits.
+      paused_ = std::make_unique<std::string>(data + offset, size - offset);
+      return;
+    }
+    size_t used = 0;
+    const WsFrameParser::Event event = parser_.Next(data + offset, size - offset, &used);
+    offset += used;
+    switch (event.kind) {
+      case WsFrameParser::Event::kNeedMore:
+        break;
+      case WsFrameParser::Event::kText:
+      case WsFrameParser::Event::kBinary:
+        if (closing_) break;  // after a close: dropped, as Beast does
+        ++frames_in_;
+        context_->metrics->FrameReceived();
+        if (event.kind == WsFrameParser::Event::kText) {
+          logic_.OnText(event.payload);
+        } else {
+          logic_.OnBinary();
+        }
+        break;
+      case WsFrameParser::Event::kPing:
+        if (closing_) break;
+        // Only the latest ping needs its pong (RFC 6455 §5.5.3): a client
+        // pinging without reading holds one payload here, not a queue.
+        if (pong_ == nullptr) pong_ = std::make_unique<std::string>();
+        pong_->assign(event.payload);
+        if (!writing_) DoWrite();
+        break;
+      case WsFrameParser::Event::kPong:
+        break;
+      case WsFrameParser::Event::kClose:
+        OnPeerClose(event.code);
+        break;
+      case WsFrameParser::Event::kError:
+        Fail(event.code, event.error);
+        break;
+    }
+  }
+}
+
+void PlainWsSession::OnPeerClose(uint16_t code) {
+  if (peer_close_code_ != 0) return;
+  peer_close_code_ = code;
+  if (close_sent_) {
+    if (!writing_) End();  // our close frame is out: the handshake is complete
+    return;                // else OnWrite ends it
+  }
+  if (!closing_) {
+    // The peer's close: answered with its code (nothing if it sent none).
+    closing_ = true;
+    close_code_ = code;
+    close_reason_.clear();
+    ArmTimer(context_->close_grace);
+  }
+  // Nothing queued will be read by a peer that is leaving.
+  DropQueue();
+  pong_.reset();
+  if (!writing_) DoWrite();
+}
+
+void PlainWsSession::Fail(uint16_t code, const char* why) {
+  spdlog::debug("{}: closing with {} ({})", logic_.connection_id(), code, why);
+  drain_after_close_ = true;
+  if (close_sent_) {
+    if (!writing_) End();
+    return;
+  }
+  if (!closing_) {
+    closing_ = true;
+    close_code_ = code;
+    close_reason_ = why;
+    ArmTimer(context_->close_grace);
+  }
+  DropQueue();
+  pong_.reset();
+  if (!writing_) DoWrite();
+}
+
+void PlainWsSession::SetReadPaused(bool paused) {
+  read_paused_ = paused;
+  if (paused) {
+    if (!ended_) keep_alive_while_paused_ = shared_from_this();
+    return;
+  }
+  // Reset last: it may hold the only reference, and what follows takes its own.
+  auto keep = std::move(keep_alive_while_paused_);
+  if (paused_ != nullptr) {
+    // Frames read before the pause: parsed on the strand's next turn, never
+    // inside the logic call that resumed reading.
+    net::post(socket_.get_executor(), [self = shared_from_this()] {
+      if (self->ended_ || self->read_paused_ || self->paused_ == nullptr) return;
+      std::unique_ptr<std::string> bytes = std::move(self->paused_);
+      self->Consume(bytes->data(), bytes->size());
+      self->DoRead();
+    });
+    return;
+  }
+  DoRead();
+}
+
+void PlainWsSession::SetExpiry(int64_t expires_at_ms) {
+  // --on_token_expiry=keep: like API Gateway, the token only had to be good
+  // at the handshake; the age limit still ends the connection.
+  if (context_->keep_on_token_expiry) expires_at_ms = 0;
+  expires_at_ms_ = expires_at_ms;
+  if (expiry_timer_ != nullptr) expiry_timer_->cancel();
+  const int64_t deadline_ms = expires_at_ms == 0   ? age_limit_ms_
+                              : age_limit_ms_ == 0 ? expires_at_ms
+                                                   : std::min(expires_at_ms, age_limit_ms_);
+  if (deadline_ms == 0 || ended_) return;
+  if (expiry_timer_ == nullptr) {
+    expiry_timer_ = std::make_unique<net::steady_timer>(socket_.get_executor());
+  }
+  // Waits at most a day at a time (a far exp must not overflow the clock).
+  constexpr int64_t kMaxWaitMs = 24 * 3600 * 1000;
+  const int64_t left_ms = deadline_ms - context_->clock->NowMs();
+  expiry_timer_->expires_after(
+      std::chrono::milliseconds(std::clamp<int64_t>(left_ms, 0, kMaxWaitMs)));
+  expiry_timer_->async_wait([self = shared_from_this(), expires_at_ms, deadline_ms](error_code ec) {
+    if (ec || self->expires_at_ms_ != expires_at_ms) return;  // refreshed meanwhile
+    const int64_t now = self->context_->clock->NowMs();
+    if (now < deadline_ms) {
+      self->SetExpiry(expires_at_ms);  // not yet: wait again
+      return;
+    }
+    if (expires_at_ms != 0 && now >= expires_at_ms) {
+      self->Close(kClosePolicy, "token expired");
+    } else {
+      // Going away, not a policy violation: the client did nothing wrong
+      // and should reconnect (as after API Gateway's 2-hour limit).
+      self->Close(kCloseGoingAway, "connection age limit reached");
+    }
+  });
+}
+
+void PlainWsSession::SendText(std::shared_ptr<const std::string> frame) {
+  Enqueue({std::move(frame), 0, 0});
+}
+
+void PlainWsSession::SendStored(std::shared_ptr<const std::string> frame, int64_t from, int64_t to,
+                                int64_t edge_received_us) {
+  Enqueue({std::move(frame), from, to, edge_received_us});
+}
+
+void PlainWsSession::Enqueue(Outgoing out) {
+  if (closing_ || ended_) return;
+  if (queued_bytes_ + out.frame->size() > context_->max_outbound_bytes && queued_bytes_ > 0) {
+    // The client is not reading fast enough; dropping it protects everyone else.
+    Close(kCloseSlowConsumer, "slow consumer: outbound queue full");
+    return;
+  }
+  queued_bytes_ += out.frame->size();
+  queue_.push_back(std::move(out));
+  if (!writing_ && accepted_) DoWrite();
+}
+
+void PlainWsSession::DropQueue() {
+  while (!queue_.empty()) {
+    queued_bytes_ -= queue_.back().frame->size();
+    queue_.pop_back();
+  }
+}
+
+void PlainWsSession::DoWrite() {
+  if (writing_ || ended_ || !accepted_ || close_sent_) return;
+  if (batch_ == nullptr) batch_ = std::make_unique<WriteBatch>();
+  WriteBatch& batch = *batch_;
+  batch.bytes.clear();
+  batch.frames.clear();
+  batch.buffers.clear();
+  batch.close = false;
+  if (pong_ != nullptr) {
+    AppendControlFrame(WsOpcode::kPong, *pong_, batch.bytes);
+    pong_.reset();
+  }
+  if (ping_pending_) {
+    AppendControlFrame(WsOpcode::kPing, "", batch.bytes);
+    ping_pending_ = false;
+  }
+  const size_t control_end = batch.bytes.size();
+  while (!queue_.empty() && batch.frames.size() < kMaxBatchFrames) {
+    Outgoing& out = queue_.front();
+    uint8_t header[kWsMaxServerHeader];
+    const size_t n = EncodeServerHeader(WsOpcode::kText, out.frame->size(), header);
+    batch.bytes.append(reinterpret_cast<const char*>(header), n);
+    batch.frames.push_back(std::move(out));
+    queue_.pop_front();
+  }
+  // A queued goodbye (e.g. the last error) goes out before the close frame.
+  const size_t close_at = batch.bytes.size();
+  if (closing_ && queue_.empty()) {
+    if (close_code_ == kWsCloseNoStatus) {
+      AppendControlFrame(WsOpcode::kClose, "", batch.bytes);  // echoes a close without a code
+    } else {
+      AppendCloseFrame(close_code_, close_reason_, batch.bytes);
+    }
+    batch.close = true;
+    close_sent_ = true;
+  }
+  if (batch.bytes.empty() && batch.frames.empty()) return;
+  // Only now are the bytes final: the buffers may point into them.
+  const char* bytes = batch.bytes.data();
+  if (control_end > 0) batch.buffers.emplace_back(bytes, control_end);
+  size_t at = control_end;
+  for (const Outgoing& out : batch.frames) {
+    const size_t n = HeaderSize(out.frame->size());
+    batch.buffers.emplace_back(bytes + at, n);
+    at += n;
+    if (!out.frame->empty()) batch.buffers.emplace_back(out.frame->data(), out.frame->size());
+  }
+  if (batch.close) batch.buffers.emplace_back(bytes + close_at, batch.bytes.size() - close_at);
+  writing_ = true;
+  net::async_write(
+      socket_, batch.buffers,
+      [self = shared_from_this()](error_code ec, size_t bytes) { self->OnWrite(ec, bytes); });
+}
+
+void PlainWsSession::OnWrite(error_code ec, size_t) {
+  writing_ = false;
+  WriteBatch& batch = *batch_;
+  for (const Outgoing& out : batch.frames) queued_bytes_ -= out.frame->size();
+  if (ec) {
+    spdlog::debug("{}: write: {}", logic_.connection_id(), ec.message());
+    End();
+    return;
+  }
+  const bool close = batch.close;
+  std::vector<Outgoing> frames = std::move(batch.frames);
+  for (const Outgoing& out : frames) {
+    ++frames_out_;
+    context_->metrics->FrameSent();
+    if (out.edge_received_us > 0) context_->metrics->DeliveryWritten(out.edge_received_us);
+    // Written to the socket: only now has the message reached the user.
+    if (out.to > 0) logic_.OnWritten(out.from, out.to);
+    if (ended_) return;
+  }
+  frames.clear();
+  if (close) {
+    batch_.reset();
+    if (drain_after_close_) {
+      // After a protocol error: FIN, then whatever the peer still sends is
+      // read and dropped until it hangs up (closing with unread bytes would
+      // reset the connection, and the close frame could be lost with it).
+      socket_.shutdown(net::ip::tcp::socket::shutdown_send, ec);
+      DoRead();
+    } else if (peer_close_code_ != 0) {
+      End();  // both close frames are out: done
+    } else {
+      DoRead();  // waits for the peer's close frame, within the grace
+    }
+    return;
+  }
+  if (writing_) return;  // OnWritten queued and started another write
+  if (!queue_.empty() || pong_ != nullptr || ping_pending_ || (closing_ && !close_sent_)) {
+    batch_->frames = std::move(frames);  // keeps the vector's room for the next write
+    DoWrite();
+    return;
+  }
+  batch_.reset();  // idle: nothing held for writing
+  if (!closing_) logic_.OnQueueEmpty();
+}
+
+void PlainWsSession::Close(uint16_t code, std::string reason) {
+  if (closing_ || ended_) return;
+  spdlog::debug("{}: closing with {} ({})", logic_.connection_id(), code, reason);
+  closing_ = true;
+  close_code_ = code;
+  close_reason_ = std::move(reason);
+  if (code == kCloseSlowConsumer) {
+    context_->metrics->SlowConsumerClose();
+    // Nothing queued will reach a client that does not read.
+    DropQueue();
+  }
+  ArmTimer(context_->close_grace);
+  if (!accepted_) return;  // OnAccept will see closing_
+  // Reads go on: the peer's close frame ends the handshake.
+  DoRead();
+  if (!writing_) DoWrite();
+}
+
+void PlainWsSession::ArmTimer(std::chrono::steady_clock::duration after) {
+  timer_.expires_after(after);
+  timer_.async_wait([self = shared_from_this()](error_code ec) { self->OnTimer(ec); });
+}
+
+void PlainWsSession::OnTimer(error_code ec) {
+  if (ec || ended_) return;  // re-armed or cancelled meanwhile
+  if (!accepted_ || closing_) {
+    // The handshake or the close grace ran out: cut.
+    error_code ignored;
+    socket_.close(ignored);  // the pending wait or write fails and ends the session
+    return;
+  }
+  // The idle check, every half idle timeout (Beast's keep-alive pings): a
+  // silent half gets a ping, a second silent half ends the connection.
+  if (activity_ || read_paused_) {
+    activity_ = false;
+    idle_pinged_ = false;
+  } else if (!idle_pinged_) {
+    idle_pinged_ = true;
+    ping_pending_ = true;
+    if (!writing_) DoWrite();
+  } else {
+    spdlog::debug("{}: idle timeout", logic_.connection_id());
+    End();
+    return;
+  }
+  ArmTimer(std::chrono::milliseconds(context_->logic.idle_timeout_s * 500));
+}
+
+void PlainWsSession::End() {
+  if (ended_) return;
+  if (accepted_) {
+    // The code this edge sent, else the peer's, else 1006: no close frame.
+    const uint16_t code = closing_ ? close_code_ : peer_close_code_ != 0 ? peer_close_code_ : 1006;
+    context_->metrics->ConnectionClosed(code);
+    const auto lived = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - opened_at_);
+    spdlog::info("ws close {} user={} remote={} code={} duration_ms={} frames_in={} frames_out={}",
+                 logic_.connection_id(), Quoted(logic_.user()), Address(remote_), code,
+                 lived.count(), frames_in_, frames_out_);
+  }
+  ended_ = true;
+  closing_ = true;
+  spdlog::debug("{}: closed", logic_.connection_id());
+  timer_.cancel();
+  if (expiry_timer_ != nullptr) expiry_timer_->cancel();
+  auto keep = std::move(keep_alive_while_paused_);  // released when End returns
+  paused_.reset();
+  pong_.reset();
+  error_code ignored;
+  socket_.close(ignored);
+  if (context_->stopped) return;
+  logic_.OnClosed();
+  context_->hub->Remove(logic_.connection_id());
+  context_->directory->Unregister(logic_.connection_id());
+  context_->live_connections.fetch_sub(1);
+  context_->per_user->Release(logic_.user());
+}
+
+void PlainWsSession::Post(std::function<void()> fn) {
+  net::post(socket_.get_executor(), [self = shared_from_this(), fn = std::move(fn)] { fn(); });
+}
+
+void PlainWsSession::Deliver(std::shared_ptr<const std::string> frame) {
+  net::post(socket_.get_executor(),
+            [self = shared_from_this(), frame = std::move(frame)]() mutable {
+              self->SendText(std::move(frame));
+            });
+}
+
+void PlainWsSession::DeliverStored(std::shared_ptr<const std::string> frame, int64_t useq,
+                                   bool own_copy, int64_t edge_received_us) {
+  net::post(socket_.get_executor(), [self = shared_from_this(), frame = std::move(frame), useq,
+                                     own_copy, edge_received_us]() mutable {
+    if (!self->ended_) {
+      self->logic_.OnStored(std::move(frame), useq, own_copy, edge_received_us);
+    }
+  });
+}
+
+void PlainWsSession::DeliverReceipt(std::shared_ptr<const std::string> frame) {
+  net::post(socket_.get_executor(),
+            [self = shared_from_this(), frame = std::move(frame)]() mutable {
+              if (!self->ended_) self->logic_.OnReceipt(std::move(frame));
+            });
+}
+
+void PlainWsSession::Reattach() {
+  net::post(socket_.get_executor(), [self = shared_from_this()] {
+    if (!self->ended_) self->logic_.Reattach();
+  });
+}
+
+void PlainWsSession::Kick(uint16_t close_code, std::string reason) {
+  net::post(socket_.get_executor(),
+            [self = shared_from_this(), close_code, reason = std::move(reason)]() mutable {
+              self->Close(close_code, std::move(reason));
+            });
+}
+
+}  // namespace chat::edge

@@ -1,0 +1,142 @@
+#ifndef CHAT_EDGE_PLAIN_WS_SESSION_H_
+#define CHAT_EDGE_PLAIN_WS_SESSION_H_
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "boost/asio/buffer.hpp"
+#include "boost/asio/ip/tcp.hpp"
+#include "boost/asio/steady_timer.hpp"
+#include "boost/beast/http/empty_body.hpp"
+#include "boost/beast/http/message.hpp"
+#include "edge/connection_logic.h"
+#include "edge/edge_context.h"
+#include "edge/fifo.h"
+#include "edge/ws_codec.h"
+
+namespace chat::edge {
+
+// One WebSocket connection on a plain TCP socket, framed by ws_codec.h
+// instead of Beast's websocket::stream (TLS connections keep WsSession). The
+// same contract as WsSession: its strand (the socket's executor), a bounded
+// outbound queue (bytes), the close handshake within the close grace, the
+// idle timeout with keep-alive pings, token expiry and the age limit.
+//
+// What it holds while idle is the point: no read buffer and no pending read
+// operation. It waits for the socket to become readable (async_wait), then
+// reads what is there into a scratch buffer of the thread and feeds the
+// parser, which copies only a frame or message split across reads. Writes
+// are gather writes (header, shared payload) of every queued frame at once.
+class PlainWsSession final : public std::enable_shared_from_this<PlainWsSession>,
+                             public ClientSink,
+                             public LocalConnection {
+ public:
+  PlainWsSession(boost::asio::ip::tcp::socket socket, EdgeContext* context, Identity identity,
+                 std::string connection_id, bool answer_authorization);
+  ~PlainWsSession() override;
+
+  // Answers `request` (101, or 400/426 if it is not a valid WebSocket
+  // handshake), then sends hello and reads.
+  void Run(const boost::beast::http::request<boost::beast::http::empty_body>& request);
+
+  // ClientSink (on the strand).
+  void SendText(std::shared_ptr<const std::string> frame) override;
+  void SendStored(std::shared_ptr<const std::string> frame, int64_t from, int64_t to,
+                  int64_t edge_received_us) override;
+  size_t QueuedBytes() const override { return queued_bytes_; }
+  void Close(uint16_t code, std::string reason) override;
+  void Post(std::function<void()> fn) override;
+  std::weak_ptr<ClientSink> WeakSelf() override { return shared_from_this(); }
+  void SetReadPaused(bool paused) override;
+  void SetExpiry(int64_t expires_at_ms) override;
+
+  // LocalConnection (any thread).
+  void Deliver(std::shared_ptr<const std::string> frame) override;
+  void DeliverStored(std::shared_ptr<const std::string> frame, int64_t useq, bool own_copy,
+                     int64_t edge_received_us) override;
+  void DeliverReceipt(std::shared_ptr<const std::string> frame) override;
+  void Reattach() override;
+  void Kick(uint16_t close_code, std::string reason) override;
+
+ private:
+  struct Outgoing {
+    std::shared_ptr<const std::string> frame;
+    int64_t from = 0;  // useqs of the user's stream it carries (0: none)
+    int64_t to = 0;
+    int64_t edge_received_us = 0;  // a live delivery: its latency is observed once written
+  };
+  // The write in flight: control frames and data frame headers in `bytes`,
+  // the frames whose payloads it shares, and the gather list over both.
+  struct WriteBatch {
+    std::string bytes;
+    std::vector<Outgoing> frames;
+    std::vector<boost::asio::const_buffer> buffers;
+    bool close = false;  // ends with the close frame
+  };
+
+  void OnHandshakeWritten(bool accepted, boost::system::error_code ec);
+  void OnAccept();
+  void DoRead();
+  void OnReadable(boost::system::error_code ec);
+  // Parses data[0..size) (writable scratch) and acts on each event.
+  void Consume(char* data, size_t size);
+  void OnPeerClose(uint16_t code);
+  // The peer broke the protocol: close with `code` (1002, 1007, 1009), then
+  // half-close and drop what it still sends until it hangs up.
+  void Fail(uint16_t code, const char* why);
+  void Enqueue(Outgoing out);
+  // Drops queued data frames (not the write in flight).
+  void DropQueue();
+  void DoWrite();
+  void OnWrite(boost::system::error_code ec, size_t bytes);
+  void ArmTimer(std::chrono::steady_clock::duration after);
+  void OnTimer(boost::system::error_code ec);
+  void End();
+
+  boost::asio::ip::tcp::socket socket_;
+  // Handshake deadline, then the idle check (every half idle timeout), then
+  // the close grace: one timer, what it means follows the connection's state.
+  boost::asio::steady_timer timer_;
+  // Token expiry and age limit; only made when there is one.
+  std::unique_ptr<boost::asio::steady_timer> expiry_timer_;
+  EdgeContext* context_;
+  ConnectionLogic logic_;
+  WsFrameParser parser_;
+  Fifo<Outgoing> queue_;
+  size_t queued_bytes_ = 0;
+  std::unique_ptr<WriteBatch> batch_;    // set while a write is in flight
+  std::unique_ptr<std::string> pong_;    // the last ping's payload, not yet answered
+  std::unique_ptr<std::string> paused_;  // bytes read before reads were paused, not yet parsed
+  // While reads are paused no operation holds the session; this does, until
+  // reads resume or the connection ends.
+  std::shared_ptr<PlainWsSession> keep_alive_while_paused_;
+  int64_t expires_at_ms_ = 0;  // the token's, with skew; 0: none (or kept past it)
+  int64_t age_limit_ms_ = 0;   // --max_connection_age_s from the upgrade; 0: none
+  std::string close_reason_;
+  // For the info lines at open and close (who, from where, how long, how much).
+  boost::asio::ip::tcp::endpoint remote_;
+  std::chrono::steady_clock::time_point opened_at_;
+  uint32_t frames_in_ = 0;
+  uint32_t frames_out_ = 0;
+  uint16_t close_code_ = kCloseNormal;
+  uint16_t peer_close_code_ = 0;  // 0: no close frame came
+  const bool answer_authorization_;
+  bool accepted_ = false;
+  bool writing_ = false;
+  bool reading_ = false;
+  bool read_paused_ = false;
+  bool closing_ = false;     // Close() called (or a close frame or error came): no more frames
+  bool close_sent_ = false;  // the close frame is written or in the write in flight
+  bool drain_after_close_ = false;  // a protocol error: half-close after the close frame
+  bool ended_ = false;
+  bool activity_ = false;     // bytes came since the last idle check
+  bool idle_pinged_ = false;  // a keep-alive ping went out after a silent half timeout
+  bool ping_pending_ = false;
+};
+
+}  // namespace chat::edge
+
+#endif  // CHAT_EDGE_PLAIN_WS_SESSION_H_
