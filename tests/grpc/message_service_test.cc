@@ -1166,6 +1166,25 @@ TEST_F(MessageServiceTest, ALinkThatEndsDetachesItsConnections) {
   EXPECT_THAT(Ids(e4.Get().deliveries[0].connection_ids()), ElementsAre("d2"));
 }
 
+// The links' calls end while the store worker keeps handling their events;
+// then the worker shuts its completion queue down and drains it. Nothing
+// hangs, whatever is in flight.
+TEST_F(MessageServiceTest, AServerShutdownEndsOpenLinksAndTheWorkerStops) {
+  Link e1(gateway_.get());
+  ASSERT_TRUE(e1.Hello("e1"));
+  e1.Attach("a1", "alice");
+  Link e2(gateway_.get());
+  ASSERT_TRUE(e2.Hello("e2"));
+  e2.Attach("b1", "bob");
+  for (uint64_t seq = 1; seq <= 200; ++seq) e1.Send({{seq, Req("alice", "bob", "m", "a1")}});
+  const absl::Time start = absl::Now();
+  server_.reset();
+  EXPECT_TRUE(e1.WaitDone().has_value());
+  EXPECT_TRUE(e2.WaitDone().has_value());
+  worker_.reset();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+}
+
 TEST_F(MessageServiceTest, AnUnknownRecipientIsAskedOfConnectionService) {
   Link e1(gateway_.get());
   ASSERT_TRUE(e1.Hello("e1"));

@@ -84,6 +84,41 @@ TEST(OutboxTest, ItemsQueuedDuringAWriteGoOutTogether) {
   EXPECT_EQ(writer.written.size(), 2u);
 }
 
+// The store worker's links: what one wake-up produces goes in one EdgeDown,
+// written when the worker flushes, and the writer is asked once per flush.
+class BatchingWriter : public RecordingWriter {
+ public:
+  bool FlushLater() override {
+    ++asked;
+    return true;
+  }
+  int asked = 0;
+};
+
+TEST(OutboxTest, AWriterThatFlushesLaterGetsAWakeUpsItemsInOneWrite) {
+  BatchingWriter writer;
+  Outbox outbox(&writer, 1 << 20);
+  outbox.Greet("e1");
+  ASSERT_TRUE(outbox.AddDelivery(MakeDelivery("m1")));
+  outbox.AddResult(MakeResult(7));
+  EXPECT_TRUE(writer.written.empty()) << "nothing is written before the flush";
+  EXPECT_EQ(writer.asked, 1) << "asked once, however many items";
+  outbox.Flush();
+  EXPECT_THAT(Written(writer), ElementsAre("d:m1, r:7,"));
+  EXPECT_EQ(writer.written[0].epoch(), "e1");
+
+  ASSERT_TRUE(outbox.AddDelivery(MakeDelivery("m2")));  // while the write is in flight
+  EXPECT_EQ(writer.asked, 1) << "a write in flight: the write-done asks";
+  outbox.OnWriteDone();
+  EXPECT_EQ(writer.asked, 2);
+  outbox.Flush();
+  EXPECT_THAT(Written(writer), ElementsAre("d:m1, r:7,", "d:m2, r:"));
+  outbox.OnWriteDone();
+  EXPECT_EQ(writer.asked, 2) << "nothing waiting: no flush asked";
+  outbox.Flush();
+  EXPECT_EQ(writer.written.size(), 2u);
+}
+
 TEST(OutboxTest, AGreetingQueuedBehindAWriteIsNotLost) {
   RecordingWriter writer;
   Outbox outbox(&writer, 1 << 20);
