@@ -60,6 +60,7 @@ class StreamSet {
       const Msg* next = nullptr;
       {
         absl::MutexLock lock(&mu_);
+        if (ending_) return;
         queue_.push_back(msg);
         if (writing_) return;
         writing_ = true;
@@ -72,16 +73,33 @@ class StreamSet {
       {
         absl::MutexLock lock(&mu_);
         queue_.pop_front();
-        if (!ok || queue_.empty()) {
+        if (!ok || queue_.empty() || ending_) {
           writing_ = false;
-          return;
+          if (!ending_) return;
+        } else {
+          next = &queue_.front();
         }
-        next = &queue_.front();
+      }
+      if (next == nullptr) {
+        this->Finish(end_status_);
+        return;
       }
       this->StartWrite(next);
     }
+    // Ends the call with `status` once the writes queued so far went out
+    // (as a server that closes its stream).
+    void End(grpc::Status status) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (ending_) return;
+        ending_ = true;
+        end_status_ = std::move(status);
+        if (writing_) return;  // OnWriteDone finishes
+      }
+      this->Finish(end_status_);
+    }
     // The client went away or the server is shutting down.
-    void OnCancel() override { this->Finish(grpc::Status::CANCELLED); }
+    void OnCancel() override { End(grpc::Status::CANCELLED); }
     void OnDone() override {
       set_->Remove(this);
       delete this;
@@ -92,6 +110,8 @@ class StreamSet {
     absl::Mutex mu_;
     std::deque<Msg> queue_ ABSL_GUARDED_BY(mu_);  // front: being written
     bool writing_ ABSL_GUARDED_BY(mu_) = false;
+    bool ending_ ABSL_GUARDED_BY(mu_) = false;
+    grpc::Status end_status_;  // set once, before Finish
   };
 
   // A new stream that starts with `first` (the snapshot).
@@ -105,6 +125,11 @@ class StreamSet {
   void Broadcast(const Msg& msg) {
     absl::MutexLock lock(&mu_);
     for (Writer* writer : writers_) writer->Send(msg);
+  }
+  // The server ends every stream, OK, after what was queued.
+  void EndAll() {
+    absl::MutexLock lock(&mu_);
+    for (Writer* writer : writers_) writer->End(grpc::Status::OK);
   }
 
  private:
@@ -126,7 +151,8 @@ struct RegistryState {
   std::vector<v1::WatchRoutesRequest> route_watches;
   std::vector<v1::ListUsersRequest> list_requests;
   int presence_watches = 0;
-  size_t held = 0;  // Register calls waiting for ReleaseHeld
+  size_t held = 0;             // Register calls waiting for ReleaseHeld
+  size_t held_heartbeats = 0;  // Heartbeat calls waiting for ReleaseHeld
 
   std::set<std::string> ids() const {
     std::set<std::string> out;
@@ -221,6 +247,12 @@ class FakeRegistry final : public v1::EdgeRegistry::CallbackService {
       response->set_lease_known(lease_known_);
       response->set_lease_timeout_ms(lease_timeout_ms_);
       lease_known_ = true;
+      if (hold_heartbeats_) {
+        grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+        ++state_.held_heartbeats;
+        held_.push_back([reactor] { reactor->Finish(grpc::Status::OK); });
+        return reactor;
+      }
     }
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     reactor->Finish(grpc::Status::OK);
@@ -333,12 +365,18 @@ class FakeRegistry final : public v1::EdgeRegistry::CallbackService {
     absl::MutexLock lock(&mu_);
     hold_ = true;
   }
+  // Heartbeat calls wait (unanswered) until ReleaseHeld.
+  void HoldHeartbeats() {
+    absl::MutexLock lock(&mu_);
+    hold_heartbeats_ = true;
+  }
   // Answers the held calls and stops holding.
   void ReleaseHeld() {
     std::vector<std::function<void()>> held;
     {
       absl::MutexLock lock(&mu_);
       hold_ = false;
+      hold_heartbeats_ = false;
       held.swap(held_);
     }
     for (auto& finish : held) finish();
@@ -352,6 +390,11 @@ class FakeRegistry final : public v1::EdgeRegistry::CallbackService {
     online_ = std::move(users);
   }
   void SendRoutes(const v1::RouteUpdate& update) { routes_.Broadcast(update); }
+  // Ends the route and presence streams (OK) without going away.
+  void EndStreams() {
+    routes_.EndAll();
+    presence_.EndAll();
+  }
 
  private:
   absl::Mutex mu_;
@@ -363,6 +406,7 @@ class FakeRegistry final : public v1::EdgeRegistry::CallbackService {
   int64_t lease_timeout_ms_ ABSL_GUARDED_BY(mu_) = 10000;
   grpc::StatusCode failure_code_ ABSL_GUARDED_BY(mu_) = grpc::StatusCode::UNAVAILABLE;
   bool hold_ ABSL_GUARDED_BY(mu_) = false;
+  bool hold_heartbeats_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::function<void()>> held_ ABSL_GUARDED_BY(mu_);
   v1::RouteUpdate route_snapshot_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> online_ ABSL_GUARDED_BY(mu_);
@@ -690,6 +734,73 @@ TEST_F(DirectoryClientTest, HeartbeatsFollowAShortLease) {
   // 60 s apart they would take minutes; at 200 ms, about a second.
   ASSERT_TRUE(registry_->WaitUntil([](const RegistryState& s) { return s.heartbeats.size() >= 5; }))
       << "heartbeats did not follow the 600 ms lease";
+}
+
+// The heartbeat is an alarm and an async call, not a thread: destroying the
+// client between two heartbeats cancels the alarm, and none follows.
+TEST_F(DirectoryClientTest, NoHeartbeatFollowsTheClientsDestruction) {
+  StartRegistry("i1");
+  StartClient(FastOptions());
+  ASSERT_TRUE(
+      registry_->WaitUntil([](const RegistryState& s) { return s.heartbeats.size() >= 4; }));
+  client_.reset();
+  const size_t seen = registry_->state().heartbeats.size();
+  // Six intervals: at 50 ms, a heartbeat still scheduled would show.
+  EXPECT_FALSE(
+      registry_->WaitUntil([seen](const RegistryState& s) { return s.heartbeats.size() > seen; },
+                           absl::Milliseconds(300)))
+      << "a heartbeat was sent after the client was destroyed";
+}
+
+// Destroying the client while a heartbeat waits for its answer cancels the
+// call instead of waiting out its deadline.
+TEST_F(DirectoryClientTest, DestructionCancelsTheHeartbeatInFlight) {
+  StartRegistry("i1");
+  DirectoryOptions options = FastOptions();
+  options.rpc_deadline = std::chrono::seconds(30);
+  StartClient(options);
+  registry_->HoldHeartbeats();
+  ASSERT_TRUE(registry_->WaitUntil([](const RegistryState& s) { return s.held_heartbeats == 1; }));
+  const absl::Time start = absl::Now();
+  client_.reset();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5)) << "the destructor waited for the deadline";
+  const size_t seen = registry_->state().heartbeats.size();
+  EXPECT_FALSE(
+      registry_->WaitUntil([seen](const RegistryState& s) { return s.heartbeats.size() > seen; },
+                           absl::Milliseconds(300)));
+}
+
+// connection-service ends the presence and route streams without going away
+// (it does so to a watcher that fell behind): both start again by themselves,
+// and their new snapshots are applied.
+TEST_F(DirectoryClientTest, StreamsTheRegistryEndsStartAgain) {
+  auto watcher = std::make_shared<RecordingConnection>();
+  hub_.Add("e1-1", watcher);
+  hub_.SetWatch("e1-1", {"bob", "carol"});
+  StartRegistry("i1", [](FakeRegistry& r) {
+    r.SetOnline({"bob"});
+    r.SetRouteSnapshot(SnapshotWithBans({Ban("mallory", 4'000'000'000'000)}));
+  });
+  StartClient(FastOptions());
+  auto heard = [&](const std::string& user) {
+    const std::string needle = absl::StrCat("\"name\":\"", user, "\",\"status\":true");
+    for (const auto& frame : watcher->frames()) {
+      if (frame.find(needle) != std::string::npos) return true;
+    }
+    return false;
+  };
+  ASSERT_TRUE(Eventually([&] { return heard("bob"); }));
+  ASSERT_TRUE(Eventually([&] { return client_->BannedUntil("mallory") == 4'000'000'000'000; }));
+
+  registry_->SetOnline({"bob", "carol"});
+  registry_->SetRouteSnapshot(SnapshotWithBans({Ban("trent", 4'200'000'000'000)}));
+  registry_->EndStreams();
+  ASSERT_TRUE(registry_->WaitUntil([](const RegistryState& s) {
+    return s.presence_watches >= 2 && s.route_watches.size() >= 2;
+  })) << "the streams were not started again";
+  EXPECT_TRUE(Eventually([&] { return heard("carol"); })) << "the new presence snapshot";
+  EXPECT_TRUE(Eventually([&] { return client_->BannedUntil("trent") == 4'200'000'000'000; }));
+  EXPECT_EQ(client_->BannedUntil("mallory"), 0);
 }
 
 // connection-service is up but its shared registry (Redis) is not: the edge

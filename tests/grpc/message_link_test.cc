@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "chat/v1/chat.grpc.pb.h"
@@ -35,6 +36,7 @@ class FakeGateway final : public v1::EdgeGateway::CallbackService {
   grpc::ServerBidiReactor<v1::EdgeUp, v1::EdgeDown>* EdgeLink(
       grpc::CallbackServerContext*) override {
     absl::MutexLock lock(&mu_);
+    ++attempts_;
     if (!accepting_) {
       return new RefusedBidi<v1::EdgeUp, v1::EdgeDown>(
           grpc::Status(grpc::StatusCode::UNAVAILABLE, "killed"));
@@ -42,6 +44,17 @@ class FakeGateway final : public v1::EdgeGateway::CallbackService {
     auto* reactor = new Reactor(this);
     live_.insert(reactor);
     return reactor;
+  }
+
+  // EdgeLink calls received, refused ones included.
+  int attempts() const {
+    absl::MutexLock lock(&mu_);
+    return attempts_;
+  }
+  bool WaitAttempts(int n, absl::Duration timeout) const {
+    absl::MutexLock lock(&mu_);
+    auto done = [&] { return attempts_ >= n; };
+    return mu_.AwaitWithTimeout(absl::Condition(&done), timeout);
   }
 
   std::vector<v1::EdgeUp> ups() const {
@@ -132,7 +145,14 @@ class FakeGateway final : public v1::EdgeGateway::CallbackService {
       absl::MutexLock lock(&mu_);
       writing_ = false;
       if (!ok) {
-        FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed"));
+        // The call is over: nothing more goes out. Finishing already (the
+        // read side saw the end while this write was in flight): now.
+        queue_.clear();
+        if (finishing_) {
+          WriteNextLocked();
+        } else {
+          FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "write failed"));
+        }
         return;
       }
       WriteNextLocked();
@@ -211,6 +231,7 @@ class FakeGateway final : public v1::EdgeGateway::CallbackService {
   std::set<Reactor*> live_ ABSL_GUARDED_BY(mu_);
   bool accepting_ ABSL_GUARDED_BY(mu_) = true;
   bool hold_ ABSL_GUARDED_BY(mu_) = false;
+  int attempts_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout) {
@@ -226,12 +247,36 @@ class MessageLinkTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_TRUE(server_.Start(&gateway_).ok());
-    link_ = std::make_unique<MessageLink>(server_.channel(), "e1", &hub_, LinkOptions());
-    const absl::Time deadline = absl::Now() + absl::Seconds(20);
-    while (!link_->Up() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
-    ASSERT_TRUE(link_->Up()) << "the link never came up";
+    Relink(LinkOptions());
   }
   void TearDown() override { link_.reset(); }
+
+  // A new link with `options` in place of the current one; returns once up.
+  void Relink(const LinkOptions& options) {
+    link_.reset();
+    link_ = std::make_unique<MessageLink>(server_.channel(), "e1", &hub_, options);
+    ASSERT_TRUE(WaitFor([&] { return link_->Up(); }, absl::Seconds(20)))
+        << "the link never came up";
+  }
+
+  // One send; `result` gets its answer.
+  struct Answer {
+    absl::Notification done;
+    SendResult result;
+  };
+  std::shared_ptr<Answer> SendOne(const std::string& text) {
+    auto answer = std::make_shared<Answer>();
+    OutgoingSend send;
+    send.sent_by = "alice";
+    send.send_to = "bob";
+    send.message = text;
+    send.from_connection_id = "e1-1";
+    link_->Send(std::move(send), [answer](const SendResult& r) {
+      answer->result = r;
+      answer->done.Notify();
+    });
+    return answer;
+  }
 
   FakeGateway gateway_;
   chat::testing::InProcessServer server_;
@@ -285,6 +330,91 @@ TEST_F(MessageLinkTest, AdjacentReachedRangesOfAUserGoUpMerged) {
   for (int i = 0; i < 2 * kFrames; ++i) ASSERT_EQ(bob[i], i + 1);
   EXPECT_LT(entries, static_cast<size_t>(2 * kFrames + 1))
       << "4001 reports, and none merged while writes were in flight";
+}
+
+// The watchdog: while something waits for an answer and the service keeps
+// answering (other calls), the link stays; once it answers nothing for
+// answer_timeout, the link is cut, what waits fails as unavailable, and it
+// reconnects.
+TEST_F(MessageLinkTest, WatchdogCutsTheLinkOnlyWhenTheServiceStopsAnswering) {
+  LinkOptions options;
+  options.answer_timeout = absl::Milliseconds(400);
+  Relink(options);
+  const int attempts = gateway_.attempts();
+
+  // The fake never answers attaches: this one waits throughout.
+  struct AttachAnswer {
+    absl::Notification done;
+    absl::Status status;
+    absl::Time at;
+  };
+  auto attach = std::make_shared<AttachAnswer>();
+  link_->Attach("e1-1", "alice", 0, [attach](absl::StatusOr<AttachInfo> info) {
+    attach->status = info.status();
+    attach->at = absl::Now();
+    attach->done.Notify();
+  });
+  // Sends answered for more than three timeouts: the service is alive.
+  const absl::Time start = absl::Now();
+  absl::Time last_answer;
+  int sends = 0;
+  while (absl::Now() - start < absl::Milliseconds(1300)) {
+    auto answer = SendOne(absl::StrCat("m", sends++));
+    ASSERT_TRUE(answer->done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+    last_answer = absl::Now();
+    ASSERT_TRUE(answer->result.status.ok()) << answer->result.status;
+    // (Paces the sends, and checks the attach still waits.)
+    ASSERT_FALSE(attach->done.WaitForNotificationWithTimeout(absl::Milliseconds(50)))
+        << "the link was cut while the service answered: " << attach->status;
+  }
+  EXPECT_EQ(gateway_.attempts(), attempts);
+
+  // Now only the attach waits: cut once it waited answer_timeout unanswered.
+  ASSERT_TRUE(attach->done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_EQ(attach->status.code(), absl::StatusCode::kUnavailable) << attach->status;
+  EXPECT_GE(attach->at - last_answer, absl::Milliseconds(390));
+  EXPECT_LT(attach->at - last_answer, absl::Seconds(3));
+  ASSERT_TRUE(gateway_.WaitAttempts(attempts + 1, absl::Seconds(10))) << "no reconnect";
+  ASSERT_TRUE(WaitFor([&] { return link_->Up(); }, absl::Seconds(10)));
+  auto after = SendOne("after");
+  ASSERT_TRUE(after->done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_TRUE(after->result.status.ok()) << after->result.status;
+}
+
+// A send held by a wedged service fails as unavailable after answer_timeout
+// (its answer is unknown; the client retries).
+TEST_F(MessageLinkTest, AWedgedSendFailsAfterTheAnswerTimeout) {
+  LinkOptions options;
+  options.answer_timeout = absl::Milliseconds(300);
+  Relink(options);
+  gateway_.Hold();
+  const absl::Time start = absl::Now();
+  auto held = SendOne("held");
+  ASSERT_TRUE(held->done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(290));
+  EXPECT_EQ(held->result.status.code(), absl::StatusCode::kUnavailable) << held->result.status;
+  gateway_.Release();
+  ASSERT_TRUE(WaitFor([&] { return link_->Up(); }, absl::Seconds(10)));
+}
+
+// Reconnecting is an alarm with backoff, not a thread: a link to a service
+// that refuses it keeps trying, and stops at once when destroyed.
+TEST_F(MessageLinkTest, ReconnectsWithBackoffAndStopsWhenDestroyed) {
+  gateway_.Kill();
+  ASSERT_TRUE(WaitFor([&] { return !link_->Up(); }, absl::Seconds(10)));
+  const int before = gateway_.attempts();
+  ASSERT_TRUE(gateway_.WaitAttempts(before + 3, absl::Seconds(10))) << "no retries";
+  const absl::Time start = absl::Now();
+  link_.reset();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2)) << "destruction waited for the backoff";
+  const int after = gateway_.attempts();
+  // The backoff reaches 1-2 s: a pending retry would show within 2.5 s.
+  EXPECT_FALSE(gateway_.WaitAttempts(after + 1, absl::Milliseconds(2500)))
+      << "the link tried again after it was destroyed";
+
+  gateway_.Revive();
+  Relink(LinkOptions());
+  EXPECT_TRUE(link_->Up());
 }
 
 // Three fake replicas behind one MessageLinks, as an edge with
