@@ -137,11 +137,17 @@ class EdgeLinkCall final : public DownWriter {
   void HandleUp() {
     Dispatcher* dispatcher = service_->dispatcher();
     StoreWorker* worker = service_->worker();
-    if (up_.reached_size() > 0 || up_.attaches_size() > 0) {
+    if (up_.reached_size() > 0) {
+      // Reports describe messages committed in earlier wake-ups: they need
+      // not split this wake-up's transaction.
+      worker->PostBetweenSends(
+          [dispatcher, reached = std::move(*up_.mutable_reached())](store::MessageStore*) {
+            for (const auto& r : reached) dispatcher->Reached(r.user(), r.from_useq(), r.to_useq());
+          });
+    }
+    if (up_.attaches_size() > 0) {
       worker->Post([dispatcher, link = outbox_, edge = edge_id_,
-                    reached = std::move(*up_.mutable_reached()),
                     attaches = std::move(*up_.mutable_attaches())](store::MessageStore* store) {
-        for (const auto& r : reached) dispatcher->Reached(r.user(), r.from_useq(), r.to_useq());
         for (const auto& attach : attaches) dispatcher->Attach(link, edge, attach, store);
       });
     }

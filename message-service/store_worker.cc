@@ -267,6 +267,10 @@ void StoreWorker::RunItems(std::vector<Item>* items, std::vector<SendJob>* batch
       }
       continue;
     }
+    if (auto* unordered = std::get_if<Unordered>(&item)) {
+      unordered->task(store_.get());
+      continue;
+    }
     CommitBatch(batch);  // what came before this task is committed first
     std::get<Task>(item)(store_.get());
   }

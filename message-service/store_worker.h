@@ -94,6 +94,10 @@ class StoreWorker {
   // bound (a link's next read is handled only by a later event).
   void Post(Task task) { local_.emplace_back(std::move(task)); }
   void PostSends(std::vector<SendJob> jobs);
+  // Like Post, for a task that needs no commit of the sends before it, so
+  // it does not split the wake-up's transaction: reached reports, which
+  // describe messages committed in earlier wake-ups.
+  void PostBetweenSends(Task task) { local_.emplace_back(Unordered{std::move(task)}); }
   // Worker thread only: runs once this wake-up's work is committed and
   // answered and marks are flushed (links start their writes there, so one
   // EdgeDown per link carries all a wake-up produced).
@@ -115,7 +119,10 @@ class StoreWorker {
     std::string recipient;
     absl::Status status;
   };
-  using Item = std::variant<SendJob, Task, Resolved>;
+  struct Unordered {
+    Task task;
+  };
+  using Item = std::variant<SendJob, Task, Resolved, Unordered>;
   // Lets lookup answers that come after the worker is gone find nothing.
   struct Alive {
     explicit Alive(StoreWorker* w) : worker(w) {}
