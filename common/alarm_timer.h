@@ -33,8 +33,10 @@ class AlarmTimer {
 
   // Runs `fn` once after `delay` unless Cancel(), Shutdown() or a later
   // Schedule() comes first (that one replaces it). Returns false, and never
-  // runs `fn`, after Shutdown(). Call it with no lock that `fn` takes held
-  // only if gRPC is not shutting down (an alarm set then may fire inline).
+  // runs `fn`, after Shutdown(). `fn` never runs inside Schedule() (gRPC hands
+  // a due alarm to its executor threads), so the caller may hold a lock that
+  // `fn` takes; only a cancelled alarm's bookkeeping may run inline, and it
+  // takes no lock but this timer's.
   bool Schedule(std::chrono::nanoseconds delay, std::function<void()> fn) {
     auto alarm = std::make_shared<grpc::Alarm>();
     std::shared_ptr<grpc::Alarm> replaced;
