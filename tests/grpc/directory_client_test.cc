@@ -415,7 +415,7 @@ class FakeRegistry final : public v1::EdgeRegistry::CallbackService {
 };
 
 // A local connection recording kicks and frames; thread-safe (the client
-// calls it from its stream readers' threads).
+// calls it from gRPC's threads, where its stream readers' callbacks run).
 class RecordingConnection final : public LocalConnection {
  public:
   void Deliver(std::shared_ptr<const std::string> frame) override {
