@@ -144,6 +144,12 @@ int main(int argc, char** argv) {
                                             chat::SystemClock::Get(), service_options, &lookup);
   chat::message::EdgeGatewayImpl gateway(&service);
 
+  // Before the server: once it runs, every way out is the shutdown below.
+  if (absl::Status s = chat::ServeMetricsIfAsked(metrics, absl::GetFlag(FLAGS_metrics_listen));
+      !s.ok()) {
+    spdlog::critical("{}", s.ToString());
+    return 1;
+  }
   chat::GrpcServerOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_grpc_message_bytes);
@@ -160,11 +166,6 @@ int main(int argc, char** argv) {
   grpc::ServerCompletionQueue* link_queue = server->completion_queue.get();
   worker->Start(std::move(server->completion_queue));
   gateway.Serve(link_queue);
-  if (absl::Status s = chat::ServeMetricsIfAsked(metrics, absl::GetFlag(FLAGS_metrics_listen));
-      !s.ok()) {
-    spdlog::critical("{}", s.ToString());
-    return 1;
-  }
   const std::string host = options.listen.substr(0, options.listen.rfind(':'));
   spdlog::info("message-service replica {} on {}:{}, store {} (epoch {}), connection-service at {}",
                replica, host, server->port, absl::GetFlag(FLAGS_store), epoch,
@@ -176,7 +177,8 @@ int main(int argc, char** argv) {
   spdlog::info("signal {}: shutting down", sig);
   // The worker's thread keeps handling the links' events while the server
   // ends their calls; then it finishes what was queued and shuts the queue
-  // down.
+  // down and drains it, which must happen before the server is destroyed
+  // (the server's pending requests complete there and refer to it).
   server->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   worker.reset();
   stub.reset();

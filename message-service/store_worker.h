@@ -68,7 +68,9 @@ class StoreWorker {
   // Stops after the queued work; sends still waiting for a lookup fail. The
   // server whose queue the thread drives must be shut down first
   // (Server::Shutdown): its calls end only while this thread handles their
-  // events. Then the queue is shut down and drained here.
+  // events. Then the queue is shut down and drained here, and only then may
+  // the server be destroyed: its pending requests complete on the queue and
+  // refer to it.
   ~StoreWorker();
 
   // Starts the thread, waiting on `cq`: the server's queue

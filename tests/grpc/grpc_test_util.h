@@ -39,7 +39,11 @@ class InProcessServer {
     channel_ = MakeChannel(absl::StrCat("127.0.0.1:", started->port));
     return absl::OkStatus();
   }
-  ~InProcessServer() {
+  ~InProcessServer() { Shutdown(); }
+  // Ends the calls (5 s to finish, then cancelled). With a completion queue,
+  // whoever drives it must drain it before this object is destroyed: the
+  // server's pending requests complete on it and refer to the server.
+  void Shutdown() {
     if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   }
   const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }

@@ -504,8 +504,13 @@ class MessageServiceTest : public ::testing::Test {
   void TearDown() override {
     stub_.reset();
     gateway_.reset();
-    server_.reset();  // links end; their clean-up is queued on the worker
-    worker_.reset();  // runs what was queued (it uses the dispatcher)
+    // Links end; the worker handles their events meanwhile and queues their
+    // clean-up.
+    if (server_) server_->Shutdown();
+    // Runs what was queued (it uses the dispatcher), then drains the
+    // server's completion queue, which must happen before the server goes.
+    worker_.reset();
+    server_.reset();
     service_.reset();
     dispatcher_.reset();
     std::error_code ignored;
@@ -1178,10 +1183,11 @@ TEST_F(MessageServiceTest, AServerShutdownEndsOpenLinksAndTheWorkerStops) {
   e2.Attach("b1", "bob");
   for (uint64_t seq = 1; seq <= 200; ++seq) e1.Send({{seq, Req("alice", "bob", "m", "a1")}});
   const absl::Time start = absl::Now();
-  server_.reset();
+  server_->Shutdown();
   EXPECT_TRUE(e1.WaitDone().has_value());
   EXPECT_TRUE(e2.WaitDone().has_value());
   worker_.reset();
+  server_.reset();
   EXPECT_LT(absl::Now() - start, absl::Seconds(10));
 }
 
