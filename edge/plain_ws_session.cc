@@ -150,12 +150,9 @@ void PlainWsSession::OnAccept() {
     DoRead();
     return;
   }
-  timer_.cancel();
-  if (context_->logic.idle_timeout_s > 0) {
-    ArmTimer(std::chrono::milliseconds(context_->logic.idle_timeout_s * 500));
-  }
-  SetExpiry(expires_at_ms_);
-  logic_.Start();  // attaches, then the hello
+  idle_check_at_ = std::chrono::steady_clock::now() + IdleHalf();
+  SetExpiry(expires_at_ms_);  // arms the timer: idle checks and expiry
+  logic_.Start();             // attaches, then the hello
   if (context_->shutting_down) {
     Close(kCloseGoingAway, "server shutting down");
     return;
@@ -317,34 +314,33 @@ void PlainWsSession::SetExpiry(int64_t expires_at_ms) {
   // at the handshake; the age limit still ends the connection.
   if (context_->keep_on_token_expiry) expires_at_ms = 0;
   expires_at_ms_ = expires_at_ms;
-  if (expiry_timer_ != nullptr) expiry_timer_->cancel();
-  const int64_t deadline_ms = expires_at_ms == 0   ? age_limit_ms_
-                              : age_limit_ms_ == 0 ? expires_at_ms
-                                                   : std::min(expires_at_ms, age_limit_ms_);
-  if (deadline_ms == 0 || ended_) return;
-  if (expiry_timer_ == nullptr) {
-    expiry_timer_ = std::make_unique<net::steady_timer>(socket_.get_executor());
+  expiry_deadline_ms_ = expires_at_ms == 0   ? age_limit_ms_
+                        : age_limit_ms_ == 0 ? expires_at_ms
+                                             : std::min(expires_at_ms, age_limit_ms_);
+  ArmOpenTimer();
+}
+
+std::chrono::milliseconds PlainWsSession::IdleHalf() const {
+  return std::chrono::milliseconds(int64_t{context_->logic.idle_timeout_s} * 500);
+}
+
+void PlainWsSession::ArmOpenTimer() {
+  if (!accepted_ || closing_ || ended_) return;  // the timer is the handshake's or the grace's
+  constexpr auto kNever = std::chrono::steady_clock::time_point::max();
+  auto at = context_->logic.idle_timeout_s > 0 ? idle_check_at_ : kNever;
+  if (expiry_deadline_ms_ != 0) {
+    // Waits at most a day at a time (a far exp must not overflow the clock).
+    constexpr int64_t kMaxWaitMs = 24 * 3600 * 1000;
+    const int64_t left_ms = expiry_deadline_ms_ - context_->clock->NowMs();
+    at = std::min(at, std::chrono::steady_clock::now() +
+                          std::chrono::milliseconds(std::clamp<int64_t>(left_ms, 0, kMaxWaitMs)));
   }
-  // Waits at most a day at a time (a far exp must not overflow the clock).
-  constexpr int64_t kMaxWaitMs = 24 * 3600 * 1000;
-  const int64_t left_ms = deadline_ms - context_->clock->NowMs();
-  expiry_timer_->expires_after(
-      std::chrono::milliseconds(std::clamp<int64_t>(left_ms, 0, kMaxWaitMs)));
-  expiry_timer_->async_wait([self = shared_from_this(), expires_at_ms, deadline_ms](error_code ec) {
-    if (ec || self->expires_at_ms_ != expires_at_ms) return;  // refreshed meanwhile
-    const int64_t now = self->context_->clock->NowMs();
-    if (now < deadline_ms) {
-      self->SetExpiry(expires_at_ms);  // not yet: wait again
-      return;
-    }
-    if (expires_at_ms != 0 && now >= expires_at_ms) {
-      self->Close(kClosePolicy, "token expired");
-    } else {
-      // Going away, not a policy violation: the client did nothing wrong
-      // and should reconnect (as after API Gateway's 2-hour limit).
-      self->Close(kCloseGoingAway, "connection age limit reached");
-    }
-  });
+  if (at == kNever) {
+    timer_.cancel();
+    return;
+  }
+  timer_.expires_at(at);
+  timer_.async_wait([self = shared_from_this()](error_code ec) { self->OnTimer(ec); });
 }
 
 void PlainWsSession::SendText(std::shared_ptr<const std::string> frame) {
@@ -499,27 +495,46 @@ void PlainWsSession::ArmTimer(std::chrono::steady_clock::duration after) {
 
 void PlainWsSession::OnTimer(error_code ec) {
   if (ec || ended_) return;  // re-armed or cancelled meanwhile
+  const auto now = std::chrono::steady_clock::now();
+  // A wait that completed just before the timer was moved: the new one will come.
+  if (timer_.expiry() > now) return;
   if (!accepted_ || closing_) {
     // The handshake or the close grace ran out: cut.
     error_code ignored;
     socket_.close(ignored);  // the pending wait or write fails and ends the session
     return;
   }
-  // The idle check, every half idle timeout (Beast's keep-alive pings): a
-  // silent half gets a ping, a second silent half ends the connection.
-  if (activity_ || read_paused_) {
-    activity_ = false;
-    idle_pinged_ = false;
-  } else if (!idle_pinged_) {
-    idle_pinged_ = true;
-    ping_pending_ = true;
-    if (!writing_) DoWrite();
-  } else {
-    spdlog::debug("{}: idle timeout", logic_.connection_id());
-    End();
-    return;
+  if (expiry_deadline_ms_ != 0) {
+    const int64_t now_ms = context_->clock->NowMs();
+    if (now_ms >= expiry_deadline_ms_) {
+      if (expires_at_ms_ != 0 && now_ms >= expires_at_ms_) {
+        Close(kClosePolicy, "token expired");
+      } else {
+        // Going away, not a policy violation: the client did nothing wrong
+        // and should reconnect (as after API Gateway's 2-hour limit).
+        Close(kCloseGoingAway, "connection age limit reached");
+      }
+      return;
+    }
   }
-  ArmTimer(std::chrono::milliseconds(context_->logic.idle_timeout_s * 500));
+  if (context_->logic.idle_timeout_s > 0 && now >= idle_check_at_) {
+    // The idle check, every half idle timeout (Beast's keep-alive pings): a
+    // silent half gets a ping, a second silent half ends the connection.
+    if (activity_ || read_paused_) {
+      activity_ = false;
+      idle_pinged_ = false;
+    } else if (!idle_pinged_) {
+      idle_pinged_ = true;
+      ping_pending_ = true;
+      if (!writing_) DoWrite();
+    } else {
+      spdlog::debug("{}: idle timeout", logic_.connection_id());
+      End();
+      return;
+    }
+    idle_check_at_ = now + IdleHalf();
+  }
+  ArmOpenTimer();
 }
 
 void PlainWsSession::End() {
@@ -538,7 +553,6 @@ void PlainWsSession::End() {
   closing_ = true;
   spdlog::debug("{}: closed", logic_.connection_id());
   timer_.cancel();
-  if (expiry_timer_ != nullptr) expiry_timer_->cancel();
   auto keep = std::move(keep_alive_while_paused_);  // released when End returns
   paused_.reset();
   pong_.reset();

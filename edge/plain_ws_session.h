@@ -92,16 +92,21 @@ class PlainWsSession final : public std::enable_shared_from_this<PlainWsSession>
   void DropQueue();
   void DoWrite();
   void OnWrite(boost::system::error_code ec, size_t bytes);
+  // Handshake and close grace: a plain deadline.
   void ArmTimer(std::chrono::steady_clock::duration after);
+  // While open: the next idle check or the expiry, whichever comes first.
+  void ArmOpenTimer();
+  std::chrono::milliseconds IdleHalf() const;
   void OnTimer(boost::system::error_code ec);
   void End();
 
   boost::asio::ip::tcp::socket socket_;
-  // Handshake deadline, then the idle check (every half idle timeout), then
-  // the close grace: one timer, what it means follows the connection's state.
+  // Handshake deadline; then the idle check (every half idle timeout) or
+  // the token expiry / age limit, whichever is first; then the close grace.
+  // One timer (and one pending wait) per connection: what it means follows
+  // the connection's state.
   boost::asio::steady_timer timer_;
-  // Token expiry and age limit; only made when there is one.
-  std::unique_ptr<boost::asio::steady_timer> expiry_timer_;
+  std::chrono::steady_clock::time_point idle_check_at_;
   EdgeContext* context_;
   ConnectionLogic logic_;
   WsFrameParser parser_;
@@ -113,8 +118,9 @@ class PlainWsSession final : public std::enable_shared_from_this<PlainWsSession>
   // While reads are paused no operation holds the session; this does, until
   // reads resume or the connection ends.
   std::shared_ptr<PlainWsSession> keep_alive_while_paused_;
-  int64_t expires_at_ms_ = 0;  // the token's, with skew; 0: none (or kept past it)
-  int64_t age_limit_ms_ = 0;   // --max_connection_age_s from the upgrade; 0: none
+  int64_t expires_at_ms_ = 0;       // the token's, with skew; 0: none (or kept past it)
+  int64_t age_limit_ms_ = 0;        // --max_connection_age_s from the upgrade; 0: none
+  int64_t expiry_deadline_ms_ = 0;  // the earlier of the two; 0: none
   std::string close_reason_;
   // For the info lines at open and close (who, from where, how long, how much).
   boost::asio::ip::tcp::endpoint remote_;

@@ -181,7 +181,7 @@ class RawClient {
 
 class PlainWsSessionTest : public ::testing::Test {
  protected:
-  void Start(int idle_timeout_s = 600) {
+  void Start(int idle_timeout_s = 600, std::chrono::seconds max_age = 7200s) {
     EdgeOptions options;
     options.listen = "127.0.0.1:0";
     options.edge_id = "e1";
@@ -189,6 +189,7 @@ class PlainWsSessionTest : public ::testing::Test {
     options.close_grace = 2s;
     options.logic.max_message_bytes = 4096;
     options.logic.idle_timeout_s = idle_timeout_s;
+    options.max_connection_age = max_age;
     EdgeBackends backends;
     backends.directory = &directory_;
     backends.messages = &messages_;
@@ -414,6 +415,33 @@ TEST_F(PlainWsSessionIdleTest, AClientThatAnswersPingsStays) {
   auto answer = client->ReadOpcode(kText);
   ASSERT_TRUE(answer.ok()) << answer.status();
   EXPECT_THAT(answer->payload, HasSubstr("\"alive\""));
+}
+
+class PlainWsSessionAgeTest : public PlainWsSessionTest {
+ protected:
+  void SetUp() override { Start(/*idle_timeout_s=*/1, /*max_age=*/2s); }
+};
+
+TEST_F(PlainWsSessionAgeTest, TheAgeLimitClosesWith1001WhileIdleChecksGoOn) {
+  // One timer serves both: pings every second (answered), then the age limit.
+  auto client = Connected();
+  const auto start = std::chrono::steady_clock::now();
+  while (true) {
+    auto frame = client->Read();
+    ASSERT_TRUE(frame.ok()) << frame.status();
+    if (frame->opcode == kPing) {
+      client->Send(Frame(kPong, frame->payload));
+      continue;
+    }
+    ASSERT_EQ(frame->opcode, kClose);
+    EXPECT_EQ(frame->close_code(), 1001);
+    EXPECT_THAT(frame->payload, HasSubstr("age limit"));
+    break;
+  }
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 1500ms);
+  client->Send(CloseFrame(1001));
+  EXPECT_TRUE(client->ReadsEof());
+  ExpectUnregistered(1);
 }
 
 TEST(PlainWsSessionSize, StaysSmall) {
