@@ -73,9 +73,25 @@ std::string RefuseHandshake(const http::request<http::empty_body>& request) {
 
 }  // namespace
 
+PlainWsSession::Socket PlainWsSession::Adopt(net::ip::tcp::socket socket) {
+  // EdgeServer accepts every connection on a strand of its io_context: the
+  // session keeps that strand, now under its own type.
+  const net::any_io_executor executor = socket.get_executor();
+  const Strand* strand = executor.target<Strand>();
+  Socket adopted(strand != nullptr ? *strand
+                                   : net::make_strand(static_cast<net::io_context&>(
+                                         net::query(executor, net::execution::context))));
+  error_code ec;
+  const auto protocol = socket.local_endpoint(ec).protocol();
+  if (ec) return adopted;  // not connected any more: the handshake write fails and ends it
+  const auto fd = socket.release(ec);
+  if (!ec) adopted.assign(protocol, fd, ec);
+  return adopted;
+}
+
 PlainWsSession::PlainWsSession(net::ip::tcp::socket socket, EdgeContext* context, Identity identity,
                                std::string connection_id, bool answer_authorization)
-    : socket_(std::move(socket)),
+    : socket_(Adopt(std::move(socket))),
       timer_(socket_.get_executor()),
       context_(context),
       logic_(std::move(identity.user), std::move(connection_id), &context->logic, context->messages,
@@ -260,7 +276,7 @@ void PlainWsSession::OnPeerClose(uint16_t code) {
     // The peer's close: answered with its code (nothing if it sent none).
     closing_ = true;
     close_code_ = code;
-    close_reason_.clear();
+    close_reason_.reset();
     ArmTimer(context_->close_grace);
   }
   // Nothing queued will be read by a peer that is leaving.
@@ -279,7 +295,7 @@ void PlainWsSession::Fail(uint16_t code, const char* why) {
   if (!closing_) {
     closing_ = true;
     close_code_ = code;
-    close_reason_ = why;
+    close_reason_ = std::make_unique<std::string>(why);
     ArmTimer(context_->close_grace);
   }
   DropQueue();
@@ -314,10 +330,13 @@ void PlainWsSession::SetExpiry(int64_t expires_at_ms) {
   // at the handshake; the age limit still ends the connection.
   if (context_->keep_on_token_expiry) expires_at_ms = 0;
   expires_at_ms_ = expires_at_ms;
-  expiry_deadline_ms_ = expires_at_ms == 0   ? age_limit_ms_
-                        : age_limit_ms_ == 0 ? expires_at_ms
-                                             : std::min(expires_at_ms, age_limit_ms_);
   ArmOpenTimer();
+}
+
+int64_t PlainWsSession::ExpiryDeadlineMs() const {
+  return expires_at_ms_ == 0  ? age_limit_ms_
+         : age_limit_ms_ == 0 ? expires_at_ms_
+                              : std::min(expires_at_ms_, age_limit_ms_);
 }
 
 std::chrono::milliseconds PlainWsSession::IdleHalf() const {
@@ -328,10 +347,10 @@ void PlainWsSession::ArmOpenTimer() {
   if (!accepted_ || closing_ || ended_) return;  // the timer is the handshake's or the grace's
   constexpr auto kNever = std::chrono::steady_clock::time_point::max();
   auto at = context_->logic.idle_timeout_s > 0 ? idle_check_at_ : kNever;
-  if (expiry_deadline_ms_ != 0) {
+  if (const int64_t deadline_ms = ExpiryDeadlineMs(); deadline_ms != 0) {
     // Waits at most a day at a time (a far exp must not overflow the clock).
     constexpr int64_t kMaxWaitMs = 24 * 3600 * 1000;
-    const int64_t left_ms = expiry_deadline_ms_ - context_->clock->NowMs();
+    const int64_t left_ms = deadline_ms - context_->clock->NowMs();
     at = std::min(at, std::chrono::steady_clock::now() +
                           std::chrono::milliseconds(std::clamp<int64_t>(left_ms, 0, kMaxWaitMs)));
   }
@@ -402,7 +421,7 @@ void PlainWsSession::DoWrite() {
     if (close_code_ == kWsCloseNoStatus) {
       AppendControlFrame(WsOpcode::kClose, "", batch.bytes);  // echoes a close without a code
     } else {
-      AppendCloseFrame(close_code_, close_reason_, batch.bytes);
+      AppendCloseFrame(close_code_, close_reason_ ? *close_reason_ : "", batch.bytes);
     }
     batch.close = true;
     close_sent_ = true;
@@ -475,7 +494,7 @@ void PlainWsSession::Close(uint16_t code, std::string reason) {
   spdlog::debug("{}: closing with {} ({})", logic_.connection_id(), code, reason);
   closing_ = true;
   close_code_ = code;
-  close_reason_ = std::move(reason);
+  close_reason_ = std::make_unique<std::string>(std::move(reason));
   if (code == kCloseSlowConsumer) {
     context_->metrics->SlowConsumerClose();
     // Nothing queued will reach a client that does not read.
@@ -504,9 +523,9 @@ void PlainWsSession::OnTimer(error_code ec) {
     socket_.close(ignored);  // the pending wait or write fails and ends the session
     return;
   }
-  if (expiry_deadline_ms_ != 0) {
+  if (const int64_t deadline_ms = ExpiryDeadlineMs(); deadline_ms != 0) {
     const int64_t now_ms = context_->clock->NowMs();
-    if (now_ms >= expiry_deadline_ms_) {
+    if (now_ms >= deadline_ms) {
       if (expires_at_ms_ != 0 && now_ms >= expires_at_ms_) {
         Close(kClosePolicy, "token expired");
       } else {

@@ -8,8 +8,10 @@
 #include <vector>
 
 #include "boost/asio/buffer.hpp"
+#include "boost/asio/io_context.hpp"
 #include "boost/asio/ip/tcp.hpp"
 #include "boost/asio/steady_timer.hpp"
+#include "boost/asio/strand.hpp"
 #include "boost/beast/http/empty_body.hpp"
 #include "boost/beast/http/message.hpp"
 #include "edge/connection_logic.h"
@@ -77,6 +79,16 @@ class PlainWsSession final : public std::enable_shared_from_this<PlainWsSession>
     bool close = false;  // ends with the close frame
   };
 
+  // The socket and timer name their executor's type: any_io_executor would
+  // make each 32 bytes larger, and every pending operation too.
+  using Strand = boost::asio::strand<boost::asio::io_context::executor_type>;
+  using Socket = boost::asio::basic_stream_socket<boost::asio::ip::tcp, Strand>;
+  using Timer = boost::asio::basic_waitable_timer<
+      std::chrono::steady_clock, boost::asio::wait_traits<std::chrono::steady_clock>, Strand>;
+  static Socket Adopt(boost::asio::ip::tcp::socket socket);
+  // The earlier of the token's expiry and the age limit (Unix ms); 0: none.
+  int64_t ExpiryDeadlineMs() const;
+
   void OnHandshakeWritten(bool accepted, boost::system::error_code ec);
   void OnAccept();
   void DoRead();
@@ -100,12 +112,12 @@ class PlainWsSession final : public std::enable_shared_from_this<PlainWsSession>
   void OnTimer(boost::system::error_code ec);
   void End();
 
-  boost::asio::ip::tcp::socket socket_;
+  Socket socket_;
   // Handshake deadline; then the idle check (every half idle timeout) or
   // the token expiry / age limit, whichever is first; then the close grace.
   // One timer (and one pending wait) per connection: what it means follows
   // the connection's state.
-  boost::asio::steady_timer timer_;
+  Timer timer_;
   std::chrono::steady_clock::time_point idle_check_at_;
   EdgeContext* context_;
   ConnectionLogic logic_;
@@ -118,10 +130,9 @@ class PlainWsSession final : public std::enable_shared_from_this<PlainWsSession>
   // While reads are paused no operation holds the session; this does, until
   // reads resume or the connection ends.
   std::shared_ptr<PlainWsSession> keep_alive_while_paused_;
-  int64_t expires_at_ms_ = 0;       // the token's, with skew; 0: none (or kept past it)
-  int64_t age_limit_ms_ = 0;        // --max_connection_age_s from the upgrade; 0: none
-  int64_t expiry_deadline_ms_ = 0;  // the earlier of the two; 0: none
-  std::string close_reason_;
+  int64_t expires_at_ms_ = 0;                  // the token's, with skew; 0: none (or kept past it)
+  int64_t age_limit_ms_ = 0;                   // --max_connection_age_s from the upgrade; 0: none
+  std::unique_ptr<std::string> close_reason_;  // of the close frame this edge sends
   // For the info lines at open and close (who, from where, how long, how much).
   boost::asio::ip::tcp::endpoint remote_;
   std::chrono::steady_clock::time_point opened_at_;

@@ -108,7 +108,7 @@ bool IsValidUtf8(std::string_view text) {
 
 WsFrameParser::Event WsFrameParser::Fail(uint16_t code, const char* why) {
   stage_ = Stage::kFailed;
-  std::string().swap(message_);
+  message_.reset();
   control_.reset();
   Event event;
   event.kind = Event::kError;
@@ -119,7 +119,7 @@ WsFrameParser::Event WsFrameParser::Fail(uint16_t code, const char* why) {
 
 void WsFrameParser::ReleaseDelivered() {
   // Nothing is kept between messages: an idle connection holds no buffer.
-  if (release_message_) std::string().swap(message_);
+  if (release_message_) message_.reset();
   if (release_control_) control_.reset();
   release_message_ = false;
   release_control_ = false;
@@ -243,7 +243,12 @@ WsFrameParser::Event WsFrameParser::FinishFrame(std::string_view payload, bool b
       utf8_.Reset();
       break;
   }
-  (IsControl(opcode_) ? release_control_ : release_message_) = buffered;
+  // Whatever was held for this frame or message goes at the next call.
+  if (IsControl(opcode_)) {
+    release_control_ = buffered || control_ != nullptr;
+  } else {
+    release_message_ = buffered || message_ != nullptr;
+  }
   return event;
 }
 
@@ -282,7 +287,8 @@ WsFrameParser::Event WsFrameParser::Next(char* data, size_t size, size_t* used) 
     const bool control = IsControl(opcode_);
     const size_t available = size - pos;
     Event event;
-    if (!payload_started_ && remaining_ <= available && (control || (fin_ && message_.empty()))) {
+    if (!payload_started_ && remaining_ <= available &&
+        (control || (fin_ && (message_ == nullptr || message_->empty())))) {
       // The whole payload is in this chunk: unmasked where it lies.
       char* payload = data + pos;
       const size_t n = static_cast<size_t>(remaining_);
@@ -309,13 +315,14 @@ WsFrameParser::Event WsFrameParser::Next(char* data, size_t size, size_t* used) 
           *used = pos;
           return Fail(kWsCloseInvalidPayload, "invalid UTF-8 in text");
         }
-        message_.append(chunk, n);
+        if (message_ == nullptr) message_ = std::make_unique<std::string>();
+        message_->append(chunk, n);
       }
       if (remaining_ > 0) {
         *used = pos;
         return Event{};
       }
-      event = FinishFrame(control ? std::string_view(*control_) : std::string_view(message_), true);
+      event = FinishFrame(std::string_view(control ? *control_ : *message_), true);
     }
     if (event.kind != Event::kNeedMore) {
       *used = pos;

@@ -35,6 +35,7 @@
 // the header (2, 4 or 10 bytes) is produced on its own so that a session can
 // write header and shared payload with one gather write.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -98,7 +99,9 @@ class WsFrameParser {
     const char* error = "";  // kError: what was wrong, short enough for a close reason
   };
 
-  explicit WsFrameParser(size_t max_message_bytes) : max_message_bytes_(max_message_bytes) {}
+  explicit WsFrameParser(size_t max_message_bytes)
+      : max_message_bytes_(static_cast<uint32_t>(std::min<size_t>(max_message_bytes, UINT32_MAX))) {
+  }
 
   // Parses data[0..size) until an event completes or the bytes run out;
   // `*used` tells how many were consumed (call again with the rest). A
@@ -107,9 +110,7 @@ class WsFrameParser {
   Event Next(char* data, size_t size, size_t* used);
 
   // Bytes held for a frame or message not yet complete (0 between messages).
-  size_t buffered_bytes() const {
-    return HeapBytes(message_) + (control_ ? sizeof(std::string) + HeapBytes(*control_) : 0);
-  }
+  size_t buffered_bytes() const { return Held(message_) + Held(control_); }
   bool failed() const { return stage_ == Stage::kFailed; }
   // Between frames, with no data message open: nothing partial is held.
   bool idle() const { return !in_message_ && stage_ == Stage::kHeader && header_len_ == 0; }
@@ -117,8 +118,9 @@ class WsFrameParser {
  private:
   enum class Stage : uint8_t { kHeader, kPayload, kFailed };
 
-  static size_t HeapBytes(const std::string& s) {
-    return s.capacity() > std::string().capacity() ? s.capacity() : 0;
+  static size_t Held(const std::unique_ptr<std::string>& s) {
+    if (s == nullptr) return 0;
+    return sizeof(std::string) + (s->capacity() > std::string().capacity() ? s->capacity() : 0);
   }
 
   Event Fail(uint16_t code, const char* why);
@@ -133,7 +135,7 @@ class WsFrameParser {
   // Called at the start of Next(): drops what the previous event pointed to.
   void ReleaseDelivered();
 
-  const size_t max_message_bytes_;
+  const uint32_t max_message_bytes_;
   Stage stage_ = Stage::kHeader;
   uint8_t header_[14];
   uint8_t header_len_ = 0;  // bytes of the head received
@@ -150,7 +152,8 @@ class WsFrameParser {
   uint64_t remaining_ = 0;      // of which still to come
   uint64_t message_bytes_ = 0;  // payload of the open message so far (announced)
   Utf8Validator utf8_;          // of the open text message
-  std::string message_;         // a message split across reads or fragments
+  // A message split across reads or fragments (none between messages).
+  std::unique_ptr<std::string> message_;
   // A control frame's payload split across reads (rare: not kept inline).
   std::unique_ptr<std::string> control_;
 };
