@@ -485,7 +485,10 @@ void PlainWsSession::OnWrite(error_code ec, size_t) {
     DoWrite();
     return;
   }
-  batch_.reset();  // idle: nothing held for writing
+  // Idle: nothing held for writing. An emptied Fifo keeps its vector's
+  // room for the next frames; an idle connection gives it back.
+  batch_.reset();
+  queue_ = Fifo<Outgoing>();
   if (!closing_) logic_.OnQueueEmpty();
 }
 
