@@ -5,6 +5,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "boost/asio/bind_allocator.hpp"
 #include "boost/asio/post.hpp"
 #include "boost/asio/write.hpp"
 #include "common/log_format.h"
@@ -26,6 +27,28 @@ char* Scratch() {
   thread_local std::unique_ptr<char[]> scratch(new char[kScratchBytes]);
   return scratch.get();
 }
+
+// The waits an idle connection keeps pending (readable, timer) are its
+// largest allocations after the session. Asio's default allocator recycles
+// blocks cached from earlier operations, which may be larger (a finished
+// write's); this one takes exactly an operation's size.
+template <typename T>
+struct ExactAllocator {
+  using value_type = T;
+  ExactAllocator() = default;
+  template <typename U>
+  ExactAllocator(const ExactAllocator<U>&) {}  // NOLINT: rebinding
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T))); }
+  void deallocate(T* p, size_t) { ::operator delete(p); }
+  template <typename U>
+  bool operator==(const ExactAllocator<U>&) const {
+    return true;
+  }
+  template <typename U>
+  bool operator!=(const ExactAllocator<U>&) const {
+    return false;
+  }
+};
 
 // Frames coalesced into one write at most (two buffers each; writev takes 64
 // at a time on Linux through Asio).
@@ -180,8 +203,10 @@ void PlainWsSession::DoRead() {
   if (reading_ || ended_ || !accepted_) return;
   if (read_paused_ && !closing_) return;
   reading_ = true;
-  socket_.async_wait(net::ip::tcp::socket::wait_read,
-                     [self = shared_from_this()](error_code ec) { self->OnReadable(ec); });
+  socket_.async_wait(
+      net::ip::tcp::socket::wait_read,
+      net::bind_allocator(ExactAllocator<void>(),
+                          [self = shared_from_this()](error_code ec) { self->OnReadable(ec); }));
 }
 
 void PlainWsSession::OnReadable(error_code ec) {
@@ -359,7 +384,8 @@ void PlainWsSession::ArmOpenTimer() {
     return;
   }
   timer_.expires_at(at);
-  timer_.async_wait([self = shared_from_this()](error_code ec) { self->OnTimer(ec); });
+  timer_.async_wait(net::bind_allocator(
+      ExactAllocator<void>(), [self = shared_from_this()](error_code ec) { self->OnTimer(ec); }));
 }
 
 void PlainWsSession::SendText(std::shared_ptr<const std::string> frame) {
@@ -512,7 +538,8 @@ void PlainWsSession::Close(uint16_t code, std::string reason) {
 
 void PlainWsSession::ArmTimer(std::chrono::steady_clock::duration after) {
   timer_.expires_after(after);
-  timer_.async_wait([self = shared_from_this()](error_code ec) { self->OnTimer(ec); });
+  timer_.async_wait(net::bind_allocator(
+      ExactAllocator<void>(), [self = shared_from_this()](error_code ec) { self->OnTimer(ec); }));
 }
 
 void PlainWsSession::OnTimer(error_code ec) {
