@@ -3,17 +3,19 @@
 // Copies of a message's text on the edge (counted from the code; plain TCP,
 // no permessage-deflate; TLS adds its encryption on either side).
 //
-// Socket read to EdgeLink write, 3 (plus Beast's own, below):
-//   1. ParseRequest: Boost.JSON builds a DOM; "message" becomes a json::string.
+// Socket read to EdgeLink write, 3:
+//   1. ParseRequest: Boost.JSON builds a DOM (in the frame's scratch memory);
+//      "message" becomes a json::string.
 //   2. StringField: that json::string into the SendAction's std::string.
 //      From there it is moved: SendAction -> OutgoingSend -> EdgeSend (set_message
 //      with an rvalue) -> EdgeUp (protobuf move, no arena: a swap).
 //   3. gRPC serializes the EdgeUp into its slices.
-//   Before 1, Beast reads the frame into its small read buffer (about 1.5 KB)
-//   and copies what arrived there into the session's ReadBuffer (a large
-//   payload's rest is read into the ReadBuffer directly; unmasking is in
-//   place); the ReadBuffer's growth re-copies what it holds (geometric).
-//   OnText sees a string_view into the ReadBuffer: no copy.
+//   Before 1, on a plain socket the kernel copies the bytes into the I/O
+//   thread's scratch buffer; a frame that arrived whole in one read is
+//   unmasked there in place and OnText sees a string_view into it (no copy);
+//   only a frame or message split across reads is gathered into the parser's
+//   buffer first (one more copy, freed once delivered). With TLS, Beast reads
+//   into its small read buffer and copies into the session's ReadBuffer.
 //
 // EdgeLink read to socket write, 3, once per delivery whatever the number of
 // the recipient's connections on this edge:
@@ -23,8 +25,9 @@
 //   3. json::serialize writes the escaped frame into a std::string.
 //      From there one shared_ptr<const std::string> is shared by every target
 //      connection: the strand hop, the catch-up holds and the write queue pass
-//      the pointer, and Beast writes the unmasked frame from it in one gather
-//      write (header + payload).
+//      the pointer, and the session writes it in one gather write (frame
+//      header + payload, several queued frames per write; Beast does the same
+//      with TLS).
 
 #include <algorithm>
 
