@@ -31,9 +31,54 @@
 
 #include <algorithm>
 
+#include "absl/base/const_init.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 
 namespace chat::edge {
+
+struct ConnectionLogic::Rare {
+  explicit Rare(const LogicConfig& config)
+      : bad_frames(config.bad_frames_max, config.bad_frames_window_ms),
+        rate_strikes(config.rate_limit_strikes, config.rate_limit_window_ms) {}
+
+  std::string subject;  // jwt mode, when it is not the connection's name
+  WindowCounter bad_frames;
+  WindowCounter rate_strikes;
+  // useqs of messages this connection sent (answered with `sent`, never
+  // written as frames): a catch-up does not echo them back. Small, bounded.
+  std::vector<int64_t> sent_here;
+};
+
+struct ConnectionLogic::CatchUp {
+  struct Held {
+    std::shared_ptr<const std::string> frame;
+    int64_t useq;
+    int64_t edge_received_us;
+  };
+  bool unread = true;  // pushes after hello (else: missed during a link outage)
+  bool page_in_flight = false;
+  bool last_page = false;  // the page being written is the last
+  int64_t after = 0;
+  int64_t caught_up_to = 0;  // highest useq a page held
+  std::vector<Held> held;    // live frames waiting behind the catch-up
+  Fifo<Held> pushing;        // the current page, fed to the socket a window at a time
+  size_t held_bytes = 0;
+};
+
+namespace {
+
+// Every connection is told the same epoch (until the store is replaced):
+// one copy of it is shared rather than one per connection.
+std::shared_ptr<const std::string> InternEpoch(const std::string& epoch) {
+  ABSL_CONST_INIT static absl::Mutex mu(absl::kConstInit);
+  static auto* last = new std::shared_ptr<const std::string>();
+  absl::MutexLock lock(&mu);
+  if (*last == nullptr || **last != epoch) *last = std::make_shared<const std::string>(epoch);
+  return *last;
+}
+
+}  // namespace
 
 ConnectionLogic::ConnectionLogic(std::string user, std::string connection_id,
                                  const LogicConfig* config, MessageBackend* messages,
@@ -48,9 +93,23 @@ ConnectionLogic::ConnectionLogic(std::string user, std::string connection_id,
       sink_(sink),
       clock_(clock),
       tokens_(tokens),
-      rate_(config->messages_per_second, std::max(config->rate_burst, 1), clock->NowMs()),
-      bad_frames_(config->bad_frames_max, config->bad_frames_window_ms),
-      rate_strikes_(config->rate_limit_strikes, config->rate_limit_window_ms) {}
+      rate_(config->messages_per_second, std::max(config->rate_burst, 1), clock->NowMs()) {}
+
+ConnectionLogic::~ConnectionLogic() = default;
+
+ConnectionLogic::Rare& ConnectionLogic::rare() {
+  if (rare_ == nullptr) rare_ = std::make_unique<Rare>(*config_);
+  return *rare_;
+}
+
+void ConnectionLogic::set_subject(std::string subject) {
+  subject_is_user_ = !subject.empty() && subject == user_;
+  if (subject.empty() || subject_is_user_) {
+    if (rare_ != nullptr) rare_->subject.clear();
+    return;
+  }
+  rare().subject = std::move(subject);
+}
 
 template <typename T, typename Fn>
 Done<T> ConnectionLogic::OnStrand(Fn fn) {
@@ -85,14 +144,14 @@ void ConnectionLogic::OnAttached(absl::StatusOr<AttachInfo> info, int64_t after_
     // Without message-service the connection still opens: sends fail as
     // unavailable until the link is back, and then it attaches.
     hello_sent_ = true;
-    if (info.ok()) epoch_ = info->epoch;
+    if (info.ok()) epoch_ = InternEpoch(info->epoch);
     Send(EncodeHello(
         user_, connection_id_, config_->server_id,
         {config_->max_message_bytes, config_->messages_per_second, config_->idle_timeout_s},
         info.ok() ? info->epoch : ""));
   }
   if (!info.ok()) return;
-  if (!epoch_.empty() && info->epoch != epoch_) {
+  if (epoch_ != nullptr && !epoch_->empty() && info->epoch != *epoch_) {
     // The store behind message-service was replaced: the numbers this client
     // holds mean nothing there. It reconnects, gets the new epoch in hello
     // and its next sync starts over.
@@ -100,7 +159,7 @@ void ConnectionLogic::OnAttached(absl::StatusOr<AttachInfo> info, int64_t after_
     sink_->Close(kCloseServiceRestart, "message store replaced; reconnect and sync");
     return;
   }
-  epoch_ = info->epoch;
+  if (epoch_ == nullptr || *epoch_ != info->epoch) epoch_ = InternEpoch(info->epoch);
   attached_ = true;
   if (after_useq < 0) {
     // New: everything after the user's reached mark that reached no
@@ -127,51 +186,55 @@ void ConnectionLogic::Reattach() {
 }
 
 void ConnectionLogic::BeginCatchUp(bool unread_only, int64_t after) {
-  if (catching_up_) {
+  if (catch_up_ != nullptr) {
     // Already paging: continue from the lower point.
-    catch_up_after_ = std::min(catch_up_after_, after);
+    catch_up_->after = std::min(catch_up_->after, after);
     return;
   }
-  catching_up_ = true;
-  last_page_ = false;
-  catch_up_unread_ = unread_only;
-  catch_up_after_ = after;
-  caught_up_to_ = after;
+  catch_up_ = std::make_unique<CatchUp>();
+  catch_up_->unread = unread_only;
+  catch_up_->after = after;
+  catch_up_->caught_up_to = after;
   FetchPage();
 }
 
 void ConnectionLogic::FetchPage() {
-  if (page_in_flight_ || closed_) return;
-  page_in_flight_ = true;
+  if (catch_up_ == nullptr || catch_up_->page_in_flight || closed_) return;
+  catch_up_->page_in_flight = true;
   auto done =
       OnStrand<SyncReply>([this](absl::StatusOr<SyncReply> page) { OnPage(std::move(page)); });
-  if (catch_up_unread_) {
-    messages_->Unread(user_, catch_up_after_, config_->push_page_limit, std::move(done));
+  if (catch_up_->unread) {
+    messages_->Unread(user_, catch_up_->after, config_->push_page_limit, std::move(done));
   } else {
-    messages_->Sync(user_, catch_up_after_, config_->push_page_limit, "", std::move(done));
+    messages_->Sync(user_, catch_up_->after, config_->push_page_limit, "", std::move(done));
   }
 }
 
 void ConnectionLogic::OnPage(absl::StatusOr<SyncReply> page) {
-  page_in_flight_ = false;
+  // The catch-up ends only with no page in flight: it is there.
+  if (catch_up_ == nullptr) return;
+  CatchUp& c = *catch_up_;
+  c.page_in_flight = false;
   if (!page.ok()) {
     // The path broke again: the next attach resumes from what was written.
-    while (!pushing_.empty()) pushing_.pop_front();
+    while (!c.pushing.empty()) c.pushing.pop_front();
     EndCatchUp();
     return;
   }
+  const std::vector<int64_t>* sent_here = rare_ != nullptr ? &rare_->sent_here : nullptr;
   for (const MessageObject& m : page->messages) {
-    caught_up_to_ = std::max(caught_up_to_, m.useq);
+    c.caught_up_to = std::max(c.caught_up_to, m.useq);
     // Copies of the user's own messages from other connections are only for
     // version 2 connections.
     if (m.sent_by == user_ && m.send_to != user_ &&
-        (!v2_ || std::find(sent_here_.begin(), sent_here_.end(), m.useq) != sent_here_.end())) {
+        (!v2_ || (sent_here != nullptr &&
+                  std::find(sent_here->begin(), sent_here->end(), m.useq) != sent_here->end()))) {
       continue;
     }
-    pushing_.push_back({std::make_shared<const std::string>(EncodeDelivery(m)), m.useq, 0});
+    c.pushing.push_back({std::make_shared<const std::string>(EncodeDelivery(m)), m.useq, 0});
   }
-  catch_up_after_ = std::max(catch_up_after_, page->useq);
-  last_page_ = !page->more;
+  c.after = std::max(c.after, page->useq);
+  c.last_page = !page->more;
   PumpCatchUp();
 }
 
@@ -179,16 +242,18 @@ void ConnectionLogic::PumpCatchUp() {
   // A small window in the socket's queue at a time, whatever the queue's
   // size: pushing never makes a slow consumer.
   constexpr size_t kWindowBytes = 16 << 10;
-  while (!pushing_.empty()) {
+  if (catch_up_ == nullptr) return;
+  CatchUp& c = *catch_up_;
+  while (!c.pushing.empty()) {
     const size_t queued = sink_->QueuedBytes();
-    if (queued > 0 && queued + pushing_.front().frame->size() > kWindowBytes) return;
-    Held next = std::move(pushing_.front());
-    pushing_.pop_front();
+    if (queued > 0 && queued + c.pushing.front().frame->size() > kWindowBytes) return;
+    CatchUp::Held next = std::move(c.pushing.front());
+    c.pushing.pop_front();
     sink_->SendStored(std::move(next.frame), next.useq, next.useq, next.edge_received_us);
     if (closed_) return;
   }
-  if (page_in_flight_) return;
-  if (last_page_) {
+  if (c.page_in_flight) return;
+  if (c.last_page) {
     EndCatchUp();
   } else if (sink_->QueuedBytes() == 0) {
     FetchPage();  // else when the queue ran empty
@@ -196,18 +261,17 @@ void ConnectionLogic::PumpCatchUp() {
 }
 
 void ConnectionLogic::EndCatchUp() {
-  catching_up_ = false;
-  std::vector<Held> held;
-  held.swap(held_);
-  held_bytes_ = 0;
-  for (Held& h : held) {
-    if (h.useq <= caught_up_to_) continue;  // a page carried it already
+  // Live frames go straight to the socket from here on (OnStored).
+  std::unique_ptr<CatchUp> ended = std::move(catch_up_);
+  if (ended == nullptr) return;
+  for (CatchUp::Held& h : ended->held) {
+    if (h.useq <= ended->caught_up_to) continue;  // a page carried it already
     sink_->SendStored(std::move(h.frame), h.useq, h.useq, h.edge_received_us);
   }
 }
 
 void ConnectionLogic::OnQueueEmpty() {
-  if (catching_up_) PumpCatchUp();
+  if (catch_up_ != nullptr) PumpCatchUp();
 }
 
 void ConnectionLogic::OnWritten(int64_t from, int64_t to) {
@@ -219,14 +283,14 @@ void ConnectionLogic::OnStored(std::shared_ptr<const std::string> frame, int64_t
                                bool own_copy, int64_t edge_received_us) {
   if (closed_ || !hello_sent_) return;
   if (own_copy && !v2_) return;
-  if (catching_up_) {
-    held_bytes_ += frame->size();
-    if (held_bytes_ > config_->max_held_bytes) {
+  if (catch_up_ != nullptr) {
+    catch_up_->held_bytes += frame->size();
+    if (catch_up_->held_bytes > config_->max_held_bytes) {
       closed_ = true;
       sink_->Close(kCloseSlowConsumer, "slow consumer: too much arrived while catching up");
       return;
     }
-    held_.push_back({std::move(frame), useq, edge_received_us});
+    catch_up_->held.push_back({std::move(frame), useq, edge_received_us});
     return;
   }
   sink_->SendStored(std::move(frame), useq, useq, edge_received_us);
@@ -308,7 +372,7 @@ void ConnectionLogic::SendError(ErrorCode code, std::string_view message,
 
 void ConnectionLogic::CountBadFrame() {
   if (closed_) return;
-  if (bad_frames_.AddAndCheck(clock_->NowMs())) {
+  if (rare().bad_frames.AddAndCheck(clock_->NowMs())) {
     closed_ = true;
     sink_->Close(kClosePolicy, "too many bad frames");
   }
@@ -331,7 +395,7 @@ void ConnectionLogic::OnText(std::string_view text) {
   }
   Request& request = std::get<Request>(parsed);
   if (!rate_.TryTake(clock_->NowMs())) {
-    if (rate_strikes_.AddAndCheck(clock_->NowMs())) {
+    if (rare().rate_strikes.AddAndCheck(clock_->NowMs())) {
       closed_ = true;
       if (config_->metrics != nullptr) config_->metrics->RateLimitClose();
       sink_->Close(kClosePolicy, "rate limit exceeded repeatedly");
@@ -435,8 +499,9 @@ void ConnectionLogic::OnSendResult(const SendResult& result, const RequestId& re
   }
   if (result.useq > seen_useq_ && !result.duplicate) {
     constexpr size_t kMaxSentHere = 256;
-    if (sent_here_.size() == kMaxSentHere) sent_here_.erase(sent_here_.begin());
-    sent_here_.push_back(result.useq);
+    std::vector<int64_t>& sent_here = rare().sent_here;
+    if (sent_here.size() == kMaxSentHere) sent_here.erase(sent_here.begin());
+    sent_here.push_back(result.useq);
   }
   if (request_id.has_value()) Send(EncodeSent(request_id, result));
 }
@@ -480,26 +545,28 @@ void ConnectionLogic::HandleRefresh(RefreshAction action, RequestId request_id) 
     CountBadFrame();
     return;
   }
-  tokens_->Verify(
-      std::move(action.token), [this, weak = sink_->WeakSelf(), request_id = std::move(request_id)](
-                                   absl::StatusOr<Identity> identity) {
-        auto sink = weak.lock();
-        if (sink == nullptr) return;
-        sink->Post([this, identity = std::move(identity), request_id] {
-          if (!identity.ok()) {
-            SendError(ErrorCode::kForbidden,
-                      absl::StrCat("token refused: ", identity.status().message()), request_id);
-            return;
-          }
-          const bool same_subject = !subject_.empty() && identity->subject == subject_;
-          if (identity->user != user_ && !same_subject) {
-            SendError(ErrorCode::kForbidden, "the new token names another user", request_id);
-            return;
-          }
-          sink_->SetExpiry(ExpiryMs(identity->expires_at_s, tokens_->clock_skew_s()));
-          Send(EncodeRefreshed(identity->expires_at_s, request_id));
-        });
-      });
+  tokens_->Verify(std::move(action.token), [this, weak = sink_->WeakSelf(),
+                                            request_id = std::move(request_id)](
+                                               absl::StatusOr<Identity> identity) {
+    auto sink = weak.lock();
+    if (sink == nullptr) return;
+    sink->Post([this, identity = std::move(identity), request_id] {
+      if (!identity.ok()) {
+        SendError(ErrorCode::kForbidden,
+                  absl::StrCat("token refused: ", identity.status().message()), request_id);
+        return;
+      }
+      const bool same_subject = subject_is_user_ ? identity->subject == user_
+                                                 : rare_ != nullptr && !rare_->subject.empty() &&
+                                                       identity->subject == rare_->subject;
+      if (identity->user != user_ && !same_subject) {
+        SendError(ErrorCode::kForbidden, "the new token names another user", request_id);
+        return;
+      }
+      sink_->SetExpiry(ExpiryMs(identity->expires_at_s, tokens_->clock_skew_s()));
+      Send(EncodeRefreshed(identity->expires_at_s, request_id));
+    });
+  });
 }
 
 void ConnectionLogic::OnClosed() {

@@ -100,8 +100,9 @@ class ConnectionLogic {
   // jwt mode: the token's `sub`. A refresh token of the same subject renews
   // the connection even when its user claim is not the connection's name
   // (a name resolved from the user's profile).
-  void set_subject(std::string subject) { subject_ = std::move(subject); }
+  void set_subject(std::string subject);
   const std::string& connection_id() const { return connection_id_; }
+  ~ConnectionLogic();
 
  private:
   void Send(std::string frame);
@@ -130,8 +131,15 @@ class ConnectionLogic {
   void EndCatchUp();
   void OnSendResult(const SendResult& result, const RequestId& request_id, bool counted);
 
+  // State of a connection that did something unusual (sent messages, broke
+  // the rules, carries a token subject other than its name): made on first
+  // use, so that tens of thousands of idle connections do not carry it.
+  struct Rare;
+  Rare& rare();
+  // Pages of missed messages being pushed: only while catching up.
+  struct CatchUp;
+
   const std::string user_;
-  std::string subject_;
   const std::string connection_id_;
   const LogicConfig* config_;
   MessageBackend* messages_;
@@ -141,8 +149,11 @@ class ConnectionLogic {
   const Clock* clock_;
   TokenVerifier* tokens_;  // null in name mode: `refresh` is unknown there
   TokenBucket rate_;
-  WindowCounter bad_frames_;
-  WindowCounter rate_strikes_;
+  std::unique_ptr<Rare> rare_;
+  std::unique_ptr<CatchUp> catch_up_;  // set while catching up
+  // The epoch the client was told, shared by the connections told the same.
+  std::shared_ptr<const std::string> epoch_;
+  int64_t seen_useq_ = -1;  // highest useq written (or the stream's end at attach); -1: none
   // Sends awaiting their result. Results that need no frame (no request_id,
   // delivered) are counted down on the backend's thread without a hop to the
   // connection's strand; `read_paused_` is read there to know when a hop is
@@ -153,31 +164,15 @@ class ConnectionLogic {
 
   // Protocol version 2 (strand only).
   bool hello_sent_ = false;
-  std::string epoch_;  // the one the client was told
-  // useqs of messages this connection sent (answered with `sent`, never
-  // written as frames): a catch-up does not echo them back. Small, bounded.
-  std::vector<int64_t> sent_here_;
   bool v2_ = false;  // its first sync was accepted
   bool attach_pending_ = false;
   // A link came up or went down while an attach was under way: the attach
   // may have missed a replica, so it is done again once answered.
   bool reattach_again_ = false;
-  bool attached_ = false;   // message-service knows this connection
-  int64_t seen_useq_ = -1;  // highest useq written (or the stream's end at attach); -1: none
-  bool catching_up_ = false;
-  bool catch_up_unread_ = true;  // pushes after hello (else: missed during a link outage)
-  int64_t catch_up_after_ = 0;
-  int64_t caught_up_to_ = 0;  // highest useq a page held
-  bool page_in_flight_ = false;
-  bool last_page_ = false;  // the page being written is the last
-  struct Held {
-    std::shared_ptr<const std::string> frame;
-    int64_t useq;
-    int64_t edge_received_us;
-  };
-  std::vector<Held> held_;  // live frames waiting behind the catch-up
-  Fifo<Held> pushing_;      // the current page, fed to the socket a window at a time
-  size_t held_bytes_ = 0;
+  bool attached_ = false;  // message-service knows this connection
+  // jwt mode: the token's subject is the connection's name (else, if any,
+  // it is in rare_).
+  bool subject_is_user_ = false;
 };
 
 }  // namespace chat::edge
