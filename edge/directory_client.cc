@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <random>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/grpc_status.h"
 #include "spdlog/spdlog.h"
@@ -20,6 +21,36 @@ std::string RandomIncarnation() {
 }
 
 }  // namespace
+
+DirectoryClient::Registered::Registered(const NewConnection& connection,
+                                        std::shared_ptr<const std::string> user_agent)
+    : text_(absl::StrCat(connection.connection_id, connection.user, connection.ip)),
+      user_agent_(std::move(user_agent)),
+      connected_at_ms_(connection.connected_at_ms),
+      id_size_(static_cast<uint32_t>(connection.connection_id.size())),
+      user_size_(static_cast<uint32_t>(connection.user.size())) {
+  text_.shrink_to_fit();
+}
+
+NewConnection DirectoryClient::Registered::ToNewConnection() const {
+  const std::string_view text(text_);
+  NewConnection c;
+  c.connection_id = std::string(text.substr(0, id_size_));
+  c.user = std::string(text.substr(id_size_, user_size_));
+  c.ip = std::string(text.substr(id_size_ + user_size_));
+  c.connected_at_ms = connected_at_ms_;
+  if (user_agent_ != nullptr) c.user_agent = *user_agent_;
+  return c;
+}
+
+std::shared_ptr<const std::string> DirectoryClient::InternUserAgentLocked(
+    const std::string& agent) {
+  if (agent.empty()) return nullptr;
+  if (last_user_agent_ == nullptr || *last_user_agent_ != agent) {
+    last_user_agent_ = std::make_shared<const std::string>(agent);
+  }
+  return last_user_agent_;
+}
 
 DirectoryClient::DirectoryClient(std::shared_ptr<grpc::Channel> channel, std::string edge_id,
                                  LocalHub* hub, DirectoryOptions options)
@@ -174,7 +205,7 @@ void DirectoryClient::Register(NewConnection connection, std::function<void(absl
 
 void DirectoryClient::Unregister(const std::string& connection_id) {
   absl::MutexLock lock(&mu_);
-  live_.erase(connection_id);
+  if (auto it = live_.find(std::string_view(connection_id)); it != live_.end()) live_.erase(it);
   // Unregisters are never dropped: the registry would show a ghost until our
   // lease ends, which is never while we live.
   queue_.push_back({false, {}, connection_id, nullptr, false});
@@ -195,7 +226,8 @@ void DirectoryClient::KickLocked() {
       Op& op = queue_.front();
       // A re-registration of a connection that closed since it was queued
       // would leave a ghost (its unregister may be gone: see NoteInstance).
-      if (!op.again || live_.contains(op.connection.connection_id)) batch.push_back(std::move(op));
+      if (!op.again || live_.contains(std::string_view(op.connection.connection_id)))
+        batch.push_back(std::move(op));
       queue_.pop_front();
     }
   }
@@ -256,9 +288,16 @@ void DirectoryClient::OnBatchDone(std::vector<Op> batch, const grpc::Status& sta
       if (op.is_register && op.again) {
         // live_ holds it already, unless it closed meanwhile: then it stays
         // out, or every later re-registration would bring it back.
-        if (retry && live_.contains(op.connection.connection_id)) queue_.push_back(std::move(op));
+        if (retry && live_.contains(std::string_view(op.connection.connection_id)))
+          queue_.push_back(std::move(op));
       } else if (op.is_register) {
-        if (ok) live_[op.connection.connection_id] = op.connection;
+        if (ok) {
+          auto record = std::make_unique<Registered>(
+              op.connection, InternUserAgentLocked(op.connection.user_agent));
+          auto it = live_.find(record->connection_id());
+          if (it != live_.end()) live_.erase(it);
+          live_.insert(std::move(record));
+        }
         if (op.done) callbacks.push_back(std::move(op.done));
       } else if (retry) {
         queue_.push_back(std::move(op));
@@ -306,8 +345,8 @@ bool DirectoryClient::NoteInstance(const std::string& instance) {
 
 void DirectoryClient::RegisterAllAgain() {
   absl::MutexLock lock(&mu_);
-  for (const auto& [id, connection] : live_) {
-    queue_.push_back({true, connection, {}, nullptr, true});
+  for (const auto& record : live_) {
+    queue_.push_back({true, record->ToNewConnection(), {}, nullptr, true});
   }
   KickLocked();
 }

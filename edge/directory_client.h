@@ -6,9 +6,11 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/hash/hash.h"
 #include "absl/synchronization/mutex.h"
 #include "chat/v1/chat.grpc.pb.h"
 #include "common/alarm_timer.h"
@@ -67,6 +69,44 @@ class DirectoryClient : public DirectoryBackend {
     // never adds to live_, and is dropped once the connection closed.
     bool again = false;
   };
+  // What re-registration needs of a live connection, in few bytes: its id,
+  // user and address in one string, the user agent shared with the
+  // connections that sent the same one. One per connection on this edge.
+  class Registered {
+   public:
+    Registered(const NewConnection& connection, std::shared_ptr<const std::string> user_agent);
+    std::string_view connection_id() const { return std::string_view(text_).substr(0, id_size_); }
+    NewConnection ToNewConnection() const;
+
+   private:
+    std::string text_;  // connection id, user, ip
+    std::shared_ptr<const std::string> user_agent_;
+    int64_t connected_at_ms_;
+    uint32_t id_size_;
+    uint32_t user_size_;
+  };
+  // A set of records found by their connection id.
+  struct RegisteredHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view id) const { return absl::Hash<std::string_view>()(id); }
+    size_t operator()(const std::unique_ptr<Registered>& r) const {
+      return (*this)(r->connection_id());
+    }
+  };
+  struct RegisteredEq {
+    using is_transparent = void;
+    static std::string_view Id(std::string_view id) { return id; }
+    static std::string_view Id(const std::unique_ptr<Registered>& r) { return r->connection_id(); }
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const {
+      return Id(a) == Id(b);
+    }
+  };
+  // The user agent to keep for a new record (mu_ held): the last one seen
+  // is shared when it is the same.
+  std::shared_ptr<const std::string> InternUserAgentLocked(const std::string& agent)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   void KickLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnBatchDone(std::vector<Op> batch, const grpc::Status& status, const std::string& instance);
   // Returns true when the registry restarted (and re-registration began).
@@ -92,7 +132,9 @@ class DirectoryClient : public DirectoryBackend {
   std::deque<Op> queue_ ABSL_GUARDED_BY(mu_);
   bool in_flight_ ABSL_GUARDED_BY(mu_) = false;
   // What the registry should hold for us: re-sent when it lost it.
-  absl::flat_hash_map<std::string, NewConnection> live_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<std::unique_ptr<Registered>, RegisteredHash, RegisteredEq> live_
+      ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const std::string> last_user_agent_ ABSL_GUARDED_BY(mu_);
   std::string instance_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   // The heartbeat call in flight (cancelled on destruction), and whether its
