@@ -223,8 +223,13 @@ void EdgeServer::ConnectGrpcBackends() {
 }
 
 void EdgeServer::DoAccept() {
-  acceptor_.async_accept(net::make_strand(ioc_), [this](boost::system::error_code ec,
-                                                        tcp::socket socket) {
+  constexpr size_t kStrands = 256;
+  if (strands_.empty()) {
+    strands_.reserve(kStrands);
+    for (size_t i = 0; i < kStrands; ++i) strands_.push_back(net::make_strand(ioc_));
+  }
+  const auto& strand = strands_[next_strand_++ % kStrands];
+  acceptor_.async_accept(strand, [this](boost::system::error_code ec, tcp::socket socket) {
     if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
     if (ec) {
       // Out of file descriptors, most likely: back off instead of spinning.

@@ -13,6 +13,7 @@
 #include "boost/asio/ip/tcp.hpp"
 #include "boost/asio/ssl/context.hpp"
 #include "boost/asio/steady_timer.hpp"
+#include "boost/asio/strand.hpp"
 #include "common/grpc_metrics.h"
 #include "common/grpc_tls.h"
 #include "common/metrics.h"
@@ -137,6 +138,13 @@ class EdgeServer {
   boost::asio::io_context ioc_;
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::steady_timer accept_retry_;
+  // Connections share a fixed set of strands, handed out in turn: one
+  // strand per connection cost about 110 bytes each (its implementation and
+  // the shared_ptr's block). Sharing only serializes the handlers of the
+  // connections on one strand, and no handler blocks. After ioc_: a strand
+  // must go before its io_context.
+  std::vector<boost::asio::strand<boost::asio::io_context::executor_type>> strands_;
+  size_t next_strand_ = 0;  // DoAccept's chain only
   std::vector<std::thread> threads_;
   int port_ = 0;
   bool stopped_ = false;
