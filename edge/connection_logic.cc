@@ -30,6 +30,7 @@
 //      with TLS).
 
 #include <algorithm>
+#include <set>
 
 #include "absl/base/const_init.h"
 #include "absl/strings/str_cat.h"
@@ -69,13 +70,13 @@ struct ConnectionLogic::CatchUp {
 namespace {
 
 // Every connection is told the same epoch (until the store is replaced):
-// one copy of it is shared rather than one per connection.
-std::shared_ptr<const std::string> InternEpoch(const std::string& epoch) {
+// one copy of it is kept for them all, rather than one per connection. The
+// copies are never freed: there is one per store replacement.
+const std::string* InternEpoch(const std::string& epoch) {
   ABSL_CONST_INIT static absl::Mutex mu(absl::kConstInit);
-  static auto* last = new std::shared_ptr<const std::string>();
+  static auto* seen = new std::set<std::string>();
   absl::MutexLock lock(&mu);
-  if (*last == nullptr || **last != epoch) *last = std::make_shared<const std::string>(epoch);
-  return *last;
+  return &*seen->insert(epoch).first;
 }
 
 }  // namespace
@@ -93,7 +94,8 @@ ConnectionLogic::ConnectionLogic(std::string user, std::string connection_id,
       sink_(sink),
       clock_(clock),
       tokens_(tokens),
-      rate_(config->messages_per_second, std::max(config->rate_burst, 1), clock->NowMs()) {}
+      rate_tokens_(std::max(config->rate_burst, 1)),
+      rate_last_ms_(clock->NowMs()) {}
 
 ConnectionLogic::~ConnectionLogic() = default;
 
@@ -378,6 +380,18 @@ void ConnectionLogic::CountBadFrame() {
   }
 }
 
+bool ConnectionLogic::TakeRateToken(int64_t now_ms) {
+  const double burst = std::max(config_->rate_burst, 1);
+  if (now_ms > rate_last_ms_) {
+    const double rate_per_ms = config_->messages_per_second / 1000.0;
+    rate_tokens_ = std::min(burst, rate_tokens_ + (now_ms - rate_last_ms_) * rate_per_ms);
+    rate_last_ms_ = now_ms;
+  }
+  if (rate_tokens_ < 1.0) return false;
+  rate_tokens_ -= 1.0;
+  return true;
+}
+
 void ConnectionLogic::OnBinary() {
   if (closed_) return;
   SendError(ErrorCode::kBadRequest, "binary frames are not supported; send JSON text frames",
@@ -394,7 +408,7 @@ void ConnectionLogic::OnText(std::string_view text) {
     return;
   }
   Request& request = std::get<Request>(parsed);
-  if (!rate_.TryTake(clock_->NowMs())) {
+  if (!TakeRateToken(clock_->NowMs())) {
     if (rare().rate_strikes.AddAndCheck(clock_->NowMs())) {
       closed_ = true;
       if (config_->metrics != nullptr) config_->metrics->RateLimitClose();

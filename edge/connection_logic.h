@@ -108,6 +108,7 @@ class ConnectionLogic {
   void Send(std::string frame);
   void SendError(ErrorCode code, std::string_view message, const RequestId& request_id);
   void CountBadFrame();
+  bool TakeRateToken(int64_t now_ms);
   void HandleSend(SendAction action, RequestId request_id);
   void HandleUsers(const UsersAction& action, RequestId request_id);
   void HandleWatch(WatchAction action, RequestId request_id);
@@ -148,11 +149,15 @@ class ConnectionLogic {
   ClientSink* sink_;
   const Clock* clock_;
   TokenVerifier* tokens_;  // null in name mode: `refresh` is unknown there
-  TokenBucket rate_;
+  // A token bucket (TokenBucket's arithmetic) whose rate and burst are read
+  // from the config: two fields, not four, per connection.
+  double rate_tokens_;
+  int64_t rate_last_ms_;
   std::unique_ptr<Rare> rare_;
   std::unique_ptr<CatchUp> catch_up_;  // set while catching up
-  // The epoch the client was told, shared by the connections told the same.
-  std::shared_ptr<const std::string> epoch_;
+  // The epoch the client was told (null: none yet); the process keeps one
+  // copy of each epoch it saw, for every connection.
+  const std::string* epoch_ = nullptr;
   int64_t seen_useq_ = -1;  // highest useq written (or the stream's end at attach); -1: none
   // Sends awaiting their result. Results that need no frame (no request_id,
   // delivered) are counted down on the backend's thread without a hop to the
