@@ -429,6 +429,19 @@ class ChatUser {
     }
   }
 
+  // A write failed: the edge may have closed first. The client's reader
+  // answers a close frame and tears the stream down before this thread has
+  // read the frame, so the write fails while the frame (with its code)
+  // still waits: read what is left, up to the close. 0: none came.
+  uint16_t CloseCodeAfterFailedWrite() {
+    for (;;) {
+      auto frame = ws_->Read(2s);
+      if (!frame.ok()) return 0;
+      if (frame->closed) return frame->close_code;
+      Record(*frame);
+    }
+  }
+
   // Reads frames for `duration`, or until the connection closes.
   void Pump(Clock::duration duration) {
     const auto until = Clock::now() + duration;
@@ -458,7 +471,7 @@ class ChatUser {
     if (!pending_->key.empty()) frame["idempotency_key"] = pending_->key;
     const auto started = Clock::now();
     if (!ws_->SendJson(frame).ok()) {
-      Lost(0);
+      Lost(CloseCodeAfterFailedWrite());
       return;
     }
     // The edge answers within its --send_timeout_ms (4 s) even when a
