@@ -296,24 +296,6 @@ void Dispatcher::ResolveHole(const std::string& user, UserState* state, store::M
   }
 }
 
-absl::Duration Dispatcher::MaybeFlushMarks(store::MessageStore* store) {
-  if (dirty_.empty()) {
-    FlushMarks(store);  // only a due sweep does anything
-    return absl::InfiniteDuration();
-  }
-  const auto real_now = std::chrono::steady_clock::now();
-  const bool sweep = !holes_.empty() && clock_->NowMs() >= next_sweep_ms_;
-  // Reads (and erased peers, filled as read) are rare and answered by what
-  // the flush writes: they never wait. Only reached reports are coalesced.
-  if (real_now < next_flush_at_ && !sweep && read_.empty()) {
-    return absl::FromChrono(next_flush_at_ - real_now);
-  }
-  next_flush_at_ = real_now + kMarkFlushInterval;
-  FlushMarks(store);
-  // Left dirty: the store was away; try again after the interval.
-  return dirty_.empty() ? absl::InfiniteDuration() : absl::FromChrono(kMarkFlushInterval);
-}
-
 void Dispatcher::FlushMarks(store::MessageStore* store) {
   const int64_t now = clock_->NowMs();
   const bool sweep = !holes_.empty() && now >= next_sweep_ms_;

@@ -1,7 +1,6 @@
 #ifndef CHAT_MESSAGE_SERVICE_DISPATCHER_H_
 #define CHAT_MESSAGE_SERVICE_DISPATCHER_H_
 
-#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -10,7 +9,6 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
-#include "absl/time/time.h"
 #include "chat/v1/chat.pb.h"
 #include "common/clock.h"
 #include "message-service/edge_links.h"
@@ -26,9 +24,6 @@ namespace chat::message {
 class Dispatcher {
  public:
   static constexpr int64_t kHoleSweepMs = 1000;
-  // Marks are saved at most this often while messages flow (see
-  // MaybeFlushMarks).
-  static constexpr std::chrono::milliseconds kMarkFlushInterval{20};
 
   Dispatcher(const Clock* clock, std::string epoch) : clock_(clock), epoch_(std::move(epoch)) {}
 
@@ -53,17 +48,6 @@ class Dispatcher {
   // receipts that follow. Called after each batch of work, and at least
   // once a second (the sweep of marks held back by holes).
   void FlushMarks(store::MessageStore* store);
-  // FlushMarks, unless marks were saved less than kMarkFlushInterval ago (of
-  // real time), no hole sweep is due and nobody read anything (reads and
-  // erased peers never wait): then the moves wait, and this says
-  // how soon to call again (InfiniteDuration: nothing waits). At a few
-  // thousand messages a second each wake-up commits one or two messages, and
-  // saving the marks their reports moved was a second transaction per
-  // wake-up; now it is one per interval for all of them. The cost: receipts
-  // up to that much later, and after a crash the marks of the last interval
-  // are lost (those messages are pushed again at the next hello, which
-  // version 2 clients drop by useq).
-  absl::Duration MaybeFlushMarks(store::MessageStore* store);
   // `user` read something: messages read count as reached, so their holes in
   // the reached prefix are filled at the next flush.
   void NoteRead(const std::string& user);
@@ -131,7 +115,6 @@ class Dispatcher {
   // the next sweep (at most one per kHoleSweepMs).
   absl::flat_hash_set<std::string> holes_;
   int64_t next_sweep_ms_ = 0;
-  std::chrono::steady_clock::time_point next_flush_at_{};
 };
 
 }  // namespace chat::message

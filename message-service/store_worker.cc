@@ -82,7 +82,7 @@ void StoreWorker::PostSends(std::vector<SendJob> jobs) {
   for (SendJob& job : jobs) local_.emplace_back(std::move(job));
 }
 
-void StoreWorker::SetAfterBatch(AfterBatch fn) {
+void StoreWorker::SetAfterBatch(std::function<void(store::MessageStore*)> fn) {
   absl::MutexLock lock(&mu_);
   after_batch_ = std::move(fn);
 }
@@ -178,17 +178,16 @@ void StoreWorker::Run() {
   std::vector<Item> posted;
   std::vector<SendJob> batch;
   std::vector<std::function<void()>> after_this;
-  bool busy = true;                               // work may have been submitted before Start
-  absl::Time after_due = absl::InfiniteFuture();  // when the after-batch step asked to run
+  bool busy = true;  // work may have been submitted before Start
   for (;;) {
     // Idle, the worker still wakes up every second: the after-batch step
     // revisits reached marks held back by holes (another replica's
     // commits) even when nothing else happens.
-    absl::Time deadline = std::min(absl::Now() + absl::Seconds(1), after_due);
+    absl::Time deadline = absl::Now() + absl::Seconds(1);
     if (options_.retention_ms > 0) deadline = std::min(deadline, next_prune_);
     if (busy || prune_more_) deadline = absl::InfinitePast();
     busy = WaitAndHandle(deadline);
-    AfterBatch after;
+    std::function<void(store::MessageStore*)> after;
     bool stop = false;
     {
       absl::MutexLock lock(&mu_);
@@ -204,10 +203,7 @@ void StoreWorker::Run() {
       RunItems(&posted, &batch);
     }
     CommitBatch(&batch);
-    if (after) {
-      const absl::Duration again = after(store_.get(), /*final=*/false);
-      after_due = again == absl::InfiniteDuration() ? absl::InfiniteFuture() : absl::Now() + again;
-    }
+    if (after) after(store_.get());
     after_this.swap(after_this_batch_);
     for (auto& fn : after_this) fn();
     after_this.clear();
@@ -229,7 +225,6 @@ void StoreWorker::Run() {
       RunItems(&posted, &batch);
     }
     CommitBatch(&batch);
-    if (after) after(store_.get(), /*final=*/true);  // marks that were waiting
     after_this.swap(after_this_batch_);
     for (auto& fn : after_this) fn();
     return;

@@ -88,12 +88,8 @@ class StoreWorker {
   // Ignores the bound: for clean-up whose loss would leak state (a link's
   // routes); at most one per link or connection.
   void SubmitAlways(Task task);
-  // Runs on this thread after each wake-up's work (flushes mark moves), with
-  // `final` true once, when the worker stops. Returns how soon it wants to
-  // run again even if no work comes (InfiniteDuration: only after work, or
-  // at the 1 s tick).
-  using AfterBatch = std::function<absl::Duration(store::MessageStore*, bool final)>;
-  void SetAfterBatch(AfterBatch fn);
+  // Runs on this thread after each wake-up's work (flushes mark moves).
+  void SetAfterBatch(std::function<void(store::MessageStore*)> fn);
 
   // Worker thread only (completion-queue handlers): appended to this
   // wake-up's work, behind what was handed in before, with no lock and no
@@ -165,7 +161,7 @@ class StoreWorker {
   StoreMetrics* const metrics_;
   const std::shared_ptr<Alive> alive_;
   const std::string epoch_;
-  AfterBatch after_batch_;
+  std::function<void(store::MessageStore*)> after_batch_;
 
   absl::Mutex mu_;
   std::vector<Item> queue_ ABSL_GUARDED_BY(mu_);

@@ -485,11 +485,7 @@ class MessageServiceTest : public ::testing::Test {
     epoch_ = store_->Epoch();
     dispatcher_ = std::make_unique<Dispatcher>(&clock_, epoch_);
     worker_ = std::make_unique<StoreWorker>(std::move(flaky), StoreWorker::Options(), &lookup_);
-    worker_->SetAfterBatch([this](store::MessageStore* s, bool final) {
-      if (!final) return dispatcher_->MaybeFlushMarks(s);
-      dispatcher_->FlushMarks(s);
-      return absl::InfiniteDuration();
-    });
+    worker_->SetAfterBatch([this](store::MessageStore* s) { dispatcher_->FlushMarks(s); });
     service_ = std::make_unique<MessageServiceImpl>(worker_.get(), dispatcher_.get(), &ids_,
                                                     &clock_, Options(), &lookup_);
     server_ = std::make_unique<chat::testing::InProcessServer>();
