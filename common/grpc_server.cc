@@ -15,6 +15,7 @@
 #include "common/reflection_v1.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/ext/health_check_service_server_builder_option.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/security/server_credentials.h"
@@ -28,6 +29,9 @@ absl::StatusOr<StartedServer> StartGrpcServer(const GrpcServerOptions& options,
   if (!credentials.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("gRPC server TLS: ", credentials.status().message()));
+  }
+  if (options.health_on_queue && !options.completion_queue) {
+    return absl::InvalidArgumentError("health_on_queue needs a completion queue");
   }
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -46,6 +50,12 @@ absl::StatusOr<StartedServer> StartGrpcServer(const GrpcServerOptions& options,
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   for (grpc::Service* service : services) builder.RegisterService(service);
+  if (options.health_on_queue) {
+    // Null: no default health service on this server; ours instead.
+    builder.SetOption(std::make_unique<grpc::HealthCheckServiceServerBuilderOption>(nullptr));
+    started.health = std::make_unique<AsyncHealthService>();
+    builder.RegisterService(started.health.get());
+  }
   if (options.completion_queue) started.completion_queue = builder.AddCompletionQueue();
   if (options.metrics != nullptr) {
     std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
@@ -56,7 +66,11 @@ absl::StatusOr<StartedServer> StartGrpcServer(const GrpcServerOptions& options,
   if (started.server == nullptr || started.port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
   }
-  started.server->GetHealthCheckService()->SetServingStatus(true);
+  if (started.health != nullptr) {
+    started.health->Serve(options.health_services, started.completion_queue.get());
+  } else {
+    started.server->GetHealthCheckService()->SetServingStatus(true);
+  }
   return started;
 }
 

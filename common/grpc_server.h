@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/grpc_health.h"
 #include "common/grpc_tls.h"
 #include "grpcpp/completion_queue.h"
 #include "grpcpp/impl/codegen/service_type.h"
@@ -29,9 +30,18 @@ struct GrpcServerOptions {
   // (StartedServer::completion_queue), which the caller must drive, and shut
   // down after the server.
   bool completion_queue = false;
+  // With completion_queue: grpc.health.v1 is served on that queue too
+  // (AsyncHealthService, SERVING for "" and these names) instead of by
+  // gRPC's default health service, whose callback API brings threads that
+  // poll the server's sockets. For a server whose one thread drives the queue.
+  bool health_on_queue = false;
+  std::vector<std::string> health_services;
 };
 
 struct StartedServer {
+  // Set with GrpcServerOptions::health_on_queue: call its Serve with the
+  // queue before driving it. First: it must outlive the server.
+  std::unique_ptr<AsyncHealthService> health;
   std::unique_ptr<grpc::Server> server;
   int port = 0;
   std::unique_ptr<grpc::ServerCompletionQueue> completion_queue;

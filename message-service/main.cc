@@ -142,6 +142,7 @@ int main(int argc, char** argv) {
   service_options.auth = auth;
   chat::message::MessageServiceImpl service(worker.get(), &dispatcher, &ids,
                                             chat::SystemClock::Get(), service_options, &lookup);
+  chat::message::MessageServiceApi api(&service);
   chat::message::EdgeGatewayImpl gateway(&service);
 
   // Before the server: once it runs, every way out is the shutdown below.
@@ -157,15 +158,22 @@ int main(int argc, char** argv) {
   options.tls.key_file = absl::GetFlag(FLAGS_tls_key);
   options.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
   options.metrics = &grpc_metrics;
-  options.completion_queue = true;  // the EdgeLinks', driven by the store worker
-  auto server = chat::StartGrpcServer(options, {&service, &gateway});
+  // Every call of this server completes on one queue, driven by the store
+  // worker's thread (health included): no other thread polls its sockets.
+  options.completion_queue = true;
+  options.health_on_queue = true;
+  options.health_services = {chat::v1::MessageService::service_full_name(),
+                             chat::v1::EdgeGateway::service_full_name()};
+  auto server = chat::StartGrpcServer(options, {&api, &gateway});
   if (!server.ok()) {
     spdlog::critical("{}", server.status().ToString());
     return 1;
   }
-  grpc::ServerCompletionQueue* link_queue = server->completion_queue.get();
+  grpc::ServerCompletionQueue* queue = server->completion_queue.get();
+  lookup.UseQueue(queue);
   worker->Start(std::move(server->completion_queue));
-  gateway.Serve(link_queue);
+  api.Serve(queue);
+  gateway.Serve(queue);
   const std::string host = options.listen.substr(0, options.listen.rfind(':'));
   spdlog::info("message-service replica {} on {}:{}, store {} (epoch {}), connection-service at {}",
                replica, host, server->port, absl::GetFlag(FLAGS_store), epoch,

@@ -242,7 +242,7 @@ class EdgeLinkCall final : public DownWriter {
 };
 
 template <typename Response>
-void FinishWith(grpc::ServerUnaryReactor* reactor, Response* response,
+void FinishWith(UnaryReply* reactor, Response* response,
                 absl::StatusOr<Response> result) {
   if (!result.ok()) {
     reactor->Finish(ToGrpcStatus(result.status()));
@@ -456,35 +456,33 @@ void MessageServiceImpl::RunQuery(store::MessageStore* store, const std::shared_
   }
 }
 
-grpc::ServerUnaryReactor* MessageServiceImpl::Send(grpc::CallbackServerContext* ctx,
+void MessageServiceImpl::Send(const grpc::ServerContextBase* ctx,
                                                    const chat::v1::SendRequest* request,
-                                                   chat::v1::SendResponse* response) {
-  auto* reactor = ctx->DefaultReactor();
+                                                   chat::v1::SendResponse* response, UnaryReply* reactor) {
   if (grpc::Status denied = options_.auth.CheckPublic(ctx); !denied.ok()) {
     reactor->Finish(denied);
-    return reactor;
+    return;
   }
   std::vector<StoreWorker::SendJob> jobs;
   PreparePublicSend(
       *request, response, [reactor](absl::Status status) { reactor->Finish(ToGrpcStatus(status)); },
       &jobs);
   worker_->SubmitSends(std::move(jobs));
-  return reactor;
+  return;
 }
 
-grpc::ServerUnaryReactor* MessageServiceImpl::Batch(grpc::CallbackServerContext* ctx,
+void MessageServiceImpl::Batch(const grpc::ServerContextBase* ctx,
                                                     const chat::v1::BatchRequest* request,
-                                                    chat::v1::BatchResponse* response) {
-  auto* reactor = ctx->DefaultReactor();
+                                                    chat::v1::BatchResponse* response, UnaryReply* reactor) {
   if (grpc::Status denied = options_.auth.CheckPublic(ctx); !denied.ok()) {
     reactor->Finish(denied);
-    return reactor;
+    return;
   }
   if (request->sends_size() > kMaxBatchSends) {
     reactor->Finish(ToGrpcStatus(
         WithReason(absl::InvalidArgumentError(absl::StrCat("more than ", kMaxBatchSends, " sends")),
                    kTooManySends)));
-    return reactor;
+    return;
   }
   int messages = 0;
   size_t text_bytes = 0;
@@ -499,7 +497,7 @@ grpc::ServerUnaryReactor* MessageServiceImpl::Batch(grpc::CallbackServerContext*
                                     "a batch may fan out to at most ", kMaxBatchMessages,
                                     " messages and ", kMaxBatchTextBytes >> 20, " MiB of text")),
                                 kTooManySends)));
-    return reactor;
+    return;
   }
   const int n = request->sends_size();
   for (int i = 0; i < n; ++i) response->add_results();
@@ -528,20 +526,19 @@ grpc::ServerUnaryReactor* MessageServiceImpl::Batch(grpc::CallbackServerContext*
   }
   worker_->SubmitSends(std::move(jobs));
   one_done();
-  return reactor;
+  return;
 }
 
-grpc::ServerUnaryReactor* MessageServiceImpl::DeleteUser(grpc::CallbackServerContext* ctx,
+void MessageServiceImpl::DeleteUser(const grpc::ServerContextBase* ctx,
                                                          const chat::v1::DeleteUserRequest* request,
-                                                         chat::v1::DeleteUserResponse* response) {
-  auto* reactor = ctx->DefaultReactor();
+                                                         chat::v1::DeleteUserResponse* response, UnaryReply* reactor) {
   if (grpc::Status denied = options_.auth.CheckPublic(ctx); !denied.ok()) {
     reactor->Finish(denied);
-    return reactor;
+    return;
   }
   if (absl::Status s = CheckName(request->name(), "name"); !s.ok()) {
     reactor->Finish(ToGrpcStatus(s));
-    return reactor;
+    return;
   }
   // connection-service first: once it has forgotten the name, no new send
   // to it passes the recipient lookup, so nothing is stored for the user
@@ -562,7 +559,7 @@ grpc::ServerUnaryReactor* MessageServiceImpl::DeleteUser(grpc::CallbackServerCon
                    if (!worker_->Submit(std::move(erase)))
                      reactor->Finish(ToGrpcStatus(QueueFull()));
                  });
-  return reactor;
+  return;
 }
 
 namespace {
@@ -589,7 +586,7 @@ std::vector<std::string> PeersOf(store::MessageStore* store, const std::string& 
 
 void MessageServiceImpl::EraseOnWorker(store::MessageStore* store, const std::string& name,
                                        bool existed, chat::v1::DeleteUserResponse* response,
-                                       grpc::ServerUnaryReactor* reactor) {
+                                       UnaryReply* reactor) {
   // The peers' streams get holes where the erased messages were; holes that
   // had not reached them would hold their reached prefix marks (and so
   // their delivered receipts) back for good. Filled as for messages read.
@@ -619,13 +616,12 @@ void EdgeGatewayImpl::Serve(grpc::ServerCompletionQueue* cq) {
 }
 
 #define CHAT_UNARY_READ(Method, Kind, Request, Response, Body)                            \
-  grpc::ServerUnaryReactor* MessageServiceImpl::Method(grpc::CallbackServerContext* ctx,  \
-                                                       const chat::v1::Request* request,  \
-                                                       chat::v1::Response* response) {    \
-    auto* reactor = ctx->DefaultReactor();                                                \
+  void MessageServiceImpl::Method(const grpc::ServerContextBase* ctx,                     \
+                                  const chat::v1::Request* request,                       \
+                                  chat::v1::Response* response, UnaryReply* reactor) {   \
     if (grpc::Status denied = options_.auth.CheckPublic(ctx); !denied.ok()) {             \
       reactor->Finish(denied);                                                            \
-      return reactor;                                                                     \
+      return;                                                                     \
     }                                                                                     \
     if (!worker_->Submit([this, reactor, request, response](store::MessageStore* store) { \
           StoreQueryTimer timer(worker_->metrics(), StoreQuery::Kind);                    \
@@ -635,7 +631,7 @@ void EdgeGatewayImpl::Serve(grpc::ServerCompletionQueue* cq) {
         })) {                                                                             \
       reactor->Finish(ToGrpcStatus(QueueFull()));                                         \
     }                                                                                     \
-    return reactor;                                                                       \
+    return;                                                                       \
   }
 
 CHAT_UNARY_READ(Sync, kSync, SyncRequest, SyncResponse,
@@ -647,13 +643,12 @@ CHAT_UNARY_READ(Conversations, kConversations, ConversationsRequest, Conversatio
 
 #undef CHAT_UNARY_READ
 
-grpc::ServerUnaryReactor* MessageServiceImpl::MarkRead(grpc::CallbackServerContext* ctx,
+void MessageServiceImpl::MarkRead(const grpc::ServerContextBase* ctx,
                                                        const chat::v1::MarkReadRequest* request,
-                                                       chat::v1::MarkReadResponse* response) {
-  auto* reactor = ctx->DefaultReactor();
+                                                       chat::v1::MarkReadResponse* response, UnaryReply* reactor) {
   if (grpc::Status denied = options_.auth.CheckPublic(ctx); !denied.ok()) {
     reactor->Finish(denied);
-    return reactor;
+    return;
   }
   if (!worker_->Submit([this, reactor, request, response](store::MessageStore* store) {
         std::vector<store::MarkChange> changes;
@@ -667,7 +662,30 @@ grpc::ServerUnaryReactor* MessageServiceImpl::MarkRead(grpc::CallbackServerConte
       })) {
     reactor->Finish(ToGrpcStatus(QueueFull()));
   }
-  return reactor;
+  return;
+}
+
+void MessageServiceApi::Serve(grpc::ServerCompletionQueue* cq) {
+  // Each method: the generated RequestX of this service, and the handler.
+#define CHAT_SERVE_UNARY(Method, Req, Resp)                                             \
+  AsyncUnaryCall<chat::v1::Req, chat::v1::Resp>::Serve(                                 \
+      [this](grpc::ServerContext* ctx, chat::v1::Req* request,                              \
+             grpc::ServerAsyncResponseWriter<chat::v1::Resp>* writer,                       \
+             grpc::ServerCompletionQueue* queue,                                                \
+             void* tag) { Request##Method(ctx, request, writer, queue, queue, tag); },          \
+      [service = service_](const grpc::ServerContextBase* ctx, const chat::v1::Req* request, \
+                           chat::v1::Resp* response, UnaryReply* reply) {                   \
+        service->Method(ctx, request, response, reply);                                        \
+      },                                                                                        \
+      cq)
+  CHAT_SERVE_UNARY(Send, SendRequest, SendResponse);
+  CHAT_SERVE_UNARY(Batch, BatchRequest, BatchResponse);
+  CHAT_SERVE_UNARY(DeleteUser, DeleteUserRequest, DeleteUserResponse);
+  CHAT_SERVE_UNARY(Sync, SyncRequest, SyncResponse);
+  CHAT_SERVE_UNARY(History, HistoryRequest, HistoryResponse);
+  CHAT_SERVE_UNARY(Conversations, ConversationsRequest, ConversationsResponse);
+  CHAT_SERVE_UNARY(MarkRead, MarkReadRequest, MarkReadResponse);
+#undef CHAT_SERVE_UNARY
 }
 
 }  // namespace chat::message

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "chat/v1/chat.grpc.pb.h"
+#include "common/async_unary.h"
 #include "common/clock.h"
 #include "common/service_auth.h"
 #include "message-service/dispatcher.h"
@@ -21,43 +22,37 @@ struct MessageServiceOptions {
   ServiceAuth auth;                          // public and internal credentials
 };
 
-// gRPC adapters. MessageServiceImpl is the public API for other services
-// (sends, stored-message reads, erasure), on gRPC's callback API: everything
-// that touches the store or the routing state is handed to the StoreWorker,
-// and answers come back from its thread. EdgeGatewayImpl serves the internal
-// EdgeLink streams from edges, over the same send and query paths, on the
-// async API: their events are handled on the store worker's own thread.
+// gRPC adapters, all on the async API and the one completion queue the store
+// worker's thread drives, so no other thread polls the server's sockets.
+// MessageServiceImpl answers the public API for other services (sends,
+// stored-message reads, erasure), served by MessageServiceApi: everything
+// that touches the store or the routing state runs as work of the store
+// worker, which answers. EdgeGatewayImpl serves the internal EdgeLink
+// streams from edges, over the same send and query paths.
 //
 // Sends of the public API (Send, Batch) are the server's: stored and
 // delivered with `server` set, which the edges show as "server": true and
 // which no edge send can set.
-class MessageServiceImpl final : public chat::v1::MessageService::CallbackService {
+class MessageServiceImpl final {
  public:
   // `users` (connection-service) is asked by DeleteUser; it must outlive this.
   MessageServiceImpl(StoreWorker* worker, Dispatcher* dispatcher, IdGenerator* ids,
                      const Clock* clock, MessageServiceOptions options, UserLookup* users);
 
-  grpc::ServerUnaryReactor* Send(grpc::CallbackServerContext* ctx,
-                                 const chat::v1::SendRequest* request,
-                                 chat::v1::SendResponse* response) override;
-  grpc::ServerUnaryReactor* Batch(grpc::CallbackServerContext* ctx,
-                                  const chat::v1::BatchRequest* request,
-                                  chat::v1::BatchResponse* response) override;
-  grpc::ServerUnaryReactor* DeleteUser(grpc::CallbackServerContext* ctx,
-                                       const chat::v1::DeleteUserRequest* request,
-                                       chat::v1::DeleteUserResponse* response) override;
-  grpc::ServerUnaryReactor* Sync(grpc::CallbackServerContext* ctx,
-                                 const chat::v1::SyncRequest* request,
-                                 chat::v1::SyncResponse* response) override;
-  grpc::ServerUnaryReactor* History(grpc::CallbackServerContext* ctx,
-                                    const chat::v1::HistoryRequest* request,
-                                    chat::v1::HistoryResponse* response) override;
-  grpc::ServerUnaryReactor* Conversations(grpc::CallbackServerContext* ctx,
-                                          const chat::v1::ConversationsRequest* request,
-                                          chat::v1::ConversationsResponse* response) override;
-  grpc::ServerUnaryReactor* MarkRead(grpc::CallbackServerContext* ctx,
-                                     const chat::v1::MarkReadRequest* request,
-                                     chat::v1::MarkReadResponse* response) override;
+  void Send(const grpc::ServerContextBase* ctx, const chat::v1::SendRequest* request, chat::v1::SendResponse* response,
+      UnaryReply* reply);
+  void Batch(const grpc::ServerContextBase* ctx, const chat::v1::BatchRequest* request, chat::v1::BatchResponse* response,
+      UnaryReply* reply);
+  void DeleteUser(const grpc::ServerContextBase* ctx, const chat::v1::DeleteUserRequest* request, chat::v1::DeleteUserResponse* response,
+      UnaryReply* reply);
+  void Sync(const grpc::ServerContextBase* ctx, const chat::v1::SyncRequest* request, chat::v1::SyncResponse* response,
+      UnaryReply* reply);
+  void History(const grpc::ServerContextBase* ctx, const chat::v1::HistoryRequest* request, chat::v1::HistoryResponse* response,
+      UnaryReply* reply);
+  void Conversations(const grpc::ServerContextBase* ctx, const chat::v1::ConversationsRequest* request, chat::v1::ConversationsResponse* response,
+      UnaryReply* reply);
+  void MarkRead(const grpc::ServerContextBase* ctx, const chat::v1::MarkReadRequest* request, chat::v1::MarkReadResponse* response,
+      UnaryReply* reply);
 
   // One send's outcome: the stored message's numbers (the EdgeLink's
   // result, without seq), or why not: a status with its ErrorInfo reason
@@ -97,12 +92,27 @@ class MessageServiceImpl final : public chat::v1::MessageService::CallbackServic
   // DeleteUser's part on the store worker, once connection-service forgot
   // the user (`existed`: it knew them).
   void EraseOnWorker(store::MessageStore* store, const std::string& name, bool existed,
-                     chat::v1::DeleteUserResponse* response, grpc::ServerUnaryReactor* reactor);
+                     chat::v1::DeleteUserResponse* response, UnaryReply* reactor);
   // Stamps one checked message and appends its job.
   void QueueMessage(
       store::NewMessage message, const std::string& from_connection_id, int64_t edge_received_us,
       google::protobuf::RepeatedPtrField<chat::v1::ConnectionDelivery>* per_connection,
       SendDone done, std::vector<StoreWorker::SendJob>* jobs);
+};
+
+// chat.v1.MessageService on the async API. Register it with the server
+// (StartGrpcServer with a completion queue), hand that queue to the store
+// worker (StoreWorker::Start), then Serve.
+class MessageServiceApi final : public chat::v1::MessageService::AsyncService {
+ public:
+  explicit MessageServiceApi(MessageServiceImpl* service) : service_(service) {}
+
+  // One request of each method is always pending on `cq` until the server
+  // shuts down. Once.
+  void Serve(grpc::ServerCompletionQueue* cq);
+
+ private:
+  MessageServiceImpl* service_;
 };
 
 // Register it with the server (StartGrpcServer with a completion queue),

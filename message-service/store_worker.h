@@ -13,6 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/cq_tag.h"
 #include "grpcpp/alarm.h"
 #include "grpcpp/completion_queue.h"
 #include "message-service/store_metrics.h"
@@ -40,13 +41,7 @@ class StoreWorker {
   using Task = std::function<void(store::MessageStore*)>;
   // What a tag on the worker's completion queue points to: Done runs on the
   // worker's thread with the event's ok.
-  class CqEvent {
-   public:
-    virtual void Done(bool ok) = 0;
-
-   protected:
-    ~CqEvent() = default;
-  };
+  using CqEvent = CqTag;
   struct SendJob {
     store::NewMessage message;
     // On this thread, after the commit (or its failure).

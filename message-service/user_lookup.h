@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "chat/v1/chat.grpc.pb.h"
 #include "common/service_auth.h"
+#include "grpcpp/completion_queue.h"
 
 namespace chat::message {
 
@@ -34,11 +35,16 @@ class UserLookup {
                       std::function<void(absl::StatusOr<ForgetResult>)> done) = 0;
 };
 
+// Calls connection-service on the async API: each answer completes on the
+// queue given to UseQueue (the store worker's), and `done` runs on the thread
+// that drives it. No call may start before UseQueue.
 class GrpcUserLookup : public UserLookup {
  public:
   GrpcUserLookup(chat::v1::EdgeRegistry::Stub* stub, ServiceAuth auth,
                  std::chrono::milliseconds deadline = std::chrono::milliseconds(3000))
       : stub_(stub), auth_(std::move(auth)), deadline_(deadline) {}
+  // The queue must outlive every call (its thread handles their answers).
+  void UseQueue(grpc::CompletionQueue* cq) { cq_ = cq; }
   void Exists(const std::string& user, std::function<void(absl::Status)> done) override;
   void Forget(const std::string& user, int code, const std::string& reason,
               std::function<void(absl::StatusOr<ForgetResult>)> done) override;
@@ -47,6 +53,7 @@ class GrpcUserLookup : public UserLookup {
   chat::v1::EdgeRegistry::Stub* stub_;
   const ServiceAuth auth_;
   const std::chrono::milliseconds deadline_;
+  grpc::CompletionQueue* cq_ = nullptr;
 };
 
 }  // namespace chat::message

@@ -28,12 +28,15 @@ namespace chat::testing {
 class InProcessServer {
  public:
   absl::Status Start(grpc::Service* service) { return Start(std::vector<grpc::Service*>{service}); }
-  // `completion_queue`: one for async services, taken by TakeCompletionQueue.
+  // `completion_queue`: one for async services, taken by TakeCompletionQueue;
+  // the health service is then served on it too.
   absl::Status Start(const std::vector<grpc::Service*>& services, bool completion_queue = false) {
     GrpcServerOptions options;
     options.completion_queue = completion_queue;
+    options.health_on_queue = completion_queue;  // as message-service serves it
     auto started = StartGrpcServer(options, services);
     if (!started.ok()) return started.status();
+    health_ = std::move(started->health);
     server_ = std::move(started->server);
     completion_queue_ = std::move(started->completion_queue);
     channel_ = MakeChannel(absl::StrCat("127.0.0.1:", started->port));
@@ -52,6 +55,7 @@ class InProcessServer {
   }
 
  private:
+  std::unique_ptr<AsyncHealthService> health_;  // outlives the server
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<grpc::ServerCompletionQueue> completion_queue_;
   std::shared_ptr<grpc::Channel> channel_;

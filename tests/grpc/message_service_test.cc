@@ -29,6 +29,7 @@
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
 #include "gtest/gtest.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "message-service/dispatcher.h"
 #include "message-service/id_generator.h"
 #include "message-service/store_worker.h"
@@ -489,13 +490,15 @@ class MessageServiceTest : public ::testing::Test {
     service_ = std::make_unique<MessageServiceImpl>(worker_.get(), dispatcher_.get(), &ids_,
                                                     &clock_, Options(), &lookup_);
     server_ = std::make_unique<chat::testing::InProcessServer>();
+    api_ = std::make_unique<MessageServiceApi>(service_.get());
     gateway_service_ = std::make_unique<EdgeGatewayImpl>(service_.get());
     absl::Status started =
-        server_->Start({service_.get(), gateway_service_.get()}, /*completion_queue=*/true);
+        server_->Start({api_.get(), gateway_service_.get()}, /*completion_queue=*/true);
     ASSERT_TRUE(started.ok()) << started;
     std::unique_ptr<grpc::ServerCompletionQueue> queue = server_->TakeCompletionQueue();
     grpc::ServerCompletionQueue* link_queue = queue.get();
     worker_->Start(std::move(queue));
+    api_->Serve(link_queue);
     gateway_service_->Serve(link_queue);
     stub_ = v1::MessageService::NewStub(server_->channel());
     gateway_ = v1::EdgeGateway::NewStub(server_->channel());
@@ -592,6 +595,7 @@ class MessageServiceTest : public ::testing::Test {
   std::unique_ptr<Dispatcher> dispatcher_;
   std::unique_ptr<StoreWorker> worker_;
   std::unique_ptr<MessageServiceImpl> service_;
+  std::unique_ptr<MessageServiceApi> api_;
   std::unique_ptr<EdgeGatewayImpl> gateway_service_;
   std::unique_ptr<chat::testing::InProcessServer> server_;
   std::unique_ptr<v1::MessageService::Stub> stub_;
@@ -898,6 +902,42 @@ TEST_F(MessageServiceTest, HealthServiceAnswersServing) {
   std::string error;
   EXPECT_EQ(chat::testing::HealthCheck(server_->channel(), "", &error), 1)
       << "1 = SERVING; " << error;
+  // A name the server does not serve: NOT_FOUND, as gRPC's own health service.
+  EXPECT_EQ(chat::testing::HealthCheck(server_->channel(), "no.such.Service", &error), -1);
+  EXPECT_NE(error.find("code 5"), std::string::npos) << error;
+}
+
+// Watch, served on the worker's queue: the status first, then the stream
+// stays open until the caller leaves (and the server shuts down cleanly with
+// a watcher still open: TearDown).
+TEST_F(MessageServiceTest, HealthWatchSendsTheStatusAndStaysOpen) {
+  auto health = grpc::health::v1::Health::NewStub(server_->channel());
+  for (const auto& [name, want] :
+       std::vector<std::pair<std::string, grpc::health::v1::HealthCheckResponse::ServingStatus>>{
+           {"", grpc::health::v1::HealthCheckResponse::SERVING},
+           {"no.such.Service", grpc::health::v1::HealthCheckResponse::SERVICE_UNKNOWN}}) {
+    auto ctx = chat::testing::Ctx();
+    grpc::health::v1::HealthCheckRequest request;
+    request.set_service(name);
+    auto reader = health->Watch(ctx.get(), request);
+    grpc::health::v1::HealthCheckResponse response;
+    ASSERT_TRUE(reader->Read(&response)) << "watch of '" << name << "' sent nothing";
+    EXPECT_EQ(response.status(), want) << name;
+    ctx->TryCancel();
+    while (reader->Read(&response)) {
+    }
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED) << name;
+  }
+  // One more left open for the shutdown.
+  auto open_ctx = chat::testing::Ctx();
+  grpc::health::v1::HealthCheckRequest request;
+  auto open_reader = health->Watch(open_ctx.get(), request);
+  grpc::health::v1::HealthCheckResponse response;
+  ASSERT_TRUE(open_reader->Read(&response));
+  server_->Shutdown();
+  while (open_reader->Read(&response)) {
+  }
+  EXPECT_FALSE(open_reader->Finish().ok());
 }
 
 TEST_F(MessageServiceTest, ASendToAnOfflineUserIsStoredAndUnreadAndSyncReturnIt) {
