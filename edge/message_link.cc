@@ -145,6 +145,7 @@ MessageLink::~MessageLink() {
   // that is running.
   reconnect_.Shutdown();
   watchdog_.Shutdown();
+  reached_flush_.Shutdown();
   absl::MutexLock lock(&mu_);
   auto ended = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return live_attempts_ == 0; };
   mu_.Await(absl::Condition(&ended));
@@ -217,6 +218,7 @@ void MessageLink::Attach(const std::string& connection_id, const std::string& us
       a->set_user(user);
       a->set_after_useq(after_useq);
       has_other_ = true;
+      has_urgent_other_ = true;
       Done<AttachInfo> replaced;
       if (done) {
         if (!AwaitingLocked()) last_answer_ = absl::Now();
@@ -238,6 +240,7 @@ void MessageLink::Detach(const std::string& connection_id) {
   if (stream_ == nullptr) return;  // a new stream knows nothing of it anyway
   pending_other_.add_detaches(connection_id);
   has_other_ = true;
+  has_urgent_other_ = true;
   attaches_.erase(connection_id);
   WriteNextLocked();
 }
@@ -261,6 +264,7 @@ void MessageLink::Reached(const std::string& user, int64_t from, int64_t to) {
   r->set_user(user);
   r->set_from_useq(from);
   r->set_to_useq(to);
+  if (!has_other_) reached_since_ = absl::Now();
   has_other_ = true;
   WriteNextLocked();
 }
@@ -274,6 +278,7 @@ void MessageLink::Query(chat::v1::EdgeQuery query, Done<chat::v1::EdgeQueryResul
       if (!AwaitingLocked()) last_answer_ = absl::Now();
       *pending_other_.add_queries() = std::move(query);
       has_other_ = true;
+      has_urgent_other_ = true;
       queries_.emplace(seq, std::move(done));
       ArmWatchdogLocked();
       WriteNextLocked();
@@ -291,11 +296,28 @@ void MessageLink::OnWriteDone(Stream* stream) {
 
 void MessageLink::WriteNextLocked() {
   if (writing_ || stream_ == nullptr || (pending_.empty() && !has_other_)) return;
+  if (pending_.empty() && !has_urgent_other_ && options_.reached_delay > absl::ZeroDuration()) {
+    // Only reached reports wait: they go with the next send, attach or
+    // query, or on their own once the oldest has waited reached_delay.
+    const absl::Duration left = reached_since_ + options_.reached_delay - absl::Now();
+    if (left > absl::ZeroDuration()) {
+      if (!reached_flush_armed_) {
+        reached_flush_armed_ = true;
+        reached_flush_.Schedule(absl::ToChronoNanoseconds(left), [this] {
+          absl::MutexLock lock(&mu_);
+          reached_flush_armed_ = false;
+          if (!stopping_) WriteNextLocked();
+        });
+      }
+      return;
+    }
+  }
   chat::v1::EdgeUp& up = stream_->out();
   up.Clear();
   if (has_other_) {
     up.Swap(&pending_other_);
     has_other_ = false;
+    has_urgent_other_ = false;
     pending_reached_.clear();
     if (options_.on_lost_reached && up.reached_size() > 0) {
       const absl::Time now = absl::Now();
@@ -450,6 +472,7 @@ void MessageLink::OnStreamDone(Stream* stream) {
     pending_other_.Clear();
     pending_reached_.clear();
     has_other_ = false;
+    has_urgent_other_ = false;
     failed.swap(waiting_);
     failed_queries.swap(queries_);
     failed_attaches.swap(attaches_);

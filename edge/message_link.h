@@ -36,6 +36,12 @@ struct LinkOptions {
   // another replica: the dead one may have held them in memory only).
   std::function<void(std::vector<chat::v1::Reached>)> on_lost_reached;
   absl::Duration reached_replay = absl::Seconds(2);
+  // Reached reports alone wait up to this long for company (a send, an
+  // attach or a query, which take them along, or more reports) before they
+  // go up on their own: at moderate rates one EdgeUp, one read and one saved
+  // batch of marks on the other side for many reports instead of one each.
+  // They only move delivered receipts and marks; messages never wait.
+  absl::Duration reached_delay = absl::Milliseconds(10);
 };
 
 // One EdgeLink stream to one message-service replica, kept open for as long
@@ -113,6 +119,10 @@ class MessageLink {
   // Per user, the index of their last entry in pending_other_.reached().
   absl::flat_hash_map<std::string, int> pending_reached_ ABSL_GUARDED_BY(mu_);
   bool has_other_ ABSL_GUARDED_BY(mu_) = false;
+  // pending_other_ holds attaches, detaches or queries (not only reports).
+  bool has_urgent_other_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time reached_since_ ABSL_GUARDED_BY(mu_);  // the oldest waiting report's arrival
+  bool reached_flush_armed_ ABSL_GUARDED_BY(mu_) = false;
   absl::flat_hash_map<uint64_t, Done<chat::v1::EdgeQueryResult>> queries_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, Done<AttachInfo>> attaches_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
@@ -125,6 +135,7 @@ class MessageLink {
                                         std::chrono::milliseconds(2000)};
   AlarmTimer reconnect_;
   AlarmTimer watchdog_;
+  AlarmTimer reached_flush_;  // reached_delay
 };
 
 // The id message-service's store gives the direct conversation of `a` and

@@ -332,6 +332,40 @@ TEST_F(MessageLinkTest, AdjacentReachedRangesOfAUserGoUpMerged) {
       << "4001 reports, and none merged while writes were in flight";
 }
 
+// Reached reports alone wait (reached_delay) for company: the next send
+// takes them along in its EdgeUp, ahead of it.
+TEST_F(MessageLinkTest, AReachedReportWaitsForTheNextSendAndGoesUpWithIt) {
+  LinkOptions options;
+  options.reached_delay = absl::Hours(1);  // never on its own in this test
+  Relink(options);
+  link_->Reached("alice", 1, 3);
+  auto answer = SendOne("carrier");
+  ASSERT_TRUE(answer->done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  ASSERT_TRUE(answer->result.status.ok()) << answer->result.status;
+  bool together = false;
+  for (const v1::EdgeUp& up : gateway_.ups()) {
+    if (up.reached_size() == 0) continue;
+    EXPECT_EQ(up.sends_size(), 1) << "the report went up without the send";
+    EXPECT_EQ(up.reached(0).user(), "alice");
+    EXPECT_EQ(up.reached(0).to_useq(), 3);
+    together = true;
+  }
+  EXPECT_TRUE(together) << "the report never went up";
+}
+
+// With nothing else to send, reports go up on their own once the oldest has
+// waited reached_delay, merged.
+TEST_F(MessageLinkTest, LoneReachedReportsGoUpAfterTheDelay) {
+  LinkOptions options;
+  options.reached_delay = absl::Milliseconds(500);
+  Relink(options);
+  for (int64_t useq = 1; useq <= 50; ++useq) link_->Reached("bob", useq, useq);
+  ASSERT_TRUE(gateway_.WaitReached("bob", 50, absl::Seconds(10)));
+  size_t reports = 0;
+  for (const v1::EdgeUp& up : gateway_.ups()) reports += up.reached_size();
+  EXPECT_EQ(reports, 1u) << "50 adjacent reports made while waiting go up as one range";
+}
+
 // The watchdog: while something waits for an answer and the service keeps
 // answering (other calls), the link stays; once it answers nothing for
 // answer_timeout, the link is cut, what waits fails as unavailable, and it
