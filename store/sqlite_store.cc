@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "store/sql_message_store.h"
 #include "store/sql_user_store.h"
+#include "store/sqlite_wal_batch.h"
 
 namespace chat::store {
 namespace {
@@ -74,7 +75,7 @@ absl::Status SqliteDb::Open() {
     }
   }
   const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
-  if (sqlite3_open_v2(path_.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
+  if (sqlite3_open_v2(path_.c_str(), &db_, flags, WalBatchVfsName()) != SQLITE_OK) {
     absl::Status status = Failed("open");
     Close();
     return status;
