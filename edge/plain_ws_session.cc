@@ -3,12 +3,10 @@
 #include <algorithm>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "boost/asio/bind_allocator.hpp"
 #include "boost/asio/post.hpp"
 #include "boost/asio/write.hpp"
-#include "common/log_format.h"
 #include "spdlog/spdlog.h"
 
 namespace chat::edge {
@@ -53,18 +51,6 @@ struct ExactAllocator {
 // Frames coalesced into one write at most (two buffers each; writev takes 64
 // at a time on Linux through Asio).
 constexpr size_t kMaxBatchFrames = 32;
-
-std::string Quoted(std::string_view text) {
-  std::string out;
-  AppendJsonString(text, out);
-  return out;
-}
-
-std::string Address(const net::ip::tcp::endpoint& endpoint) {
-  const auto address = endpoint.address();
-  return address.is_v6() ? absl::StrCat("[", address.to_string(), "]:", endpoint.port())
-                         : absl::StrCat(address.to_string(), ":", endpoint.port());
-}
 
 size_t HeaderSize(size_t payload) { return payload < 126 ? 2 : payload <= 0xFFFF ? 4 : 10; }
 
@@ -175,13 +161,8 @@ void PlainWsSession::OnHandshakeWritten(bool accepted, error_code ec) {
 
 void PlainWsSession::OnAccept() {
   accepted_ = true;
-  opened_at_ = std::chrono::steady_clock::now();
   error_code no_peer;  // an unknown address logs as 0.0.0.0:0
-  remote_ = socket_.remote_endpoint(no_peer);
-  spdlog::info("ws open {} user={} remote={}", logic_.connection_id(), Quoted(logic_.user()),
-               Address(remote_));
-  context_->metrics->ConnectionOpened();
-  context_->hub->Add(logic_.connection_id(), weak_from_this());
+  record_.Opened(*context_, logic_, socket_.remote_endpoint(no_peer), weak_from_this());
   if (closing_) {
     // Closed while the handshake was written (a kick, a drain): say so now.
     ArmTimer(context_->close_grace);
@@ -591,12 +572,7 @@ void PlainWsSession::End() {
   if (accepted_) {
     // The code this edge sent, else the peer's, else 1006: no close frame.
     const uint16_t code = closing_ ? close_code_ : peer_close_code_ != 0 ? peer_close_code_ : 1006;
-    context_->metrics->ConnectionClosed(code);
-    const auto lived = std::chrono::duration_cast<std::chrono::milliseconds>(
-        std::chrono::steady_clock::now() - opened_at_);
-    spdlog::info("ws close {} user={} remote={} code={} duration_ms={} frames_in={} frames_out={}",
-                 logic_.connection_id(), Quoted(logic_.user()), Address(remote_), code,
-                 lived.count(), frames_in_, frames_out_);
+    record_.Closed(*context_, logic_, code, frames_in_, frames_out_);
   }
   ended_ = true;
   closing_ = true;
@@ -607,12 +583,7 @@ void PlainWsSession::End() {
   pong_.reset();
   error_code ignored;
   socket_.close(ignored);
-  if (context_->stopped) return;
-  logic_.OnClosed();
-  context_->hub->Remove(logic_.connection_id());
-  context_->directory->Unregister(logic_.connection_id());
-  context_->live_connections.fetch_sub(1);
-  context_->per_user->Release(logic_.user());
+  SessionRecord::Release(*context_, logic_);
 }
 
 void PlainWsSession::Post(std::function<void()> fn) {

@@ -17,6 +17,7 @@
 #include "edge/connection_logic.h"
 #include "edge/edge_context.h"
 #include "edge/fifo.h"
+#include "edge/session_record.h"
 #include "edge/ws_codec.h"
 
 namespace chat::edge {
@@ -133,9 +134,9 @@ class PlainWsSession final : public std::enable_shared_from_this<PlainWsSession>
   int64_t expires_at_ms_ = 0;                  // the token's, with skew; 0: none (or kept past it)
   int64_t age_limit_ms_ = 0;                   // --max_connection_age_s from the upgrade; 0: none
   std::unique_ptr<std::string> close_reason_;  // of the close frame this edge sends
-  // For the info lines at open and close (who, from where, how long, how much).
-  boost::asio::ip::tcp::endpoint remote_;
-  std::chrono::steady_clock::time_point opened_at_;
+  // The open and close bookkeeping, shared with WsSession (session_record.h);
+  // the frame counts are for its close line.
+  SessionRecord record_;
   uint32_t frames_in_ = 0;
   uint32_t frames_out_ = 0;
   uint16_t close_code_ = kCloseNormal;

@@ -1,11 +1,9 @@
 #include "edge/ws_session.h"
 
-#include "absl/strings/str_cat.h"
 #include "boost/asio/dispatch.hpp"
 #include "boost/asio/post.hpp"
 #include "boost/beast/ssl.hpp"
 #include "boost/beast/websocket/ssl.hpp"
-#include "common/log_format.h"
 #include "spdlog/spdlog.h"
 
 namespace chat::edge {
@@ -14,24 +12,6 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 namespace websocket = beast::websocket;
 namespace net = boost::asio;
-
-namespace {
-
-// A user name in a log line: quoted and escaped, so that names with spaces,
-// quotes or '=' cannot blur the key=value fields.
-std::string Quoted(std::string_view text) {
-  std::string out;
-  AppendJsonString(text, out);
-  return out;
-}
-
-std::string Address(const net::ip::tcp::endpoint& endpoint) {
-  const auto address = endpoint.address();
-  return address.is_v6() ? absl::StrCat("[", address.to_string(), "]:", endpoint.port())
-                         : absl::StrCat(address.to_string(), ":", endpoint.port());
-}
-
-}  // namespace
 
 template <class Stream>
 WsSession<Stream>::WsSession(Stream&& stream, EdgeContext* context, Identity identity,
@@ -88,13 +68,10 @@ void WsSession<Stream>::OnAccept(beast::error_code ec) {
     return;
   }
   accepted_ = true;
-  opened_at_ = std::chrono::steady_clock::now();
   beast::error_code no_peer;  // an unknown address logs as 0.0.0.0:0
-  remote_ = RawSocket(beast::get_lowest_layer(ws_)).remote_endpoint(no_peer);
-  spdlog::info("ws open {} user={} remote={}", logic_.connection_id(), Quoted(logic_.user()),
-               Address(remote_));
-  context_->metrics->ConnectionOpened();
-  context_->hub->Add(logic_.connection_id(), this->weak_from_this());
+  record_.Opened(*context_, logic_,
+                 RawSocket(beast::get_lowest_layer(ws_)).remote_endpoint(no_peer),
+                 this->weak_from_this());
   SetExpiry(expires_at_ms_);
   logic_.Start();  // attaches, then the hello
   if (context_->shutting_down) {
@@ -292,12 +269,7 @@ void WsSession<Stream>::End() {
     // The code this edge sent, else the peer's, else 1006: no close frame.
     const uint16_t peer_code = static_cast<uint16_t>(ws_.reason().code);
     const uint16_t code = closing_ ? close_code_ : peer_code != 0 ? peer_code : 1006;
-    context_->metrics->ConnectionClosed(code);
-    const auto lived = std::chrono::duration_cast<std::chrono::milliseconds>(
-        std::chrono::steady_clock::now() - opened_at_);
-    spdlog::info("ws close {} user={} remote={} code={} duration_ms={} frames_in={} frames_out={}",
-                 logic_.connection_id(), Quoted(logic_.user()), Address(remote_), code,
-                 lived.count(), frames_in_, frames_out_);
+    record_.Closed(*context_, logic_, code, frames_in_, frames_out_);
   }
   ended_ = true;
   closing_ = true;
@@ -307,12 +279,7 @@ void WsSession<Stream>::End() {
   auto keep = std::move(keep_alive_while_paused_);  // released when End returns
   beast::error_code ignored;
   RawSocket(beast::get_lowest_layer(ws_)).close(ignored);
-  if (context_->stopped) return;
-  logic_.OnClosed();
-  context_->hub->Remove(logic_.connection_id());
-  context_->directory->Unregister(logic_.connection_id());
-  context_->live_connections.fetch_sub(1);
-  context_->per_user->Release(logic_.user());
+  SessionRecord::Release(*context_, logic_);
 }
 
 template <class Stream>

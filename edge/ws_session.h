@@ -14,6 +14,7 @@
 #include "edge/edge_context.h"
 #include "edge/fifo.h"
 #include "edge/read_buffer.h"
+#include "edge/session_record.h"
 #include "edge/transport.h"
 
 namespace chat::edge {
@@ -98,9 +99,9 @@ class WsSession final : public std::enable_shared_from_this<WsSession<Stream>>,
   bool ended_ = false;
   uint16_t close_code_ = kCloseNormal;
   std::string close_reason_;
-  // For the info lines at open and close (who, from where, how long, how much).
-  boost::asio::ip::tcp::endpoint remote_;
-  std::chrono::steady_clock::time_point opened_at_;
+  // The open and close bookkeeping, shared with PlainWsSession (session_record.h);
+  // the frame counts are for its close line.
+  SessionRecord record_;
   uint64_t frames_in_ = 0;
   uint64_t frames_out_ = 0;
 };
