@@ -10,22 +10,25 @@
 #include "common/alarm_timer.h"
 #include "common/backoff.h"
 #include "grpcpp/client_context.h"
-#include "grpcpp/support/client_callback.h"
+#include "common/cq_tag.h"
+#include "common/grpc_loop.h"
+#include "grpcpp/support/async_stream.h"
 
 namespace chat {
 
 // Keeps one server-streaming call open for as long as it lives: reads every
 // message into `on_message`, and when the call ends (server restarted,
 // network) reports `on_broken` and starts it again after a jittered backoff.
-// `start` begins the call with the given context and reactor (for example
-// `stub->async()->WatchRoutes(ctx, &request, reactor)`).
+// `start` prepares the call on the given context and queue (for example
+// `stub->PrepareAsyncWatchRoutes(ctx, request, cq)`); it is started here.
 //
-// It has no thread: the callbacks run on gRPC's threads, and the restart is
-// an alarm (AlarmTimer) set when the call ends.
+// It has no thread: the call's events and the restart alarm (AlarmTimer)
+// complete on the process's GrpcLoop, where the callbacks run.
 template <typename Resp>
 class ReconnectingReader {
  public:
-  using StartFn = std::function<void(grpc::ClientContext*, grpc::ClientReadReactor<Resp>*)>;
+  using StartFn = std::function<std::unique_ptr<grpc::ClientAsyncReader<Resp>>(
+      grpc::ClientContext*, grpc::CompletionQueue*)>;
 
   ReconnectingReader(StartFn start, std::function<void(const Resp&)> on_message,
                      std::function<void(const grpc::Status&)> on_broken)
@@ -36,11 +39,11 @@ class ReconnectingReader {
   }
 
   // Ends the call and returns once none of the callbacks can run any more.
+  // Not on the loop's thread (the call's end is handled there).
   ~ReconnectingReader() {
     {
       absl::MutexLock lock(&mu_);
       stopping_ = true;
-      // (A call not started yet is cancelled as soon as it starts.)
       if (context_ != nullptr) context_->TryCancel();
     }
     // A restart that fires from now on finds stopping_ set.
@@ -51,33 +54,58 @@ class ReconnectingReader {
   }
 
  private:
-  // One attempt; deletes itself in OnDone, then tells the reader.
-  class Call final : public grpc::ClientReadReactor<Resp> {
+  // One attempt: started, then reads until one fails, then Finish for the
+  // status; deletes itself once that is in, then tells the reader.
+  class Call final {
    public:
     explicit Call(ReconnectingReader* owner) : owner_(owner) {}
-    void Begin() {
-      this->StartRead(&msg_);
-      this->StartCall();
-    }
-    void OnReadDone(bool ok) override {
-      if (!ok) return;  // OnDone follows with the status
-      received_any_ = true;
-      owner_->on_message_(msg_);
-      this->StartRead(&msg_);
-    }
-    void OnDone(const grpc::Status& status) override {
-      ReconnectingReader* owner = owner_;
-      const bool received_any = received_any_;
-      const grpc::Status ended = status;
-      delete this;
-      owner->CallEnded(ended, received_any);
+    void Begin(std::unique_ptr<grpc::ClientAsyncReader<Resp>> reader) {
+      reader_ = std::move(reader);
+      reader_->StartCall(&started_);
     }
     grpc::ClientContext context;
 
    private:
+    struct Step final : CqTag {
+      Step(Call* c, void (Call::*f)(bool)) : call(c), fn(f) {}
+      void Done(bool ok) override { (call->*fn)(ok); }
+      Call* call;
+      void (Call::*fn)(bool);
+    };
+    void OnStarted(bool ok) {
+      if (!ok) {
+        reader_->Finish(&status_, &finished_);
+        return;
+      }
+      reader_->Read(&msg_, &read_);
+    }
+    void OnRead(bool ok) {
+      if (!ok) {  // the stream ended: its status next
+        reader_->Finish(&status_, &finished_);
+        return;
+      }
+      received_any_ = true;
+      owner_->on_message_(msg_);
+      reader_->Read(&msg_, &read_);
+    }
+    void OnFinished(bool /*ok*/) {
+      ReconnectingReader* owner = owner_;
+      const bool received_any = received_any_;
+      const grpc::Status ended = status_;
+      // Before the context goes: the destructor cancels through it.
+      owner->ForgetContext();
+      delete this;
+      owner->CallEnded(ended, received_any);
+    }
+
     ReconnectingReader* owner_;
+    std::unique_ptr<grpc::ClientAsyncReader<Resp>> reader_;
     Resp msg_;
+    grpc::Status status_;
     bool received_any_ = false;
+    Step started_{this, &Call::OnStarted};
+    Step read_{this, &Call::OnRead};
+    Step finished_{this, &Call::OnFinished};
   };
 
   void StartCall() {
@@ -91,8 +119,12 @@ class ReconnectingReader {
       context_ = &call->context;
       call_live_ = true;
     }
-    start_(&call->context, call);
-    call->Begin();
+    call->Begin(start_(&call->context, GrpcLoop::Default().cq()));
+  }
+
+  void ForgetContext() {
+    absl::MutexLock lock(&mu_);
+    context_ = nullptr;
   }
 
   // The call's last word: schedules the next one. call_live_ is cleared only
@@ -102,7 +134,6 @@ class ReconnectingReader {
     std::chrono::milliseconds delay{0};
     {
       absl::MutexLock lock(&mu_);
-      context_ = nullptr;
       stopping = stopping_;
       if (!stopping) {
         // A stream that delivered something was healthy: restart soon.

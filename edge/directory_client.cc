@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/async_client.h"
 #include "common/grpc_status.h"
 #include "spdlog/spdlog.h"
 
@@ -61,9 +62,9 @@ DirectoryClient::DirectoryClient(std::shared_ptr<grpc::Channel> channel, std::st
       options_(options) {
   kicks_request_.set_edge_id(edge_id_);
   presence_ = std::make_unique<ReconnectingReader<chat::v1::PresenceEvent>>(
-      [this](grpc::ClientContext* ctx, grpc::ClientReadReactor<chat::v1::PresenceEvent>* r) {
+      [this](grpc::ClientContext* ctx, grpc::CompletionQueue* cq) {
         options_.auth.Apply(ctx);
-        stub_->async()->WatchPresence(ctx, &presence_request_, r);
+        return stub_->PrepareAsyncWatchPresence(ctx, presence_request_, cq);
       },
       [this](const chat::v1::PresenceEvent& e) { OnPresenceEvent(e); },
       [this](const grpc::Status&) {
@@ -71,9 +72,9 @@ DirectoryClient::DirectoryClient(std::shared_ptr<grpc::Channel> channel, std::st
         snapshot_.clear();  // the next stream sends a whole one again
       });
   kicks_ = std::make_unique<ReconnectingReader<chat::v1::RouteUpdate>>(
-      [this](grpc::ClientContext* ctx, grpc::ClientReadReactor<chat::v1::RouteUpdate>* r) {
+      [this](grpc::ClientContext* ctx, grpc::CompletionQueue* cq) {
         options_.auth.Apply(ctx);
-        stub_->async()->WatchRoutes(ctx, &kicks_request_, r);
+        return stub_->PrepareAsyncWatchRoutes(ctx, kicks_request_, cq);
       },
       [this](const chat::v1::RouteUpdate& update) { OnRouteUpdate(update); },
       [](const grpc::Status&) {});
@@ -175,8 +176,11 @@ void DirectoryClient::ListUsers(bool online_only, int limit, const std::string& 
   call->request.set_online_only(online_only);
   call->request.set_page_size(limit);
   call->request.set_page_token(after);
-  stub_->async()->ListUsers(&call->ctx, &call->request, &call->response,
-                            [call, done = std::move(done)](grpc::Status status) {
+  CallOnLoop(
+      [&](grpc::CompletionQueue* cq) {
+        return stub_->PrepareAsyncListUsers(&call->ctx, call->request, cq);
+      },
+      &call->response, [call, done = std::move(done)](grpc::Status status) {
                               if (!status.ok()) {
                                 done(FromGrpcStatus(status));
                                 return;
@@ -255,8 +259,11 @@ void DirectoryClient::KickLocked() {
       c->set_ip(op.connection.ip);
     }
     call->batch = std::move(batch);
-    stub_->async()->Register(
-        &call->ctx, &call->reg, &call->reg_response, [this, call](grpc::Status status) {
+    CallOnLoop(
+        [&](grpc::CompletionQueue* cq) {
+          return stub_->PrepareAsyncRegister(&call->ctx, call->reg, cq);
+        },
+        &call->reg_response, [this, call](grpc::Status status) {
           OnBatchDone(std::move(call->batch), status, call->reg_response.instance_id());
         });
   } else {
@@ -264,8 +271,11 @@ void DirectoryClient::KickLocked() {
     call->unreg.set_incarnation(incarnation_);
     for (const auto& op : batch) call->unreg.add_connection_ids(op.connection_id);
     call->batch = std::move(batch);
-    stub_->async()->Unregister(
-        &call->ctx, &call->unreg, &call->unreg_response, [this, call](grpc::Status status) {
+    CallOnLoop(
+        [&](grpc::CompletionQueue* cq) {
+          return stub_->PrepareAsyncUnregister(&call->ctx, call->unreg, cq);
+        },
+        &call->unreg_response, [this, call](grpc::Status status) {
           OnBatchDone(std::move(call->batch), status, call->unreg_response.instance_id());
         });
   }
@@ -368,8 +378,11 @@ void DirectoryClient::Heartbeat() {
     heartbeat_ctx_ = &call->ctx;
     heartbeat_in_flight_ = true;
   }
-  stub_->async()->Heartbeat(&call->ctx, &call->request, &call->response,
-                            [this, call](grpc::Status status) {
+  CallOnLoop(
+      [&](grpc::CompletionQueue* cq) {
+        return stub_->PrepareAsyncHeartbeat(&call->ctx, call->request, cq);
+      },
+      &call->response, [this, call](grpc::Status status) {
                               {
                                 absl::MutexLock lock(&mu_);
                                 heartbeat_ctx_ = nullptr;

@@ -5,6 +5,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/backoff.h"
+#include "common/cq_tag.h"
+#include "common/grpc_loop.h"
 #include "common/grpc_server.h"
 #include "edge/base64url.h"
 #include "edge/protocol.h"
@@ -60,37 +62,85 @@ SendResult Unavailable(const char* why) {
 
 }  // namespace
 
-// One attempt at the stream. Deletes itself in OnDone after telling the link.
-class MessageLink::Stream final
-    : public grpc::ClientBidiReactor<chat::v1::EdgeUp, chat::v1::EdgeDown> {
+// One attempt at the stream, on the async API: its events complete on the
+// process's GrpcLoop. Started; our hello written and the service's greeting
+// read, it is up; then it reads until a read fails, asks for the status, and
+// deletes itself once that is in and no write is pending, after telling the
+// link.
+class MessageLink::Stream final {
  public:
   explicit Stream(MessageLink* link) : link_(link) {}
 
   void Begin(chat::v1::EdgeGateway::Stub* stub) {
     link_->options_.auth.Apply(&context_);
-    stub->async()->EdgeLink(&context_, this);
     hello_.set_edge_id(link_->edge_id_);
-    StartWrite(&hello_);
-    StartRead(&down_);
-    StartCall();
+    rw_ = stub->PrepareAsyncEdgeLink(&context_, GrpcLoop::Default().cq());
+    rw_->StartCall(&started_);
   }
   void Cancel() { context_.TryCancel(); }
 
-  // Only the link calls this, one write at a time.
-  void Write(chat::v1::EdgeUp* up) { StartWrite(up); }
+  // Only the link calls this, one write at a time (and not before up).
+  void Write(chat::v1::EdgeUp* up) {
+    absl::MutexLock lock(&mu_);
+    if (finishing_) return;  // the end is under way: the link hears of it
+    write_pending_ = true;
+    rw_->Write(*up, &written_);
+  }
   chat::v1::EdgeUp& out() { return out_; }
 
-  void OnWriteDone(bool ok) override {
-    if (!ok) return;  // the read side sees the failure and OnDone follows
-    if (!said_hello_) {
-      said_hello_ = true;
-      StepTowardsUp();
+ private:
+  struct Step final : CqTag {
+    Step(Stream* s, void (Stream::*f)(bool)) : stream(s), fn(f) {}
+    void Done(bool ok) override { (stream->*fn)(ok); }
+    Stream* stream;
+    void (Stream::*fn)(bool);
+  };
+
+  void OnStarted(bool ok) {
+    if (!ok) {
+      Finish();
       return;
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      write_pending_ = true;
+      rw_->Write(hello_, &written_);
+    }
+    rw_->Read(&down_, &read_);
+  }
+  void OnWritten(bool ok) {
+    bool hello = false;
+    bool end = false;
+    {
+      absl::MutexLock lock(&mu_);
+      write_pending_ = false;
+      if (ok && !finishing_ && !said_hello_) {
+        said_hello_ = true;
+        hello = true;
+      }
+      // Not ok: the read side sees the failure and the end follows; if the
+      // status is in already, this was the last thing to wait for.
+      if (!ok || finishing_) end = finished_;
+    }
+    if (end) {
+      End();
+      return;
+    }
+    if (!ok || hello) {
+      if (hello) StepTowardsUp();
+      return;
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      if (finishing_) return;
     }
     link_->OnWriteDone(this);
   }
-  void OnReadDone(bool ok) override {
-    if (!ok) return;
+  void OnRead(bool ok) {
+    if (!ok) {
+      Finish();
+      return;
+    }
     if (!greeted_) {
       // The first EdgeDown is the service's greeting: only now can sends be
       // routed (a service without a routing table refuses the link).
@@ -98,30 +148,54 @@ class MessageLink::Stream final
       StepTowardsUp();
     }
     link_->OnDown(&down_);
-    StartRead(&down_);
+    rw_->Read(&down_, &read_);
   }
-  void OnDone(const grpc::Status& status) override {
-    if (status.error_code() != grpc::StatusCode::CANCELLED) {
-      spdlog::warn("EdgeLink ended: {} ({})", status.error_message(),
-                   static_cast<int>(status.error_code()));
+  // No read is pending any more: ask for the status.
+  void Finish() {
+    {
+      absl::MutexLock lock(&mu_);
+      finishing_ = true;
+    }
+    rw_->Finish(&status_, &finished_tag_);
+  }
+  void OnFinished(bool /*ok*/) {
+    {
+      absl::MutexLock lock(&mu_);
+      finished_ = true;
+      if (write_pending_) return;  // its completion ends it
+    }
+    End();
+  }
+  void End() {
+    if (status_.error_code() != grpc::StatusCode::CANCELLED) {
+      spdlog::warn("EdgeLink ended: {} ({})", status_.error_message(),
+                   static_cast<int>(status_.error_code()));
     }
     link_->OnStreamDone(this);
     delete this;
   }
-
- private:
-  MessageLink* link_;
-  grpc::ClientContext context_;
-  chat::v1::EdgeUp hello_;
-  chat::v1::EdgeUp out_;
-  chat::v1::EdgeDown down_;
   // Up once our hello was written (no write in flight) and the greeting read.
   void StepTowardsUp() {
     if (++steps_ == 2) link_->OnStreamUp(this);
   }
 
-  bool said_hello_ = false;
-  bool greeted_ = false;
+  MessageLink* link_;
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientAsyncReaderWriter<chat::v1::EdgeUp, chat::v1::EdgeDown>> rw_;
+  chat::v1::EdgeUp hello_;
+  chat::v1::EdgeUp out_;
+  chat::v1::EdgeDown down_;
+  grpc::Status status_;
+  Step started_{this, &Stream::OnStarted};
+  Step written_{this, &Stream::OnWritten};
+  Step read_{this, &Stream::OnRead};
+  Step finished_tag_{this, &Stream::OnFinished};
+  absl::Mutex mu_;  // writes come from the link's callers' threads
+  bool write_pending_ ABSL_GUARDED_BY(mu_) = false;
+  bool said_hello_ ABSL_GUARDED_BY(mu_) = false;
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool greeted_ = false;  // loop thread only
   std::atomic<int> steps_{0};
 };
 

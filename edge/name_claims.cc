@@ -1,5 +1,6 @@
 #include "edge/name_claims.h"
 
+#include "common/async_client.h"
 #include "common/grpc_status.h"
 
 namespace chat::edge {
@@ -22,8 +23,11 @@ void GrpcNameClaims::Claim(const std::string& name, const std::string& subject,
   auth_.Apply(&call->ctx);
   call->request.set_name(name);
   call->request.set_subject(subject);
-  stub_->async()->ClaimName(&call->ctx, &call->request, &call->response,
-                            [call, done = std::move(done)](grpc::Status status) {
+  CallOnLoop(
+      [&](grpc::CompletionQueue* cq) {
+        return stub_->PrepareAsyncClaimName(&call->ctx, call->request, cq);
+      },
+      &call->response, [call, done = std::move(done)](grpc::Status status) {
                               if (!status.ok()) {
                                 done(FromGrpcStatus(status));
                                 return;
