@@ -373,7 +373,7 @@ start_ours() {
   local i urls=() pids=() edge_pid edge_port
   for ((i = 0; i < ${EDGES:-1}; i++)); do
     taskset -c "$SERVER_CPUS" 9>&- "$EDGE" --listen=127.0.0.1:0 --connection_service="$cs_list" \
-      --message_service="$ms_list" --messages_per_second=1000000 \
+      --message_service="$ms_list" --messages_per_second=1000000 --rate_burst=1000000 \
       >"$TMP/edge$i.out" 2>"$TMP/edge$i.out.err" &
     edge_pid=$!; PIDS+=("$edge_pid")
     edge_port=$(wait_listening "$TMP/edge$i.out" "$edge_pid")
