@@ -9,9 +9,9 @@
 #include <utility>
 
 #include "absl/synchronization/mutex.h"
-#include "grpc/support/time.h"
 #include "common/cq_tag.h"
 #include "common/grpc_loop.h"
+#include "grpc/support/time.h"
 #include "grpcpp/alarm.h"
 
 namespace chat {
@@ -101,7 +101,8 @@ class AlarmTimer {
 
   // One alarm's tag; deletes itself when it comes out of the queue.
   struct Fired final : CqTag {
-    Fired(std::shared_ptr<State> s, std::function<void()> f) : state(std::move(s)), fn(std::move(f)) {}
+    Fired(std::shared_ptr<State> s, std::function<void()> f)
+        : state(std::move(s)), fn(std::move(f)) {}
     void Done(bool ok) override {
       bool run;
       {

@@ -74,7 +74,8 @@ class WatchCall final {
 }  // namespace
 
 bool AsyncHealthService::Knows(const std::string& service) const {
-  return service.empty() || std::find(services_.begin(), services_.end(), service) != services_.end();
+  return service.empty() ||
+         std::find(services_.begin(), services_.end(), service) != services_.end();
 }
 
 void AsyncHealthService::Serve(std::vector<std::string> services, grpc::ServerCompletionQueue* cq) {
@@ -82,9 +83,8 @@ void AsyncHealthService::Serve(std::vector<std::string> services, grpc::ServerCo
   AsyncUnaryCall<HealthCheckRequest, HealthCheckResponse>::Serve(
       [this](grpc::ServerContext* ctx, HealthCheckRequest* request,
              grpc::ServerAsyncResponseWriter<HealthCheckResponse>* writer,
-             grpc::ServerCompletionQueue* queue, void* tag) {
-        RequestCheck(ctx, request, writer, queue, queue, tag);
-      },
+             grpc::ServerCompletionQueue* queue,
+             void* tag) { RequestCheck(ctx, request, writer, queue, queue, tag); },
       [this](const grpc::ServerContextBase*, const HealthCheckRequest* request,
              HealthCheckResponse* response, UnaryReply* reply) {
         if (!Knows(request->service())) {

@@ -9,9 +9,9 @@
 #include "absl/synchronization/mutex.h"
 #include "common/alarm_timer.h"
 #include "common/backoff.h"
-#include "grpcpp/client_context.h"
 #include "common/cq_tag.h"
 #include "common/grpc_loop.h"
+#include "grpcpp/client_context.h"
 #include "grpcpp/support/async_stream.h"
 
 namespace chat {

@@ -180,19 +180,20 @@ void DirectoryClient::ListUsers(bool online_only, int limit, const std::string& 
       [&](grpc::CompletionQueue* cq) {
         return stub_->PrepareAsyncListUsers(&call->ctx, call->request, cq);
       },
-      &call->response, [call, done = std::move(done)](grpc::Status status) {
-                              if (!status.ok()) {
-                                done(FromGrpcStatus(status));
-                                return;
-                              }
-                              UserPage page;
-                              page.users.reserve(call->response.users_size());
-                              for (const auto& u : call->response.users()) {
-                                page.users.push_back({u.name(), u.online()});
-                              }
-                              page.next = call->response.next_page_token();
-                              done(std::move(page));
-                            });
+      &call->response,
+      [call, done = std::move(done)](grpc::Status status) {
+        if (!status.ok()) {
+          done(FromGrpcStatus(status));
+          return;
+        }
+        UserPage page;
+        page.users.reserve(call->response.users_size());
+        for (const auto& u : call->response.users()) {
+          page.users.push_back({u.name(), u.online()});
+        }
+        page.next = call->response.next_page_token();
+        done(std::move(page));
+      });
 }
 
 void DirectoryClient::Register(NewConnection connection, std::function<void(absl::Status)> done) {
@@ -263,7 +264,8 @@ void DirectoryClient::KickLocked() {
         [&](grpc::CompletionQueue* cq) {
           return stub_->PrepareAsyncRegister(&call->ctx, call->reg, cq);
         },
-        &call->reg_response, [this, call](grpc::Status status) {
+        &call->reg_response,
+        [this, call](grpc::Status status) {
           OnBatchDone(std::move(call->batch), status, call->reg_response.instance_id());
         });
   } else {
@@ -275,7 +277,8 @@ void DirectoryClient::KickLocked() {
         [&](grpc::CompletionQueue* cq) {
           return stub_->PrepareAsyncUnregister(&call->ctx, call->unreg, cq);
         },
-        &call->unreg_response, [this, call](grpc::Status status) {
+        &call->unreg_response,
+        [this, call](grpc::Status status) {
           OnBatchDone(std::move(call->batch), status, call->unreg_response.instance_id());
         });
   }
@@ -382,16 +385,17 @@ void DirectoryClient::Heartbeat() {
       [&](grpc::CompletionQueue* cq) {
         return stub_->PrepareAsyncHeartbeat(&call->ctx, call->request, cq);
       },
-      &call->response, [this, call](grpc::Status status) {
-                              {
-                                absl::MutexLock lock(&mu_);
-                                heartbeat_ctx_ = nullptr;
-                              }
-                              OnHeartbeat(status, call->response);
-                              // Last touch of this object (the destructor waits for it).
-                              absl::MutexLock lock(&mu_);
-                              heartbeat_in_flight_ = false;
-                            });
+      &call->response,
+      [this, call](grpc::Status status) {
+        {
+          absl::MutexLock lock(&mu_);
+          heartbeat_ctx_ = nullptr;
+        }
+        OnHeartbeat(status, call->response);
+        // Last touch of this object (the destructor waits for it).
+        absl::MutexLock lock(&mu_);
+        heartbeat_in_flight_ = false;
+      });
 }
 
 void DirectoryClient::OnHeartbeat(const grpc::Status& status,

@@ -27,13 +27,14 @@ void GrpcNameClaims::Claim(const std::string& name, const std::string& subject,
       [&](grpc::CompletionQueue* cq) {
         return stub_->PrepareAsyncClaimName(&call->ctx, call->request, cq);
       },
-      &call->response, [call, done = std::move(done)](grpc::Status status) {
-                              if (!status.ok()) {
-                                done(FromGrpcStatus(status));
-                                return;
-                              }
-                              done(call->response.granted());
-                            });
+      &call->response,
+      [call, done = std::move(done)](grpc::Status status) {
+        if (!status.ok()) {
+          done(FromGrpcStatus(status));
+          return;
+        }
+        done(call->response.granted());
+      });
 }
 
 }  // namespace chat::edge

@@ -242,8 +242,7 @@ class EdgeLinkCall final : public DownWriter {
 };
 
 template <typename Response>
-void FinishWith(UnaryReply* reactor, Response* response,
-                absl::StatusOr<Response> result) {
+void FinishWith(UnaryReply* reactor, Response* response, absl::StatusOr<Response> result) {
   if (!result.ok()) {
     reactor->Finish(ToGrpcStatus(result.status()));
     return;
@@ -457,8 +456,8 @@ void MessageServiceImpl::RunQuery(store::MessageStore* store, const std::shared_
 }
 
 void MessageServiceImpl::Send(const grpc::ServerContextBase* ctx,
-                                                   const chat::v1::SendRequest* request,
-                                                   chat::v1::SendResponse* response, UnaryReply* reactor) {
+                              const chat::v1::SendRequest* request,
+                              chat::v1::SendResponse* response, UnaryReply* reactor) {
   if (grpc::Status denied = options_.auth.CheckPublic(ctx); !denied.ok()) {
     reactor->Finish(denied);
     return;
@@ -472,8 +471,8 @@ void MessageServiceImpl::Send(const grpc::ServerContextBase* ctx,
 }
 
 void MessageServiceImpl::Batch(const grpc::ServerContextBase* ctx,
-                                                    const chat::v1::BatchRequest* request,
-                                                    chat::v1::BatchResponse* response, UnaryReply* reactor) {
+                               const chat::v1::BatchRequest* request,
+                               chat::v1::BatchResponse* response, UnaryReply* reactor) {
   if (grpc::Status denied = options_.auth.CheckPublic(ctx); !denied.ok()) {
     reactor->Finish(denied);
     return;
@@ -530,8 +529,8 @@ void MessageServiceImpl::Batch(const grpc::ServerContextBase* ctx,
 }
 
 void MessageServiceImpl::DeleteUser(const grpc::ServerContextBase* ctx,
-                                                         const chat::v1::DeleteUserRequest* request,
-                                                         chat::v1::DeleteUserResponse* response, UnaryReply* reactor) {
+                                    const chat::v1::DeleteUserRequest* request,
+                                    chat::v1::DeleteUserResponse* response, UnaryReply* reactor) {
   if (grpc::Status denied = options_.auth.CheckPublic(ctx); !denied.ok()) {
     reactor->Finish(denied);
     return;
@@ -615,23 +614,23 @@ void EdgeGatewayImpl::Serve(grpc::ServerCompletionQueue* cq) {
   new EdgeLinkCall(this, service_, cq);  // deletes itself
 }
 
-#define CHAT_UNARY_READ(Method, Kind, Request, Response, Body)                            \
-  void MessageServiceImpl::Method(const grpc::ServerContextBase* ctx,                     \
-                                  const chat::v1::Request* request,                       \
-                                  chat::v1::Response* response, UnaryReply* reactor) {   \
-    if (grpc::Status denied = options_.auth.CheckPublic(ctx); !denied.ok()) {             \
-      reactor->Finish(denied);                                                            \
-      return;                                                                     \
-    }                                                                                     \
-    if (!worker_->Submit([this, reactor, request, response](store::MessageStore* store) { \
-          StoreQueryTimer timer(worker_->metrics(), StoreQuery::Kind);                    \
-          absl::StatusOr<chat::v1::Response> result = Body;                               \
-          timer.Stop();                                                                   \
-          FinishWith<chat::v1::Response>(reactor, response, std::move(result));           \
-        })) {                                                                             \
-      reactor->Finish(ToGrpcStatus(QueueFull()));                                         \
-    }                                                                                     \
-    return;                                                                       \
+#define CHAT_UNARY_READ(Method, Kind, Request, Response, Body)                                    \
+  void MessageServiceImpl::Method(const grpc::ServerContextBase* ctx,                             \
+                                  const chat::v1::Request* request, chat::v1::Response* response, \
+                                  UnaryReply* reactor) {                                          \
+    if (grpc::Status denied = options_.auth.CheckPublic(ctx); !denied.ok()) {                     \
+      reactor->Finish(denied);                                                                    \
+      return;                                                                                     \
+    }                                                                                             \
+    if (!worker_->Submit([this, reactor, request, response](store::MessageStore* store) {         \
+          StoreQueryTimer timer(worker_->metrics(), StoreQuery::Kind);                            \
+          absl::StatusOr<chat::v1::Response> result = Body;                                       \
+          timer.Stop();                                                                           \
+          FinishWith<chat::v1::Response>(reactor, response, std::move(result));                   \
+        })) {                                                                                     \
+      reactor->Finish(ToGrpcStatus(QueueFull()));                                                 \
+    }                                                                                             \
+    return;                                                                                       \
   }
 
 CHAT_UNARY_READ(Sync, kSync, SyncRequest, SyncResponse,
@@ -644,8 +643,8 @@ CHAT_UNARY_READ(Conversations, kConversations, ConversationsRequest, Conversatio
 #undef CHAT_UNARY_READ
 
 void MessageServiceImpl::MarkRead(const grpc::ServerContextBase* ctx,
-                                                       const chat::v1::MarkReadRequest* request,
-                                                       chat::v1::MarkReadResponse* response, UnaryReply* reactor) {
+                                  const chat::v1::MarkReadRequest* request,
+                                  chat::v1::MarkReadResponse* response, UnaryReply* reactor) {
   if (grpc::Status denied = options_.auth.CheckPublic(ctx); !denied.ok()) {
     reactor->Finish(denied);
     return;
@@ -667,16 +666,15 @@ void MessageServiceImpl::MarkRead(const grpc::ServerContextBase* ctx,
 
 void MessageServiceApi::Serve(grpc::ServerCompletionQueue* cq) {
   // Each method: the generated RequestX of this service, and the handler.
-#define CHAT_SERVE_UNARY(Method, Req, Resp)                                             \
-  AsyncUnaryCall<chat::v1::Req, chat::v1::Resp>::Serve(                                 \
-      [this](grpc::ServerContext* ctx, chat::v1::Req* request,                              \
-             grpc::ServerAsyncResponseWriter<chat::v1::Resp>* writer,                       \
-             grpc::ServerCompletionQueue* queue,                                                \
-             void* tag) { Request##Method(ctx, request, writer, queue, queue, tag); },          \
-      [service = service_](const grpc::ServerContextBase* ctx, const chat::v1::Req* request, \
-                           chat::v1::Resp* response, UnaryReply* reply) {                   \
-        service->Method(ctx, request, response, reply);                                        \
-      },                                                                                        \
+#define CHAT_SERVE_UNARY(Method, Req, Resp)                                                        \
+  AsyncUnaryCall<chat::v1::Req, chat::v1::Resp>::Serve(                                            \
+      [this](grpc::ServerContext* ctx, chat::v1::Req* request,                                     \
+             grpc::ServerAsyncResponseWriter<chat::v1::Resp>* writer,                              \
+             grpc::ServerCompletionQueue* queue,                                                   \
+             void* tag) { Request##Method(ctx, request, writer, queue, queue, tag); },             \
+      [service = service_](const grpc::ServerContextBase* ctx, const chat::v1::Req* request,       \
+                           chat::v1::Resp* response,                                               \
+                           UnaryReply* reply) { service->Method(ctx, request, response, reply); }, \
       cq)
   CHAT_SERVE_UNARY(Send, SendRequest, SendResponse);
   CHAT_SERVE_UNARY(Batch, BatchRequest, BatchResponse);

@@ -39,20 +39,21 @@ class MessageServiceImpl final {
   MessageServiceImpl(StoreWorker* worker, Dispatcher* dispatcher, IdGenerator* ids,
                      const Clock* clock, MessageServiceOptions options, UserLookup* users);
 
-  void Send(const grpc::ServerContextBase* ctx, const chat::v1::SendRequest* request, chat::v1::SendResponse* response,
-      UnaryReply* reply);
-  void Batch(const grpc::ServerContextBase* ctx, const chat::v1::BatchRequest* request, chat::v1::BatchResponse* response,
-      UnaryReply* reply);
-  void DeleteUser(const grpc::ServerContextBase* ctx, const chat::v1::DeleteUserRequest* request, chat::v1::DeleteUserResponse* response,
-      UnaryReply* reply);
-  void Sync(const grpc::ServerContextBase* ctx, const chat::v1::SyncRequest* request, chat::v1::SyncResponse* response,
-      UnaryReply* reply);
-  void History(const grpc::ServerContextBase* ctx, const chat::v1::HistoryRequest* request, chat::v1::HistoryResponse* response,
-      UnaryReply* reply);
-  void Conversations(const grpc::ServerContextBase* ctx, const chat::v1::ConversationsRequest* request, chat::v1::ConversationsResponse* response,
-      UnaryReply* reply);
-  void MarkRead(const grpc::ServerContextBase* ctx, const chat::v1::MarkReadRequest* request, chat::v1::MarkReadResponse* response,
-      UnaryReply* reply);
+  void Send(const grpc::ServerContextBase* ctx, const chat::v1::SendRequest* request,
+            chat::v1::SendResponse* response, UnaryReply* reply);
+  void Batch(const grpc::ServerContextBase* ctx, const chat::v1::BatchRequest* request,
+             chat::v1::BatchResponse* response, UnaryReply* reply);
+  void DeleteUser(const grpc::ServerContextBase* ctx, const chat::v1::DeleteUserRequest* request,
+                  chat::v1::DeleteUserResponse* response, UnaryReply* reply);
+  void Sync(const grpc::ServerContextBase* ctx, const chat::v1::SyncRequest* request,
+            chat::v1::SyncResponse* response, UnaryReply* reply);
+  void History(const grpc::ServerContextBase* ctx, const chat::v1::HistoryRequest* request,
+               chat::v1::HistoryResponse* response, UnaryReply* reply);
+  void Conversations(const grpc::ServerContextBase* ctx,
+                     const chat::v1::ConversationsRequest* request,
+                     chat::v1::ConversationsResponse* response, UnaryReply* reply);
+  void MarkRead(const grpc::ServerContextBase* ctx, const chat::v1::MarkReadRequest* request,
+                chat::v1::MarkReadResponse* response, UnaryReply* reply);
 
   // One send's outcome: the stored message's numbers (the EdgeLink's
   // result, without seq), or why not: a status with its ErrorInfo reason

@@ -105,7 +105,9 @@ int FileSize(sqlite3_file* file, sqlite3_int64* size) {
   return f->real->pMethods->xFileSize(f->real, size);
 }
 
-int Lock(sqlite3_file* file, int level) { return Of(file)->real->pMethods->xLock(Of(file)->real, level); }
+int Lock(sqlite3_file* file, int level) {
+  return Of(file)->real->pMethods->xLock(Of(file)->real, level);
+}
 int Unlock(sqlite3_file* file, int level) {
   return Of(file)->real->pMethods->xUnlock(Of(file)->real, level);
 }
@@ -167,8 +169,7 @@ sqlite3_io_methods MethodsFor(int version) {
   }
   return m;
 }
-const sqlite3_io_methods kMethods[4] = {MethodsFor(1), MethodsFor(1), MethodsFor(2),
-                                        MethodsFor(3)};
+const sqlite3_io_methods kMethods[4] = {MethodsFor(1), MethodsFor(1), MethodsFor(2), MethodsFor(3)};
 
 int Open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags, int* out_flags) {
   File* f = Of(file);
@@ -223,7 +224,9 @@ const char* WalBatchVfsName() {
       return g_base->xRandomness(g_base, n, out);
     };
     g_vfs.xSleep = [](sqlite3_vfs*, int us) { return g_base->xSleep(g_base, us); };
-    g_vfs.xCurrentTime = [](sqlite3_vfs*, double* out) { return g_base->xCurrentTime(g_base, out); };
+    g_vfs.xCurrentTime = [](sqlite3_vfs*, double* out) {
+      return g_base->xCurrentTime(g_base, out);
+    };
     g_vfs.xGetLastError = [](sqlite3_vfs*, int n, char* out) {
       return g_base->xGetLastError(g_base, n, out);
     };

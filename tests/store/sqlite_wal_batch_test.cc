@@ -46,8 +46,9 @@ class WalBatchTest : public ::testing::Test {
       }
       // Small cache: a big transaction spills pages to the WAL before its
       // commit, and pages written again are rewritten in place there.
-      if (!Exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=20;"
-                    "PRAGMA wal_autocheckpoint=0;")) {
+      if (!Exec(db,
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=20;"
+                "PRAGMA wal_autocheckpoint=0;")) {
         _exit(11);
       }
       _exit(body(db) ? 0 : 12);
@@ -116,8 +117,7 @@ TEST_F(WalBatchTest, ABigTransactionThatSpillsAndRewritesPagesCommitsWhole) {
                      Exec(db,
                           "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
                           "WHERE i < 6000) INSERT INTO t SELECT i, hex(randomblob(500)) FROM n") &&
-                     Exec(db, "UPDATE t SET v = 'x' || v WHERE k % 3 = 0") &&
-                     Exec(db, "COMMIT") &&
+                     Exec(db, "UPDATE t SET v = 'x' || v WHERE k % 3 = 0") && Exec(db, "COMMIT") &&
                      Exec(db, "BEGIN IMMEDIATE; UPDATE t SET v = 'lost' WHERE k = 1;");
             }),
             0);
