@@ -25,13 +25,6 @@ class WatchCall final {
   }
 
  private:
-  struct Step final : CqTag {
-    Step(WatchCall* c, void (WatchCall::*f)(bool)) : call(c), fn(f) {}
-    void Done(bool ok) override { (call->*fn)(ok); }
-    WatchCall* call;
-    void (WatchCall::*fn)(bool);
-  };
-
   void OnArrived(bool ok) {
     arrived_done_ = true;
     if (!ok) {  // shutting down before a call came: `ended_` never fires
@@ -63,9 +56,9 @@ class WatchCall final {
   HealthCheckRequest request_;
   HealthCheckResponse response_;
   grpc::ServerAsyncWriter<HealthCheckResponse> writer_;
-  Step arrived_{this, &WatchCall::OnArrived};
-  Step written_{this, &WatchCall::OnWritten};
-  Step ended_{this, &WatchCall::OnEnded};
+  MemberTag<WatchCall> arrived_{this, &WatchCall::OnArrived};
+  MemberTag<WatchCall> written_{this, &WatchCall::OnWritten};
+  MemberTag<WatchCall> ended_{this, &WatchCall::OnEnded};
   bool arrived_done_ = false;
   bool writing_ = false;
   bool ended_seen_ = false;

@@ -66,12 +66,6 @@ class ReconnectingReader {
     grpc::ClientContext context;
 
    private:
-    struct Step final : CqTag {
-      Step(Call* c, void (Call::*f)(bool)) : call(c), fn(f) {}
-      void Done(bool ok) override { (call->*fn)(ok); }
-      Call* call;
-      void (Call::*fn)(bool);
-    };
     void OnStarted(bool ok) {
       if (!ok) {
         reader_->Finish(&status_, &finished_);
@@ -103,9 +97,9 @@ class ReconnectingReader {
     Resp msg_;
     grpc::Status status_;
     bool received_any_ = false;
-    Step started_{this, &Call::OnStarted};
-    Step read_{this, &Call::OnRead};
-    Step finished_{this, &Call::OnFinished};
+    MemberTag<Call> started_{this, &Call::OnStarted};
+    MemberTag<Call> read_{this, &Call::OnRead};
+    MemberTag<Call> finished_{this, &Call::OnFinished};
   };
 
   void StartCall() {

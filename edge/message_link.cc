@@ -89,13 +89,6 @@ class MessageLink::Stream final {
   chat::v1::EdgeUp& out() { return out_; }
 
  private:
-  struct Step final : CqTag {
-    Step(Stream* s, void (Stream::*f)(bool)) : stream(s), fn(f) {}
-    void Done(bool ok) override { (stream->*fn)(ok); }
-    Stream* stream;
-    void (Stream::*fn)(bool);
-  };
-
   void OnStarted(bool ok) {
     if (!ok) {
       Finish();
@@ -186,10 +179,10 @@ class MessageLink::Stream final {
   chat::v1::EdgeUp out_;
   chat::v1::EdgeDown down_;
   grpc::Status status_;
-  Step started_{this, &Stream::OnStarted};
-  Step written_{this, &Stream::OnWritten};
-  Step read_{this, &Stream::OnRead};
-  Step finished_tag_{this, &Stream::OnFinished};
+  MemberTag<Stream> started_{this, &Stream::OnStarted};
+  MemberTag<Stream> written_{this, &Stream::OnWritten};
+  MemberTag<Stream> read_{this, &Stream::OnRead};
+  MemberTag<Stream> finished_tag_{this, &Stream::OnFinished};
   absl::Mutex mu_;  // writes come from the link's callers' threads
   bool write_pending_ ABSL_GUARDED_BY(mu_) = false;
   bool said_hello_ ABSL_GUARDED_BY(mu_) = false;
