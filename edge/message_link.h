@@ -51,8 +51,9 @@ struct LinkOptions {
 // `answer_timeout` while sends wait, every unanswered send fails as
 // unavailable and the link reconnects with backoff.
 //
-// It has no thread of its own: the stream's callbacks run on gRPC's threads,
-// and the reconnect backoff and the watchdog are alarms (AlarmTimer). The
+// It has no thread of its own: the stream's events complete on the process's
+// GrpcLoop thread, and the reconnect backoff and the watchdog are alarms
+// (AlarmTimer) on the same loop. Its destructor must not run on that thread. The
 // watchdog is set only while something waits for an answer, for the moment
 // that wait would exceed `answer_timeout`.
 class MessageLink {

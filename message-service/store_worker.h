@@ -33,9 +33,10 @@ namespace chat::message {
 // thread and an edge's batch is handled where it is read, with no hand-over.
 // A wake-up handles every event that is ready, then the work they and other
 // threads brought, then the writes that work produced, and only then waits
-// again. Other threads (unary calls, user lookups) queue their work under a
-// lock and wake the thread with a grpc::Alarm due at once, at most one
-// outstanding.
+// again. In message-service every call of the server (unary ones included)
+// and every connection-service answer completes on this queue; work handed
+// in from another thread (Submit) is queued under a lock and wakes the thread
+// with a grpc::Alarm due at once, at most one outstanding.
 class StoreWorker {
  public:
   using Task = std::function<void(store::MessageStore*)>;
