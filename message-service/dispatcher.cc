@@ -296,11 +296,15 @@ void Dispatcher::ResolveHole(const std::string& user, UserState* state, store::M
   }
 }
 
-void Dispatcher::FlushMarks(store::MessageStore* store) {
+std::vector<std::pair<std::string, int64_t>> Dispatcher::TakeMovedMarks(
+    store::MessageStore* store) {
+  taken_users_.clear();
+  taken_marks_.clear();
   const int64_t now = clock_->NowMs();
   const bool sweep = !holes_.empty() && now >= next_sweep_ms_;
-  if (dirty_.empty() && !sweep) return;
-  std::vector<std::string> users(dirty_.begin(), dirty_.end());
+  if (dirty_.empty() && !sweep) return {};
+  std::vector<std::string>& users = taken_users_;
+  users.assign(dirty_.begin(), dirty_.end());
   absl::flat_hash_set<std::string> holed;
   if (sweep) {
     next_sweep_ms_ = now + kHoleSweepMs;
@@ -313,7 +317,6 @@ void Dispatcher::FlushMarks(store::MessageStore* store) {
   absl::flat_hash_set<std::string> read;
   read.swap(read_);
   // Every mark that moved goes to the store in one transaction.
-  std::vector<std::pair<std::string, int64_t>> moved;
   for (const std::string& user : users) {
     UserState* state = LoadMarks(user, store);
     if (state == nullptr) {
@@ -328,20 +331,35 @@ void Dispatcher::FlushMarks(store::MessageStore* store) {
     if (read.contains(user)) FillReadHoles(user, state, store);
     if (!state->above.empty() && holed.contains(user)) ResolveHole(user, state, store, now);
     if (!state->above.empty()) holes_.insert(user);
-    if (state->mark > state->persisted_mark) moved.emplace_back(user, state->mark);
+    if (state->mark > state->persisted_mark) taken_marks_.emplace_back(user, state->mark);
   }
-  std::vector<store::MarkChange> changes;
-  if (!moved.empty()) {
-    absl::StatusOr<std::vector<store::MarkChange>> stored = store->AdvanceReachedMany(moved);
-    if (!stored.ok()) {
-      for (const auto& [user, mark] : moved) dirty_.insert(user);
-    } else {
-      changes = std::move(*stored);
-      for (const auto& [user, mark] : moved) users_[user].persisted_mark = mark;
+  return taken_marks_;
+}
+
+void Dispatcher::MarksSaved(const absl::StatusOr<std::vector<store::MarkChange>>& changes) {
+  if (!changes.ok()) {
+    // Retried with the next batch (the marks are still ahead of persisted_mark).
+    for (const auto& [user, mark] : taken_marks_) dirty_.insert(user);
+  } else {
+    for (const auto& [user, mark] : taken_marks_) {
+      if (auto it = users_.find(user); it != users_.end()) {
+        it->second.persisted_mark = std::max(it->second.persisted_mark, mark);
+      }
     }
   }
-  for (const std::string& user : users) ForgetIfIdle(user);
-  SendReceipts(changes);
+  for (const std::string& user : taken_users_) ForgetIfIdle(user);
+  taken_users_.clear();
+  taken_marks_.clear();
+  if (changes.ok()) SendReceipts(*changes);
+}
+
+void Dispatcher::FlushMarks(store::MessageStore* store) {
+  std::vector<std::pair<std::string, int64_t>> moved = TakeMovedMarks(store);
+  if (moved.empty()) {
+    MarksSaved(std::vector<store::MarkChange>());
+  } else {
+    MarksSaved(store->AdvanceReachedMany(moved));
+  }
 }
 
 void Dispatcher::SendReceipts(const std::vector<store::MarkChange>& changes) {

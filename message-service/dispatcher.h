@@ -5,10 +5,12 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
 #include "chat/v1/chat.pb.h"
 #include "common/clock.h"
 #include "message-service/edge_links.h"
@@ -44,9 +46,19 @@ class Dispatcher {
 
   // useq from..to of `user`'s stream reached the user.
   void Reached(const std::string& user, int64_t from, int64_t to);
-  // Persists the marks that moved since the last call and sends the
-  // receipts that follow. Called after each batch of work, and at least
-  // once a second (the sweep of marks held back by holes).
+  // Saving the marks that moved takes two steps around a store transaction,
+  // so that the store worker's commit of a batch can carry them:
+  // TakeMovedMarks works out whose marks moved since the last save (it may
+  // read the store, to fill holes) and returns them for AdvanceReachedMany
+  // or CommitAndAdvance; MarksSaved takes that transaction's outcome: on
+  // success the marks are persisted and the receipts for the changes go
+  // out; on failure the users stay dirty, to be saved next time. Every
+  // TakeMovedMarks is followed by one MarksSaved, before anything else of
+  // the Dispatcher's is called. Called for each batch of work, and at
+  // least once a second (the sweep of marks held back by holes).
+  std::vector<std::pair<std::string, int64_t>> TakeMovedMarks(store::MessageStore* store);
+  void MarksSaved(const absl::StatusOr<std::vector<store::MarkChange>>& changes);
+  // Both, the marks in a transaction of their own.
   void FlushMarks(store::MessageStore* store);
   // `user` read something: messages read count as reached, so their holes in
   // the reached prefix are filled at the next flush.
@@ -115,6 +127,10 @@ class Dispatcher {
   // the next sweep (at most one per kHoleSweepMs).
   absl::flat_hash_set<std::string> holes_;
   int64_t next_sweep_ms_ = 0;
+  // Between TakeMovedMarks and MarksSaved: the users looked at and the
+  // marks being saved.
+  std::vector<std::string> taken_users_;
+  std::vector<std::pair<std::string, int64_t>> taken_marks_;
 };
 
 }  // namespace chat::message

@@ -133,7 +133,11 @@ int main(int argc, char** argv) {
   worker_options.retention_ms = int64_t{absl::GetFlag(FLAGS_retention_days)} * 24 * 3600 * 1000;
   auto worker = std::make_unique<chat::message::StoreWorker>(std::move(*store), worker_options,
                                                              &lookup, &store_metrics);
-  worker->SetAfterBatch([&dispatcher](chat::store::MessageStore* s) { dispatcher.FlushMarks(s); });
+  worker->SetMarkHooks(
+      {[&dispatcher](chat::store::MessageStore* s) { return dispatcher.TakeMovedMarks(s); },
+       [&dispatcher](const absl::StatusOr<std::vector<chat::store::MarkChange>>& changes) {
+         dispatcher.MarksSaved(changes);
+       }});
 
   chat::message::MessageServiceOptions service_options;
   service_options.max_link_pending_bytes =

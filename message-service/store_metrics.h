@@ -46,6 +46,12 @@ struct StoreMetrics {
                             .Help("Store commits that failed (every send in them failed)")
                             .Register(registry)
                             .Add({})),
+        marks_transactions(prometheus::BuildCounter()
+                               .Name("chat_store_marks_transactions_total")
+                               .Help("Store transactions that saved reached marks alone (a "
+                                     "batch of messages carries them when there is one)")
+                               .Register(registry)
+                               .Add({})),
         pruned(prometheus::BuildCounter()
                    .Name("chat_store_pruned_total")
                    .Help("Messages deleted by retention")
@@ -89,6 +95,7 @@ struct StoreMetrics {
   prometheus::Histogram& commit_batch_size;
   prometheus::Histogram& commit_seconds;
   prometheus::Counter& commit_failures;
+  prometheus::Counter& marks_transactions;
   prometheus::Counter& pruned;
   std::array<prometheus::Histogram*, 5> query_seconds{};
 };

@@ -82,9 +82,9 @@ void StoreWorker::PostSends(std::vector<SendJob> jobs) {
   for (SendJob& job : jobs) local_.emplace_back(std::move(job));
 }
 
-void StoreWorker::SetAfterBatch(std::function<void(store::MessageStore*)> fn) {
+void StoreWorker::SetMarkHooks(MarkHooks hooks) {
   absl::MutexLock lock(&mu_);
-  after_batch_ = std::move(fn);
+  mark_hooks_ = std::move(hooks);
 }
 
 void StoreWorker::NoteDepth() {
@@ -178,6 +178,7 @@ void StoreWorker::Run() {
   std::vector<Item> posted;
   std::vector<SendJob> batch;
   std::vector<std::function<void()>> after_this;
+  MarkHooks hooks;   // a copy of mark_hooks_, to call without the lock
   bool busy = true;  // work may have been submitted before Start
   for (;;) {
     // Idle, the worker still wakes up every second: the after-batch step
@@ -187,13 +188,14 @@ void StoreWorker::Run() {
     if (options_.retention_ms > 0) deadline = std::min(deadline, next_prune_);
     if (busy || prune_more_) deadline = absl::InfinitePast();
     busy = WaitAndHandle(deadline);
-    std::function<void(store::MessageStore*)> after;
+    bool marks = false;
     bool stop = false;
     {
       absl::MutexLock lock(&mu_);
       items.swap(queue_);
       NoteDepth();
-      after = after_batch_;
+      hooks = mark_hooks_;
+      marks = hooks.take && hooks.saved;
       stop = stopping_;
     }
     RunItems(&items, &batch);
@@ -202,8 +204,7 @@ void StoreWorker::Run() {
       posted.swap(local_);
       RunItems(&posted, &batch);
     }
-    CommitBatch(&batch);
-    if (after) after(store_.get());
+    CommitBatch(&batch, marks ? &hooks : nullptr);
     after_this.swap(after_this_batch_);
     for (auto& fn : after_this) fn();
     after_this.clear();
@@ -277,13 +278,37 @@ void StoreWorker::RunItems(std::vector<Item>* items, std::vector<SendJob>* batch
   items->clear();
 }
 
-void StoreWorker::CommitBatch(std::vector<SendJob>* batch) {
-  if (batch->empty()) return;
+void StoreWorker::CommitBatch(std::vector<SendJob>* batch, const MarkHooks* marks) {
+  std::vector<std::pair<std::string, int64_t>> moved;
+  if (marks != nullptr) moved = marks->take(store_.get());
+  if (batch->empty()) {
+    if (marks == nullptr) return;
+    if (moved.empty()) {
+      marks->saved(std::vector<store::MarkChange>());
+    } else {
+      if (metrics_ != nullptr) metrics_->marks_transactions.Increment();
+      marks->saved(store_->AdvanceReachedMany(moved));
+    }
+    return;
+  }
   std::vector<store::NewMessage> messages;
   messages.reserve(batch->size());
   for (SendJob& job : *batch) messages.push_back(std::move(job.message));
   const auto start = std::chrono::steady_clock::now();
-  absl::StatusOr<std::vector<store::Committed>> committed = store_->Commit(messages);
+  absl::StatusOr<std::vector<store::Committed>> committed;
+  std::vector<store::MarkChange> changes;
+  if (moved.empty()) {
+    committed = store_->Commit(messages);
+  } else {
+    absl::StatusOr<store::MessageStore::CommitResult> both =
+        store_->CommitAndAdvance(messages, moved);
+    if (both.ok()) {
+      committed = std::move(both->committed);
+      changes = std::move(both->changes);
+    } else {
+      committed = both.status();
+    }
+  }
   if (metrics_ != nullptr) {
     metrics_->commit_seconds.Observe(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
@@ -302,6 +327,14 @@ void StoreWorker::CommitBatch(std::vector<SendJob>* batch) {
     }
   }
   batch->clear();
+  // After the sends' answers, as when the marks had a transaction of their
+  // own: receipts never overtake the acks of the messages they cover.
+  if (marks == nullptr) return;
+  if (committed.ok()) {
+    marks->saved(std::move(changes));
+  } else {
+    marks->saved(committed.status());
+  }
 }
 
 void StoreWorker::MaybePrune() {

@@ -4,7 +4,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <thread>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -84,8 +86,17 @@ class StoreWorker {
   // Ignores the bound: for clean-up whose loss would leak state (a link's
   // routes); at most one per link or connection.
   void SubmitAlways(Task task);
-  // Runs on this thread after each wake-up's work (flushes mark moves).
-  void SetAfterBatch(std::function<void(store::MessageStore*)> fn);
+  // Saving reached marks (the Dispatcher's TakeMovedMarks and MarksSaved):
+  // each wake-up, `take` gives the marks that moved, and they are saved in
+  // the same transaction as the wake-up's last batch of sends (one
+  // transaction instead of two per batch; on their own when no send came).
+  // `saved` gets the outcome after the sends were answered: the marks'
+  // changes, or the failure that the sends got too. Always in pairs.
+  struct MarkHooks {
+    std::function<std::vector<std::pair<std::string, int64_t>>(store::MessageStore*)> take;
+    std::function<void(const absl::StatusOr<std::vector<store::MarkChange>>&)> saved;
+  };
+  void SetMarkHooks(MarkHooks hooks);
 
   // Worker thread only (completion-queue handlers): appended to this
   // wake-up's work, behind what was handed in before, with no lock and no
@@ -144,7 +155,10 @@ class StoreWorker {
   // Wakes the thread if it may be waiting. mu_ held.
   void WakeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Ask(const std::string& recipient);
-  void CommitBatch(std::vector<SendJob>* batch);
+  // Commits the sends of `batch` and answers them. With `marks`, also
+  // saves the marks that moved, in the same transaction (or in one of
+  // their own when the batch is empty).
+  void CommitBatch(std::vector<SendJob>* batch, const MarkHooks* marks = nullptr);
   void MaybePrune();
   // Publishes queue_.size() (one atomic store; called with mu_ held so the
   // gauge follows the queue's order of changes).
@@ -157,7 +171,7 @@ class StoreWorker {
   StoreMetrics* const metrics_;
   const std::shared_ptr<Alive> alive_;
   const std::string epoch_;
-  std::function<void(store::MessageStore*)> after_batch_;
+  MarkHooks mark_hooks_ ABSL_GUARDED_BY(mu_);
 
   absl::Mutex mu_;
   std::vector<Item> queue_ ABSL_GUARDED_BY(mu_);

@@ -168,6 +168,18 @@ class MessageStore {
   virtual absl::StatusOr<std::vector<MarkChange>> AdvanceReachedMany(
       const std::vector<std::pair<std::string, int64_t>>& marks) = 0;
 
+  // Commit and AdvanceReachedMany in one transaction: a batch of messages
+  // and the reached marks that moved before it are stored together, or
+  // (on failure) neither. A mark is clamped to the user's last useq after
+  // the batch. Either input may be empty.
+  struct CommitResult {
+    std::vector<Committed> committed;  // Commit's, one per message
+    std::vector<MarkChange> changes;   // AdvanceReachedMany's
+  };
+  virtual absl::StatusOr<CommitResult> CommitAndAdvance(
+      const std::vector<NewMessage>& batch,
+      const std::vector<std::pair<std::string, int64_t>>& marks) = 0;
+
   // Deletes messages older than `ts_ms`, at most `limit` of them per call;
   // returns how many were deleted. Counters and marks are kept.
   virtual absl::StatusOr<int64_t> PruneOlderThan(int64_t ts_ms, int limit) = 0;

@@ -27,15 +27,20 @@ SqlParam OptionalBlob(const std::string& bytes) {
   return bytes.empty() ? SqlParam(nullptr) : SqlParam(Blob{bytes});
 }
 
-}  // namespace
-
-absl::StatusOr<std::vector<Committed>> SqlMessageStore::Commit(
-    const std::vector<NewMessage>& batch) {
+absl::Status CheckBatch(const std::vector<NewMessage>& batch) {
   for (const NewMessage& m : batch) {
     if (m.id.empty() || m.sent_by.empty() || m.send_to.empty()) {
       return absl::InvalidArgumentError("message without id, sender or recipient");
     }
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<Committed>> SqlMessageStore::Commit(
+    const std::vector<NewMessage>& batch) {
+  STORE_RETURN_IF_ERROR(CheckBatch(batch));
   std::vector<Committed> out;
   if (batch.empty()) return out;
   STORE_RETURN_IF_ERROR(
@@ -43,8 +48,40 @@ absl::StatusOr<std::vector<Committed>> SqlMessageStore::Commit(
   return out;
 }
 
+// One transaction instead of two: on SQLite a write transaction's fixed
+// cost (its lock, the WAL write at COMMIT) is most of what moving a few
+// marks costs, and the store worker saves the marks with every batch.
+//
+// On PostgreSQL both bodies lock streams rows, and taking the marks' ones
+// after the commit's conversations rows would break the lock order of the
+// class comment: two replicas could deadlock, and PostgreSQL finds that
+// only after deadlock_timeout (1 s by default) before the retry. So
+// CommitIn locks the marks' users' streams rows in its own name-ordered
+// pass over the counters' rows, and AdvanceReachedIn then finds them held:
+// the order stays streams, conversations, members. (The members rows that
+// CommitIn inserts, before AdvanceReachedIn's updates of others, are those
+// of conversations new in this transaction: no other transaction can hold
+// them, since creating them takes the conversation's row first.)
+absl::StatusOr<MessageStore::CommitResult> SqlMessageStore::CommitAndAdvance(
+    const std::vector<NewMessage>& batch,
+    const std::vector<std::pair<std::string, int64_t>>& marks) {
+  STORE_RETURN_IF_ERROR(CheckBatch(batch));
+  absl::StatusOr<std::map<std::string, int64_t>> wanted = WantedMarks(marks);
+  if (!wanted.ok()) return wanted.status();
+  CommitResult result;
+  if (batch.empty() && wanted->empty()) return result;
+  STORE_RETURN_IF_ERROR(db_->Transaction(SqlDb::Mode::kWrite, [&]() -> absl::Status {
+    result.changes.clear();
+    if (!batch.empty()) STORE_RETURN_IF_ERROR(CommitIn(batch, result.committed, &*wanted));
+    if (wanted->empty()) return absl::OkStatus();
+    return AdvanceReachedIn(*wanted, result.changes);
+  }));
+  return result;
+}
+
 absl::Status SqlMessageStore::CommitIn(const std::vector<NewMessage>& batch,
-                                       std::vector<Committed>& out) {
+                                       std::vector<Committed>& out,
+                                       const std::map<std::string, int64_t>* reach) {
   out.clear();
   // 1. Keys already stored. Looked up before any counter is locked: a
   // concurrent writer that stores the same key first makes our insert fail
@@ -127,27 +164,43 @@ absl::Status SqlMessageStore::CommitIn(const std::vector<NewMessage>& batch,
   }
 
   // 3. Take the numbers: one upsert per counter adds what the batch uses
-  // and returns the new last, locking the row until the commit.
+  // and returns the new last, locking the row until the commit. The
+  // streams rows of `reach` that no upsert locks are locked among them, in
+  // name order (SQLite's write transaction needs no row locks).
+  const bool lock_reach = reach != nullptr && db_->dialect() == SqlDb::Dialect::kPostgres;
+  std::map<std::string, int64_t> streams = useq_count;  // owner -> count, -1: lock only
+  if (lock_reach) {
+    for (const auto& [owner, useq] : *reach) streams.emplace(owner, -1);
+  }
   std::vector<SqlStatement> counters;
-  for (const auto& [owner, count] : useq_count) {
+  std::vector<std::pair<std::string, size_t>> bumped;  // (owner, index in counters)
+  for (const auto& [owner, count] : streams) {
+    if (count > 0) {
+      bumped.emplace_back(owner, counters.size());
+      counters.push_back({kBumpStream, {owner, count}});
+      continue;
+    }
     if (count == 0) {  // only duplicates: the user need only be known
       counters.push_back(
           {"INSERT INTO streams (owner) VALUES ($1) ON CONFLICT (owner) DO NOTHING", {owner}});
-    } else {
-      counters.push_back({kBumpStream, {owner, count}});
+    }
+    // A mark's row no upsert locks (DO NOTHING leaves an existing row as it is).
+    if (lock_reach && reach->count(owner) > 0) {
+      counters.push_back(
+          {absl::StrCat("SELECT 1 FROM streams WHERE owner = $1", db_->ForUpdate()), {owner}});
     }
   }
+  const size_t first_conversation = counters.size();
   for (const auto& [id, count] : seq_count) counters.push_back({kBumpConversation, {id, count}});
   absl::StatusOr<std::vector<SqlRows>> taken = db_->RunAll(counters);
   if (!taken.ok()) return taken.status();
   // The last number handed out so far, per counter.
   std::map<std::string, int64_t> useqs;
   std::map<std::string, int64_t> seqs;
-  size_t next = 0;
-  for (const auto& [owner, count] : useq_count) {
-    const SqlRows& rows = (*taken)[next++];
-    if (count > 0) useqs[owner] = rows.Int(0, 0) - count;
+  for (const auto& [owner, index] : bumped) {
+    useqs[owner] = (*taken)[index].Int(0, 0) - useq_count[owner];
   }
+  size_t next = first_conversation;
   for (const auto& [id, count] : seq_count) seqs[id] = (*taken)[next++].Int(0, 0) - count;
 
   // 4. Number the new messages and write everything, rows of a table

@@ -225,82 +225,92 @@ absl::StatusOr<std::vector<MarkChange>> SqlMessageStore::AdvanceReached(const st
   return AdvanceReachedMany({{user, useq}});
 }
 
-absl::StatusOr<std::vector<MarkChange>> SqlMessageStore::AdvanceReachedMany(
+absl::StatusOr<std::map<std::string, int64_t>> SqlMessageStore::WantedMarks(
     const std::vector<std::pair<std::string, int64_t>>& marks) {
-  // The highest mark asked for per user; std::map: users' rows are locked
-  // in name order, as everywhere else.
   std::map<std::string, int64_t> wanted;
   for (const auto& [user, useq] : marks) {
     STORE_RETURN_IF_ERROR(CheckUser(user));
     auto [it, added] = wanted.emplace(user, useq);
     if (!added) it->second = std::max(it->second, useq);
   }
+  return wanted;
+}
+
+absl::StatusOr<std::vector<MarkChange>> SqlMessageStore::AdvanceReachedMany(
+    const std::vector<std::pair<std::string, int64_t>>& marks) {
+  // std::map: users' rows are locked in name order, as everywhere else.
+  absl::StatusOr<std::map<std::string, int64_t>> wanted = WantedMarks(marks);
+  if (!wanted.ok()) return wanted.status();
   std::vector<MarkChange> changes;
-  STORE_RETURN_IF_ERROR(db_->Transaction(Mode::kWrite, [&]() -> absl::Status {
-    changes.clear();
-    // Three round trips on PostgreSQL whatever the number of users: lock
-    // and read every user's marks; move them and find the peers' messages
-    // newly reached; move those delivered marks.
-    std::vector<SqlStatement> locks;
-    for (const auto& [user, useq] : wanted) {
-      locks.push_back({absl::StrCat("SELECT last_useq, reached_useq FROM streams WHERE owner = $1",
-                                    db_->ForUpdate()),
-                       {user}});
-    }
-    absl::StatusOr<std::vector<SqlRows>> current = db_->RunAll(locks);
-    if (!current.ok()) return current.status();
-    std::vector<SqlStatement> moves;
-    std::vector<std::string> moved_users;
-    size_t next = 0;
-    for (const auto& [user, useq] : wanted) {
-      const SqlRows& row = (*current)[next++];
-      if (row.empty()) continue;  // unknown user: nothing to reach
-      const int64_t old = row.Int(0, 1);
-      const int64_t target = std::min(useq, row.Int(0, 0));
-      if (target <= old) continue;
-      moves.push_back({"UPDATE streams SET reached_useq = $2 WHERE owner = $1", {user, target}});
-      // Within a conversation seq and the recipient's useq grow together,
-      // so the newest peer message in the newly reached range has every
-      // earlier one of that peer reached too.
-      moves.push_back(
-          {"SELECT m.conversation, m.sent_by, MAX(m.seq) FROM stream_entries s"
-           " JOIN messages m ON m.id = s.message_id"
-           " WHERE s.owner = $1 AND s.useq > $2 AND s.useq <= $3"
-           " AND m.send_to = $1 AND m.sent_by <> $1"
-           " GROUP BY m.conversation, m.sent_by",
-           {user, old, target}});
-      moved_users.push_back(user);
-    }
-    absl::StatusOr<std::vector<SqlRows>> moved = db_->RunAll(moves);
-    if (!moved.ok()) return moved.status();
-    std::vector<MarkChange> candidates;
-    std::vector<SqlStatement> delivered;
-    for (size_t u = 0; u < moved_users.size(); ++u) {
-      const SqlRows& tops = (*moved)[2 * u + 1];
-      const size_t first = candidates.size();
-      for (size_t r = 0; r < tops.size(); ++r) {
-        candidates.push_back(
-            MarkChange{tops.Text(r, 0), moved_users[u], tops.Text(r, 1), 0, tops.Int(r, 2)});
-      }
-      // A user's members rows in key order, as the lock order asks.
-      std::sort(
-          candidates.begin() + first, candidates.end(),
-          [](const MarkChange& a, const MarkChange& b) { return a.conversation < b.conversation; });
-    }
-    for (const MarkChange& c : candidates) {
-      delivered.push_back(
-          {"UPDATE members SET delivered_seq = $3"
-           " WHERE owner = $1 AND conversation = $2 AND delivered_seq < $3",
-           {c.user, c.conversation, c.delivered_seq}});
-    }
-    absl::StatusOr<std::vector<SqlRows>> updated = db_->RunAll(delivered);
-    if (!updated.ok()) return updated.status();
-    for (size_t i = 0; i < candidates.size(); ++i) {
-      if ((*updated)[i].affected() > 0) changes.push_back(std::move(candidates[i]));
-    }
-    return absl::OkStatus();
-  }));
+  STORE_RETURN_IF_ERROR(
+      db_->Transaction(Mode::kWrite, [&] { return AdvanceReachedIn(*wanted, changes); }));
   return changes;
+}
+
+absl::Status SqlMessageStore::AdvanceReachedIn(const std::map<std::string, int64_t>& wanted,
+                                               std::vector<MarkChange>& changes) {
+  changes.clear();
+  // Three round trips on PostgreSQL whatever the number of users: lock
+  // and read every user's marks; move them and find the peers' messages
+  // newly reached; move those delivered marks.
+  std::vector<SqlStatement> locks;
+  for (const auto& [user, useq] : wanted) {
+    locks.push_back({absl::StrCat("SELECT last_useq, reached_useq FROM streams WHERE owner = $1",
+                                  db_->ForUpdate()),
+                     {user}});
+  }
+  absl::StatusOr<std::vector<SqlRows>> current = db_->RunAll(locks);
+  if (!current.ok()) return current.status();
+  std::vector<SqlStatement> moves;
+  std::vector<std::string> moved_users;
+  size_t next = 0;
+  for (const auto& [user, useq] : wanted) {
+    const SqlRows& row = (*current)[next++];
+    if (row.empty()) continue;  // unknown user: nothing to reach
+    const int64_t old = row.Int(0, 1);
+    const int64_t target = std::min(useq, row.Int(0, 0));
+    if (target <= old) continue;
+    moves.push_back({"UPDATE streams SET reached_useq = $2 WHERE owner = $1", {user, target}});
+    // Within a conversation seq and the recipient's useq grow together,
+    // so the newest peer message in the newly reached range has every
+    // earlier one of that peer reached too.
+    moves.push_back(
+        {"SELECT m.conversation, m.sent_by, MAX(m.seq) FROM stream_entries s"
+         " JOIN messages m ON m.id = s.message_id"
+         " WHERE s.owner = $1 AND s.useq > $2 AND s.useq <= $3"
+         " AND m.send_to = $1 AND m.sent_by <> $1"
+         " GROUP BY m.conversation, m.sent_by",
+         {user, old, target}});
+    moved_users.push_back(user);
+  }
+  absl::StatusOr<std::vector<SqlRows>> moved = db_->RunAll(moves);
+  if (!moved.ok()) return moved.status();
+  std::vector<MarkChange> candidates;
+  std::vector<SqlStatement> delivered;
+  for (size_t u = 0; u < moved_users.size(); ++u) {
+    const SqlRows& tops = (*moved)[2 * u + 1];
+    const size_t first = candidates.size();
+    for (size_t r = 0; r < tops.size(); ++r) {
+      candidates.push_back(
+          MarkChange{tops.Text(r, 0), moved_users[u], tops.Text(r, 1), 0, tops.Int(r, 2)});
+    }
+    // A user's members rows in key order, as the lock order asks.
+    std::sort(
+        candidates.begin() + first, candidates.end(),
+        [](const MarkChange& a, const MarkChange& b) { return a.conversation < b.conversation; });
+  }
+  for (const MarkChange& c : candidates) {
+    delivered.push_back(
+        {"UPDATE members SET delivered_seq = $3"
+         " WHERE owner = $1 AND conversation = $2 AND delivered_seq < $3",
+         {c.user, c.conversation, c.delivered_seq}});
+  }
+  absl::StatusOr<std::vector<SqlRows>> updated = db_->RunAll(delivered);
+  if (!updated.ok()) return updated.status();
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    if ((*updated)[i].affected() > 0) changes.push_back(std::move(candidates[i]));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<int64_t> SqlMessageStore::PruneOlderThan(int64_t ts_ms, int limit) {

@@ -1,8 +1,10 @@
 #ifndef CHAT_STORE_SQL_MESSAGE_STORE_H_
 #define CHAT_STORE_SQL_MESSAGE_STORE_H_
 
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "store/message_store.h"
@@ -50,14 +52,28 @@ class SqlMessageStore final : public MessageStore {
                                                          int64_t useq) override;
   absl::StatusOr<std::vector<MarkChange>> AdvanceReachedMany(
       const std::vector<std::pair<std::string, int64_t>>& marks) override;
+  absl::StatusOr<CommitResult> CommitAndAdvance(
+      const std::vector<NewMessage>& batch,
+      const std::vector<std::pair<std::string, int64_t>>& marks) override;
   absl::StatusOr<int64_t> PruneOlderThan(int64_t ts_ms, int limit) override;
   absl::StatusOr<int64_t> EraseUser(const std::string& user) override;
 
  private:
   explicit SqlMessageStore(std::unique_ptr<SqlDb> db) : db_(std::move(db)) {}
   absl::Status Init();
-  // The body of Commit's transaction.
-  absl::Status CommitIn(const std::vector<NewMessage>& batch, std::vector<Committed>& out);
+  // The body of Commit's transaction. On PostgreSQL it also locks the
+  // streams rows of `reach`'s users (may be null), in the same name-ordered
+  // pass as the counters' rows, for AdvanceReachedIn to follow in the same
+  // transaction without breaking the lock order.
+  absl::Status CommitIn(const std::vector<NewMessage>& batch, std::vector<Committed>& out,
+                        const std::map<std::string, int64_t>* reach = nullptr);
+  // The highest mark asked for per user; INVALID_ARGUMENT for an empty name.
+  static absl::StatusOr<std::map<std::string, int64_t>> WantedMarks(
+      const std::vector<std::pair<std::string, int64_t>>& marks);
+  // The body of AdvanceReachedMany's transaction: `wanted` is the highest
+  // mark asked for per user.
+  absl::Status AdvanceReachedIn(const std::map<std::string, int64_t>& wanted,
+                                std::vector<MarkChange>& changes);
   // Sync and Unread: `sql` selects the useq and the message columns.
   absl::StatusOr<SyncPage> StreamPage(const std::string& sql, const std::string& user,
                                       int64_t since, int limit, size_t max_bytes);

@@ -89,6 +89,15 @@ class CountingStore : public chat::testing::FlakyMessageStore {
     }
     return FlakyMessageStore::Commit(batch);
   }
+  absl::StatusOr<CommitResult> CommitAndAdvance(
+      const std::vector<store::NewMessage>& batch,
+      const std::vector<std::pair<std::string, int64_t>>& marks) override {
+    if (!batch.empty()) {
+      absl::MutexLock lock(&mu_);
+      commits_.push_back(batch.size());
+    }
+    return FlakyMessageStore::CommitAndAdvance(batch, marks);
+  }
   std::vector<size_t> commits() {
     absl::MutexLock lock(&mu_);
     return commits_;
@@ -486,7 +495,11 @@ class MessageServiceTest : public ::testing::Test {
     epoch_ = store_->Epoch();
     dispatcher_ = std::make_unique<Dispatcher>(&clock_, epoch_);
     worker_ = std::make_unique<StoreWorker>(std::move(flaky), StoreWorker::Options(), &lookup_);
-    worker_->SetAfterBatch([this](store::MessageStore* s) { dispatcher_->FlushMarks(s); });
+    worker_->SetMarkHooks(
+        {[this](store::MessageStore* s) { return dispatcher_->TakeMovedMarks(s); },
+         [this](const absl::StatusOr<std::vector<store::MarkChange>>& changes) {
+           dispatcher_->MarksSaved(changes);
+         }});
     service_ = std::make_unique<MessageServiceImpl>(worker_.get(), dispatcher_.get(), &ids_,
                                                     &clock_, Options(), &lookup_);
     server_ = std::make_unique<chat::testing::InProcessServer>();

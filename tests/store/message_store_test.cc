@@ -452,6 +452,92 @@ TYPED_TEST(MessageStoreTest, AdvanceReachedManyMovesEveryUsersMarksAtOnce) {
   EXPECT_THAT(changes, IsEmpty());
 }
 
+// What the message service does with each batch: the messages and the
+// reached marks that moved before them, in one transaction.
+TYPED_TEST(MessageStoreTest, CommitAndAdvanceStoresTheBatchAndMovesTheMarksTogether) {
+  this->Send("bob", "alice", "b1", kT0, "k");  // alice 1, bob 1, ab seq 1
+  this->Send("carol", "alice", "c1");          // alice 2, carol 1, ac seq 1
+  this->Send("alice", "bob", "a-b");           // alice 3, bob 2, ab seq 2
+  ASSIGN_OK(MessageStore::CommitResult r,
+            this->store_->CommitAndAdvance(
+                {this->Msg("bob", "alice", "b1 again", kT0, "k"),  // a duplicate: bob gets no useq
+                 this->Msg("alice", "carol", "a-c"),               // alice 4, carol 2, ac seq 2
+                 this->Msg("dave", "erin", "d-e")},
+                {{"alice", 2}, {"carol", 9}, {"bob", 2}, {"nobody", 1}}));
+  ASSERT_EQ(r.committed.size(), 3u);
+  EXPECT_TRUE(r.committed[0].duplicate);
+  EXPECT_EQ(r.committed[0].for_sender.text, "b1");
+  EXPECT_EQ(r.committed[0].for_sender.useq, 1);
+  EXPECT_FALSE(r.committed[1].duplicate);
+  EXPECT_EQ(r.committed[1].for_sender.seq, 2);
+  EXPECT_EQ(r.committed[1].for_sender.useq, 4);
+  EXPECT_EQ(r.committed[1].recipient_useq, 2);
+  EXPECT_EQ(r.committed[2].for_sender.seq, 1);
+  EXPECT_EQ(r.committed[2].recipient_useq, 1);
+  std::set<std::tuple<std::string, std::string, int64_t>> moved;
+  for (const MarkChange& c : r.changes) {
+    EXPECT_EQ(c.conversation, ConversationId(c.user, c.peer));
+    moved.insert({c.user, c.peer, c.delivered_seq});
+  }
+  EXPECT_EQ(r.changes.size(), moved.size());
+  // carol's mark covers the batch's message to her: marks move after the
+  // batch is numbered, clamped to the last useq it leaves.
+  EXPECT_EQ(
+      moved,
+      (std::set<std::tuple<std::string, std::string, int64_t>>{
+          {"alice", "bob", 1}, {"alice", "carol", 1}, {"carol", "alice", 2}, {"bob", "alice", 2}}));
+  for (const auto& [user, reached] :
+       std::vector<std::pair<std::string, int64_t>>{{"alice", 2}, {"carol", 2}, {"bob", 2}}) {
+    ASSIGN_OK(UserMarks marks, this->store_->Marks(user));
+    EXPECT_EQ(marks.reached_useq, reached) << user;
+  }
+  EXPECT_THAT(Texts(this->SyncAll("carol")), ElementsAre("c1", "a-c"));
+  EXPECT_THAT(Texts(this->SyncAll("erin")), ElementsAre("d-e"));
+  ASSIGN_OK(ConversationsPage page, this->store_->Conversations("bob", "", 5, kMiB));
+  ASSERT_EQ(page.items.size(), 1u);
+  EXPECT_EQ(page.items[0].delivered_seq, 1) << "alice's delivered mark as bob sees it";
+
+  // Either side may be empty.
+  ASSIGN_OK(r, this->store_->CommitAndAdvance({}, {{"erin", 1}}));
+  EXPECT_THAT(r.committed, IsEmpty());
+  ASSERT_EQ(r.changes.size(), 1u);
+  EXPECT_EQ(r.changes[0].user, "erin");
+  EXPECT_EQ(r.changes[0].delivered_seq, 1);
+  ASSIGN_OK(r, this->store_->CommitAndAdvance({this->Msg("erin", "dave", "e-d")}, {}));
+  ASSERT_EQ(r.committed.size(), 1u);
+  EXPECT_EQ(r.committed[0].for_sender.seq, 2);
+  EXPECT_THAT(r.changes, IsEmpty());
+  ASSIGN_OK(r, this->store_->CommitAndAdvance({}, {}));
+  EXPECT_THAT(r.committed, IsEmpty());
+  EXPECT_THAT(r.changes, IsEmpty());
+  EXPECT_EQ(this->store_->CommitAndAdvance({}, {{"", 1}}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TYPED_TEST(MessageStoreTest, AFailedCommitAndAdvanceMovesNoMark) {
+  this->Send("alice", "bob", "first");  // bob 1
+  NewMessage twin = this->Msg("carol", "bob", "twin");
+  absl::StatusOr<MessageStore::CommitResult> failed =
+      this->store_->CommitAndAdvance({twin, twin}, {{"bob", 1}});
+  EXPECT_FALSE(failed.ok());
+  ASSIGN_OK(UserMarks marks, this->store_->Marks("bob"));
+  EXPECT_EQ(marks.reached_useq, 0) << "the batch failed: its marks were not kept either";
+  EXPECT_EQ(marks.last_useq, 1);
+  ASSERT_OK(this->engine_.Break());
+  failed = this->store_->CommitAndAdvance({this->Msg("alice", "bob", "lost")}, {{"bob", 1}});
+  EXPECT_EQ(failed.status().code(), absl::StatusCode::kUnavailable) << failed.status();
+  ASSERT_OK(this->engine_.Repair());
+  // The next batch carries the same marks again.
+  ASSIGN_OK(MessageStore::CommitResult r,
+            this->store_->CommitAndAdvance({this->Msg("alice", "bob", "second")}, {{"bob", 1}}));
+  ASSERT_EQ(r.committed.size(), 1u);
+  EXPECT_EQ(r.committed[0].recipient_useq, 2);
+  ASSERT_EQ(r.changes.size(), 1u);
+  EXPECT_EQ(r.changes[0].user, "bob");
+  EXPECT_EQ(r.changes[0].delivered_seq, 1);
+  EXPECT_THAT(Texts(this->SyncAll("bob")), ElementsAre("first", "second"));
+}
+
 TYPED_TEST(MessageStoreTest, PruneDeletesOldMessagesInChunksAndKeepsCounters) {
   for (int i = 0; i < 5; ++i) this->Send("alice", "bob", "old", kT0 + i);
   this->Send("alice", "bob", "new", kT0 + kDay);

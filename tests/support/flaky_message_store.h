@@ -81,6 +81,12 @@ class FlakyMessageStore : public store::MessageStore {
     if (absl::Status s = Check(); !s.ok()) return s;
     return real_->AdvanceReachedMany(marks);
   }
+  absl::StatusOr<CommitResult> CommitAndAdvance(
+      const std::vector<store::NewMessage>& batch,
+      const std::vector<std::pair<std::string, int64_t>>& marks) override {
+    if (absl::Status s = Check(); !s.ok()) return s;
+    return real_->CommitAndAdvance(batch, marks);
+  }
   absl::StatusOr<int64_t> PruneOlderThan(int64_t ts_ms, int limit) override {
     if (absl::Status s = Check(); !s.ok()) return s;
     return real_->PruneOlderThan(ts_ms, limit);

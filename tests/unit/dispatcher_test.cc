@@ -1,7 +1,8 @@
 // The Dispatcher's reached marks: what the edges report (in any order, with
-// holes), what the sender's own messages count for, what FlushMarks writes
-// to the store and the receipts it sends. Runs on a real SQLite store in a
-// temporary directory, driven from the test thread as the store worker would.
+// holes), what the sender's own messages count for, what FlushMarks (or
+// TakeMovedMarks and MarksSaved around a commit) writes to the store and the
+// receipts it sends. Runs on a real SQLite store in a temporary directory,
+// driven from the test thread as the store worker would.
 #include "message-service/dispatcher.h"
 
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "chat/v1/chat.pb.h"
@@ -364,6 +366,81 @@ TEST_F(DispatcherTest, MarksWaitingWhileTheStoreIsDownAreFlushedLater) {
   dispatcher_->FlushMarks(store_.get());  // no new report: the move was kept
   EXPECT_EQ(PersistedMark("bob"), 3);
   EXPECT_THAT(Describe(e1.Receipts()), ElementsAre("bob:delivered=3@a1,"));
+}
+
+// The store worker's way: the marks that moved ride on the next batch's
+// commit (one transaction), and the receipts go out once it succeeded.
+TEST_F(DispatcherTest, MovedMarksAreSavedWithTheNextBatch) {
+  FakeEdge e1("e1"), e2("e2");
+  Attach(&e1, "a1", "alice");
+  Attach(&e2, "b1", "bob");
+  for (int i = 0; i < 3; ++i) Send("alice", "bob", "a1");
+  dispatcher_->Reached("bob", 1, 2);
+
+  std::vector<std::pair<std::string, int64_t>> marks = dispatcher_->TakeMovedMarks(store_.get());
+  EXPECT_THAT(marks, ElementsAre(std::pair<std::string, int64_t>("bob", 2)));
+  store::NewMessage next;
+  next.id = "next";
+  next.sent_by = "alice";
+  next.send_to = "bob";
+  next.text = "next";
+  next.ts_ms = kNow;
+  auto both = store_->CommitAndAdvance({next}, marks);
+  ASSERT_TRUE(both.ok()) << both.status();
+  ASSERT_EQ(both->committed.size(), 1u);
+  EXPECT_EQ(both->committed[0].recipient_useq, 4);
+  EXPECT_THAT(e1.Receipts(), IsEmpty()) << "no receipt before the dispatcher hears of the commit";
+  dispatcher_->MarksSaved(both->changes);
+  EXPECT_EQ(PersistedMark("bob"), 2);
+  EXPECT_THAT(Describe(e1.Receipts()), ElementsAre("bob:delivered=2@a1,"));
+  EXPECT_THAT(Describe(e2.Receipts()), ElementsAre("bob:delivered=2@b1,"));
+
+  // Saved: nothing to take until the mark moves again.
+  EXPECT_THAT(dispatcher_->TakeMovedMarks(store_.get()), IsEmpty());
+  dispatcher_->MarksSaved(std::vector<store::MarkChange>());
+  dispatcher_->Reached("bob", 3, 4);
+  EXPECT_THAT(dispatcher_->TakeMovedMarks(store_.get()),
+              ElementsAre(std::pair<std::string, int64_t>("bob", 4)));
+  dispatcher_->MarksSaved(store_->AdvanceReachedMany({{"bob", 4}}));
+  EXPECT_EQ(PersistedMark("bob"), 4);
+  EXPECT_THAT(Describe(e1.Receipts()), ElementsAre("bob:delivered=2@a1,", "bob:delivered=4@a1,"));
+}
+
+// The batch that carried the marks failed (its sends got the error): the
+// marks are taken again for the next one, and only then announced.
+TEST_F(DispatcherTest, MarksOfAFailedBatchAreSavedWithALaterOne) {
+  FakeEdge e1("e1"), e2("e2");
+  Attach(&e1, "a1", "alice");
+  Attach(&e2, "b1", "bob");
+  for (int i = 0; i < 3; ++i) Send("alice", "bob", "a1");
+  dispatcher_->Reached("bob", 1, 3);
+
+  std::vector<std::pair<std::string, int64_t>> marks = dispatcher_->TakeMovedMarks(store_.get());
+  ASSERT_THAT(marks, ElementsAre(std::pair<std::string, int64_t>("bob", 3)));
+  store::NewMessage m;
+  m.id = "lost";
+  m.sent_by = "alice";
+  m.send_to = "bob";
+  m.text = "lost";
+  m.ts_ms = kNow;
+  store_->Break();
+  auto failed = store_->CommitAndAdvance({m}, marks);
+  ASSERT_FALSE(failed.ok());
+  dispatcher_->MarksSaved(failed.status());
+  store_->Repair();
+  EXPECT_EQ(PersistedMark("bob"), 0);
+  EXPECT_THAT(e1.Receipts(), IsEmpty()) << "nothing persisted, nothing announced";
+
+  // No new report: the move was kept for the next batch.
+  marks = dispatcher_->TakeMovedMarks(store_.get());
+  EXPECT_THAT(marks, ElementsAre(std::pair<std::string, int64_t>("bob", 3)));
+  m.id = "again";
+  auto both = store_->CommitAndAdvance({m}, marks);
+  ASSERT_TRUE(both.ok()) << both.status();
+  dispatcher_->MarksSaved(both->changes);
+  EXPECT_EQ(PersistedMark("bob"), 3);
+  EXPECT_THAT(Describe(e1.Receipts()), ElementsAre("bob:delivered=3@a1,"));
+  EXPECT_THAT(Describe(e2.Receipts()), ElementsAre("bob:delivered=3@b1,"));
 }
 
 TEST_F(DispatcherTest, MarksOfAUserNotAttachedAreLoadedBeforeTheyMove) {

@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -169,6 +170,88 @@ TEST_F(StoreWorkerMetricsTest, AFailedCommitIsCountedAndTimed) {
   EXPECT_EQ(Value("chat_store_commit_failures_total"), 1);  // one transaction, three sends
   EXPECT_EQ(Value("chat_store_commit_seconds_count"), 2);
   EXPECT_EQ(Value("chat_store_commit_batch_size_count"), 2);
+}
+
+// Reached marks (MarkHooks) ride on the wake-up's commit: one transaction
+// for both, the sends answered before the marks' outcome is handed back;
+// without sends they get a transaction of their own, counted apart. A
+// failed commit hands its failure to both.
+TEST_F(StoreWorkerMetricsTest, MarksAreSavedWithTheBatchOrInATransactionOfTheirOwn) {
+  absl::Mutex mu;
+  std::vector<absl::Status> results;
+  std::vector<std::string> events;  // in order: "done", "saved:<changes>", "saved:error"
+  // Worker thread only.
+  std::vector<std::pair<std::string, int64_t>> pending;
+  bool took = false;
+  Start();
+  worker_->SetMarkHooks({[&](store::MessageStore*) {
+                           took = !pending.empty();
+                           return std::exchange(pending, {});
+                         },
+                         [&](const absl::StatusOr<std::vector<store::MarkChange>>& changes) {
+                           if (!took) return;  // a wake-up with no mark moved
+                           absl::MutexLock lock(&mu);
+                           events.push_back(changes.ok()
+                                                ? "saved:" + std::to_string(changes->size())
+                                                : "saved:error");
+                         }});
+  // Marks moved and sends handed in by one task: both in the same wake-up.
+  auto marks_and_sends = [&](std::vector<std::pair<std::string, int64_t>> marks, int sends) {
+    std::vector<StoreWorker::SendJob> jobs;
+    for (int i = 0; i < sends; ++i) {
+      StoreWorker::SendJob job = Job(&results, &mu);
+      job.done = [&](absl::StatusOr<store::Committed> c) {
+        absl::MutexLock lock(&mu);
+        results.push_back(c.status());
+        events.push_back("done");
+      };
+      jobs.push_back(std::move(job));
+    }
+    absl::MutexLock lock(&mu);
+    events.clear();
+    ASSERT_TRUE(worker_->Submit([&, marks, jobs = std::move(jobs)](store::MessageStore*) mutable {
+      pending = marks;
+      worker_->PostSends(std::move(jobs));
+    }));
+    const size_t want = sends + 1;
+    auto all = [&] { return events.size() >= want && events.back().rfind("saved", 0) == 0; };
+    ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&all), kWait)) << events.size();
+  };
+
+  // bob's mark covers the message committed with it (useq 1).
+  marks_and_sends({{"bob", 1}}, 1);
+  {
+    absl::MutexLock lock(&mu);
+    EXPECT_EQ(events, (std::vector<std::string>{"done", "saved:1"}))
+        << "acks first, then the marks' receipts";
+  }
+  EXPECT_EQ(Value("chat_store_commit_batch_size_count"), 1);
+  EXPECT_EQ(Value("chat_store_marks_transactions_total"), 0);
+  absl::StatusOr<store::UserMarks> marks = store_->Marks("bob");
+  ASSERT_TRUE(marks.ok()) << marks.status();
+  EXPECT_EQ(marks->reached_useq, 1);
+
+  // No send: the marks alone.
+  marks_and_sends({{"alice", 1}}, 0);
+  EXPECT_EQ(Value("chat_store_marks_transactions_total"), 1);
+  marks = store_->Marks("alice");
+  ASSERT_TRUE(marks.ok()) << marks.status();
+  EXPECT_EQ(marks->reached_useq, 1);
+
+  // The commit fails: its sends and the marks get the failure.
+  store_->Break();
+  marks_and_sends({{"bob", 2}}, 1);
+  store_->Repair();
+  {
+    absl::MutexLock lock(&mu);
+    EXPECT_EQ(events, (std::vector<std::string>{"done", "saved:error"}));
+    EXPECT_EQ(results.back().code(), absl::StatusCode::kUnavailable);
+  }
+  EXPECT_EQ(Value("chat_store_marks_transactions_total"), 1);
+  marks = store_->Marks("bob");
+  ASSERT_TRUE(marks.ok()) << marks.status();
+  EXPECT_EQ(marks->reached_useq, 1);
+  worker_.reset();  // its hooks refer to this test's locals
 }
 
 TEST_F(StoreWorkerMetricsTest, AFullQueueCountsEveryRefusalAndShowsItsDepth) {
