@@ -491,7 +491,8 @@ void ConnectionLogic::HandleSend(SendAction action, RequestId request_id) {
       if (!read_paused_.load() || left >= config_->max_inflight_sends / 2) return;
       counted = true;
     }
-    sink->Post([this, result, request_id, counted] { OnSendResult(result, request_id, counted); });
+    sink->RunOrPost(
+        [this, result, request_id, counted] { OnSendResult(result, request_id, counted); });
   });
 }
 

@@ -64,6 +64,12 @@ class ClientSink {
   virtual void Close(uint16_t code, std::string reason) = 0;
   // Runs `fn` on the strand later; the connection stays alive until then.
   virtual void Post(std::function<void()> fn) = 0;
+  // Runs `fn` as if on the strand: now, on the calling thread, when the
+  // connection is not busy on another thread and this thread is inside no
+  // connection; else later, as Post. For answers arriving on a backend's
+  // thread (a send's result): the write to the client needs no hand-off.
+  // The caller holds no lock that the logic may take.
+  virtual void RunOrPost(std::function<void()> fn) { Post(std::move(fn)); }
   // For answers that may outlive the connection: lock it, and Post only if
   // it is still there.
   virtual std::weak_ptr<ClientSink> WeakSelf() = 0;

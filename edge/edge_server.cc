@@ -241,6 +241,12 @@ void EdgeServer::DoAccept() {
       return;
     }
     socket.set_option(tcp::no_delay(true), ec);
+    if (options_.socket_send_buffer_bytes > 0) {
+      // Frames are written to the socket as soon as they come: what a slow
+      // client does not take sits in the kernel, up to this (Linux doubles
+      // it for its own bookkeeping), then in the bounded outbound queue.
+      socket.set_option(net::socket_base::send_buffer_size(options_.socket_send_buffer_bytes), ec);
+    }
     if (tls_ != nullptr) {
       std::make_shared<HttpSession<TlsStream>>(TlsStream(std::move(socket), *tls_), &context_)
           ->Run();

@@ -35,6 +35,10 @@ struct EdgeOptions {
   std::string web_root;  // empty: no web UI
   LogicConfig logic;
   size_t max_outbound_bytes = 4 << 20;
+  // SO_SNDBUF of each accepted socket (0: the kernel's autotuning, which lets
+  // a client that does not read hold up to net.ipv4.tcp_wmem's maximum, 4 MB
+  // by default, before the outbound queue even starts to fill).
+  int socket_send_buffer_bytes = 256 << 10;
   size_t max_connections = 100000;
   std::chrono::seconds handshake_timeout{10};
   std::chrono::milliseconds close_grace{3000};

@@ -32,6 +32,9 @@ ABSL_FLAG(int, bad_frames_max, 10, "more bad frames than this within the window 
 ABSL_FLAG(int, bad_frames_window_s, 60, "window for --bad_frames_max");
 ABSL_FLAG(int, max_outbound_bytes, 4 << 20,
           "per-connection outbound queue; overflow closes with 4008 (slow consumer)");
+ABSL_FLAG(int, socket_send_buffer_bytes, 256 << 10,
+          "kernel send buffer per client socket (SO_SNDBUF; 0: kernel autotuning). What a "
+          "client does not read sits here first, then in --max_outbound_bytes");
 ABSL_FLAG(int, max_connections, 100000, "live WebSocket connections on this edge (503 beyond)");
 ABSL_FLAG(int, handshake_timeout_s, 10, "time allowed for the HTTP request and upgrade");
 ABSL_FLAG(int, send_timeout_ms, 10000,
@@ -149,6 +152,7 @@ int main(int argc, char** argv) {
   options.logic.bad_frames_max = absl::GetFlag(FLAGS_bad_frames_max);
   options.logic.bad_frames_window_ms = absl::GetFlag(FLAGS_bad_frames_window_s) * 1000LL;
   options.max_outbound_bytes = absl::GetFlag(FLAGS_max_outbound_bytes);
+  options.socket_send_buffer_bytes = absl::GetFlag(FLAGS_socket_send_buffer_bytes);
   options.max_connections = absl::GetFlag(FLAGS_max_connections);
   options.handshake_timeout = std::chrono::seconds(absl::GetFlag(FLAGS_handshake_timeout_s));
   options.close_grace = std::chrono::milliseconds(absl::GetFlag(FLAGS_close_grace_ms));
@@ -232,6 +236,10 @@ int main(int argc, char** argv) {
     options.keep_on_token_expiry = on_expiry == "keep";
   } else if (auth != "name") {
     std::fprintf(stderr, "--auth must be name or jwt, got '%s'\n", auth.c_str());
+    return 2;
+  }
+  if (options.socket_send_buffer_bytes < 0) {
+    std::fprintf(stderr, "--socket_send_buffer_bytes must be >= 0 (0 = kernel autotuning)\n");
     return 2;
   }
   if (absl::GetFlag(FLAGS_max_connection_age_s) < 0) {

@@ -80,7 +80,50 @@ std::string RefuseHandshake(const http::request<http::empty_body>& request) {
   return "";
 }
 
+// Sessions this thread is inside (0 or 1; an inline run never nests).
+thread_local int t_sessions_held = 0;
+
 }  // namespace
+
+class PlainWsSession::Held {
+ public:
+  // Blocks: a strand handler waits for an inline run on another thread.
+  explicit Held(PlainWsSession* session) : session_(session) {
+    session_->mu_.Lock();
+    ++t_sessions_held;
+  }
+  // After TryEnter succeeded.
+  Held(PlainWsSession* session, std::adopt_lock_t) : session_(session) {}
+  Held(const Held&) = delete;
+  Held& operator=(const Held&) = delete;
+  ~Held() {
+    // What the handler queued goes out now, in one write, and the logic
+    // hears of written frames only here, never inside its own call.
+    session_->FlushWrites();
+    --t_sessions_held;
+    session_->mu_.Unlock();
+  }
+
+ private:
+  PlainWsSession* const session_;
+};
+
+bool PlainWsSession::TryEnter() {
+  // Inside a session already (its logic delivering to another connection,
+  // or a result answered synchronously): posted, so that no thread holds
+  // two sessions and no session's code runs inside its own.
+  if (t_sessions_held > 0 || !mu_.TryLock()) return false;
+  ++t_sessions_held;
+  return true;
+}
+
+template <typename Fn>
+void PlainWsSession::PostHeld(Fn fn) {
+  net::post(socket_.get_executor(), [self = shared_from_this(), fn = std::move(fn)]() mutable {
+    Held held(self.get());
+    fn(*self);
+  });
+}
 
 PlainWsSession::Socket PlainWsSession::Adopt(net::ip::tcp::socket socket) {
   // EdgeServer accepts every connection on a strand of its io_context: the
@@ -121,6 +164,7 @@ PlainWsSession::PlainWsSession(net::ip::tcp::socket socket, EdgeContext* context
 PlainWsSession::~PlainWsSession() { End(); }
 
 void PlainWsSession::Run(const http::request<http::empty_body>& request) {
+  Held held(this);
   error_code ec;
   socket_.non_blocking(true, ec);  // reads are read_some after a readiness wait
   batch_ = std::make_unique<WriteBatch>();
@@ -144,6 +188,7 @@ void PlainWsSession::Run(const http::request<http::empty_body>& request) {
   ArmTimer(context_->handshake_timeout);
   net::async_write(socket_, net::buffer(batch_->bytes),
                    [self = shared_from_this(), accept](error_code ec, size_t) {
+                     Held held(self.get());
                      self->OnHandshakeWritten(accept, ec);
                    });
 }
@@ -166,7 +211,7 @@ void PlainWsSession::OnAccept() {
   if (closing_) {
     // Closed while the handshake was written (a kick, a drain): say so now.
     ArmTimer(context_->close_grace);
-    DoWrite();
+    WantWrite();
     DoRead();
     return;
   }
@@ -186,8 +231,10 @@ void PlainWsSession::DoRead() {
   reading_ = true;
   socket_.async_wait(
       net::ip::tcp::socket::wait_read,
-      net::bind_allocator(ExactAllocator<void>(),
-                          [self = shared_from_this()](error_code ec) { self->OnReadable(ec); }));
+      net::bind_allocator(ExactAllocator<void>(), [self = shared_from_this()](error_code ec) {
+        Held held(self.get());
+        self->OnReadable(ec);
+      }));
 }
 
 void PlainWsSession::OnReadable(error_code ec) {
@@ -257,7 +304,7 @@ void PlainWsSession::Consume(char* data, size_t size) {
         // pinging without reading holds one payload here, not a queue.
         if (pong_ == nullptr) pong_ = std::make_unique<std::string>();
         pong_->assign(event.payload);
-        if (!writing_) DoWrite();
+        if (!writing_) WantWrite();
         break;
       case WsFrameParser::Event::kPong:
         break;
@@ -288,7 +335,7 @@ void PlainWsSession::OnPeerClose(uint16_t code) {
   // Nothing queued will be read by a peer that is leaving.
   DropQueue();
   pong_.reset();
-  if (!writing_) DoWrite();
+  if (!writing_) WantWrite();
 }
 
 void PlainWsSession::Fail(uint16_t code, const char* why) {
@@ -306,7 +353,7 @@ void PlainWsSession::Fail(uint16_t code, const char* why) {
   }
   DropQueue();
   pong_.reset();
-  if (!writing_) DoWrite();
+  if (!writing_) WantWrite();
 }
 
 void PlainWsSession::SetReadPaused(bool paused) {
@@ -320,11 +367,11 @@ void PlainWsSession::SetReadPaused(bool paused) {
   if (paused_ != nullptr) {
     // Frames read before the pause: parsed on the strand's next turn, never
     // inside the logic call that resumed reading.
-    net::post(socket_.get_executor(), [self = shared_from_this()] {
-      if (self->ended_ || self->read_paused_ || self->paused_ == nullptr) return;
-      std::unique_ptr<std::string> bytes = std::move(self->paused_);
-      self->Consume(bytes->data(), bytes->size());
-      self->DoRead();
+    PostHeld([](PlainWsSession& self) {
+      if (self.ended_ || self.read_paused_ || self.paused_ == nullptr) return;
+      std::unique_ptr<std::string> bytes = std::move(self.paused_);
+      self.Consume(bytes->data(), bytes->size());
+      self.DoRead();
     });
     return;
   }
@@ -365,8 +412,11 @@ void PlainWsSession::ArmOpenTimer() {
     return;
   }
   timer_.expires_at(at);
-  timer_.async_wait(net::bind_allocator(
-      ExactAllocator<void>(), [self = shared_from_this()](error_code ec) { self->OnTimer(ec); }));
+  timer_.async_wait(
+      net::bind_allocator(ExactAllocator<void>(), [self = shared_from_this()](error_code ec) {
+        Held held(self.get());
+        self->OnTimer(ec);
+      }));
 }
 
 void PlainWsSession::SendText(std::shared_ptr<const std::string> frame) {
@@ -387,7 +437,7 @@ void PlainWsSession::Enqueue(Outgoing out) {
   }
   queued_bytes_ += out.frame->size();
   queue_.push_back(std::move(out));
-  if (!writing_ && accepted_) DoWrite();
+  if (!writing_ && accepted_) WantWrite();
 }
 
 void PlainWsSession::DropQueue() {
@@ -397,7 +447,17 @@ void PlainWsSession::DropQueue() {
   }
 }
 
-void PlainWsSession::DoWrite() {
+void PlainWsSession::FlushWrites() {
+  // A completion written here may queue more (the logic pushing the next
+  // missed message): round again until nothing is asked or a write waits
+  // for the socket.
+  while (want_write_ && !writing_ && !ended_) {
+    want_write_ = false;
+    WriteBatchNow();
+  }
+}
+
+void PlainWsSession::WriteBatchNow() {
   if (writing_ || ended_ || !accepted_ || close_sent_) return;
   if (batch_ == nullptr) batch_ = std::make_unique<WriteBatch>();
   WriteBatch& batch = *batch_;
@@ -446,12 +506,37 @@ void PlainWsSession::DoWrite() {
   }
   if (batch.close) batch.buffers.emplace_back(bytes + close_at, batch.bytes.size() - close_at);
   writing_ = true;
-  net::async_write(
-      socket_, batch.buffers,
-      [self = shared_from_this()](error_code ec, size_t bytes) { self->OnWrite(ec, bytes); });
+  // Most writes fit in the socket's buffer: written here, no reactor
+  // operation and no handler. writev takes at most 64 buffers at a time;
+  // what it leaves goes on asynchronously.
+  error_code ec;
+  size_t written = socket_.write_some(batch.buffers, ec);
+  if (ec == net::error::would_block || ec == net::error::try_again) {
+    ec = {};
+    written = 0;
+  }
+  if (ec) {
+    OnWrite(ec);
+    return;
+  }
+  auto first = batch.buffers.begin();
+  while (first != batch.buffers.end() && written >= first->size()) {
+    written -= first->size();
+    ++first;
+  }
+  if (first == batch.buffers.end()) {
+    OnWrite(ec);
+    return;
+  }
+  *first += written;
+  batch.buffers.erase(batch.buffers.begin(), first);
+  net::async_write(socket_, batch.buffers, [self = shared_from_this()](error_code ec, size_t) {
+    Held held(self.get());
+    self->OnWrite(ec);
+  });
 }
 
-void PlainWsSession::OnWrite(error_code ec, size_t) {
+void PlainWsSession::OnWrite(error_code ec) {
   writing_ = false;
   WriteBatch& batch = *batch_;
   for (const Outgoing& out : batch.frames) queued_bytes_ -= out.frame->size();
@@ -486,10 +571,9 @@ void PlainWsSession::OnWrite(error_code ec, size_t) {
     }
     return;
   }
-  if (writing_) return;  // OnWritten queued and started another write
   if (!queue_.empty() || pong_ != nullptr || ping_pending_ || (closing_ && !close_sent_)) {
     batch_->frames = std::move(frames);  // keeps the vector's room for the next write
-    DoWrite();
+    WantWrite();
     return;
   }
   // Idle: nothing held for writing. An emptied Fifo keeps its vector's
@@ -514,13 +598,16 @@ void PlainWsSession::Close(uint16_t code, std::string reason) {
   if (!accepted_) return;  // OnAccept will see closing_
   // Reads go on: the peer's close frame ends the handshake.
   DoRead();
-  if (!writing_) DoWrite();
+  if (!writing_) WantWrite();
 }
 
 void PlainWsSession::ArmTimer(std::chrono::steady_clock::duration after) {
   timer_.expires_after(after);
-  timer_.async_wait(net::bind_allocator(
-      ExactAllocator<void>(), [self = shared_from_this()](error_code ec) { self->OnTimer(ec); }));
+  timer_.async_wait(
+      net::bind_allocator(ExactAllocator<void>(), [self = shared_from_this()](error_code ec) {
+        Held held(self.get());
+        self->OnTimer(ec);
+      }));
 }
 
 void PlainWsSession::OnTimer(error_code ec) {
@@ -556,7 +643,7 @@ void PlainWsSession::OnTimer(error_code ec) {
     } else if (!idle_pinged_) {
       idle_pinged_ = true;
       ping_pending_ = true;
-      if (!writing_) DoWrite();
+      if (!writing_) WantWrite();
     } else {
       spdlog::debug("{}: idle timeout", logic_.connection_id());
       End();
@@ -587,44 +674,63 @@ void PlainWsSession::End() {
 }
 
 void PlainWsSession::Post(std::function<void()> fn) {
-  net::post(socket_.get_executor(), [self = shared_from_this(), fn = std::move(fn)] { fn(); });
+  PostHeld([fn = std::move(fn)](PlainWsSession&) { fn(); });
+}
+
+void PlainWsSession::RunOrPost(std::function<void()> fn) {
+  if (TryEnter()) {
+    Held held(this, std::adopt_lock);
+    fn();
+    return;
+  }
+  Post(std::move(fn));
 }
 
 void PlainWsSession::Deliver(std::shared_ptr<const std::string> frame) {
-  net::post(socket_.get_executor(),
-            [self = shared_from_this(), frame = std::move(frame)]() mutable {
-              self->SendText(std::move(frame));
-            });
+  if (TryEnter()) {
+    Held held(this, std::adopt_lock);
+    SendText(std::move(frame));
+    return;
+  }
+  PostHeld([frame = std::move(frame)](PlainWsSession& self) mutable {
+    self.SendText(std::move(frame));
+  });
 }
 
 void PlainWsSession::DeliverStored(std::shared_ptr<const std::string> frame, int64_t useq,
                                    bool own_copy, int64_t edge_received_us) {
-  net::post(socket_.get_executor(), [self = shared_from_this(), frame = std::move(frame), useq,
-                                     own_copy, edge_received_us]() mutable {
-    if (!self->ended_) {
-      self->logic_.OnStored(std::move(frame), useq, own_copy, edge_received_us);
-    }
-  });
+  if (TryEnter()) {
+    Held held(this, std::adopt_lock);
+    if (!ended_) logic_.OnStored(std::move(frame), useq, own_copy, edge_received_us);
+    return;
+  }
+  PostHeld(
+      [frame = std::move(frame), useq, own_copy, edge_received_us](PlainWsSession& self) mutable {
+        if (!self.ended_) self.logic_.OnStored(std::move(frame), useq, own_copy, edge_received_us);
+      });
 }
 
 void PlainWsSession::DeliverReceipt(std::shared_ptr<const std::string> frame) {
-  net::post(socket_.get_executor(),
-            [self = shared_from_this(), frame = std::move(frame)]() mutable {
-              if (!self->ended_) self->logic_.OnReceipt(std::move(frame));
-            });
+  if (TryEnter()) {
+    Held held(this, std::adopt_lock);
+    if (!ended_) logic_.OnReceipt(std::move(frame));
+    return;
+  }
+  PostHeld([frame = std::move(frame)](PlainWsSession& self) mutable {
+    if (!self.ended_) self.logic_.OnReceipt(std::move(frame));
+  });
 }
 
 void PlainWsSession::Reattach() {
-  net::post(socket_.get_executor(), [self = shared_from_this()] {
-    if (!self->ended_) self->logic_.Reattach();
+  PostHeld([](PlainWsSession& self) {
+    if (!self.ended_) self.logic_.Reattach();
   });
 }
 
 void PlainWsSession::Kick(uint16_t close_code, std::string reason) {
-  net::post(socket_.get_executor(),
-            [self = shared_from_this(), close_code, reason = std::move(reason)]() mutable {
-              self->Close(close_code, std::move(reason));
-            });
+  PostHeld([close_code, reason = std::move(reason)](PlainWsSession& self) mutable {
+    self.Close(close_code, std::move(reason));
+  });
 }
 
 }  // namespace chat::edge

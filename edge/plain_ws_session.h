@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "boost/asio/buffer.hpp"
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/ip/tcp.hpp"
@@ -32,7 +33,15 @@ namespace chat::edge {
 // operation. It waits for the socket to become readable (async_wait), then
 // reads what is there into a scratch buffer of the thread and feeds the
 // parser, which copies only a frame or message split across reads. Writes
-// are gather writes (header, shared payload) of every queued frame at once.
+// are gather writes (header, shared payload) of every queued frame at once,
+// tried at once on the calling thread (the socket is non-blocking); only
+// what the socket does not take waits for an asynchronous write.
+//
+// Threads: the strand serialises the handlers, and each handler also holds
+// the session's mutex. The mutex lets a backend's thread (the gRPC loop
+// delivering a message or a send's result) run the session's code itself
+// when no other thread is in it (TryEnter), instead of posting to the
+// strand and waking an I/O thread; when it is busy, the work is posted.
 class PlainWsSession final : public std::enable_shared_from_this<PlainWsSession>,
                              public ClientSink,
                              public LocalConnection {
@@ -55,6 +64,7 @@ class PlainWsSession final : public std::enable_shared_from_this<PlainWsSession>
   std::weak_ptr<ClientSink> WeakSelf() override { return shared_from_this(); }
   void SetReadPaused(bool paused) override;
   void SetExpiry(int64_t expires_at_ms) override;
+  void RunOrPost(std::function<void()> fn) override;
 
   // LocalConnection (any thread).
   void Deliver(std::shared_ptr<const std::string> frame) override;
@@ -87,6 +97,14 @@ class PlainWsSession final : public std::enable_shared_from_this<PlainWsSession>
   using Timer = boost::asio::basic_waitable_timer<
       std::chrono::steady_clock, boost::asio::wait_traits<std::chrono::steady_clock>, Strand>;
   static Socket Adopt(boost::asio::ip::tcp::socket socket);
+  // Holds the session's mutex for a handler or an inline run.
+  class Held;
+  // Enters the session on this thread unless another thread is in it or this
+  // thread is already inside a session (never waits; never nests).
+  bool TryEnter();
+  // Posts `fn` to the strand, run holding the session.
+  template <typename Fn>
+  void PostHeld(Fn fn);
   // The earlier of the token's expiry and the age limit (Unix ms); 0: none.
   int64_t ExpiryDeadlineMs() const;
 
@@ -103,8 +121,15 @@ class PlainWsSession final : public std::enable_shared_from_this<PlainWsSession>
   void Enqueue(Outgoing out);
   // Drops queued data frames (not the write in flight).
   void DropQueue();
-  void DoWrite();
-  void OnWrite(boost::system::error_code ec, size_t bytes);
+  // Asks for a write of what is queued: made when the handler (or inline
+  // run) that asked ends (FlushWrites, from Held), so that every frame it
+  // queued goes out in one write and no write completes inside a call into
+  // the logic.
+  void WantWrite() { want_write_ = true; }
+  void FlushWrites();
+  // One batch: written now as far as the socket takes it, the rest async.
+  void WriteBatchNow();
+  void OnWrite(boost::system::error_code ec);
   // Handshake and close grace: a plain deadline.
   void ArmTimer(std::chrono::steady_clock::duration after);
   // While open: the next idle check or the expiry, whichever comes first.
@@ -113,6 +138,7 @@ class PlainWsSession final : public std::enable_shared_from_this<PlainWsSession>
   void OnTimer(boost::system::error_code ec);
   void End();
 
+  absl::Mutex mu_;
   Socket socket_;
   // Handshake deadline; then the idle check (every half idle timeout) or
   // the token expiry / age limit, whichever is first; then the close grace.
@@ -144,6 +170,7 @@ class PlainWsSession final : public std::enable_shared_from_this<PlainWsSession>
   const bool answer_authorization_;
   bool accepted_ = false;
   bool writing_ = false;
+  bool want_write_ = false;  // WantWrite since the last FlushWrites
   bool reading_ = false;
   bool read_paused_ = false;
   bool closing_ = false;     // Close() called (or a close frame or error came): no more frames
