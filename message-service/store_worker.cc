@@ -181,9 +181,9 @@ void StoreWorker::Run() {
   MarkHooks hooks;   // a copy of mark_hooks_, to call without the lock
   bool busy = true;  // work may have been submitted before Start
   for (;;) {
-    // Idle, the worker still wakes up every second: the after-batch step
-    // revisits reached marks held back by holes (another replica's
-    // commits) even when nothing else happens.
+    // Idle, the worker still wakes up every second: taking the moved marks
+    // (MarkHooks) revisits reached marks held back by holes (another
+    // replica's commits) even when nothing else happens.
     absl::Time deadline = absl::Now() + absl::Seconds(1);
     if (options_.retention_ms > 0) deadline = std::min(deadline, next_prune_);
     if (busy || prune_more_) deadline = absl::InfinitePast();
