@@ -118,7 +118,8 @@ Done<T> ConnectionLogic::OnStrand(Fn fn) {
   return [this, weak = sink_->WeakSelf(), fn = std::move(fn)](absl::StatusOr<T> answer) mutable {
     auto sink = weak.lock();
     if (sink == nullptr) return;
-    sink->Post([this, fn = std::move(fn), answer = std::move(answer)]() mutable {
+    // Answers come on the message link's thread, which holds no lock here.
+    sink->RunOrPost([this, fn = std::move(fn), answer = std::move(answer)]() mutable {
       if (closed_) return;
       fn(std::move(answer));
     });

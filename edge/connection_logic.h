@@ -123,7 +123,9 @@ class ConnectionLogic {
   void HandleHistory(const HistoryAction& action, RequestId request_id);
   void HandleConversations(const ConversationsAction& action, RequestId request_id);
   void HandleRead(const ReadAction& action, RequestId request_id);
-  // Runs `fn` on the strand with the answer, if the connection still exists.
+  // Runs `fn` on the strand with the answer, if the connection still exists
+  // (for message-service answers only: run at once when the sink allows,
+  // see ClientSink::RunOrPost).
   template <typename T, typename Fn>
   Done<T> OnStrand(Fn fn);
   void SendStoreError(const absl::Status& status, const RequestId& request_id);
