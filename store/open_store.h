@@ -19,6 +19,10 @@ struct StoreOptions {
   // How long a call may wait for the engine (PostgreSQL connect, SQLite
   // busy lock) before it fails as UNAVAILABLE.
   int timeout_ms = 5000;
+  // SQLite: log written between checkpoints. A thread of the store copies
+  // it back into the database beside the writer (store/sqlite_checkpointer.h);
+  // at twice this the writer finishes the copy itself.
+  int64_t wal_checkpoint_bytes = 16 << 20;
 };
 
 // `url`: "sqlite:PATH" (the file and its directory are created) or a

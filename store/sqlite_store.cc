@@ -2,13 +2,16 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <cctype>
 #include <filesystem>
+#include <memory>
 #include <unordered_map>
 
 #include "absl/strings/str_cat.h"
 #include "store/sql_message_store.h"
 #include "store/sql_user_store.h"
+#include "store/sqlite_checkpointer.h"
 #include "store/sqlite_wal_batch.h"
 
 namespace chat::store {
@@ -26,7 +29,12 @@ std::string ToSqliteParams(const std::string& sql) {
 class SqliteDb final : public SqlDb {
  public:
   SqliteDb(std::string path, StoreOptions options) : path_(std::move(path)), options_(options) {}
-  ~SqliteDb() override { Close(); }
+  ~SqliteDb() override {
+    // The thread's connection first: closing last, the writer's checkpoints
+    // the log and removes it, as before.
+    checkpointer_.reset();
+    Close();
+  }
 
   absl::Status Open();
   Dialect dialect() const override { return Dialect::kSqlite; }
@@ -39,13 +47,27 @@ class SqliteDb final : public SqlDb {
   // next transaction, whatever state the error left the connection in.
   absl::Status Failed(const std::string& what);
   void Close();
+  // sqlite3_wal_hook: after every commit.
+  static int AfterCommit(void* self, sqlite3* db, const char* name, int frames);
+  // The log must start over: copies what the checkpoint thread has not.
+  void ForceCheckpoint();
 
   const std::string path_;
   const StoreOptions options_;
   sqlite3* db_ = nullptr;
   bool broken_ = false;
   std::unordered_map<std::string, sqlite3_stmt*> statements_;
+  std::unique_ptr<SqliteCheckpointer> checkpointer_;
+  bool force_checkpoint_ = false;
 };
+
+int SqliteDb::AfterCommit(void* self, sqlite3* db, const char* name, int frames) {
+  auto* db_self = static_cast<SqliteDb*>(self);
+  if (db_self->checkpointer_ != nullptr && db_self->checkpointer_->AfterCommit(frames)) {
+    db_self->force_checkpoint_ = true;  // once COMMIT has returned (Transaction)
+  }
+  return SQLITE_OK;
+}
 
 absl::Status SqliteDb::Failed(const std::string& what) {
   broken_ = true;
@@ -86,7 +108,8 @@ absl::Status SqliteDb::Open() {
   // which a process crash cannot undo (a power loss can).
   // A 64 MiB page cache and reads through mmap: the hot path's pages stay
   // in memory instead of costing a pread each; checkpoints (and their
-  // syncs) every 16 MiB of log rather than every 4 MiB.
+  // syncs) every 16 MiB of log rather than every 4 MiB, on a thread of
+  // their own (SqliteCheckpointer), not inside a commit.
   // 2 KiB pages for a new file (an existing one keeps its size): a commit
   // writes every page it changed to the log whole, and most of a message's
   // pages are b-tree leaves it changes by a few dozen bytes (its stream
@@ -98,7 +121,7 @@ absl::Status SqliteDb::Open() {
       options_.fsync ? "FULL" : "NORMAL",
       "; PRAGMA cache_size=-65536; PRAGMA mmap_size=268435456; PRAGMA temp_store=MEMORY;"));
   if (status.ok()) {
-    // 16 MiB of log between checkpoints whatever the file's page size.
+    // The log between checkpoints in bytes, whatever the file's page size.
     sqlite3_stmt* stmt = nullptr;
     int page_size = 0;
     if (sqlite3_prepare_v2(db_, "PRAGMA page_size", -1, &stmt, nullptr) == SQLITE_OK &&
@@ -106,12 +129,26 @@ absl::Status SqliteDb::Open() {
       page_size = sqlite3_column_int(stmt, 0);
     }
     sqlite3_finalize(stmt);
-    status = page_size > 0
-                 ? Execute(absl::StrCat("PRAGMA wal_autocheckpoint=", (16 << 20) / page_size))
-                 : Failed("page_size");
+    if (page_size <= 0) {
+      status = Failed("page_size");
+    } else {
+      if (checkpointer_ == nullptr) {
+        const int frames =
+            static_cast<int>(std::max<int64_t>(16, options_.wal_checkpoint_bytes / page_size));
+        checkpointer_ = std::make_unique<SqliteCheckpointer>(
+            path_, WalBatchVfsName(), options_.fsync, options_.timeout_ms, frames, 2 * frames);
+      }
+      // Replaces SQLite's automatic checkpoint (itself a WAL hook).
+      sqlite3_wal_hook(db_, &SqliteDb::AfterCommit, this);
+    }
   }
   if (!status.ok()) Close();
   return status;
+}
+
+void SqliteDb::ForceCheckpoint() {
+  force_checkpoint_ = false;
+  if (checkpointer_ != nullptr && db_ != nullptr) checkpointer_->CheckpointOn(db_);
 }
 
 absl::Status SqliteDb::Execute(const std::string& sql) {
@@ -130,6 +167,7 @@ absl::Status SqliteDb::Transaction(Mode mode, const std::function<absl::Status()
   STORE_RETURN_IF_ERROR(Execute(mode == Mode::kWrite ? "BEGIN IMMEDIATE" : "BEGIN"));
   absl::Status status = body();
   if (status.ok()) status = Execute("COMMIT");
+  if (force_checkpoint_) ForceCheckpoint();
   if (!status.ok() && !sqlite3_get_autocommit(db_)) {
     if (!Execute("ROLLBACK").ok()) broken_ = true;
   }
