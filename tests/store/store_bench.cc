@@ -1,7 +1,10 @@
 // Write cost of the message store per message, per engine and batch size:
 // Commit (batches of N, as the store worker's group commit) and
 // AdvanceReachedMany (one call per committed batch, the recipients' marks,
-// as after a delivered batch). Not a test: run by hand,
+// as after a delivered batch); then both per batch, the previous batch's
+// marks in a transaction of their own after each commit or in the commit's
+// (CommitAndAdvance), as the message service did and does (phases sep-txn
+// and one-txn, per message of both). Not a test: run by hand,
 //   build/tests/store/store_bench [seconds=3] [engines=sqlite,postgresql]
 //       [batches=1,16,128] [pairs=100] [prefill=20000] [keyed=2] [fsync=0]
 // pairs: users talk in fixed pairs (2*pairs users), round robin over the
@@ -265,6 +268,41 @@ void Measure(const std::string& engine, const std::string& url, const Config& co
     const double wall_advance =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start_advance).count();
     Report("advance", before_advance, Now(probe.get()), messages, wall_advance, probe != nullptr);
+
+    // What the message service does per wake-up: the previous batch's
+    // marks saved in a transaction of their own after each commit, or
+    // together with it (CommitAndAdvance).
+    for (const bool together : {false, true}) {
+      std::vector<std::pair<std::string, int64_t>> pending;
+      int64_t sent = 0;
+      const Totals before_pair = Now(probe.get());
+      const auto start_pair = std::chrono::steady_clock::now();
+      const auto end_pair = start_pair + std::chrono::duration<double>(config.seconds);
+      while (std::chrono::steady_clock::now() < end_pair) {
+        std::vector<NewMessage> batch = workload.Batch(batch_size);
+        std::vector<Committed> done;
+        if (together) {
+          absl::StatusOr<MessageStore::CommitResult> r = (*store)->CommitAndAdvance(batch, pending);
+          if (!r.ok()) Die(engine + " commit and advance", r.status());
+          done = std::move(r->committed);
+        } else {
+          done = commit(batch);
+          absl::StatusOr<std::vector<chat::store::MarkChange>> r =
+              (*store)->AdvanceReachedMany(pending);
+          if (!r.ok()) Die(engine + " advance", r.status());
+        }
+        std::map<std::string, int64_t> reached;
+        for (size_t i = 0; i < batch.size(); ++i) {
+          if (!done[i].duplicate) reached[batch[i].send_to] = done[i].recipient_useq;
+        }
+        pending.assign(reached.begin(), reached.end());
+        sent += batch_size;
+      }
+      const double wall_pair =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start_pair).count();
+      Report(together ? "one-txn" : "sep-txn", before_pair, Now(probe.get()), sent, wall_pair,
+             probe != nullptr);
+    }
     std::fflush(stdout);
   }
 
