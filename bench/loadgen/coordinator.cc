@@ -415,10 +415,10 @@ int RunCoordinator(Options opts) {
             "msg", &j, "fill_");
     std::printf("  sync: %" PRId64 " messages in %" PRId64 " pages in %.1f ms; missing %" PRId64
                 ", duplicates %" PRId64 ", out of order %" PRId64 ", wrong text %" PRId64
-                ", out of range %" PRId64 ": %s\n",
+                ", out of range %" PRId64 " (sends refused %" PRId64 "): %s\n",
                 synced, value("pages"), sync_ms, value("missing_useqs"), value("duplicates"),
                 value("out_of_order"), value("text_mismatch"), value("out_of_range"),
-                verified ? "gapless, each once, in order" : "FAILED");
+                value("refused_sends"), verified ? "gapless, each once, in order" : "FAILED");
     PrintLatency("page round trip", total.latency);
     CpuJson(opts, marks[2], marks[3], seconds(marks[2], marks[3]), static_cast<double>(synced),
             "msg", &j);

@@ -22,6 +22,8 @@ class SyncWorker : public Engine::Handler {
     engine_.WatchControl(ctl_in);
     const int n = opts_.messages;
     seen_.assign(static_cast<size_t>(n) + 1, false);
+    refused_.assign(static_cast<size_t>(n), false);
+    send_of_useq_.assign(1, -1);
   }
 
   int Run() {
@@ -95,6 +97,14 @@ class SyncWorker : public Engine::Handler {
       ++results_.events["error:" + std::string(code)];
       if (&c == sender_) {
         ++send_errors_;
+        // Refused sends store nothing: the later ones take the useqs
+        // (request_id is the send's number).
+        std::string_view id;
+        int64_t k = -1;
+        if (FindStringField(payload, "request_id", &id)) {
+          std::from_chars(id.data(), id.data() + id.size(), k);
+        }
+        if (k >= 0 && k < static_cast<int64_t>(refused_.size())) refused_[k] = true;
         if (sent_ < opts_.messages) Send(now);
       } else if (&c == catchup_) {
         sync_failed_ = true;
@@ -149,9 +159,9 @@ class SyncWorker : public Engine::Handler {
     m.push_back(':');
     size_t text = m.size() - text_start;
     if (text < static_cast<size_t>(opts_.message_bytes)) m.append(opts_.message_bytes - text, 'x');
-    m.append(R"(","request_id":)");
+    m.append(R"(","request_id":")");
     m.append(num, std::to_chars(num, num + sizeof num, sent_).ptr);
-    m.push_back('}');
+    m.append(R"("})");
     engine_.SendText(*sender_, m);
     ++sent_;
   }
@@ -194,7 +204,7 @@ class SyncWorker : public Engine::Handler {
     if (page.reset) ++results_.events["synced_reset"];
     for (const SyncedPage::Message& m : page.messages) {
       ++synced_;
-      if (m.useq < 1 || m.useq > opts_.messages) {
+      if (m.useq < 1 || m.useq >= static_cast<int64_t>(send_of_useq_.size())) {
         ++out_of_range_;
         continue;
       }
@@ -205,10 +215,10 @@ class SyncWorker : public Engine::Handler {
       seen_[static_cast<size_t>(m.useq)] = true;
       if (m.useq != last_useq_ + 1) ++out_of_order_;
       last_useq_ = m.useq;
-      // The sender's k-th message (text "k:...") is the recipient's useq k+1.
+      // The sender's k-th message (text "k:...") that was not refused.
       int64_t k = -1;
       std::from_chars(m.text.data(), m.text.data() + m.text.size(), k);
-      if (k != m.useq - 1) ++text_mismatch_;
+      if (k != send_of_useq_[static_cast<size_t>(m.useq)]) ++text_mismatch_;
     }
     if (page.more && !page.messages.empty() && page.useq > since_) {
       since_ = page.useq;
@@ -220,6 +230,11 @@ class SyncWorker : public Engine::Handler {
   }
 
   void Sync() {
+    // What the recipient's stream holds: the sends not refused, in order.
+    send_of_useq_.assign(1, -1);
+    for (int64_t k = 0; k < sent_; ++k) {
+      if (!refused_[static_cast<size_t>(k)]) send_of_useq_.push_back(k);
+    }
     const int64_t start = NowNs();
     const int64_t deadline = start + PhaseTimeout();
     if (catchup_->state == ConnState::kOpen) {
@@ -241,7 +256,9 @@ class SyncWorker : public Engine::Handler {
     v["pages"] = pages_;
     v["synced_messages"] = synced_;
     v["distinct_useqs"] = distinct;
-    v["missing_useqs"] = opts_.messages - distinct;
+    const int64_t stored = static_cast<int64_t>(send_of_useq_.size()) - 1;
+    v["refused_sends"] = sent_ - stored;
+    v["missing_useqs"] = stored - distinct;
     v["duplicates"] = duplicates_;
     v["out_of_range"] = out_of_range_;
     v["out_of_order"] = out_of_order_;
@@ -249,7 +266,7 @@ class SyncWorker : public Engine::Handler {
     v["last_useq"] = last_useq_;
     results_.received = synced_;
     results_.out_of_order = out_of_order_;
-    results_.gaps = opts_.messages - distinct;
+    results_.gaps = stored - distinct;
   }
 
   const Options& opts_;
@@ -271,7 +288,10 @@ class SyncWorker : public Engine::Handler {
   int64_t since_ = 0, pages_ = 0, synced_ = 0, page_sent_at_ = 0, last_useq_ = 0;
   int64_t duplicates_ = 0, out_of_range_ = 0, out_of_order_ = 0, text_mismatch_ = 0;
   bool sync_done_ = false, sync_failed_ = false;
-  std::vector<bool> seen_;  // by useq
+  std::vector<bool> seen_;     // by useq
+  std::vector<bool> refused_;  // by send number: answered with an error
+  // The recipient's useq -> the number of the send it holds ([0] unused).
+  std::vector<int64_t> send_of_useq_;
 };
 
 }  // namespace
