@@ -153,6 +153,42 @@ class LocalConnection {
   virtual void Kick(uint16_t close_code, std::string reason) = 0;
 };
 
+// Writes that connections put off while a DeliveryBatch is open on their
+// thread, each done once when it closes.
+class DeferredWrite {
+ public:
+  virtual ~DeferredWrite() = default;
+  virtual void WriteDeferred() = 0;
+};
+
+// Open on a backend's thread while it hands one batch (an EdgeDown's
+// deliveries, receipts and answers) to connections: a connection that takes
+// frames on this thread queues them and writes once when the batch closes,
+// so many frames for one socket cost one write, not one each. Scopes on one
+// thread do not nest (an inner one does nothing).
+class DeliveryBatch {
+ public:
+  DeliveryBatch() {
+    if (current_ == nullptr) current_ = this;
+  }
+  ~DeliveryBatch() {
+    if (current_ != this) return;
+    current_ = nullptr;  // what the writes below queue is written at once
+    for (auto& w : deferred_) w->WriteDeferred();
+  }
+  DeliveryBatch(const DeliveryBatch&) = delete;
+  DeliveryBatch& operator=(const DeliveryBatch&) = delete;
+
+  // The batch open on this thread, if any.
+  static DeliveryBatch* Current() { return current_; }
+  // Called once per connection per batch (the connection remembers).
+  void Defer(std::shared_ptr<DeferredWrite> write) { deferred_.push_back(std::move(write)); }
+
+ private:
+  static inline thread_local DeliveryBatch* current_ = nullptr;
+  std::vector<std::shared_ptr<DeferredWrite>> deferred_;
+};
+
 }  // namespace chat::edge
 
 #endif  // CHAT_EDGE_BACKENDS_H_

@@ -432,6 +432,8 @@ void MessageLink::Send(OutgoingSend send, std::function<void(const SendResult&)>
 
 void MessageLink::OnDown(chat::v1::EdgeDown* down_ptr) {
   chat::v1::EdgeDown& down = *down_ptr;
+  // Everything this batch brings one connection goes out in one write.
+  DeliveryBatch batch;
   // Attach answers first: a connection's hello goes out before anything
   // delivered to it in the same batch.
   if (down.attached_size() > 0) {

@@ -92,20 +92,32 @@ class PlainWsSession::Held {
     session_->mu_.Lock();
     ++t_sessions_held;
   }
-  // After TryEnter succeeded.
-  Held(PlainWsSession* session, std::adopt_lock_t) : session_(session) {}
+  // After TryEnter succeeded: an inline run.
+  Held(PlainWsSession* session, std::adopt_lock_t) : session_(session), inline_(true) {}
   Held(const Held&) = delete;
   Held& operator=(const Held&) = delete;
   ~Held() {
-    // What the handler queued goes out now, in one write, and the logic
-    // hears of written frames only here, never inside its own call.
-    session_->FlushWrites();
+    DeliveryBatch* batch = inline_ ? DeliveryBatch::Current() : nullptr;
+    if (batch != nullptr && session_->want_write_) {
+      // The rest of the batch may bring more for this socket: one write
+      // when it closes (WriteDeferred).
+      if (!session_->deferred_) {
+        session_->deferred_ = true;
+        batch->Defer(session_->shared_from_this());
+      }
+    } else {
+      // What the handler queued goes out now, in one write, and the logic
+      // hears of written frames only here, never inside its own call.
+      session_->deferred_ = false;
+      session_->FlushWrites();
+    }
     --t_sessions_held;
     session_->mu_.Unlock();
   }
 
  private:
   PlainWsSession* const session_;
+  const bool inline_ = false;
 };
 
 bool PlainWsSession::TryEnter() {
@@ -115,6 +127,22 @@ bool PlainWsSession::TryEnter() {
   if (t_sessions_held > 0 || !mu_.TryLock()) return false;
   ++t_sessions_held;
   return true;
+}
+
+template <typename Fn>
+void PlainWsSession::RunInOrder(Fn fn) {
+  // 0: everything this thread posted before has run (the count drops
+  // inside the posted work, holding the session).
+  if (ordered_posts_.load(std::memory_order_acquire) == 0 && TryEnter()) {
+    Held held(this, std::adopt_lock);
+    fn(*this);
+    return;
+  }
+  ordered_posts_.fetch_add(1, std::memory_order_relaxed);
+  PostHeld([fn = std::move(fn)](PlainWsSession& self) mutable {
+    fn(self);
+    self.ordered_posts_.fetch_sub(1, std::memory_order_release);
+  });
 }
 
 template <typename Fn>
@@ -678,47 +706,34 @@ void PlainWsSession::Post(std::function<void()> fn) {
 }
 
 void PlainWsSession::RunOrPost(std::function<void()> fn) {
-  if (TryEnter()) {
-    Held held(this, std::adopt_lock);
-    fn();
-    return;
-  }
-  Post(std::move(fn));
+  RunInOrder([fn = std::move(fn)](PlainWsSession&) { fn(); });
 }
 
 void PlainWsSession::Deliver(std::shared_ptr<const std::string> frame) {
-  if (TryEnter()) {
-    Held held(this, std::adopt_lock);
-    SendText(std::move(frame));
-    return;
-  }
-  PostHeld([frame = std::move(frame)](PlainWsSession& self) mutable {
+  RunInOrder([frame = std::move(frame)](PlainWsSession& self) mutable {
     self.SendText(std::move(frame));
   });
 }
 
 void PlainWsSession::DeliverStored(std::shared_ptr<const std::string> frame, int64_t useq,
                                    bool own_copy, int64_t edge_received_us) {
-  if (TryEnter()) {
-    Held held(this, std::adopt_lock);
-    if (!ended_) logic_.OnStored(std::move(frame), useq, own_copy, edge_received_us);
-    return;
-  }
-  PostHeld(
+  RunInOrder(
       [frame = std::move(frame), useq, own_copy, edge_received_us](PlainWsSession& self) mutable {
         if (!self.ended_) self.logic_.OnStored(std::move(frame), useq, own_copy, edge_received_us);
       });
 }
 
 void PlainWsSession::DeliverReceipt(std::shared_ptr<const std::string> frame) {
-  if (TryEnter()) {
-    Held held(this, std::adopt_lock);
-    if (!ended_) logic_.OnReceipt(std::move(frame));
-    return;
-  }
-  PostHeld([frame = std::move(frame)](PlainWsSession& self) mutable {
+  RunInOrder([frame = std::move(frame)](PlainWsSession& self) mutable {
     if (!self.ended_) self.logic_.OnReceipt(std::move(frame));
   });
+}
+
+void PlainWsSession::WriteDeferred() {
+  // Busy: the thread inside writes everything when it leaves.
+  if (TryEnter()) {
+    Held held(this, std::adopt_lock);  // the batch is closed: this one flushes
+  }
 }
 
 void PlainWsSession::Reattach() {

@@ -1,6 +1,7 @@
 #ifndef CHAT_EDGE_PLAIN_WS_SESSION_H_
 #define CHAT_EDGE_PLAIN_WS_SESSION_H_
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -44,7 +45,8 @@ namespace chat::edge {
 // strand and waking an I/O thread; when it is busy, the work is posted.
 class PlainWsSession final : public std::enable_shared_from_this<PlainWsSession>,
                              public ClientSink,
-                             public LocalConnection {
+                             public LocalConnection,
+                             public DeferredWrite {
  public:
   PlainWsSession(boost::asio::ip::tcp::socket socket, EdgeContext* context, Identity identity,
                  std::string connection_id, bool answer_authorization);
@@ -73,6 +75,9 @@ class PlainWsSession final : public std::enable_shared_from_this<PlainWsSession>
   void DeliverReceipt(std::shared_ptr<const std::string> frame) override;
   void Reattach() override;
   void Kick(uint16_t close_code, std::string reason) override;
+  // DeferredWrite: the DeliveryBatch this session's inline runs were part of
+  // closed; writes what they queued.
+  void WriteDeferred() override;
 
  private:
   struct Outgoing {
@@ -102,6 +107,11 @@ class PlainWsSession final : public std::enable_shared_from_this<PlainWsSession>
   // Enters the session on this thread unless another thread is in it or this
   // thread is already inside a session (never waits; never nests).
   bool TryEnter();
+  // Runs `fn` holding the session: inline when TryEnter succeeds and no
+  // earlier work of this kind is still posted (so a frame never overtakes
+  // one posted before it), else posted behind that work.
+  template <typename Fn>
+  void RunInOrder(Fn fn);
   // Posts `fn` to the strand, run holding the session.
   template <typename Fn>
   void PostHeld(Fn fn);
@@ -139,6 +149,8 @@ class PlainWsSession final : public std::enable_shared_from_this<PlainWsSession>
   void End();
 
   absl::Mutex mu_;
+  // RunInOrder's work posted and not yet run (written by any thread).
+  std::atomic<int32_t> ordered_posts_{0};
   Socket socket_;
   // Handshake deadline; then the idle check (every half idle timeout) or
   // the token expiry / age limit, whichever is first; then the close grace.
@@ -171,6 +183,7 @@ class PlainWsSession final : public std::enable_shared_from_this<PlainWsSession>
   bool accepted_ = false;
   bool writing_ = false;
   bool want_write_ = false;  // WantWrite since the last FlushWrites
+  bool deferred_ = false;    // in the open DeliveryBatch's list
   bool reading_ = false;
   bool read_paused_ = false;
   bool closing_ = false;     // Close() called (or a close frame or error came): no more frames

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -307,6 +308,43 @@ TEST_F(PlainWsSessionTest, ManyFramesInOneWriteAreAnsweredInOrder) {
     auto answer = client->Read();
     ASSERT_TRUE(answer.ok()) << answer.status();
     EXPECT_THAT(answer->payload, HasSubstr(absl::StrCat("\"request_id\":", i, "}")));
+  }
+}
+
+// Frames handed to the session from another thread (as the gRPC loop does),
+// inside and outside a DeliveryBatch, while the client also makes the
+// session answer on its own strand: every frame arrives, once, in order.
+TEST_F(PlainWsSessionTest, FramesFromAnotherThreadArriveInOrderInsideAndOutsideBatches) {
+  auto client = Connected();
+  std::thread other([&] {
+    int n = 0;
+    // Every other round in a batch, the last one too: a batch's frames are
+    // written when it closes, with nothing after it to push them out.
+    for (int round = 0; round < 21; ++round) {
+      std::optional<DeliveryBatch> batch;
+      if (round % 2 == 0) batch.emplace();
+      for (int i = 0; i < 25; ++i, ++n) {
+        auto frame = std::make_shared<const std::string>(absl::StrCat(R"({"n":)", n, "}"));
+        server_->hub().ForAll([&](LocalConnection& c) { c.Deliver(frame); });
+      }
+    }
+  });
+  // Meanwhile the session's own strand writes too (pong answers).
+  for (int i = 0; i < 20; ++i) {
+    client->Send(Frame(kText, absl::StrCat(R"({"action":"ping","request_id":)", i, "}")));
+  }
+  other.join();
+  int next = 0;
+  int pongs = 0;
+  while (next < 525 || pongs < 20) {
+    auto frame = client->Read();
+    ASSERT_TRUE(frame.ok()) << frame.status() << " after n=" << next << ", pongs " << pongs;
+    if (frame->payload.find("\"pong\"") != std::string::npos) {
+      ++pongs;
+      continue;
+    }
+    ASSERT_EQ(frame->payload, absl::StrCat(R"({"n":)", next, "}"));
+    ++next;
   }
 }
 
