@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "store/sqlite_store.h"
+#include "tests/support/scratch_dir.h"
 
 namespace chat::store {
 namespace {
@@ -26,14 +27,8 @@ bool Exec(sqlite3* db, const std::string& sql) {
 class CheckpointerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char dir[] = "/tmp/chat-checkpointer-test-XXXXXX";
-    ASSERT_NE(mkdtemp(dir), nullptr);
-    dir_ = dir;
-    path_ = dir_ + "/test.db";
-  }
-  void TearDown() override {
-    std::error_code ignored;
-    std::filesystem::remove_all(dir_, ignored);
+    ASSERT_FALSE(dir_.path().empty()) << "mkdtemp failed";
+    path_ = dir_.path() + "/test.db";
   }
   uintmax_t Size(const std::string& file) const {
     std::error_code error;
@@ -51,7 +46,7 @@ class CheckpointerTest : public ::testing::Test {
     return true;
   }
 
-  std::string dir_;
+  ::chat::testing::ScratchDir dir_{"chat-checkpointer-test"};
   std::string path_;
 };
 
@@ -104,7 +99,7 @@ TEST_F(CheckpointerTest, CopiesTheLogOnItsOwnThreadWhileTheWriterGoesOn) {
 
 TEST_F(CheckpointerTest, TheWriterCheckpointsItselfWhenTheThreadCannotKeepUp) {
   // A file the thread cannot open: it never copies anything.
-  SqliteCheckpointer checkpointer(dir_ + "/missing/none.db", nullptr, false, 100, 100, 400);
+  SqliteCheckpointer checkpointer(dir_.path() + "/missing/none.db", nullptr, false, 100, 100, 400);
   EXPECT_FALSE(checkpointer.AfterCommit(99));
   EXPECT_FALSE(checkpointer.AfterCommit(399));
   EXPECT_TRUE(checkpointer.AfterCommit(400));

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "tests/support/scratch_dir.h"
 
 namespace chat::store {
 namespace {
@@ -23,14 +24,8 @@ namespace {
 class WalBatchTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char dir[] = "/tmp/chat-wal-batch-test-XXXXXX";
-    ASSERT_NE(mkdtemp(dir), nullptr);
-    dir_ = dir;
-    path_ = dir_ + "/test.db";
-  }
-  void TearDown() override {
-    std::error_code ignored;
-    std::filesystem::remove_all(dir_, ignored);
+    ASSERT_FALSE(dir_.path().empty()) << "mkdtemp failed";
+    path_ = dir_.path() + "/test.db";
   }
 
   // Runs `body` in a child with a database opened through the batching VFS;
@@ -80,7 +75,7 @@ class WalBatchTest : public ::testing::Test {
     return out;
   }
 
-  std::string dir_;
+  ::chat::testing::ScratchDir dir_{"chat-wal-batch-test"};
   std::string path_;
 };
 
