@@ -61,7 +61,13 @@ absl::StatusOr<std::vector<Committed>> SqlMessageStore::Commit(
 // the order stays streams, conversations, members. (The members rows that
 // CommitIn inserts, before AdvanceReachedIn's updates of others, are those
 // of conversations new in this transaction: no other transaction can hold
-// them, since creating them takes the conversation's row first.)
+// them, since creating them takes the conversation's row first.) A user
+// without a streams row when CommitIn ran had nothing to lock; their row may
+// exist by the time AdvanceReachedIn looks (another writer created it), and
+// locking it then, out of order, deadlocked with that writer (seen in
+// PostgresConcurrencyTest). Such marks are saved in a transaction of their
+// own after the commit (in practice a user with a reached mark has a row:
+// they were delivered something).
 absl::StatusOr<MessageStore::CommitResult> SqlMessageStore::CommitAndAdvance(
     const std::vector<NewMessage>& batch,
     const std::vector<std::pair<std::string, int64_t>>& marks) {
@@ -70,18 +76,31 @@ absl::StatusOr<MessageStore::CommitResult> SqlMessageStore::CommitAndAdvance(
   if (!wanted.ok()) return wanted.status();
   CommitResult result;
   if (batch.empty() && wanted->empty()) return result;
+  std::map<std::string, int64_t> unlocked;
   STORE_RETURN_IF_ERROR(db_->Transaction(SqlDb::Mode::kWrite, [&]() -> absl::Status {
     result.changes.clear();
-    if (!batch.empty()) STORE_RETURN_IF_ERROR(CommitIn(batch, result.committed, &*wanted));
-    if (wanted->empty()) return absl::OkStatus();
-    return AdvanceReachedIn(*wanted, result.changes);
+    unlocked.clear();
+    std::map<std::string, int64_t> locked = *wanted;
+    if (!batch.empty()) {
+      STORE_RETURN_IF_ERROR(CommitIn(batch, result.committed, &locked, &unlocked));
+    }
+    if (locked.empty()) return absl::OkStatus();
+    return AdvanceReachedIn(locked, result.changes);
   }));
+  if (!unlocked.empty()) {
+    std::vector<MarkChange> late;
+    STORE_RETURN_IF_ERROR(
+        db_->Transaction(SqlDb::Mode::kWrite, [&] { return AdvanceReachedIn(unlocked, late); }));
+    result.changes.insert(result.changes.end(), std::make_move_iterator(late.begin()),
+                          std::make_move_iterator(late.end()));
+  }
   return result;
 }
 
 absl::Status SqlMessageStore::CommitIn(const std::vector<NewMessage>& batch,
                                        std::vector<Committed>& out,
-                                       const std::map<std::string, int64_t>* reach) {
+                                       std::map<std::string, int64_t>* reach,
+                                       std::map<std::string, int64_t>* unlocked) {
   out.clear();
   // 1. Keys already stored. Looked up before any counter is locked: a
   // concurrent writer that stores the same key first makes our insert fail
@@ -173,7 +192,8 @@ absl::Status SqlMessageStore::CommitIn(const std::vector<NewMessage>& batch,
     for (const auto& [owner, useq] : *reach) streams.emplace(owner, -1);
   }
   std::vector<SqlStatement> counters;
-  std::vector<std::pair<std::string, size_t>> bumped;  // (owner, index in counters)
+  std::vector<std::pair<std::string, size_t>> bumped;     // (owner, index in counters)
+  std::vector<std::pair<std::string, size_t>> lock_only;  // (owner, index in counters)
   for (const auto& [owner, count] : streams) {
     if (count > 0) {
       bumped.emplace_back(owner, counters.size());
@@ -186,6 +206,7 @@ absl::Status SqlMessageStore::CommitIn(const std::vector<NewMessage>& batch,
     }
     // A mark's row no upsert locks (DO NOTHING leaves an existing row as it is).
     if (lock_reach && reach->count(owner) > 0) {
+      lock_only.emplace_back(owner, counters.size());
       counters.push_back(
           {absl::StrCat("SELECT 1 FROM streams WHERE owner = $1", db_->ForUpdate()), {owner}});
     }
@@ -194,6 +215,12 @@ absl::Status SqlMessageStore::CommitIn(const std::vector<NewMessage>& batch,
   for (const auto& [id, count] : seq_count) counters.push_back({kBumpConversation, {id, count}});
   absl::StatusOr<std::vector<SqlRows>> taken = db_->RunAll(counters);
   if (!taken.ok()) return taken.status();
+  for (const auto& [owner, index] : lock_only) {
+    if (!(*taken)[index].empty()) continue;
+    auto mark = reach->find(owner);
+    if (unlocked != nullptr) unlocked->insert(*mark);
+    reach->erase(mark);
+  }
   // The last number handed out so far, per counter.
   std::map<std::string, int64_t> useqs;
   std::map<std::string, int64_t> seqs;

@@ -64,9 +64,12 @@ class SqlMessageStore final : public MessageStore {
   // The body of Commit's transaction. On PostgreSQL it also locks the
   // streams rows of `reach`'s users (may be null), in the same name-ordered
   // pass as the counters' rows, for AdvanceReachedIn to follow in the same
-  // transaction without breaking the lock order.
+  // transaction without breaking the lock order. A user whose row was not
+  // there to lock is moved from `reach` to `unlocked`: locking it later, out
+  // of order, could deadlock with a writer that creates it.
   absl::Status CommitIn(const std::vector<NewMessage>& batch, std::vector<Committed>& out,
-                        const std::map<std::string, int64_t>* reach = nullptr);
+                        std::map<std::string, int64_t>* reach = nullptr,
+                        std::map<std::string, int64_t>* unlocked = nullptr);
   // The highest mark asked for per user; INVALID_ARGUMENT for an empty name.
   static absl::StatusOr<std::map<std::string, int64_t>> WantedMarks(
       const std::vector<std::pair<std::string, int64_t>>& marks);

@@ -106,7 +106,9 @@ absl::Status PostgresServer::StartOnFreePort() {
 PostgresServer::~PostgresServer() {
   if (running_) PgCtl("-m immediate -w stop").IgnoreError();
   std::error_code ignored;
-  std::filesystem::remove_all(dir_, ignored);
+  // CHAT_KEEP_PG=1 keeps the directory, and the server's log in it, for a
+  // look after a failure (deadlocks are logged there with both statements).
+  if (getenv("CHAT_KEEP_PG") == nullptr) std::filesystem::remove_all(dir_, ignored);
 }
 
 absl::Status PostgresServer::PgCtl(const std::string& args) const {
