@@ -65,13 +65,16 @@ SendResult Unavailable(const char* why) {
 // One attempt at the stream, on the async API: its events complete on the
 // process's GrpcLoop. Started; our hello written and the service's greeting
 // read, it is up; then it reads until a read fails, asks for the status, and
-// deletes itself once that is in and no write is pending, after telling the
-// link.
-class MessageLink::Stream final {
+// lets go of itself once that is in and no write is pending, after telling
+// the link. The link keeps a reference while it is up, so that a write
+// prepared under the link's lock can start after the lock is released
+// (LinkWrite) even if the stream ends meanwhile.
+class MessageLink::Stream final : public std::enable_shared_from_this<Stream> {
  public:
   explicit Stream(MessageLink* link) : link_(link) {}
 
   void Begin(chat::v1::EdgeGateway::Stub* stub) {
+    self_ = shared_from_this();
     link_->options_.auth.Apply(&context_);
     hello_.set_edge_id(link_->edge_id_);
     rw_ = stub->PrepareAsyncEdgeLink(&context_, GrpcLoop::Default().cq());
@@ -79,12 +82,13 @@ class MessageLink::Stream final {
   }
   void Cancel() { context_.TryCancel(); }
 
-  // Only the link calls this, one write at a time (and not before up).
-  void Write(chat::v1::EdgeUp* up) {
+  // Writes out(). Only the link calls this, one write at a time (and not
+  // before up), without holding its lock.
+  void WriteOut() {
     absl::MutexLock lock(&mu_);
     if (finishing_) return;  // the end is under way: the link hears of it
     write_pending_ = true;
-    rw_->Write(*up, &written_);
+    rw_->Write(out_, &written_);
   }
   chat::v1::EdgeUp& out() { return out_; }
 
@@ -165,7 +169,8 @@ class MessageLink::Stream final {
                    static_cast<int>(status_.error_code()));
     }
     link_->OnStreamDone(this);
-    delete this;
+    // The last reference may be a write that found the stream finishing.
+    std::shared_ptr<Stream> last = std::move(self_);
   }
   // Up once our hello was written (no write in flight) and the greeting read.
   void StepTowardsUp() {
@@ -173,6 +178,7 @@ class MessageLink::Stream final {
   }
 
   MessageLink* link_;
+  std::shared_ptr<Stream> self_;  // from Begin to End
   grpc::ClientContext context_;
   std::unique_ptr<grpc::ClientAsyncReaderWriter<chat::v1::EdgeUp, chat::v1::EdgeDown>> rw_;
   chat::v1::EdgeUp hello_;
@@ -190,6 +196,24 @@ class MessageLink::Stream final {
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool greeted_ = false;  // loop thread only
   std::atomic<int> steps_{0};
+};
+
+// A write WriteNextLocked prepared under mu_, started when this goes out of
+// scope: declared before the MutexLock, after the lock is released. The
+// stream's own lock orders it against the stream's end, and writing_ keeps
+// it the only write in flight, so nothing else touches the stream's out().
+class MessageLink::LinkWrite {
+ public:
+  LinkWrite() = default;
+  LinkWrite(const LinkWrite&) = delete;
+  LinkWrite& operator=(const LinkWrite&) = delete;
+  ~LinkWrite() {
+    if (stream_ != nullptr) stream_->WriteOut();
+  }
+  void Set(std::shared_ptr<Stream> stream) { stream_ = std::move(stream); }
+
+ private:
+  std::shared_ptr<Stream> stream_;
 };
 
 MessageLink::MessageLink(std::shared_ptr<grpc::Channel> channel, std::string edge_id, LocalHub* hub,
@@ -219,15 +243,12 @@ MessageLink::~MessageLink() {
 }
 
 void MessageLink::Connect() {
-  auto* stream = new Stream(this);
+  auto stream = std::make_shared<Stream>(this);
   {
     absl::MutexLock lock(&mu_);
-    if (stopping_) {
-      delete stream;
-      return;
-    }
+    if (stopping_) return;
     attempt_up_ = false;
-    attempt_ = stream;
+    attempt_ = stream.get();
     ++live_attempts_;
   }
   stream->Begin(stub_.get());
@@ -261,14 +282,15 @@ void MessageLink::OnWatchdog() {
 
 void MessageLink::OnStreamUp(Stream* stream) {
   {
+    LinkWrite write;
     absl::MutexLock lock(&mu_);
-    stream_ = stream;
+    stream_ = stream->shared_from_this();
     up_ = true;
     attempt_up_ = true;
     if (options_.metrics != nullptr) options_.metrics->LinkUp(ever_up_);
     ever_up_ = true;
     spdlog::info("EdgeLink up");
-    WriteNextLocked();
+    WriteNextLocked(&write);
   }
   // Every live connection attaches again and catches up on what it missed
   // while the path was down (a new connection attaches by itself).
@@ -278,6 +300,7 @@ void MessageLink::OnStreamUp(Stream* stream) {
 void MessageLink::Attach(const std::string& connection_id, const std::string& user,
                          int64_t after_useq, Done<AttachInfo> done) {
   {
+    LinkWrite write;
     absl::MutexLock lock(&mu_);
     if (stream_ != nullptr) {
       auto* a = pending_other_.add_attaches();
@@ -294,7 +317,7 @@ void MessageLink::Attach(const std::string& connection_id, const std::string& us
         slot = std::move(done);
         ArmWatchdogLocked();
       }
-      WriteNextLocked();
+      WriteNextLocked(&write);
       if (!replaced) return;
       done = std::move(replaced);  // an older attach of the same connection: superseded
     }
@@ -303,16 +326,18 @@ void MessageLink::Attach(const std::string& connection_id, const std::string& us
 }
 
 void MessageLink::Detach(const std::string& connection_id) {
+  LinkWrite write;
   absl::MutexLock lock(&mu_);
   if (stream_ == nullptr) return;  // a new stream knows nothing of it anyway
   pending_other_.add_detaches(connection_id);
   has_other_ = true;
   has_urgent_other_ = true;
   attaches_.erase(connection_id);
-  WriteNextLocked();
+  WriteNextLocked(&write);
 }
 
 void MessageLink::Reached(const std::string& user, int64_t from, int64_t to) {
+  LinkWrite write;
   absl::MutexLock lock(&mu_);
   if (stream_ == nullptr) return;  // lost: after a crash messages may be pushed twice
   // Frames written while the previous EdgeUp was on its way: a user's
@@ -333,11 +358,12 @@ void MessageLink::Reached(const std::string& user, int64_t from, int64_t to) {
   r->set_to_useq(to);
   if (!has_other_) reached_since_ = absl::Now();
   has_other_ = true;
-  WriteNextLocked();
+  WriteNextLocked(&write);
 }
 
 void MessageLink::Query(chat::v1::EdgeQuery query, Done<chat::v1::EdgeQueryResult> done) {
   {
+    LinkWrite write;
     absl::MutexLock lock(&mu_);
     if (stream_ != nullptr && queries_.size() < options_.max_inflight_sends) {
       const uint64_t seq = next_seq_++;
@@ -348,7 +374,7 @@ void MessageLink::Query(chat::v1::EdgeQuery query, Done<chat::v1::EdgeQueryResul
       has_urgent_other_ = true;
       queries_.emplace(seq, std::move(done));
       ArmWatchdogLocked();
-      WriteNextLocked();
+      WriteNextLocked(&write);
       return;
     }
   }
@@ -356,12 +382,13 @@ void MessageLink::Query(chat::v1::EdgeQuery query, Done<chat::v1::EdgeQueryResul
 }
 
 void MessageLink::OnWriteDone(Stream* stream) {
+  LinkWrite write;
   absl::MutexLock lock(&mu_);
   writing_ = false;
-  WriteNextLocked();
+  WriteNextLocked(&write);
 }
 
-void MessageLink::WriteNextLocked() {
+void MessageLink::WriteNextLocked(LinkWrite* write) {
   if (writing_ || stream_ == nullptr || (pending_.empty() && !has_other_)) return;
   if (pending_.empty() && !has_urgent_other_ && options_.reached_delay > absl::ZeroDuration()) {
     // Only reached reports wait: they go with the next send, attach or
@@ -371,9 +398,10 @@ void MessageLink::WriteNextLocked() {
       if (!reached_flush_armed_) {
         reached_flush_armed_ = true;
         reached_flush_.Schedule(absl::ToChronoNanoseconds(left), [this] {
+          LinkWrite write;
           absl::MutexLock lock(&mu_);
           reached_flush_armed_ = false;
-          if (!stopping_) WriteNextLocked();
+          if (!stopping_) WriteNextLocked(&write);
         });
       }
       return;
@@ -402,11 +430,12 @@ void MessageLink::WriteNextLocked() {
     pending_.pop_front();
   }
   writing_ = true;
-  stream_->Write(&up);
+  write->Set(stream_);
 }
 
 void MessageLink::Send(OutgoingSend send, std::function<void(const SendResult&)> done) {
   {
+    LinkWrite write;
     absl::MutexLock lock(&mu_);
     if (stream_ != nullptr && waiting_.size() < options_.max_inflight_sends) {
       const uint64_t seq = next_seq_++;
@@ -422,7 +451,7 @@ void MessageLink::Send(OutgoingSend send, std::function<void(const SendResult&)>
       if (!AwaitingLocked()) last_answer_ = absl::Now();
       waiting_.emplace(seq, std::move(done));
       ArmWatchdogLocked();
-      WriteNextLocked();
+      WriteNextLocked(&write);
       return;
     }
   }
@@ -525,8 +554,8 @@ void MessageLink::OnStreamDone(Stream* stream) {
   std::vector<chat::v1::Reached> lost_reached;
   {
     absl::MutexLock lock(&mu_);
-    if (stream_ == stream) {  // it was up
-      was_up = !stopping_;    // (shutting down: nobody to catch up)
+    if (stream_.get() == stream) {  // it was up
+      was_up = !stopping_;          // (shutting down: nobody to catch up)
       stream_ = nullptr;
       if (options_.metrics != nullptr) options_.metrics->LinkDown();
     }

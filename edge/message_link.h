@@ -87,7 +87,10 @@ class MessageLink {
   // Takes what it hands on out of `down` (the stream reads into it again).
   void OnDown(chat::v1::EdgeDown* down);
   void OnStreamDone(Stream* stream);
-  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  class LinkWrite;
+  // Takes the next batch into the stream's out() and hands the stream to
+  // `write`, which starts the write once mu_ is released.
+  void WriteNextLocked(LinkWrite* write) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Whether anything sent up waits for its answer (the watchdog's business).
   bool AwaitingLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return !waiting_.empty() || !attaches_.empty() || !queries_.empty();
@@ -100,7 +103,7 @@ class MessageLink {
   std::atomic<bool> up_{false};
 
   absl::Mutex mu_;
-  Stream* stream_ ABSL_GUARDED_BY(mu_) = nullptr;  // the live attempt, if up
+  std::shared_ptr<Stream> stream_ ABSL_GUARDED_BY(mu_);  // the live attempt, if up
   // The latest attempt, until its end was handled (what the watchdog and
   // the destructor cancel).
   Stream* attempt_ ABSL_GUARDED_BY(mu_) = nullptr;
