@@ -290,11 +290,12 @@ void PlainWsSession::OnReadable(error_code ec) {
     return;
   }
   activity_ = true;
-  if (paused_ != nullptr) {
+  if (HasPaused()) {
     // Bytes read before a pause come first (reads go on while closing).
-    std::unique_ptr<std::string> bytes = std::move(paused_);
+    std::unique_ptr<std::string> bytes = TakePaused();
     bytes->append(scratch, n);
     Consume(bytes->data(), bytes->size());
+    TrimRare();
   } else {
     Consume(scratch, n);
   }
@@ -306,7 +307,7 @@ void PlainWsSession::Consume(char* data, size_t size) {
   while (offset < size && !ended_) {
     if (read_paused_ && !closing_) {
       // The logic asked for no more frames for now: what is left waits.
-      paused_ = std::make_unique<std::string>(data + offset, size - offset);
+      rare().paused = std::make_unique<std::string>(data + offset, size - offset);
       return;
     }
     size_t used = 0;
@@ -330,8 +331,8 @@ void PlainWsSession::Consume(char* data, size_t size) {
         if (closing_) break;
         // Only the latest ping needs its pong (RFC 6455 §5.5.3): a client
         // pinging without reading holds one payload here, not a queue.
-        if (pong_ == nullptr) pong_ = std::make_unique<std::string>();
-        pong_->assign(event.payload);
+        if (!HasPong()) rare().pong = std::make_unique<std::string>();
+        rare_->pong->assign(event.payload);
         if (!writing_) WantWrite();
         break;
       case WsFrameParser::Event::kPong:
@@ -357,12 +358,13 @@ void PlainWsSession::OnPeerClose(uint16_t code) {
     // The peer's close: answered with its code (nothing if it sent none).
     closing_ = true;
     close_code_ = code;
-    close_reason_.reset();
+    if (rare_ != nullptr) rare_->close_reason.clear();
     ArmTimer(context_->close_grace);
   }
   // Nothing queued will be read by a peer that is leaving.
   DropQueue();
-  pong_.reset();
+  DropPong();
+  TrimRare();
   if (!writing_) WantWrite();
 }
 
@@ -376,33 +378,35 @@ void PlainWsSession::Fail(uint16_t code, const char* why) {
   if (!closing_) {
     closing_ = true;
     close_code_ = code;
-    close_reason_ = std::make_unique<std::string>(why);
+    rare().close_reason = why;
     ArmTimer(context_->close_grace);
   }
   DropQueue();
-  pong_.reset();
+  DropPong();
   if (!writing_) WantWrite();
 }
 
 void PlainWsSession::SetReadPaused(bool paused) {
   read_paused_ = paused;
   if (paused) {
-    if (!ended_) keep_alive_while_paused_ = shared_from_this();
+    if (!ended_) rare().keep_alive_while_paused = shared_from_this();
     return;
   }
   // Reset last: it may hold the only reference, and what follows takes its own.
-  auto keep = std::move(keep_alive_while_paused_);
-  if (paused_ != nullptr) {
+  auto keep = TakeKeepAlive();
+  if (HasPaused()) {
     // Frames read before the pause: parsed on the strand's next turn, never
     // inside the logic call that resumed reading.
     PostHeld([](PlainWsSession& self) {
-      if (self.ended_ || self.read_paused_ || self.paused_ == nullptr) return;
-      std::unique_ptr<std::string> bytes = std::move(self.paused_);
+      if (self.ended_ || self.read_paused_ || !self.HasPaused()) return;
+      std::unique_ptr<std::string> bytes = self.TakePaused();
       self.Consume(bytes->data(), bytes->size());
+      self.TrimRare();
       self.DoRead();
     });
     return;
   }
+  TrimRare();
   DoRead();
 }
 
@@ -493,9 +497,10 @@ void PlainWsSession::WriteBatchNow() {
   batch.frames.clear();
   batch.buffers.clear();
   batch.close = false;
-  if (pong_ != nullptr) {
-    AppendControlFrame(WsOpcode::kPong, *pong_, batch.bytes);
-    pong_.reset();
+  if (HasPong()) {
+    AppendControlFrame(WsOpcode::kPong, *rare_->pong, batch.bytes);
+    rare_->pong.reset();
+    TrimRare();
   }
   if (ping_pending_) {
     AppendControlFrame(WsOpcode::kPing, "", batch.bytes);
@@ -516,7 +521,7 @@ void PlainWsSession::WriteBatchNow() {
     if (close_code_ == kWsCloseNoStatus) {
       AppendControlFrame(WsOpcode::kClose, "", batch.bytes);  // echoes a close without a code
     } else {
-      AppendCloseFrame(close_code_, close_reason_ ? *close_reason_ : "", batch.bytes);
+      AppendCloseFrame(close_code_, rare_ != nullptr ? rare_->close_reason : "", batch.bytes);
     }
     batch.close = true;
     close_sent_ = true;
@@ -599,7 +604,7 @@ void PlainWsSession::OnWrite(error_code ec) {
     }
     return;
   }
-  if (!queue_.empty() || pong_ != nullptr || ping_pending_ || (closing_ && !close_sent_)) {
+  if (!queue_.empty() || HasPong() || ping_pending_ || (closing_ && !close_sent_)) {
     batch_->frames = std::move(frames);  // keeps the vector's room for the next write
     WantWrite();
     return;
@@ -616,7 +621,7 @@ void PlainWsSession::Close(uint16_t code, std::string reason) {
   spdlog::debug("{}: closing with {} ({})", logic_.connection_id(), code, reason);
   closing_ = true;
   close_code_ = code;
-  close_reason_ = std::make_unique<std::string>(std::move(reason));
+  rare().close_reason = std::move(reason);
   if (code == kCloseSlowConsumer) {
     context_->metrics->SlowConsumerClose();
     // Nothing queued will reach a client that does not read.
@@ -693,9 +698,8 @@ void PlainWsSession::End() {
   closing_ = true;
   spdlog::debug("{}: closed", logic_.connection_id());
   timer_.cancel();
-  auto keep = std::move(keep_alive_while_paused_);  // released when End returns
-  paused_.reset();
-  pong_.reset();
+  auto keep = TakeKeepAlive();  // released when End returns
+  rare_.reset();
   error_code ignored;
   socket_.close(ignored);
   SessionRecord::Release(*context_, logic_);

@@ -148,9 +148,44 @@ class PlainWsSession final : public std::enable_shared_from_this<PlainWsSession>
   void OnTimer(boost::system::error_code ec);
   void End();
 
+  // What few connections hold at any time, made on first use and dropped
+  // when empty again, so that an idle session stays one 640-byte block
+  // (jemalloc's class, with make_shared's control block).
+  struct Rare {
+    std::unique_ptr<std::string> pong;    // the last ping's payload, not yet answered
+    std::unique_ptr<std::string> paused;  // bytes read before reads were paused, not yet parsed
+    // While reads are paused no operation holds the session; this does,
+    // until reads resume or the connection ends.
+    std::shared_ptr<PlainWsSession> keep_alive_while_paused;
+    std::string close_reason;  // of the close frame this edge sends
+    bool Empty() const {
+      return pong == nullptr && paused == nullptr && keep_alive_while_paused == nullptr &&
+             close_reason.empty();
+    }
+  };
+  Rare& rare() {
+    if (rare_ == nullptr) rare_ = std::make_unique<Rare>();
+    return *rare_;
+  }
+  // Frees rare_ once nothing is left in it.
+  void TrimRare() {
+    if (rare_ != nullptr && rare_->Empty()) rare_.reset();
+  }
+  bool HasPong() const { return rare_ != nullptr && rare_->pong != nullptr; }
+  bool HasPaused() const { return rare_ != nullptr && rare_->paused != nullptr; }
+  void DropPong() {
+    if (rare_ != nullptr) rare_->pong.reset();
+  }
+  // The session's own reference while reads are paused, moved out.
+  std::shared_ptr<PlainWsSession> TakeKeepAlive() {
+    return rare_ != nullptr ? std::move(rare_->keep_alive_while_paused) : nullptr;
+  }
+  // Bytes read before a pause, moved out (null if none).
+  std::unique_ptr<std::string> TakePaused() {
+    return rare_ != nullptr ? std::move(rare_->paused) : nullptr;
+  }
+
   absl::Mutex mu_;
-  // RunInOrder's work posted and not yet run (written by any thread).
-  std::atomic<int32_t> ordered_posts_{0};
   Socket socket_;
   // Handshake deadline; then the idle check (every half idle timeout) or
   // the token expiry / age limit, whichever is first; then the close grace.
@@ -163,20 +198,17 @@ class PlainWsSession final : public std::enable_shared_from_this<PlainWsSession>
   WsFrameParser parser_;
   Fifo<Outgoing> queue_;
   size_t queued_bytes_ = 0;
-  std::unique_ptr<WriteBatch> batch_;    // set while a write is in flight
-  std::unique_ptr<std::string> pong_;    // the last ping's payload, not yet answered
-  std::unique_ptr<std::string> paused_;  // bytes read before reads were paused, not yet parsed
-  // While reads are paused no operation holds the session; this does, until
-  // reads resume or the connection ends.
-  std::shared_ptr<PlainWsSession> keep_alive_while_paused_;
-  int64_t expires_at_ms_ = 0;                  // the token's, with skew; 0: none (or kept past it)
-  int64_t age_limit_ms_ = 0;                   // --max_connection_age_s from the upgrade; 0: none
-  std::unique_ptr<std::string> close_reason_;  // of the close frame this edge sends
+  std::unique_ptr<WriteBatch> batch_;  // set while a write is in flight
+  std::unique_ptr<Rare> rare_;
+  int64_t expires_at_ms_ = 0;  // the token's, with skew; 0: none (or kept past it)
+  int64_t age_limit_ms_ = 0;   // --max_connection_age_s from the upgrade; 0: none
   // The open and close bookkeeping, shared with WsSession (session_record.h);
   // the frame counts are for its close line.
   SessionRecord record_;
   uint32_t frames_in_ = 0;
   uint32_t frames_out_ = 0;
+  // RunInOrder's work posted and not yet run (written by any thread).
+  std::atomic<int32_t> ordered_posts_{0};
   uint16_t close_code_ = kCloseNormal;
   uint16_t peer_close_code_ = 0;  // 0: no close frame came
   const bool answer_authorization_;
