@@ -17,7 +17,7 @@ int64_t SqlRows::Int(size_t row, int col) const {
   return cell.has_value() ? std::strtoll(cell->c_str(), nullptr, 10) : 0;
 }
 
-void AppendInserts(absl::string_view head, size_t width, const std::vector<SqlParam>& values,
+void AppendInserts(absl::string_view head, size_t width, std::vector<SqlParam> values,
                    std::vector<SqlStatement>& out, absl::string_view tail) {
   constexpr size_t kMaxRows = 64;
   size_t row = 0;
@@ -35,7 +35,8 @@ void AppendInserts(absl::string_view head, size_t width, const std::vector<SqlPa
       absl::StrAppend(&s.sql, ")");
     }
     if (!tail.empty()) absl::StrAppend(&s.sql, " ", tail);
-    s.params.assign(values.begin() + row * width, values.begin() + (row + n) * width);
+    s.params.assign(std::make_move_iterator(values.begin() + row * width),
+                    std::make_move_iterator(values.begin() + (row + n) * width));
     out.push_back(std::move(s));
     row += n;
   }

@@ -43,7 +43,8 @@ struct SqlStatement {
 // row. `head` is "INSERT INTO t (a, b)", `tail` what follows the VALUES list
 // (e.g. "ON CONFLICT ... DO NOTHING", or ""). Rows per statement are powers
 // of two up to 64, so that few distinct statements are prepared and cached.
-void AppendInserts(absl::string_view head, size_t width, const std::vector<SqlParam>& values,
+// The values are moved into the statements (pass an rvalue to avoid a copy).
+void AppendInserts(absl::string_view head, size_t width, std::vector<SqlParam> values,
                    std::vector<SqlStatement>& out, absl::string_view tail = "");
 
 class SqlRows {

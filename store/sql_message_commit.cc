@@ -22,6 +22,13 @@ constexpr char kBumpConversation[] =
 
 using SenderKey = std::pair<std::string, std::string>;  // (sent_by, idempotency key)
 
+// Appends one row's values, each built in place (an initializer list would
+// copy every string once more).
+template <typename... Values>
+void AddRow(std::vector<SqlParam>& rows, Values&&... values) {
+  (rows.emplace_back(std::forward<Values>(values)), ...);
+}
+
 // NULL for "": optional bytes cost (almost) nothing when absent.
 SqlParam OptionalBlob(const std::string& bytes) {
   return bytes.empty() ? SqlParam(nullptr) : SqlParam(Blob{bytes});
@@ -238,6 +245,8 @@ absl::Status SqlMessageStore::CommitIn(const std::vector<NewMessage>& batch,
   }
   std::vector<SqlParam> message_rows;
   std::vector<SqlParam> entry_rows;
+  message_rows.reserve(13 * batch.size());
+  entry_rows.reserve(6 * batch.size());
   // The member rows of conversations new with this batch: (owner,
   // conversation) -> peer. Those of older ones exist (their first commit
   // wrote them) and hold only marks: the last message is the one at the
@@ -269,14 +278,12 @@ absl::Status SqlMessageStore::CommitIn(const std::vector<NewMessage>& batch,
     c.for_sender.type = m.type;
     c.for_sender.metadata = m.metadata;
     c.recipient_useq = self ? c.for_sender.useq : ++useqs[m.send_to];
-    message_rows.insert(
-        message_rows.end(),
-        {m.id, c.for_sender.conversation, c.for_sender.seq, m.sent_by, m.send_to, c.for_sender.useq,
-         c.recipient_useq, Blob{m.text}, m.ts_ms,
-         OptionalBlob(key_moved[i] ? "" : m.idempotency_key), int64_t{m.server ? 1 : 0},
-         OptionalBlob(m.type), OptionalBlob(m.metadata)});
-    entry_rows.insert(entry_rows.end(), {m.sent_by, c.for_sender.useq, m.id});
-    if (!self) entry_rows.insert(entry_rows.end(), {m.send_to, c.recipient_useq, m.id});
+    AddRow(message_rows, m.id, c.for_sender.conversation, c.for_sender.seq, m.sent_by, m.send_to,
+           c.for_sender.useq, c.recipient_useq, Blob{m.text}, m.ts_ms,
+           OptionalBlob(key_moved[i] ? "" : m.idempotency_key), int64_t{m.server ? 1 : 0},
+           OptionalBlob(m.type), OptionalBlob(m.metadata));
+    AddRow(entry_rows, m.sent_by, c.for_sender.useq, m.id);
+    if (!self) AddRow(entry_rows, m.send_to, c.recipient_useq, m.id);
     if (c.for_sender.seq == 1) {
       members[{m.sent_by, c.for_sender.conversation}] = m.send_to;
       members[{m.send_to, c.for_sender.conversation}] = m.sent_by;
@@ -285,8 +292,9 @@ absl::Status SqlMessageStore::CommitIn(const std::vector<NewMessage>& batch,
   AppendInserts(
       "INSERT INTO messages (id, conversation, seq, sent_by, send_to, sender_useq,"
       " recipient_useq, body, ts_ms, idem_key, server, type, metadata)",
-      13, message_rows, writes);
-  AppendInserts("INSERT INTO stream_entries (owner, useq, message_id)", 3, entry_rows, writes);
+      13, std::move(message_rows), writes);
+  AppendInserts("INSERT INTO stream_entries (owner, useq, message_id)", 3, std::move(entry_rows),
+                writes);
   for (const auto& [owner_conversation, peer] : members) {
     writes.push_back(
         {"INSERT INTO members (owner, conversation, peer) VALUES ($1, $2, $3)"

@@ -50,7 +50,7 @@ absl::StatusOr<int> SqlUserStore::AddUsers(const std::vector<std::string>& names
     rows.insert(rows.end(), {name, now_ms});
   }
   std::vector<SqlStatement> inserts;
-  AppendInserts("INSERT INTO accounts (name, created_ms)", 2, rows, inserts,
+  AppendInserts("INSERT INTO accounts (name, created_ms)", 2, std::move(rows), inserts,
                 "ON CONFLICT (name) DO NOTHING");
   int added = 0;
   STORE_RETURN_IF_ERROR(db_->Transaction(Mode::kWrite, [&]() -> absl::Status {
