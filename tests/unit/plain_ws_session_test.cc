@@ -190,6 +190,7 @@ class PlainWsSessionTest : public ::testing::Test {
     options.close_grace = 2s;
     options.logic.max_message_bytes = 4096;
     options.logic.idle_timeout_s = idle_timeout_s;
+    options.logic.max_inflight_sends = max_inflight_sends_;
     options.max_connection_age = max_age;
     EdgeBackends backends;
     backends.directory = &directory_;
@@ -225,10 +226,64 @@ class PlainWsSessionTest : public ::testing::Test {
     EXPECT_TRUE(directory_.WaitFor([&] { return directory_.unregistered.size() >= n; }));
   }
 
+  int max_inflight_sends_ = 256;  // read by Start
   ServingDirectory directory_;
   ServingMessageBackend messages_;
   std::unique_ptr<EdgeServer> server_;
 };
+
+TEST_F(PlainWsSessionTest, ReadsPausedBySendsInFlightResumeWithNothingLostOrReordered) {
+  max_inflight_sends_ = 4;
+  Start();
+  auto client = Connected();
+  // Twelve sends and a ping in one write: the edge reads them together, and
+  // what follows the fourth send waits, unparsed, while reads are paused.
+  constexpr int kSends = 12;
+  std::string burst;
+  for (int i = 0; i < kSends; ++i) {
+    burst += Frame(kText, absl::StrCat(R"({"action":"send","send_to":"bob","message":"m)", i,
+                                       R"(","request_id":"r)", i, R"("})"));
+  }
+  burst += Frame(kPing, "p");
+  client->Send(burst);
+
+  ASSERT_TRUE(messages_.WaitFor([&] { return messages_.calls.size() >= 4; }));
+  messages_.Locked([&] { EXPECT_EQ(messages_.calls.size(), 4u) << "a fifth send while paused"; });
+  // Answered one at a time, oldest first: reading resumes below half the
+  // limit and the rest come, in order.
+  SendResult ok;
+  ok.status = absl::OkStatus();
+  ok.conversation = "alice:bob";
+  ok.delivered = 1;
+  for (int i = 0; i < kSends; ++i) {
+    ASSERT_TRUE(messages_.WaitFor([&] { return messages_.calls.size() > static_cast<size_t>(i); }))
+        << "send " << i << " never reached the backend";
+    ok.id = absl::StrCat("id", i);
+    ok.seq = ok.useq = i + 1;
+    messages_.AnswerSend(i, ok);
+  }
+  messages_.Locked([&] {
+    ASSERT_EQ(messages_.calls.size(), static_cast<size_t>(kSends));
+    for (int i = 0; i < kSends; ++i) {
+      EXPECT_EQ(messages_.calls[i].send.message, absl::StrCat("m", i));
+    }
+  });
+  int next = 0;
+  bool ponged = false;
+  while (next < kSends || !ponged) {
+    auto frame = client->Read();
+    ASSERT_TRUE(frame.ok()) << frame.status() << " after " << next << " answers";
+    if (frame->opcode == kPong) {
+      EXPECT_EQ(frame->payload, "p");
+      ponged = true;
+      continue;
+    }
+    ASSERT_EQ(frame->opcode, kText);
+    ASSERT_THAT(frame->payload, HasSubstr("\"sent\""));
+    EXPECT_THAT(frame->payload, HasSubstr(absl::StrCat("\"request_id\":\"r", next, "\"")));
+    ++next;
+  }
+}
 
 TEST_F(PlainWsSessionTest, HandshakeAnswersWithTheAcceptKeyThenHello) {
   RawClient client;
