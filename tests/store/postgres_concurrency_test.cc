@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
 #include <map>
 #include <random>
 #include <set>
@@ -27,54 +28,62 @@ using testing::TestOptions;
 
 constexpr int64_t kT0 = 1'764'000'000'000;
 constexpr int kWriters = 4;
-constexpr int kBatches = 40;
 
-TEST(PostgresConcurrencyTest, ConcurrentWritersNumberWithoutGapsOrDuplicates) {
-  PostgresEngine engine;
-  ASSERT_OK(engine.SetUp());
-  const std::vector<std::string> users = {"u0", "u1", "u2", "u3", "u4"};
+// Runs `body(w, store)` on kWriters threads, each with a store of its own,
+// let go together once every one has opened it. Returns each writer's
+// error ("" when it finished).
+std::vector<std::string> RunWriters(const std::string& url,
+                                    const std::function<absl::Status(int, MessageStore&)>& body) {
   std::atomic<int> ready{0};
-  std::atomic<int> stored{0};
-  std::atomic<int> race_winners{0};
   std::vector<std::string> errors(kWriters);
   std::vector<std::thread> writers;
   for (int w = 0; w < kWriters; ++w) {
     writers.emplace_back([&, w] {
-      absl::StatusOr<std::unique_ptr<MessageStore>> store =
-          OpenMessageStore(engine.Url(), TestOptions());
+      absl::StatusOr<std::unique_ptr<MessageStore>> store = OpenMessageStore(url, TestOptions());
       ++ready;
       if (!store.ok()) {
         errors[w] = std::string(store.status().message());
         return;
       }
       while (ready.load() < kWriters) std::this_thread::yield();
-      // Everyone retries the same send at once: exactly one is stored.
-      absl::StatusOr<std::vector<Committed>> race = (*store)->Commit(
-          {testing::MakeMessage("race-" + std::to_string(w), "u0", "u1", "race", kT0, "same-key")});
-      if (!race.ok()) {
-        errors[w] = std::string(race.status().message());
-        return;
-      }
-      if (!(*race)[0].duplicate) ++race_winners;
-      std::mt19937 random(w);
-      for (int b = 0; b < kBatches; ++b) {
-        std::vector<NewMessage> batch;
-        const int size = 1 + random() % 8;
-        for (int i = 0; i < size; ++i) {
-          batch.push_back(testing::MakeMessage(
-              "w" + std::to_string(w) + "-" + std::to_string(b) + "-" + std::to_string(i),
-              users[random() % users.size()], users[random() % users.size()], "m", kT0));
-        }
-        absl::StatusOr<std::vector<Committed>> r = (*store)->Commit(batch);
-        if (!r.ok()) {
-          errors[w] = std::string(r.status().message());
-          return;
-        }
-        stored += size;
+      if (absl::Status done = body(w, **store); !done.ok()) {
+        errors[w] = std::string(done.message());
       }
     });
   }
   for (std::thread& t : writers) t.join();
+  return errors;
+}
+constexpr int kBatches = 40;
+
+TEST(PostgresConcurrencyTest, ConcurrentWritersNumberWithoutGapsOrDuplicates) {
+  PostgresEngine engine;
+  ASSERT_OK(engine.SetUp());
+  const std::vector<std::string> users = {"u0", "u1", "u2", "u3", "u4"};
+  std::atomic<int> stored{0};
+  std::atomic<int> race_winners{0};
+  const std::vector<std::string> errors =
+      RunWriters(engine.Url(), [&](int w, MessageStore& store) -> absl::Status {
+        // Everyone retries the same send at once: exactly one is stored.
+        absl::StatusOr<std::vector<Committed>> race = store.Commit({testing::MakeMessage(
+            "race-" + std::to_string(w), "u0", "u1", "race", kT0, "same-key")});
+        if (!race.ok()) return race.status();
+        if (!(*race)[0].duplicate) ++race_winners;
+        std::mt19937 random(w);
+        for (int b = 0; b < kBatches; ++b) {
+          std::vector<NewMessage> batch;
+          const int size = 1 + random() % 8;
+          for (int i = 0; i < size; ++i) {
+            batch.push_back(testing::MakeMessage(
+                "w" + std::to_string(w) + "-" + std::to_string(b) + "-" + std::to_string(i),
+                users[random() % users.size()], users[random() % users.size()], "m", kT0));
+          }
+          absl::StatusOr<std::vector<Committed>> r = store.Commit(batch);
+          if (!r.ok()) return r.status();
+          stored += size;
+        }
+        return absl::OkStatus();
+      });
   for (int w = 0; w < kWriters; ++w) EXPECT_EQ(errors[w], "") << "writer " << w;
   EXPECT_EQ(race_winners.load(), 1);
 
@@ -124,57 +133,38 @@ TEST(PostgresConcurrencyTest, CommitsCarryingMarksNeverDeadlock) {
     return n;
   };
   ASSIGN_OK(const int64_t deadlocks_before, deadlocks());
-  std::atomic<int> ready{0};
-  std::vector<std::string> errors(kWriters);
-  std::vector<std::thread> writers;
-  for (int w = 0; w < kWriters; ++w) {
-    writers.emplace_back([&, w] {
-      absl::StatusOr<std::unique_ptr<MessageStore>> store =
-          OpenMessageStore(engine.Url(), TestOptions());
-      ++ready;
-      if (!store.ok()) {
-        errors[w] = std::string(store.status().message());
-        return;
-      }
-      while (ready.load() < kWriters) std::this_thread::yield();
-      std::mt19937 random(100 + w);
-      for (int b = 0; b < kBatches; ++b) {
-        std::vector<NewMessage> batch;
-        const int size = 1 + random() % 4;
-        for (int i = 0; i < size; ++i) {
-          batch.push_back(testing::MakeMessage(
-              "w" + std::to_string(w) + "-" + std::to_string(b) + "-" + std::to_string(i),
-              users[random() % users.size()], users[random() % users.size()], "m", kT0));
-        }
-        // Everything so far reached these users (clamped to their last).
-        std::vector<std::pair<std::string, int64_t>> marks;
-        const int moved = 1 + random() % 3;
-        for (int i = 0; i < moved; ++i) marks.emplace_back(users[random() % users.size()], 1 << 30);
-        absl::StatusOr<MessageStore::CommitResult> r = (*store)->CommitAndAdvance(batch, marks);
-        if (!r.ok()) {
-          errors[w] = std::string(r.status().message());
-          return;
-        }
-        // Meanwhile the other writes of marks: reads, and marks saved alone.
-        if (b % 3 == 0) {
-          absl::StatusOr<MessageStore::ReadResult> read = (*store)->MarkRead(
-              users[random() % users.size()], users[random() % users.size()], 1 << 30);
-          if (!read.ok()) {
-            errors[w] = std::string(read.status().message());
-            return;
+  const std::vector<std::string> errors =
+      RunWriters(engine.Url(), [&](int w, MessageStore& store) -> absl::Status {
+        std::mt19937 random(100 + w);
+        for (int b = 0; b < kBatches; ++b) {
+          std::vector<NewMessage> batch;
+          const int size = 1 + random() % 4;
+          for (int i = 0; i < size; ++i) {
+            batch.push_back(testing::MakeMessage(
+                "w" + std::to_string(w) + "-" + std::to_string(b) + "-" + std::to_string(i),
+                users[random() % users.size()], users[random() % users.size()], "m", kT0));
+          }
+          // Everything so far reached these users (clamped to their last).
+          std::vector<std::pair<std::string, int64_t>> marks;
+          const int moved = 1 + random() % 3;
+          for (int i = 0; i < moved; ++i) {
+            marks.emplace_back(users[random() % users.size()], 1 << 30);
+          }
+          absl::StatusOr<MessageStore::CommitResult> r = store.CommitAndAdvance(batch, marks);
+          if (!r.ok()) return r.status();
+          // Meanwhile the other writes of marks: reads, and marks saved alone.
+          if (b % 3 == 0) {
+            absl::StatusOr<MessageStore::ReadResult> read = store.MarkRead(
+                users[random() % users.size()], users[random() % users.size()], 1 << 30);
+            if (!read.ok()) return read.status();
+          }
+          if (b % 5 == 0) {
+            absl::StatusOr<std::vector<MarkChange>> alone = store.AdvanceReachedMany(marks);
+            if (!alone.ok()) return alone.status();
           }
         }
-        if (b % 5 == 0) {
-          absl::StatusOr<std::vector<MarkChange>> alone = (*store)->AdvanceReachedMany(marks);
-          if (!alone.ok()) {
-            errors[w] = std::string(alone.status().message());
-            return;
-          }
-        }
-      }
-    });
-  }
-  for (std::thread& t : writers) t.join();
+        return absl::OkStatus();
+      });
   for (int w = 0; w < kWriters; ++w) EXPECT_EQ(errors[w], "") << "writer " << w;
 
   // The writers' server processes report their counts as they exit.
