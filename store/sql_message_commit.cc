@@ -83,16 +83,15 @@ absl::StatusOr<MessageStore::CommitResult> SqlMessageStore::CommitAndAdvance(
   if (!wanted.ok()) return wanted.status();
   CommitResult result;
   if (batch.empty() && wanted->empty()) return result;
-  std::map<std::string, int64_t> unlocked;
+  std::map<std::string, int64_t> unlocked;  // moved out of *wanted by CommitIn
   STORE_RETURN_IF_ERROR(db_->Transaction(SqlDb::Mode::kWrite, [&]() -> absl::Status {
     result.changes.clear();
-    unlocked.clear();
-    std::map<std::string, int64_t> locked = *wanted;
+    wanted->merge(unlocked);  // a retried transaction starts again from every mark
     if (!batch.empty()) {
-      STORE_RETURN_IF_ERROR(CommitIn(batch, result.committed, &locked, &unlocked));
+      STORE_RETURN_IF_ERROR(CommitIn(batch, result.committed, &*wanted, &unlocked));
     }
-    if (locked.empty()) return absl::OkStatus();
-    return AdvanceReachedIn(locked, result.changes);
+    if (wanted->empty()) return absl::OkStatus();
+    return AdvanceReachedIn(*wanted, result.changes);
   }));
   if (!unlocked.empty()) {
     std::vector<MarkChange> late;
@@ -224,9 +223,8 @@ absl::Status SqlMessageStore::CommitIn(const std::vector<NewMessage>& batch,
   if (!taken.ok()) return taken.status();
   for (const auto& [owner, index] : lock_only) {
     if (!(*taken)[index].empty()) continue;
-    auto mark = reach->find(owner);
-    if (unlocked != nullptr) unlocked->insert(*mark);
-    reach->erase(mark);
+    auto mark = reach->extract(owner);
+    if (unlocked != nullptr) unlocked->insert(std::move(mark));
   }
   // The last number handed out so far, per counter.
   std::map<std::string, int64_t> useqs;
