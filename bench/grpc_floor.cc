@@ -53,7 +53,8 @@ std::string Text(const grpc::ByteBuffer& b) {
   std::vector<grpc::Slice> slices;
   (void)b.Dump(&slices);
   std::string out;
-  for (const grpc::Slice& s : slices) out.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  for (const grpc::Slice& s : slices)
+    out.append(reinterpret_cast<const char*>(s.begin()), s.size());
   return out;
 }
 
@@ -232,7 +233,8 @@ int Drive(const std::string& target, double rate, double seconds, size_t up) {
   c.stream = stub.PrepareCall(&ctx, "/floor.Echo/Chat", &c.cq);
   c.stream->StartCall(T(kStart));
   const std::string message(up, 'u');
-  const auto interval = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(1.0 / rate));
+  const auto interval =
+      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(1.0 / rate));
 
   const auto give_up = Clock::now() + std::chrono::seconds(5);
   while (!c.started && Clock::now() < give_up) {
@@ -260,7 +262,8 @@ int Drive(const std::string& target, double rate, double seconds, size_t up) {
   long sent = 0;
   next = Clock::now();
   const auto start = next;
-  if (!run(start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds)),
+  if (!run(start +
+               std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds)),
            true, &sent)) {
     return 1;
   }
@@ -272,7 +275,9 @@ int Drive(const std::string& target, double rate, double seconds, size_t up) {
 
   std::vector<double> lat = c.latency_us;
   std::sort(lat.begin(), lat.end());
-  auto pct = [&](double p) { return lat.empty() ? 0.0 : lat[static_cast<size_t>(p * (lat.size() - 1))]; };
+  auto pct = [&](double p) {
+    return lat.empty() ? 0.0 : lat[static_cast<size_t>(p * (lat.size() - 1))];
+  };
   const double n = static_cast<double>(sent);
   std::printf(
       "{\"rate\":%.0f,\"seconds\":%.2f,\"sent\":%ld,\"answered\":%ld,\"up_bytes\":%zu,"
@@ -294,9 +299,12 @@ int main(int argc, char** argv) {
   if (HasFlag(argc, argv, "serve")) return Serve(down);
   const std::string target = Flag(argc, argv, "target", "");
   if (target.empty()) {
-    std::fprintf(stderr, "usage: grpc_floor --serve [--down=N] | --target=HOST:PORT [--rate=N --seconds=N --up=N]\n");
+    std::fprintf(stderr,
+                 "usage: grpc_floor --serve [--down=N] | --target=HOST:PORT [--rate=N --seconds=N "
+                 "--up=N]\n");
     return 2;
   }
   return Drive(target, std::stod(Flag(argc, argv, "rate", "5000")),
-               std::stod(Flag(argc, argv, "seconds", "4")), std::stoul(Flag(argc, argv, "up", "128")));
+               std::stod(Flag(argc, argv, "seconds", "4")),
+               std::stoul(Flag(argc, argv, "up", "128")));
 }
