@@ -295,16 +295,29 @@ int Drive(const std::string& target, double rate, double seconds, size_t up) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const size_t down = std::stoul(Flag(argc, argv, "down", "320"));
-  if (HasFlag(argc, argv, "serve")) return Serve(down);
-  const std::string target = Flag(argc, argv, "target", "");
-  if (target.empty()) {
-    std::fprintf(stderr,
-                 "usage: grpc_floor --serve [--down=N] | --target=HOST:PORT [--rate=N --seconds=N "
-                 "--up=N]\n");
+  const char* usage =
+      "usage: grpc_floor --serve [--down=N] | --target=HOST:PORT [--rate=N --seconds=N --up=N "
+      "--down=N]\n";
+  size_t down = 0;
+  size_t up = 0;
+  double rate = 0;
+  double seconds = 0;
+  try {
+    down = std::stoul(Flag(argc, argv, "down", "320"));
+    up = std::stoul(Flag(argc, argv, "up", "128"));
+    rate = std::stod(Flag(argc, argv, "rate", "5000"));
+    seconds = std::stod(Flag(argc, argv, "seconds", "4"));
+  } catch (const std::exception&) {
+    std::fprintf(stderr, "grpc_floor: a flag's value is not a number\n%s", usage);
     return 2;
   }
-  return Drive(target, std::stod(Flag(argc, argv, "rate", "5000")),
-               std::stod(Flag(argc, argv, "seconds", "4")),
-               std::stoul(Flag(argc, argv, "up", "128")));
+  if (HasFlag(argc, argv, "serve")) return Serve(down);
+  const std::string target = Flag(argc, argv, "target", "");
+  if (target.empty() || up == 0 || !(rate > 0) || !(seconds > 0)) {
+    std::fprintf(stderr, "%s", usage);
+    return 2;
+  }
+  const int status = Drive(target, rate, seconds, up);
+  if (status != 0) std::fprintf(stderr, "grpc_floor: the stream to %s failed\n", target.c_str());
+  return status;
 }
