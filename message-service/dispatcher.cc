@@ -7,51 +7,68 @@
 namespace chat::message {
 
 void Dispatcher::Attach(const std::shared_ptr<Outbox>& link, const std::string& edge_id,
-                        const chat::v1::Attach& attach, store::MessageStore* store) {
-  chat::v1::Attached answer;
-  answer.set_connection_id(attach.connection_id());
-  answer.set_epoch(epoch_);
-  auto [it, added] = connections_.try_emplace(attach.connection_id(), attach.user());
-  if (!added && it->second != attach.user()) {
-    // The same id for another user can only be a confused edge: keep the first.
-    answer.set_error("connection id already attached for another user");
-    link->AddAttached(std::move(answer));
-    return;
-  }
-  UserState& state = users_[attach.user()];
-  if (attach.after_useq() < 0) erased_.erase(attach.user());  // a new connection: a new user
-  if (added) {
-    state.conns.push_back({attach.connection_id(), link, edge_id});
-  } else {
-    // Attached again, after the edge's link came back: its old link may not
-    // have been seen ending yet (a half-open stream). Deliveries follow the
-    // new link, and the old link's end no longer detaches the connection.
-    for (Conn& c : state.conns) {
-      if (c.connection_id == attach.connection_id()) {
-        c.link = link;
-        c.edge_id = edge_id;
+                        const google::protobuf::RepeatedPtrField<chat::v1::Attach>& attaches,
+                        store::MessageStore* store) {
+  std::vector<chat::v1::Attached> answers(attaches.size());
+  std::vector<int> routed;         // indexes of the attaches that need marks
+  std::vector<std::string> users;  // their users, in the same order
+  for (int i = 0; i < attaches.size(); ++i) {
+    const chat::v1::Attach& attach = attaches[i];
+    chat::v1::Attached& answer = answers[i];
+    answer.set_connection_id(attach.connection_id());
+    answer.set_epoch(epoch_);
+    auto [it, added] = connections_.try_emplace(attach.connection_id(), attach.user());
+    if (!added && it->second != attach.user()) {
+      // The same id for another user can only be a confused edge: keep the first.
+      answer.set_error("connection id already attached for another user");
+      continue;
+    }
+    UserState& state = users_[attach.user()];
+    if (attach.after_useq() < 0) erased_.erase(attach.user());  // a new connection: a new user
+    if (added) {
+      state.conns.push_back({attach.connection_id(), link, edge_id});
+    } else {
+      // Attached again, after the edge's link came back: its old link may not
+      // have been seen ending yet (a half-open stream). Deliveries follow the
+      // new link, and the old link's end no longer detaches the connection.
+      for (Conn& c : state.conns) {
+        if (c.connection_id == attach.connection_id()) {
+          c.link = link;
+          c.edge_id = edge_id;
+        }
       }
     }
+    routed.push_back(i);
+    users.push_back(attach.user());
   }
-  absl::StatusOr<store::UserMarks> marks = absl::UnavailableError("");
-  if (absl::Status known = store->KnowUser(attach.user()); !known.ok()) {
-    marks = known;
+  std::vector<absl::StatusOr<store::UserMarks>> marks;
+  marks.reserve(users.size());
+  if (absl::StatusOr<std::vector<store::UserMarks>> all = store->KnowAndReadMarks(users);
+      all.ok()) {
+    for (store::UserMarks& m : *all) marks.emplace_back(m);
   } else {
-    marks = store->Marks(attach.user());
+    for (const std::string& user : users) {
+      absl::Status known = store->KnowUser(user);
+      marks.push_back(known.ok() ? store->Marks(user) : absl::StatusOr<store::UserMarks>(known));
+    }
   }
-  if (!marks.ok()) {
-    answer.set_error(absl::StrCat("message store unavailable: ", marks.status().message()));
-  } else {
+  for (size_t k = 0; k < routed.size(); ++k) {
+    chat::v1::Attached& answer = answers[routed[k]];
+    if (!marks[k].ok()) {
+      answer.set_error(absl::StrCat("message store unavailable: ", marks[k].status().message()));
+      continue;
+    }
     // Always the store's mark too: another replica may have moved it since
     // this one loaded it (the user's reports went there meanwhile).
+    UserState& state = users_[users[k]];
     state.marks_loaded = true;
-    state.mark = std::max(state.mark, marks->reached_useq);
-    state.persisted_mark = std::max(state.persisted_mark, marks->reached_useq);
+    state.mark = std::max(state.mark, marks[k]->reached_useq);
+    state.persisted_mark = std::max(state.persisted_mark, marks[k]->reached_useq);
     Advance(&state);  // reached reports merged so far count
-    answer.set_last_useq(marks->last_useq);
+    answer.set_last_useq(marks[k]->last_useq);
     answer.set_reached_useq(state.mark);
   }
-  link->AddAttached(std::move(answer));
+  for (chat::v1::Attached& answer : answers) link->AddAttached(std::move(answer));
 }
 
 void Dispatcher::Detach(const Outbox* link, const std::string& connection_id) {

@@ -29,10 +29,14 @@ class Dispatcher {
 
   Dispatcher(const Clock* clock, std::string epoch) : clock_(clock), epoch_(std::move(epoch)) {}
 
-  // A connection is live on `link`'s edge. Answers Attached on the link with
-  // the user's marks; every message committed from now on reaches it.
+  // Connections live on `link`'s edge. Answers Attached on the link for
+  // each, in order, with the user's marks; every message committed from now
+  // on reaches them. The store makes their users known and reads their marks
+  // in one transaction (one per attach if that fails, so each answer carries
+  // its own error).
   void Attach(const std::shared_ptr<Outbox>& link, const std::string& edge_id,
-              const chat::v1::Attach& attach, store::MessageStore* store);
+              const google::protobuf::RepeatedPtrField<chat::v1::Attach>& attaches,
+              store::MessageStore* store);
   void Detach(const Outbox* link, const std::string& connection_id);
   // The link is gone: every connection it attached is detached.
   void DetachLink(const Outbox* link);

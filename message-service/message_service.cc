@@ -148,7 +148,7 @@ class EdgeLinkCall final : public DownWriter {
     if (up_.attaches_size() > 0) {
       worker->Post([dispatcher, link = outbox_, edge = edge_id_,
                     attaches = std::move(*up_.mutable_attaches())](store::MessageStore* store) {
-        for (const auto& attach : attaches) dispatcher->Attach(link, edge, attach, store);
+        dispatcher->Attach(link, edge, attaches, store);
       });
     }
     if (up_.sends_size() > 0) {

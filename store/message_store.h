@@ -128,6 +128,11 @@ class MessageStore {
   virtual absl::StatusOr<bool> HasUser(const std::string& user) = 0;
   virtual absl::Status KnowUser(const std::string& user) = 0;
   virtual absl::StatusOr<UserMarks> Marks(const std::string& user) = 0;
+  // KnowUser, then Marks, for every user of `users`, in one transaction:
+  // one result per input, in order (a name may come more than once). A
+  // failure, an invalid name among them included, keeps nothing.
+  virtual absl::StatusOr<std::vector<UserMarks>> KnowAndReadMarks(
+      const std::vector<std::string>& users) = 0;
 
   // The user's stream from `since` (exclusive), at most `limit` messages and
   // about `max_bytes` of text (always at least one message when one exists).

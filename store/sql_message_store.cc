@@ -15,6 +15,15 @@ namespace {
 
 using Mode = SqlDb::Mode;
 
+constexpr char kKnowUser[] =
+    "INSERT INTO streams (owner) VALUES ($1) ON CONFLICT (owner) DO NOTHING";
+constexpr char kReadMarks[] = "SELECT last_useq, reached_useq FROM streams WHERE owner = $1";
+
+// A kReadMarks row (none: the user has no row yet).
+UserMarks MarksOf(const SqlRows& rows) {
+  return rows.empty() ? UserMarks{} : UserMarks{rows.Int(0, 0), rows.Int(0, 1)};
+}
+
 // Named so that they cannot clash with the user store's tables when both
 // live in one PostgreSQL database.
 std::string Schema(const SqlDb& db) {
@@ -143,22 +152,44 @@ absl::StatusOr<bool> SqlMessageStore::HasUser(const std::string& user) {
 
 absl::Status SqlMessageStore::KnowUser(const std::string& user) {
   STORE_RETURN_IF_ERROR(CheckUser(user));
-  return db_->Transaction(Mode::kWrite, [&] {
-    return db_
-        ->Run("INSERT INTO streams (owner) VALUES ($1) ON CONFLICT (owner) DO NOTHING", {user})
-        .status();
-  });
+  return db_->Transaction(Mode::kWrite, [&] { return db_->Run(kKnowUser, {user}).status(); });
+}
+
+absl::StatusOr<std::vector<UserMarks>> SqlMessageStore::KnowAndReadMarks(
+    const std::vector<std::string>& users) {
+  for (const std::string& user : users) STORE_RETURN_IF_ERROR(CheckUser(user));
+  std::vector<UserMarks> out(users.size());
+  if (users.empty()) return out;
+  // Rows created in name order: the lock order of the class comment.
+  std::vector<std::string> sorted = users;
+  std::sort(sorted.begin(), sorted.end());
+  sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+  std::vector<SqlStatement> statements;
+  statements.reserve(2 * sorted.size());
+  for (const std::string& user : sorted) {
+    statements.push_back({kKnowUser, {user}});
+    statements.push_back({kReadMarks, {user}});
+  }
+  STORE_RETURN_IF_ERROR(db_->Transaction(Mode::kWrite, [&]() -> absl::Status {
+    absl::StatusOr<std::vector<SqlRows>> rows = db_->RunAll(statements);
+    if (!rows.ok()) return rows.status();
+    for (size_t i = 0; i < users.size(); ++i) {
+      const size_t at = static_cast<size_t>(
+          std::lower_bound(sorted.begin(), sorted.end(), users[i]) - sorted.begin());
+      out[i] = MarksOf((*rows)[2 * at + 1]);
+    }
+    return absl::OkStatus();
+  }));
+  return out;
 }
 
 absl::StatusOr<UserMarks> SqlMessageStore::Marks(const std::string& user) {
   STORE_RETURN_IF_ERROR(CheckUser(user));
   UserMarks marks;
   STORE_RETURN_IF_ERROR(db_->Transaction(Mode::kRead, [&]() -> absl::Status {
-    absl::StatusOr<SqlRows> rows =
-        db_->Run("SELECT last_useq, reached_useq FROM streams WHERE owner = $1", {user});
+    absl::StatusOr<SqlRows> rows = db_->Run(kReadMarks, {user});
     if (!rows.ok()) return rows.status();
-    marks = UserMarks{};
-    if (!rows->empty()) marks = UserMarks{rows->Int(0, 0), rows->Int(0, 1)};
+    marks = MarksOf(*rows);
     return absl::OkStatus();
   }));
   return marks;
@@ -255,9 +286,7 @@ absl::Status SqlMessageStore::AdvanceReachedIn(const std::map<std::string, int64
   // newly reached; move those delivered marks.
   std::vector<SqlStatement> locks;
   for (const auto& [user, useq] : wanted) {
-    locks.push_back({absl::StrCat("SELECT last_useq, reached_useq FROM streams WHERE owner = $1",
-                                  db_->ForUpdate()),
-                     {user}});
+    locks.push_back({absl::StrCat(kReadMarks, db_->ForUpdate()), {user}});
   }
   absl::StatusOr<std::vector<SqlRows>> current = db_->RunAll(locks);
   if (!current.ok()) return current.status();

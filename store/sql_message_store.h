@@ -38,6 +38,8 @@ class SqlMessageStore final : public MessageStore {
   absl::StatusOr<bool> HasUser(const std::string& user) override;
   absl::Status KnowUser(const std::string& user) override;
   absl::StatusOr<UserMarks> Marks(const std::string& user) override;
+  absl::StatusOr<std::vector<UserMarks>> KnowAndReadMarks(
+      const std::vector<std::string>& users) override;
   absl::StatusOr<SyncPage> Sync(const std::string& user, int64_t since, int limit,
                                 size_t max_bytes) override;
   absl::StatusOr<SyncPage> Unread(const std::string& user, int64_t after, int limit,

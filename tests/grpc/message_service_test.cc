@@ -664,6 +664,60 @@ TEST_F(MessageServiceTest, AttachAnswersWithTheUsersMarks) {
   EXPECT_EQ(later.reached_useq(), 2) << "a later connection is not pushed them again";
 }
 
+TEST_F(MessageServiceTest, AttachesInOneEdgeUpAreAnsweredInOrderEachWithItsOwnMarks) {
+  Link e1(gateway_.get());
+  ASSERT_TRUE(e1.Hello("e1"));
+  e1.Attach("a1", "alice");
+  EXPECT_EQ(e1.SendOne(1, Req("alice", "bob", "one", "a1")).delivered(), 0);
+  EXPECT_EQ(e1.SendOne(2, Req("alice", "bob", "two", "a1")).delivered(), 0);
+
+  // A storm of connections comes up in one EdgeUp: bob twice, a new user,
+  // and an id already attached for alice (refused, the others not).
+  v1::EdgeUp up;
+  for (const auto& [id, user] : std::vector<std::pair<std::string, std::string>>{
+           {"b1", "bob"}, {"n1", "nina"}, {"a1", "mallory"}, {"b2", "bob"}}) {
+    auto* a = up.add_attaches();
+    a->set_connection_id(id);
+    a->set_user(user);
+    a->set_after_useq(-1);
+  }
+  const size_t before = e1.Get().attached.size();
+  e1.Write(std::move(up));
+  ASSERT_TRUE(e1.WaitUntil([&](const Seen& s) { return s.attached.size() == before + 4; },
+                           "four Attached"));
+  const Seen seen = e1.Get();
+  const std::vector<v1::Attached> got(seen.attached.begin() + static_cast<long>(before),
+                                      seen.attached.end());
+  ASSERT_EQ(got.size(), 4u);
+  EXPECT_EQ(got[0].connection_id(), "b1");
+  EXPECT_EQ(got[0].error(), "");
+  EXPECT_EQ(got[0].last_useq(), 2);
+  EXPECT_EQ(got[1].connection_id(), "n1");
+  EXPECT_EQ(got[1].error(), "");
+  EXPECT_EQ(got[1].last_useq(), 0);
+  EXPECT_EQ(got[2].connection_id(), "a1");
+  EXPECT_EQ(got[2].error(), "connection id already attached for another user");
+  EXPECT_EQ(got[3].connection_id(), "b2");
+  EXPECT_EQ(got[3].error(), "");
+  EXPECT_EQ(got[3].last_useq(), 2);
+
+  // Both of bob's connections get what comes next; alice's stays hers.
+  EXPECT_EQ(e1.SendOne(3, Req("alice", "bob", "three", "a1")).delivered(), 2);
+  EXPECT_EQ(e1.SendOne(4, Req("nina", "alice", "hi", "n1")).delivered(), 1);
+}
+
+TEST_F(MessageServiceTest, AnAttachTheStoreCannotAnswerSaysSoAndTheNextOneWorks) {
+  Link e1(gateway_.get());
+  ASSERT_TRUE(e1.Hello("e1"));
+  store_->Break();
+  v1::Attached failed = e1.Attach("a1", "alice");
+  EXPECT_EQ(failed.error().rfind("message store unavailable: ", 0), 0u) << failed.error();
+  store_->Repair();
+  v1::Attached ok = e1.Attach("a2", "alice");
+  EXPECT_EQ(ok.error(), "");
+  EXPECT_EQ(ok.last_useq(), 0);
+}
+
 TEST_F(MessageServiceTest, ASendToAnAttachedUserIsDeliveredWithItsNumbers) {
   Link e1(gateway_.get());
   Link e2(gateway_.get());

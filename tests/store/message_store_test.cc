@@ -147,6 +147,34 @@ TYPED_TEST(MessageStoreTest, UsersBecomeKnownByCommitOrKnowUser) {
   EXPECT_FALSE(this->store_->KnowUser("").ok());
 }
 
+TYPED_TEST(MessageStoreTest, KnowAndReadMarksAnswersEachUserInOrderInOneCall) {
+  this->Send("alice", "bob");
+  this->Send("alice", "bob");
+  ASSERT_OK(this->store_->AdvanceReached("bob", 1).status());
+  ASSIGN_OK(std::vector<UserMarks> marks,
+            this->store_->KnowAndReadMarks({"zoe", "bob", "alice", "bob", "carol"}));
+  ASSERT_EQ(marks.size(), 5u);
+  EXPECT_EQ(marks[0].last_useq, 0);  // new: now known, nothing stored
+  EXPECT_EQ(marks[1].last_useq, 2);
+  EXPECT_EQ(marks[1].reached_useq, 1);
+  EXPECT_EQ(marks[2].last_useq, 2);
+  EXPECT_EQ(marks[2].reached_useq, 0);
+  EXPECT_EQ(marks[3].last_useq, 2);  // the same name twice: the same answer
+  EXPECT_EQ(marks[3].reached_useq, 1);
+  EXPECT_EQ(marks[4].last_useq, 0);
+  for (const char* user : {"zoe", "carol"}) {
+    ASSIGN_OK(bool has, this->store_->HasUser(user));
+    EXPECT_TRUE(has) << user;
+  }
+  ASSIGN_OK(std::vector<UserMarks> none, this->store_->KnowAndReadMarks({}));
+  EXPECT_TRUE(none.empty());
+
+  // An invalid name fails the call, and the valid names with it are not kept.
+  EXPECT_FALSE(this->store_->KnowAndReadMarks({"dave", ""}).ok());
+  ASSIGN_OK(bool has, this->store_->HasUser("dave"));
+  EXPECT_FALSE(has);
+}
+
 TYPED_TEST(MessageStoreTest, MessageToYourselfHasOneUseqAndIsAlwaysRead) {
   this->Send("bob", "alice");
   Committed self = this->Send("alice", "alice", "note");

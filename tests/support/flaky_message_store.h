@@ -45,6 +45,11 @@ class FlakyMessageStore : public store::MessageStore {
     if (absl::Status s = Check(); !s.ok()) return s;
     return real_->Marks(user);
   }
+  absl::StatusOr<std::vector<store::UserMarks>> KnowAndReadMarks(
+      const std::vector<std::string>& users) override {
+    if (absl::Status s = Check(); !s.ok()) return s;
+    return real_->KnowAndReadMarks(users);
+  }
   absl::StatusOr<store::SyncPage> Sync(const std::string& user, int64_t since, int limit,
                                        size_t max_bytes) override {
     if (absl::Status s = Check(); !s.ok()) return s;

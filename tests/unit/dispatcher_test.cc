@@ -122,12 +122,13 @@ class DispatcherTest : public ::testing::Test {
   }
 
   v1::Attached Attach(FakeEdge* edge, const std::string& connection_id, const std::string& user) {
-    v1::Attach attach;
-    attach.set_connection_id(connection_id);
-    attach.set_user(user);
-    attach.set_after_useq(-1);
+    google::protobuf::RepeatedPtrField<v1::Attach> attaches;
+    v1::Attach* attach = attaches.Add();
+    attach->set_connection_id(connection_id);
+    attach->set_user(user);
+    attach->set_after_useq(-1);
     const size_t before = edge->AttachedAnswers().size();
-    dispatcher_->Attach(edge->outbox, edge->edge_id, attach, store_.get());
+    dispatcher_->Attach(edge->outbox, edge->edge_id, attaches, store_.get());
     std::vector<v1::Attached> answers = edge->AttachedAnswers();
     EXPECT_EQ(answers.size(), before + 1) << "one Attached per Attach";
     return answers.empty() ? v1::Attached() : answers.back();
