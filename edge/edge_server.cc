@@ -229,7 +229,7 @@ void EdgeServer::DoAccept() {
     for (size_t i = 0; i < kStrands; ++i) strands_.push_back(net::make_strand(ioc_));
   }
   const auto& strand = strands_[next_strand_++ % kStrands];
-  acceptor_.async_accept(strand, [this](boost::system::error_code ec, tcp::socket socket) {
+  acceptor_.async_accept(strand, [this](boost::system::error_code ec, PlainSocket socket) {
     if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
     if (ec) {
       // Out of file descriptors, most likely: back off instead of spinning.

@@ -153,25 +153,9 @@ void PlainWsSession::PostHeld(Fn fn) {
   });
 }
 
-PlainWsSession::Socket PlainWsSession::Adopt(net::ip::tcp::socket socket) {
-  // EdgeServer accepts every connection on a strand of its io_context: the
-  // session keeps that strand, now under its own type.
-  const net::any_io_executor executor = socket.get_executor();
-  const Strand* strand = executor.target<Strand>();
-  Socket adopted(strand != nullptr ? *strand
-                                   : net::make_strand(static_cast<net::io_context&>(
-                                         net::query(executor, net::execution::context))));
-  error_code ec;
-  const auto protocol = socket.local_endpoint(ec).protocol();
-  if (ec) return adopted;  // not connected any more: the handshake write fails and ends it
-  const auto fd = socket.release(ec);
-  if (!ec) adopted.assign(protocol, fd, ec);
-  return adopted;
-}
-
-PlainWsSession::PlainWsSession(net::ip::tcp::socket socket, EdgeContext* context, Identity identity,
+PlainWsSession::PlainWsSession(PlainSocket socket, EdgeContext* context, Identity identity,
                                std::string connection_id, bool answer_authorization)
-    : socket_(Adopt(std::move(socket))),
+    : socket_(std::move(socket)),
       timer_(socket_.get_executor()),
       context_(context),
       logic_(std::move(identity.user), std::move(connection_id), &context->logic, context->messages,

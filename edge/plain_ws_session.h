@@ -20,6 +20,7 @@
 #include "edge/edge_context.h"
 #include "edge/fifo.h"
 #include "edge/session_record.h"
+#include "edge/transport.h"
 #include "edge/ws_codec.h"
 
 namespace chat::edge {
@@ -48,7 +49,7 @@ class PlainWsSession final : public std::enable_shared_from_this<PlainWsSession>
                              public LocalConnection,
                              public DeferredWrite {
  public:
-  PlainWsSession(boost::asio::ip::tcp::socket socket, EdgeContext* context, Identity identity,
+  PlainWsSession(PlainSocket socket, EdgeContext* context, Identity identity,
                  std::string connection_id, bool answer_authorization);
   ~PlainWsSession() override;
 
@@ -97,11 +98,10 @@ class PlainWsSession final : public std::enable_shared_from_this<PlainWsSession>
 
   // The socket and timer name their executor's type: any_io_executor would
   // make each 32 bytes larger, and every pending operation too.
-  using Strand = boost::asio::strand<boost::asio::io_context::executor_type>;
-  using Socket = boost::asio::basic_stream_socket<boost::asio::ip::tcp, Strand>;
+  using Strand = PlainStrand;
+  using Socket = PlainSocket;
   using Timer = boost::asio::basic_waitable_timer<
       std::chrono::steady_clock, boost::asio::wait_traits<std::chrono::steady_clock>, Strand>;
-  static Socket Adopt(boost::asio::ip::tcp::socket socket);
   // Holds the session's mutex for a handler or an inline run.
   class Held;
   // Enters the session on this thread unless another thread is in it or this

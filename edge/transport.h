@@ -4,7 +4,9 @@
 #include <type_traits>
 #include <utility>
 
+#include "boost/asio/io_context.hpp"
 #include "boost/asio/ip/tcp.hpp"
+#include "boost/asio/strand.hpp"
 #include "boost/beast/core/tcp_stream.hpp"
 #include "boost/beast/ssl/ssl_stream.hpp"
 
@@ -13,7 +15,15 @@ namespace chat::edge {
 // The two byte streams a session runs over. HttpSession is a template over
 // them, instantiated for exactly these two in its .cc file; WsSession (Beast's
 // WebSocket) serves TlsStream only.
-using PlainStream = boost::beast::tcp_stream;
+//
+// A plain connection keeps the strand it was accepted on, in its type, from
+// the accept to the end: PlainWsSession takes the socket as it is. (With an
+// any_io_executor socket in between, the session had to release the
+// descriptor and assign it to a socket of its own type: an epoll_ctl to
+// remove it, one to add it again, a getsockname and an ioctl per connect.)
+using PlainStrand = boost::asio::strand<boost::asio::io_context::executor_type>;
+using PlainSocket = boost::asio::basic_stream_socket<boost::asio::ip::tcp, PlainStrand>;
+using PlainStream = boost::beast::basic_stream<boost::asio::ip::tcp, PlainStrand>;
 using TlsStream = boost::beast::ssl_stream<boost::beast::tcp_stream>;
 
 template <class Stream>
