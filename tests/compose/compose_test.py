@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import json
 import os
+import random
 import shutil
 import tempfile
 import re
@@ -47,10 +48,31 @@ def fail(msg):
     sys.exit(1)
 
 
+_PORTS_GIVEN = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on, for a service to bind a moment later.
+    Chosen below the kernel's ephemeral range: a port the kernel handed out for
+    port 0 is free again once closed, and the other tests running alongside
+    (servers on port 0, clients' outgoing connections) take theirs from that
+    range, so one of them could take it before the service binds."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        ephemeral_low = int(f.read().split()[0])
+    low = 20000 if ephemeral_low > 21000 else 10000
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randrange(low, ephemeral_low)
+        if port in _PORTS_GIVEN:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _PORTS_GIVEN.add(port)
+        return port
+    fail(f"no free loopback port in {low}..{ephemeral_low - 1}")
 
 
 def ordered(services):

@@ -10,6 +10,10 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <fstream>
+#include <mutex>
+#include <random>
+#include <set>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -131,19 +135,36 @@ absl::StatusOr<int> ChildProcess::Wait(std::chrono::milliseconds timeout) {
 }
 
 int FreeLoopbackPort() {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return 0;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
+  // Below the kernel's ephemeral range: a port the kernel handed out for port
+  // 0 is back in that range once released, where the other tests running
+  // alongside take theirs (servers on port 0, every outgoing connection), so
+  // one of them could take it before the caller's server binds it.
+  int ephemeral_low = 32768;
+  if (std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range"); range) {
+    range >> ephemeral_low;
   }
-  close(fd);
-  return port;
+  const int low = ephemeral_low > 21000 ? 20000 : 10000;
+  static std::mutex mu;
+  static std::set<int> given;  // never the same port twice in one process
+  static std::mt19937 rng(std::random_device{}());
+  std::lock_guard<std::mutex> lock(mu);
+  std::uniform_int_distribution<int> pick(low, ephemeral_low - 1);
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    const int port = pick(rng);
+    if (given.count(port) > 0) continue;
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return 0;
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    const bool free = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+    close(fd);
+    if (!free) continue;
+    given.insert(port);
+    return port;
+  }
+  return 0;
 }
 
 }  // namespace chat::testing

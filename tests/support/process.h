@@ -45,10 +45,11 @@ class ChildProcess {
   std::string buffered_;
 };
 
-// A loopback port free right now (bound to port 0, then released), for a
-// server that reads its port from a configuration file instead of taking 0.
-// Another process may take it before it is used: callers retry on a clash.
-// 0 when none could be had.
+// A loopback port free right now (it could be bound, then was released),
+// below the kernel's ephemeral range and never the same twice in one process,
+// for a server that reads its port from a configuration file instead of
+// taking 0. Another process may still take it before it is used: callers
+// retry on a clash. 0 when none could be had.
 int FreeLoopbackPort();
 
 // The directory holding the built binaries (set by CMake).
