@@ -43,14 +43,18 @@ void Dispatcher::Attach(const std::shared_ptr<Outbox>& link, const std::string& 
   }
   std::vector<absl::StatusOr<store::UserMarks>> marks;
   marks.reserve(users.size());
-  if (absl::StatusOr<std::vector<store::UserMarks>> all = store->KnowAndReadMarks(users);
-      all.ok()) {
+  absl::StatusOr<std::vector<store::UserMarks>> all = store->KnowAndReadMarks(users);
+  if (all.ok()) {
     for (store::UserMarks& m : *all) marks.emplace_back(m);
-  } else {
+  } else if (absl::IsInvalidArgument(all.status())) {
+    // A name the store refuses: the others are answered without it.
     for (const std::string& user : users) {
       absl::Status known = store->KnowUser(user);
       marks.push_back(known.ok() ? store->Marks(user) : absl::StatusOr<store::UserMarks>(known));
     }
+  } else {
+    // The store is down or slow: one attempt for all of them, not one each.
+    marks.assign(users.size(), all.status());
   }
   for (size_t k = 0; k < routed.size(); ++k) {
     chat::v1::Attached& answer = answers[routed[k]];

@@ -32,8 +32,8 @@ class Dispatcher {
   // Connections live on `link`'s edge. Answers Attached on the link for
   // each, in order, with the user's marks; every message committed from now
   // on reaches them. The store makes their users known and reads their marks
-  // in one transaction (one per attach if that fails, so each answer carries
-  // its own error).
+  // in one transaction; if it refuses a name, each attach is tried on its own
+  // so only that one fails, and if it is unavailable, each answer says so.
   void Attach(const std::shared_ptr<Outbox>& link, const std::string& edge_id,
               const google::protobuf::RepeatedPtrField<chat::v1::Attach>& attaches,
               store::MessageStore* store);

@@ -672,10 +672,11 @@ TEST_F(MessageServiceTest, AttachesInOneEdgeUpAreAnsweredInOrderEachWithItsOwnMa
   EXPECT_EQ(e1.SendOne(2, Req("alice", "bob", "two", "a1")).delivered(), 0);
 
   // A storm of connections comes up in one EdgeUp: bob twice, a new user,
-  // and an id already attached for alice (refused, the others not).
+  // an id already attached for alice and a user without a name (each of
+  // these two refused, the others not).
   v1::EdgeUp up;
   for (const auto& [id, user] : std::vector<std::pair<std::string, std::string>>{
-           {"b1", "bob"}, {"n1", "nina"}, {"a1", "mallory"}, {"b2", "bob"}}) {
+           {"b1", "bob"}, {"n1", "nina"}, {"a1", "mallory"}, {"x1", ""}, {"b2", "bob"}}) {
     auto* a = up.add_attaches();
     a->set_connection_id(id);
     a->set_user(user);
@@ -683,12 +684,12 @@ TEST_F(MessageServiceTest, AttachesInOneEdgeUpAreAnsweredInOrderEachWithItsOwnMa
   }
   const size_t before = e1.Get().attached.size();
   e1.Write(std::move(up));
-  ASSERT_TRUE(e1.WaitUntil([&](const Seen& s) { return s.attached.size() == before + 4; },
-                           "four Attached"));
+  ASSERT_TRUE(e1.WaitUntil([&](const Seen& s) { return s.attached.size() == before + 5; },
+                           "five Attached"));
   const Seen seen = e1.Get();
   const std::vector<v1::Attached> got(seen.attached.begin() + static_cast<long>(before),
                                       seen.attached.end());
-  ASSERT_EQ(got.size(), 4u);
+  ASSERT_EQ(got.size(), 5u);
   EXPECT_EQ(got[0].connection_id(), "b1");
   EXPECT_EQ(got[0].error(), "");
   EXPECT_EQ(got[0].last_useq(), 2);
@@ -697,9 +698,11 @@ TEST_F(MessageServiceTest, AttachesInOneEdgeUpAreAnsweredInOrderEachWithItsOwnMa
   EXPECT_EQ(got[1].last_useq(), 0);
   EXPECT_EQ(got[2].connection_id(), "a1");
   EXPECT_EQ(got[2].error(), "connection id already attached for another user");
-  EXPECT_EQ(got[3].connection_id(), "b2");
-  EXPECT_EQ(got[3].error(), "");
-  EXPECT_EQ(got[3].last_useq(), 2);
+  EXPECT_EQ(got[3].connection_id(), "x1");
+  EXPECT_NE(got[3].error(), "");
+  EXPECT_EQ(got[4].connection_id(), "b2");
+  EXPECT_EQ(got[4].error(), "");
+  EXPECT_EQ(got[4].last_useq(), 2);
 
   // Both of bob's connections get what comes next; alice's stays hers.
   EXPECT_EQ(e1.SendOne(3, Req("alice", "bob", "three", "a1")).delivered(), 2);
